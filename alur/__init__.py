@@ -1,0 +1,1 @@
+"""Alur: the shared runtime, local infrastructure and the `alur` command line."""

@@ -1,0 +1,1 @@
+"""Local infrastructure as plain processes: Kafka, PostgreSQL, simulators, the services."""

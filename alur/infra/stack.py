@@ -1,0 +1,104 @@
+"""Bring the local infrastructure and the services up and down, as plain processes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import time
+from pathlib import Path
+
+from alur.infra import kafka, postgres
+from alur.infra.procs import Proc, StartError
+from alur.runtime.topics import ensure_topics
+from alur.settings import SERVICES, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SIMULATORS = ("smtp-sink", "gateway-sim")
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as ALUR_* variables, so child processes see exactly the parent's."""
+    return {f"ALUR_{k.upper()}": str(v) for k, v in settings.model_dump().items()}
+
+
+def proc(settings: Settings, name: str) -> Proc:
+    return Proc(name, settings.state_dir / "run", settings.log_dir)
+
+
+def _port(name: str, settings: Settings) -> int:
+    if name == "smtp-sink":
+        return settings.smtp_port
+    if name == "gateway-sim":
+        return settings.gateway_port
+    return settings.metrics_port(name)
+
+
+def wait_port(port: int, p: Proc, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if p.pid() is None:
+            raise StartError(f"{p.name} exited during start-up; see {p.log_file}:\n{p.tail()}")
+        with socket.socket() as s:
+            s.settimeout(0.5)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise StartError(f"{p.name} did not listen on port {port} within {timeout:.0f}s; "
+                     f"see {p.log_file}")
+
+
+def start_process(settings: Settings, name: str) -> int:
+    """Start `alur run NAME` in the background and wait until it listens."""
+    p = proc(settings, name)
+    if (pid := p.pid()) is not None:
+        return pid
+    pid = p.start([sys.executable, "-m", "alur.cli", "run", name], env=settings_env(settings),
+                  cwd=ROOT)
+    wait_port(_port(name, settings), p)
+    return pid
+
+
+def infra_up(settings: Settings, say: callable = print) -> None:  # type: ignore[valid-type]
+    """Idempotent: what runs already is reused."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    say(f"kafka       {settings.kafka_bootstrap}  pid {kafka.start(settings)}")
+    created = asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.partitions))
+    if created:
+        say(f"            created topics: {', '.join(created)}")
+    say(f"postgres    127.0.0.1:{settings.pg_port}  pid {postgres.start(settings)}")
+    for name in SIMULATORS:
+        say(f"{name:<11} 127.0.0.1:{_port(name, settings)}  pid {start_process(settings, name)}")
+
+
+def infra_down(settings: Settings, say: callable = print) -> None:  # type: ignore[valid-type]
+    for name in reversed(SIMULATORS):
+        if proc(settings, name).stop():
+            say(f"stopped {name}")
+    if kafka.proc(settings).stop(timeout=30):
+        say("stopped kafka")
+    if postgres.stop(settings):
+        say("stopped postgres")
+
+
+def services_up(settings: Settings, names: tuple[str, ...] = SERVICES) -> dict[str, int]:
+    return {name: start_process(settings, name) for name in names}
+
+
+def services_down(settings: Settings, names: tuple[str, ...] = SERVICES) -> None:
+    for name in names:
+        proc(settings, name).stop()
+
+
+def status(settings: Settings) -> list[tuple[str, str, str, str]]:
+    """(component, state, address, log) rows."""
+    rows = []
+    procs = [("kafka", kafka.proc(settings), settings.kafka_bootstrap),
+             ("postgres", postgres.proc(settings), f"127.0.0.1:{settings.pg_port}")]
+    procs += [(n, proc(settings, n), f"127.0.0.1:{_port(n, settings)}")
+              for n in (*SIMULATORS, *SERVICES)]
+    for name, p, address in procs:
+        pid = p.pid()
+        rows.append((name, f"running (pid {pid})" if pid else "stopped", address,
+                     str(p.log_file)))
+    return rows

@@ -1,0 +1,1 @@
+"""The reliable handling core shared by all five services: written once, used by all."""

@@ -1,0 +1,71 @@
+"""Run one consumed event through a service's pure decider, inside the unit of work.
+
+A service's domain is a `Decider`: `evolve(state, event) -> state` folds its stream, and
+`decide(state, event) -> [payload | command]` says what follows. Payloads become events caused by
+the consumed one; commands (gateway charge, e-mail) are carried out by the service's `perform`,
+which returns more payloads. The consumed event and the new ones are appended to the order's
+stream in the service's event store; the new ones go to the outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from functools import reduce
+from typing import Generic, Literal, TypeVar
+
+from alur.runtime.ports import UnitOfWork
+from alur.runtime.processing import HandlerResult
+from schemas import Event, Model, caused_by
+from schemas.envelope import EVENT_FOR_DATA
+
+S = TypeVar("S")
+Perform = Callable[[UnitOfWork, object, Event], Awaitable[Sequence[Model]]]
+
+
+@dataclass(frozen=True)
+class Decider(Generic[S]):
+    initial: S
+    evolve: Callable[[S, Event], S]
+    decide: Callable[[S, Event], Sequence[object]]
+    relevant: frozenset[str]
+
+    def fold(self, events: Sequence[Event]) -> S:
+        return reduce(self.evolve, events, self.initial)
+
+
+async def handle_event(
+    uow: UnitOfWork, event: Event, decider: Decider[S], *, source: str,
+    perform: Perform | None = None,
+) -> HandlerResult:
+    if event.type not in decider.relevant:
+        return "ignored"
+    history = await uow.load(event.subject)
+    own_echo = any(stored.event.id == event.id for stored in history)
+    # For an observed event, the state before it; for an own event read back from Kafka (a
+    # service that reacts to its own topic), the state already includes it.
+    state = decider.fold([stored.event for stored in history])
+    new_events: list[Event] = []
+    for item in decider.decide(state, event):
+        payloads = [item] if _is_event_payload(item) else await _perform(perform, uow, item, event)
+        new_events.extend(caused_by(event, p, source=source) for p in payloads)
+    recorded = new_events if own_echo else [event, *new_events]
+    origins: list[Literal["own", "observed"]] = ["own"] * len(new_events)
+    if not own_echo:
+        origins.insert(0, "observed")
+    if recorded:
+        await uow.append(event.subject, len(history), recorded, origins)
+    for e in new_events:
+        uow.publish(e)
+    return "processed"
+
+
+def _is_event_payload(item: object) -> bool:
+    return isinstance(item, Model) and type(item) in EVENT_FOR_DATA
+
+
+async def _perform(perform: Perform | None, uow: UnitOfWork, command: object,
+                   event: Event) -> Sequence[Model]:
+    if perform is None:
+        raise TypeError(f"decider returned command {command!r} but the service performs none")
+    return await perform(uow, command, event)

@@ -1,0 +1,31 @@
+"""Root exceptions of the runtime. `retriable` decides retry versus dead letter."""
+
+from __future__ import annotations
+
+
+class AlurError(Exception):
+    """Root of the runtime's errors."""
+
+    retriable = False
+
+
+class InfrastructureError(AlurError):
+    """A dependency (database, broker, gateway, SMTP) failed; `retriable` says if a retry may help."""
+
+    def __init__(self, message: str, *, retriable: bool = True) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+class ConcurrencyConflict(AlurError):
+    """Another writer appended to the stream first; reload and decide again."""
+
+    retriable = True
+
+
+class InvalidEvent(AlurError):
+    """The message can never be handled as it is (bad shape, impossible transition)."""
+
+
+def is_retriable(exc: BaseException) -> bool:
+    return bool(getattr(exc, "retriable", False))

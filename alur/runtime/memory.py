@@ -1,0 +1,119 @@
+"""In-memory fakes of the core ports, for handler unit tests. Same contract as postgres.py."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from alur.runtime.errors import ConcurrencyConflict
+from alur.runtime.ports import AuditRow, OutboxRow, StoredEvent
+from schemas import Event, encode
+
+
+@dataclass
+class MemoryState:
+    """Everything one service schema holds. `extra` is for service tables (e.g. stock)."""
+
+    inbox: set[uuid.UUID] = field(default_factory=set)
+    streams: dict[str, list[StoredEvent]] = field(default_factory=dict)
+    outbox: list[dict[str, Any]] = field(default_factory=list)
+    audit: list[AuditRow] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+    next_outbox_id: int = 1
+
+
+class InMemoryUnitOfWork:
+    """Works on a copy of the state and swaps it in at commit, so a failure leaves no trace."""
+
+    def __init__(self, state: MemoryState) -> None:
+        self._committed = state
+        self.state = state
+
+    async def __aenter__(self) -> InMemoryUnitOfWork:
+        self.state = copy.deepcopy(self._committed)
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self._committed.__dict__.update(self.state.__dict__)
+        self.state = self._committed
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        snapshot = copy.deepcopy(self.state)
+        try:
+            yield
+        except BaseException:
+            self.state.__dict__.update(snapshot.__dict__)
+            raise
+
+    async def remember(self, event_id: uuid.UUID) -> bool:
+        if event_id in self.state.inbox:
+            return False
+        self.state.inbox.add(event_id)
+        return True
+
+    async def load(self, stream_id: str) -> list[StoredEvent]:
+        return list(self.state.streams.get(stream_id, []))
+
+    async def append(
+        self, stream_id: str, expected_version: int, events: Sequence[Event],
+        origins: Sequence[Literal["own", "observed"]],
+    ) -> None:
+        stream = self.state.streams.setdefault(stream_id, [])
+        if len(stream) != expected_version:
+            raise ConcurrencyConflict(f"stream {stream_id} moved past version {expected_version}")
+        known = {s.event.id for st in self.state.streams.values() for s in st}
+        if any(e.id in known for e in events):
+            raise ConcurrencyConflict(f"event already stored in {stream_id}")
+        for i, (e, origin) in enumerate(zip(events, origins, strict=True)):
+            stream.append(StoredEvent(expected_version + i + 1, origin, e))
+
+    def publish(self, event: Event) -> None:
+        self._enqueue(event.id, event.topic, event.subject.encode(), encode(event))
+        self.audit(AuditRow(direction="out", topic=event.topic, outcome="emitted",
+                            event_id=event.id, type=event.type, order_id=event.subject))
+
+    def dead_letter(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self._enqueue(None, topic, key, value)
+
+    def _enqueue(self, event_id: uuid.UUID | None, topic: str, key: bytes | None,
+                 value: bytes) -> None:
+        self.state.outbox.append({
+            "id": self.state.next_outbox_id, "event_id": event_id, "topic": topic, "key": key,
+            "value": value, "created_at": datetime.now(UTC), "published_at": None,
+        })
+        self.state.next_outbox_id += 1
+
+    def audit(self, row: AuditRow) -> None:
+        self.state.audit.append(row)
+
+
+class InMemoryOutbox:
+    def __init__(self, state: MemoryState) -> None:
+        self._state = state
+
+    async def unpublished(self, limit: int) -> list[OutboxRow]:
+        rows = [r for r in self._state.outbox if r["published_at"] is None][:limit]
+        return [OutboxRow(r["id"], r["topic"], r["key"], r["value"], r["event_id"],
+                          r["created_at"]) for r in rows]
+
+    async def mark_published(self, published: Sequence[tuple[int, int, int]]) -> None:
+        by_id = {row_id: (p, o) for row_id, p, o in published}
+        for r in self._state.outbox:
+            if r["id"] in by_id:
+                r["published_at"] = datetime.now(UTC)
+                r["partition"], r["offset"] = by_id[r["id"]]
+
+    async def prune(self, older_than_seconds: float) -> int:
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+        keep = [r for r in self._state.outbox
+                if r["published_at"] is None or r["published_at"] >= cutoff]
+        pruned = len(self._state.outbox) - len(keep)
+        self._state.outbox[:] = keep
+        return pruned

@@ -1,0 +1,90 @@
+"""The ports of the reliability core. The PostgreSQL adapters and the in-memory fakes both
+implement them and pass the same contract tests (tests/contract/)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from schemas import Event
+
+Outcome = Literal["processed", "ignored", "duplicate", "dead_lettered", "emitted"]
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One line of the audit log: a consumed or an emitted event and what became of it."""
+
+    direction: Literal["in", "out"]
+    topic: str
+    outcome: str
+    event_id: uuid.UUID | None = None
+    type: str | None = None
+    order_id: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    attempts: int = 1
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    topic: str
+    key: bytes | None
+    value: bytes
+    event_id: uuid.UUID | None = None
+    created_at: datetime | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    version: int
+    origin: Literal["own", "observed"]
+    event: Event
+
+
+class UnitOfWork(Protocol):
+    """One transaction: inbox, event store, outbox and audit commit together or not at all."""
+
+    async def __aenter__(self) -> UnitOfWork: ...
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None: ...
+
+    def savepoint(self) -> AbstractAsyncContextManager[None]:
+        """Undo everything written inside the block if it raises; the outer transaction lives on."""
+
+    async def remember(self, event_id: uuid.UUID) -> bool:
+        """Record a consumed event id in the inbox; False if it was there already."""
+
+    async def load(self, stream_id: str) -> list[StoredEvent]:
+        """The stream's events in version order (empty for a new stream)."""
+
+    async def append(
+        self, stream_id: str, expected_version: int, events: Sequence[Event],
+        origins: Sequence[Literal["own", "observed"]],
+    ) -> None:
+        """Append after `expected_version`; ConcurrencyConflict if another writer got there first."""
+
+    def publish(self, event: Event) -> None:
+        """Put an own event in the outbox (its class's topic, keyed by subject) and audit it."""
+
+    def dead_letter(self, topic: str, key: bytes | None, value: bytes) -> None:
+        """Put a dead-letter record in the outbox for `topic` (already the `.dlq` name)."""
+
+    def audit(self, row: AuditRow) -> None: ...
+
+
+class Outbox(Protocol):
+    """What the relay needs: unpublished rows in order, marking them, pruning old ones."""
+
+    async def unpublished(self, limit: int) -> list[OutboxRow]: ...
+
+    async def mark_published(self, published: Sequence[tuple[int, int, int]]) -> None:
+        """Mark rows published: (row id, partition, offset) each."""
+
+    async def prune(self, older_than_seconds: float) -> int: ...

@@ -1,0 +1,145 @@
+"""Handle a batch of consumed messages in ONE transaction, each message in a savepoint.
+
+For every message: decode, record its id in the inbox (a duplicate does nothing), call the
+service's handler (load, decide, append, publish), write the audit row. A message whose handler
+raises a retriable error is retried with backoff; one that still fails, or can never succeed
+(undecodable, a bug), goes to `<topic>.dlq` through the outbox with its error and origin, so the
+partition moves on. An error of the transaction itself (database gone) propagates: the caller
+retries the whole batch and acks nothing until it commits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from alur.runtime.errors import is_retriable
+from alur.runtime.ports import AuditRow, UnitOfWork
+from schemas import DecodeError, Event, decode, dlq_topic
+
+log = logging.getLogger("alur.processing")
+
+HandlerResult = Literal["processed", "ignored"]
+Handler = Callable[[UnitOfWork, Event], Awaitable[HandlerResult]]
+
+
+@dataclass(frozen=True)
+class Message:
+    """A consumed Kafka record, as the runtime sees it."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Result:
+    message: Message
+    outcome: str
+    event_type: str | None
+    attempts: int
+    error: str | None = None
+
+
+class BatchProcessor:
+    def __init__(
+        self, service: str, handler: Handler, new_uow: Callable[[], UnitOfWork], *,
+        attempts: int = 4, backoff: float = 0.1,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.service = service
+        self._handler = handler
+        self._new_uow = new_uow
+        self._attempts = attempts
+        self._backoff = backoff
+        self._sleep = sleep
+
+    async def process(self, batch: Sequence[Message]) -> list[Result]:
+        """Process and commit the batch; raises only if the transaction itself fails."""
+        results: list[Result] = []
+        async with self._new_uow() as uow:
+            for message in batch:
+                results.append(await self._one(uow, message))
+        return results
+
+    async def _one(self, uow: UnitOfWork, message: Message) -> Result:
+        try:
+            event = decode(message.value)
+        except DecodeError as exc:
+            return self._dead_letter(uow, message, None, f"undecodable: {exc}", 1)
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with uow.savepoint():
+                    if not await uow.remember(event.id):
+                        outcome: str = "duplicate"
+                    else:
+                        outcome = await self._handler(uow, event)
+                    uow.audit(self._audit_in(message, event, outcome, attempt))
+                return Result(message, outcome, event.type, attempt)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if _is_connection_loss(exc):
+                    raise
+                if _retriable(exc) and attempt < self._attempts:
+                    log.warning("retrying %s %s (attempt %d): %s", event.type, event.subject,
+                                attempt, error)
+                    await self._sleep(self._backoff * 2 ** (attempt - 1))
+                    continue
+                log.error("dead-lettering %s %s after %d attempt(s): %s", event.type,
+                          event.subject, attempt, error)
+                return self._dead_letter(uow, message, event, error, attempt)
+
+    def _audit_in(self, message: Message, event: Event | None, outcome: str, attempts: int,
+                  error: str | None = None) -> AuditRow:
+        return AuditRow(
+            direction="in", topic=message.topic, partition=message.partition,
+            offset=message.offset, event_id=event.id if event else None,
+            type=event.type if event else None, order_id=event.subject if event else None,
+            outcome=outcome, attempts=attempts, error=error,
+        )
+
+    def _dead_letter(self, uow: UnitOfWork, message: Message, event: Event | None, error: str,
+                     attempts: int) -> Result:
+        uow.dead_letter(dlq_topic(message.topic), message.key,
+                        dead_letter_record(self.service, message, error, attempts))
+        uow.audit(self._audit_in(message, event, "dead_lettered", attempts, error))
+        return Result(message, "dead_lettered", event.type if event else None, attempts, error)
+
+
+def dead_letter_record(service: str, message: Message, error: str, attempts: int) -> bytes:
+    """The DLQ value: the error, where the message came from, and the original bytes."""
+    try:
+        value, encoding = message.value.decode(), "utf-8"
+    except UnicodeDecodeError:
+        value, encoding = base64.b64encode(message.value).decode(), "base64"
+    return json.dumps({
+        "service": service, "error": error, "attempts": attempts,
+        "failed_at": datetime.now(UTC).isoformat(),
+        "origin": {"topic": message.topic, "partition": message.partition,
+                   "offset": message.offset,
+                   "key": message.key.decode(errors="replace") if message.key else None},
+        "value": value, "value_encoding": encoding,
+    }).encode()
+
+
+def _retriable(exc: BaseException) -> bool:
+    import asyncpg
+
+    # Deadlocks and serialization failures succeed when tried again.
+    return is_retriable(exc) or isinstance(exc, asyncpg.TransactionRollbackError)
+
+
+def _is_connection_loss(exc: BaseException) -> bool:
+    from alur.runtime.postgres import CONNECTION_ERRORS  # asyncpg only where it is used
+
+    return isinstance(exc, CONNECTION_ERRORS)

@@ -1,0 +1,95 @@
+"""The outbox relay: publishes committed outbox rows with an idempotent producer, in order.
+
+One relay per service is active at a time (a PostgreSQL advisory lock held on its own
+connection), so rows leave in id order and per-order event order is kept. It wakes on the
+NOTIFY sent by each committing unit of work and polls as a fallback. Rows that failed to send
+stay unpublished and are sent again: nothing is dropped (consumers deduplicate by event id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from alur.runtime import metrics
+from alur.runtime.db import advisory_key
+from alur.runtime.ports import Outbox
+from alur.runtime.postgres import notify_channel
+
+log = logging.getLogger("alur.relay")
+PRUNE_EVERY = 60.0
+
+
+def new_producer(bootstrap: str) -> AIOKafkaProducer:
+    return AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, acks="all",
+                            linger_ms=5, request_timeout_ms=30000)
+
+
+class OutboxRelay:
+    def __init__(self, service: str, schema: str, dsn: str, outbox: Outbox,
+                 producer: AIOKafkaProducer, *, batch: int, interval: float,
+                 retention: float) -> None:
+        self.service = service
+        self._schema = schema
+        self._dsn = dsn
+        self._outbox = outbox
+        self._producer = producer
+        self._batch = batch
+        self._interval = interval
+        self._retention = retention
+        self._wake = asyncio.Event()
+        self._published = metrics.EVENTS_PUBLISHED
+        self._backlog = metrics.OUTBOX_BACKLOG.labels(service)
+
+    async def run(self) -> None:
+        """Hold leadership and publish until cancelled; reconnects after failures."""
+        while True:
+            try:
+                await self._lead()
+            except asyncio.CancelledError:
+                raise
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as exc:
+                log.warning("relay %s lost its footing, retrying in 1s: %s", self.service, exc)
+                await asyncio.sleep(1.0)
+
+    async def _lead(self) -> None:
+        conn = await asyncpg.connect(self._dsn)
+        try:
+            key = advisory_key(f"relay:{self._schema}")
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+                await asyncio.sleep(1.0)  # another replica's relay is active
+            await conn.add_listener(notify_channel(self._schema), lambda *_: self._wake.set())
+            last_prune = 0.0
+            while True:
+                sent = await self.publish_once()
+                if time.monotonic() - last_prune > PRUNE_EVERY:
+                    await self._outbox.prune(self._retention)
+                    last_prune = time.monotonic()
+                if sent < self._batch:
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), self._interval)
+                    except TimeoutError:
+                        pass
+                    self._wake.clear()
+        finally:
+            await conn.close()
+
+    async def publish_once(self) -> int:
+        rows = await self._outbox.unpublished(self._batch)
+        self._backlog.set(len(rows))
+        if not rows:
+            return 0
+        # Enqueue all, then await all: the producer batches and keeps per-partition order.
+        futures = [await self._producer.send(r.topic, r.value, key=r.key) for r in rows]
+        records = await asyncio.gather(*futures)
+        await self._outbox.mark_published(
+            [(r.id, m.partition, m.offset) for r, m in zip(rows, records, strict=True)])
+        for r in rows:
+            self._published.labels(self.service, r.topic).inc()
+        return len(rows)
+

@@ -1,0 +1,168 @@
+"""One service = one OS process: a faust agent (consume -> BatchProcessor), the outbox relay,
+a /metrics endpoint and whatever the service adds (the orders HTTP API).
+
+The agent uses `noack_take`: a batch's events are acked only after its transaction committed,
+so a crash or a shutdown in the middle of a batch leaves its offsets uncommitted and the batch
+is delivered again (the inbox makes that harmless). faust's `exactly_once` mode is not used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import faust
+
+from alur.runtime import metrics
+from alur.runtime.db import CORE_SQL, connect_pool, migrate
+from alur.runtime.postgres import PostgresOutbox, PostgresUnitOfWork
+from alur.runtime.processing import BatchProcessor, Handler, Message, Result
+from alur.runtime.relay import OutboxRelay, new_producer
+from alur.runtime.topics import ensure_topics
+from alur.settings import Settings
+
+log = logging.getLogger("alur.worker")
+MAX_BATCH_BACKOFF = 5.0
+
+
+@dataclass
+class ServiceParts:
+    """What a service's bootstrap builds once the pool exists."""
+
+    handler: Handler
+    background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    close: Callable[[], Awaitable[None]] | None = None
+
+
+@dataclass(frozen=True)
+class ServiceDefinition:
+    name: str
+    subscriptions: tuple[str, ...]
+    migrations: Path | None
+    build: Callable[[Settings, asyncpg.Pool], Awaitable[ServiceParts]]
+
+    def migration_dirs(self) -> list[Path]:
+        return [CORE_SQL] + ([self.migrations] if self.migrations else [])
+
+
+async def prepare(definition: ServiceDefinition, settings: Settings) -> None:
+    """Apply migrations and make sure the topics exist, before consuming anything."""
+    await migrate(settings.pg_dsn, definition.name, *definition.migration_dirs())
+    await ensure_topics(settings.kafka_bootstrap, settings.partitions)
+
+
+class _Runtime:
+    def __init__(self) -> None:
+        self.ready = asyncio.Event()
+        self.processor: BatchProcessor | None = None
+
+
+def build_app(definition: ServiceDefinition, settings: Settings) -> faust.App:
+    name = definition.name
+    app = faust.App(
+        f"alur-{name}",
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        web_enabled=False,
+        topic_allow_declare=False,     # topics are Alur's to create, with their partitions
+        topic_disable_leader=True,     # no faust leader topic: we elect nothing through faust
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout / 5),
+        producer_acks=-1,
+    )
+    runtime = _Runtime()
+    topic = app.topic(*definition.subscriptions, value_serializer="raw", key_serializer="raw")
+
+    @app.task
+    async def start_service() -> None:
+        pool = await connect_pool(settings.pg_dsn, name, settings.pg_pool_size)
+        producer = new_producer(settings.kafka_bootstrap)
+        await producer.start()
+        parts = await definition.build(settings, pool)
+        runtime.processor = BatchProcessor(
+            name, parts.handler, lambda: PostgresUnitOfWork(pool, name),
+            attempts=settings.retry_attempts, backoff=settings.retry_backoff)
+        relay = OutboxRelay(name, name, settings.pg_dsn, PostgresOutbox(pool), producer,
+                            batch=settings.relay_batch, interval=settings.relay_interval,
+                            retention=settings.outbox_retention)
+        metrics.serve(settings.metrics_port(name))
+        runtime.ready.set()
+        log.info("%s ready: consuming %s", name, ", ".join(definition.subscriptions))
+        try:
+            await asyncio.gather(relay.run(), *(job() for job in parts.background))
+        finally:
+            if parts.close:
+                await parts.close()
+            await producer.stop()
+            await pool.close()
+
+    async def consume(stream: faust.StreamT) -> None:
+        await runtime.ready.wait()
+        assert runtime.processor is not None
+        recorder = _Recorder(name)
+        async for events in stream.noack_take(settings.batch_size, settings.batch_within):
+            batch = [Message(e.message.topic, e.message.partition, e.message.offset,
+                             e.message.key, e.message.value) for e in events]
+            started = time.perf_counter()
+            results = await _commit_with_retry(runtime.processor, batch, recorder)
+            recorder.batch(len(batch), time.perf_counter() - started, results)
+            for e in events:
+                await stream.ack(e)
+
+    app.agent(topic, name=f"alur-{name}-handler")(consume)
+    return app
+
+
+async def _commit_with_retry(processor: BatchProcessor, batch: list[Message],
+                             recorder: _Recorder) -> list[Result]:
+    """Retry the batch until its transaction commits; nothing is acked before that."""
+    delay = 0.2
+    while True:
+        try:
+            return await processor.process(batch)
+        except Exception as exc:  # the transaction failed as a whole (database unreachable, ...)
+            recorder.batch_failed()
+            log.error("%s: batch of %d failed, retrying in %.1fs: %s", processor.service,
+                      len(batch), delay, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MAX_BATCH_BACKOFF)
+
+
+class _Recorder:
+    """Metric children resolved once per label set, not per message."""
+
+    def __init__(self, service: str) -> None:
+        self._service = service
+        self._consumed: dict[tuple[str, str, str], object] = {}
+        self._seconds = metrics.BATCH_SECONDS.labels(service)
+        self._size = metrics.BATCH_SIZE.labels(service)
+        self._failures = metrics.BATCH_FAILURES.labels(service)
+
+    def batch(self, size: int, seconds: float, results: list[Result]) -> None:
+        self._seconds.observe(seconds)
+        self._size.observe(size)
+        for r in results:
+            key = (r.message.topic, r.event_type or "undecodable", r.outcome)
+            child = self._consumed.get(key)
+            if child is None:
+                child = self._consumed[key] = metrics.EVENTS_CONSUMED.labels(self._service, *key)
+            child.inc()  # type: ignore[attr-defined]
+            if r.outcome == "dead_lettered":
+                metrics.DEAD_LETTERS.labels(self._service, r.message.topic).inc()
+
+    def batch_failed(self) -> None:
+        self._failures.inc()
+
+
+def run_service(definition: ServiceDefinition, settings: Settings) -> None:
+    """Prepare the schema and topics, then run the faust worker until SIGTERM/SIGINT."""
+    asyncio.run(prepare(definition, settings))
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    app = build_app(definition, settings)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()

@@ -1,0 +1,75 @@
+"""Settings for every Alur process, read once from ALUR_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES: tuple[str, ...] = ("orders", "inventory", "payments", "shipping", "notifications")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ALUR_", frozen=True)
+
+    state_dir: Path = Field(Path(".alur/dev"), description="Data dirs, logs and PID files.")
+    jar_dir: Path = Field(Path(".alur/jars"), description="Cache of the Kafka broker jars.")
+
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_heap: str = "512m"
+    partitions: int = Field(4, ge=1, description="Partitions per topic created by Alur.")
+
+    pg_port: int = 15432
+    pg_user: str = "alur"
+    pg_password: str = "alur-local"
+    pg_database: str = "alur"
+    pg_pool_size: int = 4
+
+    smtp_port: int = 2525
+    api_port: int = Field(8080, description="Orders HTTP API.")
+    gateway_port: int = Field(8090, description="Payment gateway simulator.")
+    metrics_port_base: int = Field(9400, description="Service i exports /metrics on base + i.")
+
+    batch_size: int = 500
+    batch_within: float = Field(0.05, description="Seconds to wait to fill a batch.")
+    retry_attempts: int = Field(4, description="Tries of a failing message before its DLQ.")
+    retry_backoff: float = Field(0.1, description="First retry delay; doubles per try.")
+    relay_interval: float = Field(0.5, description="Outbox poll when no NOTIFY arrives.")
+    relay_batch: int = 1000
+    outbox_retention: float = Field(3600.0, description="Seconds published rows are kept.")
+    session_timeout: float = Field(10.0, description="Kafka group session timeout, seconds.")
+    log_level: str = "warning"
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def pg_dsn(self) -> str:
+        return (f"postgresql://{self.pg_user}:{self.pg_password}@127.0.0.1:"
+                f"{self.pg_port}/{self.pg_database}")
+
+    @property
+    def smtp_host(self) -> str:
+        return "127.0.0.1"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    def metrics_port(self, service: str) -> int:
+        return self.metrics_port_base + SERVICES.index(service)
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    @property
+    def mail_dir(self) -> Path:
+        return self.state_dir / "mail"

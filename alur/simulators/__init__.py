@@ -1,0 +1,1 @@
+"""Stand-ins for the outside world: payment gateway, courier, SMTP server."""

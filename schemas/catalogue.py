@@ -1,0 +1,47 @@
+"""The whole event catalogue as one discriminated union, and the topics it travels on."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from schemas.inventory import (
+    LowStock, ReservationExpired, StockCommitted, StockRejected, StockReleased, StockReserved,
+    StockRestocked,
+)
+from schemas.notifications import NotificationFailed, NotificationSent
+from schemas.orders import (
+    LoyaltyPointsAccrued, LoyaltyPointsReversed, OrderCancelled, OrderCompleted, OrderPlaced,
+    OrderReturned, OrderStuck, ReceiptConfirmed, ReturnRequested, ReviewSubmitted,
+)
+from schemas.payments import (
+    PaymentConfirmed, PaymentExpired, PaymentFailed, PaymentPending, RefundIssued,
+)
+from schemas.shipping import (
+    Delivered, DeliveryFailed, InTransit, OutForDelivery, PickedUp, ReadyForPickup,
+    ReturnReceived, ShipmentCreated, Shipped,
+)
+
+AnyEvent = Annotated[
+    OrderPlaced | OrderCancelled | OrderCompleted | OrderStuck | ReceiptConfirmed
+    | ReturnRequested | OrderReturned | ReviewSubmitted | LoyaltyPointsAccrued
+    | LoyaltyPointsReversed
+    | StockReserved | StockRejected | StockReleased | StockCommitted | StockRestocked | LowStock
+    | ReservationExpired
+    | PaymentConfirmed | PaymentPending | PaymentFailed | PaymentExpired | RefundIssued
+    | ShipmentCreated | Shipped | InTransit | OutForDelivery | DeliveryFailed | Delivered
+    | ReadyForPickup | PickedUp | ReturnReceived
+    | NotificationSent | NotificationFailed,
+    Field(discriminator="type"),
+]
+
+# One topic per producing service, keyed by order id; failures go to `<topic>.dlq`.
+TOPICS: tuple[str, ...] = ("orders", "inventory", "payments", "shipping", "notifications")
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+ALL_TOPICS: tuple[str, ...] = TOPICS + tuple(dlq_topic(t) for t in TOPICS)

@@ -1,0 +1,93 @@
+"""The event envelope (CloudEvents 1.0 attributes plus Alur's routing fields) and money."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+Channel = Literal["online", "pos"]
+
+# Every event class registers itself here: type name -> class, and payload class -> event class.
+EVENT_TYPES: dict[str, type[Event]] = {}
+EVENT_FOR_DATA: dict[type[BaseModel], type[Event]] = {}
+
+
+class Model(BaseModel):
+    """Base for payloads: immutable, and tolerant of fields added later in the same version."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class Money(Model):
+    """An amount in integer minor units (cents) of an ISO-4217 currency. Never a float."""
+
+    amount: int = Field(ge=0, description="Integer minor units, e.g. 1999 for 19.99 EUR.")
+    currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO-4217 currency code.")
+
+    def __add__(self, other: Money) -> Money:
+        if other.currency != self.currency:
+            raise ValueError(f"cannot add {other.currency} to {self.currency}")
+        return Money(amount=self.amount + other.amount, currency=self.currency)
+
+    def times(self, quantity: int) -> Money:
+        return Money(amount=self.amount * quantity, currency=self.currency)
+
+
+class Event(Model):
+    """CloudEvents 1.0 envelope; `subject` is the order id and the Kafka key."""
+
+    topic: ClassVar[str]
+
+    specversion: Literal["1.0"] = Field("1.0", description="CloudEvents spec version.")
+    id: uuid.UUID = Field(description="Unique event id; consumers deduplicate on it.")
+    source: str = Field(description="Producing service, e.g. 'alur/orders'.")
+    type: str = Field(description="Event type name, past tense.")
+    time: AwareDatetime = Field(description="When the producing service recorded the event.")
+    subject: str = Field(min_length=1, description="The order id (Kafka key).")
+    shop_id: str = Field(min_length=1, description="The shop the order belongs to.")
+    channel: Channel = Field(description="Sales channel of the order.")
+    correlation_id: uuid.UUID = Field(description="Id shared by every event of one order flow.")
+    causation_id: uuid.UUID | None = Field(None, description="Id of the event that caused this.")
+    schema_version: int = Field(1, ge=1, description="Version of this type's payload schema.")
+    data: Any
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        type_field = cls.model_fields["type"]
+        name = type_field.default
+        if isinstance(name, str) and name:
+            EVENT_TYPES[name] = cls
+            EVENT_FOR_DATA[cls.model_fields["data"].annotation] = cls  # type: ignore[index]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def first_event(
+    data: Model, *, source: str, subject: str, shop_id: str, channel: Channel,
+    event_id: uuid.UUID | None = None, at: datetime | None = None,
+) -> Event:
+    """Wrap a payload that starts a flow (no cause): correlation id = its own id."""
+    cls = EVENT_FOR_DATA[type(data)]
+    eid = event_id or uuid.uuid4()
+    return cls(
+        id=eid, source=source, time=at or now(), subject=subject, shop_id=shop_id,
+        channel=channel, correlation_id=eid, causation_id=None, data=data,
+    )
+
+
+def caused_by(
+    cause: Event, data: Model, *, source: str, event_id: uuid.UUID | None = None,
+    at: datetime | None = None,
+) -> Event:
+    """Wrap a payload decided in reaction to `cause`: same subject, shop and correlation."""
+    cls = EVENT_FOR_DATA[type(data)]
+    return cls(
+        id=event_id or uuid.uuid4(), source=source, time=at or now(), subject=cause.subject,
+        shop_id=cause.shop_id, channel=cause.channel, correlation_id=cause.correlation_id,
+        causation_id=cause.id, data=data,
+    )

@@ -1,0 +1,93 @@
+"""One example payload per event type: the source of the golden samples in `samples/`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import schemas as s
+from schemas.envelope import EVENT_TYPES, Event, Model
+
+ORDER = "ord_0001"
+AT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+EUR = s.Money(amount=4998, currency="EUR")
+LINES = [s.StockLine(sku="SKU-RED-MUG", quantity=2)]
+RLINES = [s.ReturnLine(sku="SKU-RED-MUG", quantity=1)]
+PARCEL = dict(order_id=ORDER, shipment_id="shp_1", tracking_number="SIM1234567890")
+
+PAYLOADS: dict[str, Model] = {
+    "OrderPlaced": s.OrderPlacedData(
+        order_id=ORDER,
+        customer=s.Customer(customer_id="cus_1", email="ada@example.com", name="Ada"),
+        lines=[s.OrderLine(sku="SKU-RED-MUG", quantity=2,
+                           unit_price=s.Money(amount=2499, currency="EUR"))],
+        total=EUR,
+        payment=s.PaymentInstruction(method="card", token="tok_visa"),
+        delivery=s.Delivery(method="home_delivery", address=s.Address(
+            line1="1 Main St", city="Lisbon", postal_code="1000-001", country="PT")),
+    ),
+    "OrderCancelled": s.OrderCancelledData(order_id=ORDER, reason="out_of_stock"),
+    "OrderCompleted": s.OrderCompletedData(order_id=ORDER),
+    "OrderStuck": s.OrderStuckData(order_id=ORDER, status="paid", since=AT),
+    "ReceiptConfirmed": s.ReceiptConfirmedData(order_id=ORDER),
+    "ReturnRequested": s.ReturnRequestedData(
+        order_id=ORDER, return_id="ret_1", lines=RLINES, reason="damaged"),
+    "OrderReturned": s.OrderReturnedData(order_id=ORDER, return_id="ret_1", refunded=EUR),
+    "ReviewSubmitted": s.ReviewSubmittedData(order_id=ORDER, rating=5, text="Lovely mug."),
+    "LoyaltyPointsAccrued": s.LoyaltyPointsAccruedData(
+        order_id=ORDER, customer_id="cus_1", points=49),
+    "LoyaltyPointsReversed": s.LoyaltyPointsReversedData(
+        order_id=ORDER, customer_id="cus_1", points=49),
+    "StockReserved": s.StockReservedData(
+        order_id=ORDER, reservation_id="res_1", location="WH-1", lines=LINES, expires_at=AT),
+    "StockRejected": s.StockRejectedData(order_id=ORDER, short_skus=["SKU-RED-MUG"]),
+    "StockReleased": s.StockReleasedData(order_id=ORDER, reservation_id="res_1",
+                                         reason="payment_failed"),
+    "StockCommitted": s.StockCommittedData(order_id=ORDER, reservation_id="res_1",
+                                           location="WH-1"),
+    "StockRestocked": s.StockRestockedData(
+        order_id=ORDER, return_id="ret_1", location="WH-1", lines=LINES),
+    "LowStock": s.LowStockData(sku="SKU-RED-MUG", location="WH-1", available=3, threshold=5),
+    "ReservationExpired": s.ReservationExpiredData(order_id=ORDER, reservation_id="res_1"),
+    "PaymentConfirmed": s.PaymentConfirmedData(
+        order_id=ORDER, payment_id="pay_1", method="card", amount=EUR,
+        gateway_reference="ch_1"),
+    "PaymentPending": s.PaymentPendingData(
+        order_id=ORDER, payment_id="pay_1", amount=EUR, virtual_account="8808123456",
+        expires_at=AT),
+    "PaymentFailed": s.PaymentFailedData(
+        order_id=ORDER, payment_id="pay_1", amount=EUR, reason="declined"),
+    "PaymentExpired": s.PaymentExpiredData(order_id=ORDER, payment_id="pay_1"),
+    "RefundIssued": s.RefundIssuedData(order_id=ORDER, refund_id="ref_1", amount=EUR,
+                                       reason="returned"),
+    "ShipmentCreated": s.ShipmentCreatedData(
+        order_id=ORDER, shipment_id="shp_1", carrier="simcourier",
+        tracking_number="SIM1234567890"),
+    "Shipped": s.ShippedData(**PARCEL),
+    "InTransit": s.InTransitData(**PARCEL),
+    "OutForDelivery": s.OutForDeliveryData(**PARCEL),
+    "DeliveryFailed": s.DeliveryFailedData(**PARCEL, reason="nobody_home", next_attempt_at=AT),
+    "Delivered": s.DeliveredData(**PARCEL),
+    "ReadyForPickup": s.ReadyForPickupData(order_id=ORDER, shipment_id="shp_1",
+                                           store_id="ST-LIS"),
+    "PickedUp": s.PickedUpData(order_id=ORDER, shipment_id="shp_1", store_id="ST-LIS"),
+    "ReturnReceived": s.ReturnReceivedData(order_id=ORDER, return_id="ret_1", lines=RLINES),
+    "NotificationSent": s.NotificationSentData(
+        order_id=ORDER, notification_id="ntf_1", channel="email",
+        template="OrderPlaced.email", about_event_id=uuid.UUID(int=1)),
+    "NotificationFailed": s.NotificationFailedData(
+        order_id=ORDER, notification_id="ntf_1", channel="webhook",
+        template="OrderPlaced.webhook", about_event_id=uuid.UUID(int=1), error="HTTP 503"),
+}
+
+
+def example_event(type_name: str) -> Event:
+    """A fully populated event of the given type with fixed ids and time."""
+    cls = EVENT_TYPES[type_name]
+    n = sorted(EVENT_TYPES).index(type_name) + 100
+    return cls(
+        id=uuid.UUID(int=n), source=f"alur/{cls.topic}", time=AT, subject=ORDER,
+        shop_id="shop_demo", channel="online", correlation_id=uuid.UUID(int=99),
+        causation_id=None if type_name == "OrderPlaced" else uuid.UUID(int=98),
+        data=PAYLOADS[type_name],
+    )

@@ -1,0 +1,97 @@
+"""Events the inventory service publishes on the `inventory` topic."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from schemas.envelope import Event, Model
+
+
+class StockLine(Model):
+    sku: str
+    quantity: int = Field(gt=0)
+
+
+class StockReservedData(Model):
+    order_id: str
+    reservation_id: str
+    location: str = Field(description="Warehouse or store holding the reserved units.")
+    lines: list[StockLine] = Field(min_length=1)
+    expires_at: AwareDatetime = Field(description="Released unless committed before this.")
+
+
+class StockRejectedData(Model):
+    order_id: str
+    short_skus: list[str] = Field(min_length=1, description="SKUs no location could supply.")
+
+
+class StockReleasedData(Model):
+    order_id: str
+    reservation_id: str
+    reason: str = Field(description="payment_failed, payment_expired, cancelled or expired.")
+
+
+class StockCommittedData(Model):
+    order_id: str
+    reservation_id: str
+    location: str
+
+
+class StockRestockedData(Model):
+    order_id: str
+    return_id: str
+    location: str
+    lines: list[StockLine] = Field(min_length=1)
+
+
+class LowStockData(Model):
+    sku: str
+    location: str
+    available: int
+    threshold: int
+
+
+class ReservationExpiredData(Model):
+    order_id: str
+    reservation_id: str
+
+
+class _InventoryEvent(Event):
+    topic: ClassVar[str] = "inventory"
+
+
+class StockReserved(_InventoryEvent):
+    type: Literal["StockReserved"] = "StockReserved"
+    data: StockReservedData
+
+
+class StockRejected(_InventoryEvent):
+    type: Literal["StockRejected"] = "StockRejected"
+    data: StockRejectedData
+
+
+class StockReleased(_InventoryEvent):
+    type: Literal["StockReleased"] = "StockReleased"
+    data: StockReleasedData
+
+
+class StockCommitted(_InventoryEvent):
+    type: Literal["StockCommitted"] = "StockCommitted"
+    data: StockCommittedData
+
+
+class StockRestocked(_InventoryEvent):
+    type: Literal["StockRestocked"] = "StockRestocked"
+    data: StockRestockedData
+
+
+class LowStock(_InventoryEvent):
+    type: Literal["LowStock"] = "LowStock"
+    data: LowStockData
+
+
+class ReservationExpired(_InventoryEvent):
+    type: Literal["ReservationExpired"] = "ReservationExpired"
+    data: ReservationExpiredData

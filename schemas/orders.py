@@ -1,0 +1,162 @@
+"""Events the orders service publishes on the `orders` topic."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, EmailStr, Field
+
+from schemas.envelope import Event, Model, Money
+
+PaymentMethod = Literal["card", "ewallet", "bank_transfer", "cod", "cash"]
+DeliveryMethod = Literal["home_delivery", "click_and_collect", "in_store"]
+
+
+class OrderLine(Model):
+    sku: str = Field(min_length=1, max_length=64, description="Stock keeping unit.")
+    quantity: int = Field(gt=0, le=1000, description="Units ordered.")
+    unit_price: Money = Field(description="Price of one unit.")
+
+
+class Customer(Model):
+    customer_id: str = Field(min_length=1, description="The shop's id for the customer.")
+    email: EmailStr = Field(description="Where order e-mails go.")
+    name: str = Field(min_length=1, max_length=200, description="Name used in messages.")
+
+
+class Address(Model):
+    line1: str = Field(min_length=1, max_length=200)
+    city: str = Field(min_length=1, max_length=100)
+    postal_code: str = Field(min_length=1, max_length=20)
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO-3166 alpha-2 code.")
+
+
+class PaymentInstruction(Model):
+    method: PaymentMethod = Field(description="How the customer pays.")
+    token: str | None = Field(
+        None, max_length=64, description="Gateway payment token (card/ewallet), never a PAN."
+    )
+
+
+class Delivery(Model):
+    method: DeliveryMethod = Field(description="Home delivery, store pickup, or handed over.")
+    address: Address | None = Field(None, description="Required for home delivery.")
+    store_id: str | None = Field(None, description="Pickup store for click-and-collect.")
+
+
+class OrderPlacedData(Model):
+    order_id: str
+    customer: Customer
+    lines: list[OrderLine] = Field(min_length=1)
+    total: Money
+    payment: PaymentInstruction
+    delivery: Delivery
+
+
+class OrderCancelledData(Model):
+    order_id: str
+    reason: str = Field(description="e.g. out_of_stock, customer_request, payment_failed.")
+
+
+class OrderCompletedData(Model):
+    order_id: str
+
+
+class OrderStuckData(Model):
+    order_id: str
+    status: str = Field(description="The non-terminal status the order is stuck in.")
+    since: AwareDatetime
+
+
+class ReceiptConfirmedData(Model):
+    order_id: str
+
+
+class ReturnLine(Model):
+    sku: str
+    quantity: int = Field(gt=0)
+
+
+class ReturnRequestedData(Model):
+    order_id: str
+    return_id: str
+    lines: list[ReturnLine] = Field(min_length=1)
+    reason: str
+
+
+class OrderReturnedData(Model):
+    order_id: str
+    return_id: str
+    refunded: Money
+
+
+class ReviewSubmittedData(Model):
+    order_id: str
+    rating: int = Field(ge=1, le=5)
+    text: str = Field("", max_length=5000)
+
+
+class LoyaltyPointsAccruedData(Model):
+    order_id: str
+    customer_id: str
+    points: int = Field(gt=0)
+
+
+class LoyaltyPointsReversedData(Model):
+    order_id: str
+    customer_id: str
+    points: int = Field(gt=0)
+
+
+class _OrdersEvent(Event):
+    topic: ClassVar[str] = "orders"
+
+
+class OrderPlaced(_OrdersEvent):
+    type: Literal["OrderPlaced"] = "OrderPlaced"
+    data: OrderPlacedData
+
+
+class OrderCancelled(_OrdersEvent):
+    type: Literal["OrderCancelled"] = "OrderCancelled"
+    data: OrderCancelledData
+
+
+class OrderCompleted(_OrdersEvent):
+    type: Literal["OrderCompleted"] = "OrderCompleted"
+    data: OrderCompletedData
+
+
+class OrderStuck(_OrdersEvent):
+    type: Literal["OrderStuck"] = "OrderStuck"
+    data: OrderStuckData
+
+
+class ReceiptConfirmed(_OrdersEvent):
+    type: Literal["ReceiptConfirmed"] = "ReceiptConfirmed"
+    data: ReceiptConfirmedData
+
+
+class ReturnRequested(_OrdersEvent):
+    type: Literal["ReturnRequested"] = "ReturnRequested"
+    data: ReturnRequestedData
+
+
+class OrderReturned(_OrdersEvent):
+    type: Literal["OrderReturned"] = "OrderReturned"
+    data: OrderReturnedData
+
+
+class ReviewSubmitted(_OrdersEvent):
+    type: Literal["ReviewSubmitted"] = "ReviewSubmitted"
+    data: ReviewSubmittedData
+
+
+class LoyaltyPointsAccrued(_OrdersEvent):
+    type: Literal["LoyaltyPointsAccrued"] = "LoyaltyPointsAccrued"
+    data: LoyaltyPointsAccruedData
+
+
+class LoyaltyPointsReversed(_OrdersEvent):
+    type: Literal["LoyaltyPointsReversed"] = "LoyaltyPointsReversed"
+    data: LoyaltyPointsReversedData

@@ -1,0 +1,74 @@
+"""Events the payments service publishes on the `payments` topic."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from schemas.envelope import Event, Model, Money
+from schemas.orders import PaymentMethod
+
+
+class PaymentConfirmedData(Model):
+    order_id: str
+    payment_id: str
+    method: PaymentMethod
+    amount: Money
+    gateway_reference: str = Field(description="The gateway's id for the capture.")
+
+
+class PaymentPendingData(Model):
+    order_id: str
+    payment_id: str
+    amount: Money
+    virtual_account: str = Field(description="Bank account number the customer pays into.")
+    expires_at: AwareDatetime
+
+
+class PaymentFailedData(Model):
+    order_id: str
+    payment_id: str
+    amount: Money
+    reason: str = Field(description="declined, insufficient_funds, gateway_timeout, ...")
+
+
+class PaymentExpiredData(Model):
+    order_id: str
+    payment_id: str
+
+
+class RefundIssuedData(Model):
+    order_id: str
+    refund_id: str
+    amount: Money
+    reason: str = Field(description="cancelled or returned.")
+
+
+class _PaymentsEvent(Event):
+    topic: ClassVar[str] = "payments"
+
+
+class PaymentConfirmed(_PaymentsEvent):
+    type: Literal["PaymentConfirmed"] = "PaymentConfirmed"
+    data: PaymentConfirmedData
+
+
+class PaymentPending(_PaymentsEvent):
+    type: Literal["PaymentPending"] = "PaymentPending"
+    data: PaymentPendingData
+
+
+class PaymentFailed(_PaymentsEvent):
+    type: Literal["PaymentFailed"] = "PaymentFailed"
+    data: PaymentFailedData
+
+
+class PaymentExpired(_PaymentsEvent):
+    type: Literal["PaymentExpired"] = "PaymentExpired"
+    data: PaymentExpiredData
+
+
+class RefundIssued(_PaymentsEvent):
+    type: Literal["RefundIssued"] = "RefundIssued"
+    data: RefundIssuedData

@@ -1,0 +1,116 @@
+"""Events the shipping service publishes on the `shipping` topic."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import AwareDatetime, Field
+
+from schemas.envelope import Event, Model
+from schemas.orders import ReturnLine
+
+
+class ShipmentCreatedData(Model):
+    order_id: str
+    shipment_id: str
+    carrier: str
+    tracking_number: str = Field(description="The carrier's tracking number.")
+
+
+class ParcelData(Model):
+    """A status change of a parcel, as reported by its carrier."""
+
+    order_id: str
+    shipment_id: str
+    tracking_number: str
+
+
+class DeliveryFailedData(Model):
+    order_id: str
+    shipment_id: str
+    tracking_number: str
+    reason: str
+    next_attempt_at: AwareDatetime | None = None
+
+
+class ReadyForPickupData(Model):
+    order_id: str
+    shipment_id: str
+    store_id: str
+
+
+class PickedUpData(Model):
+    order_id: str
+    shipment_id: str
+    store_id: str
+
+
+class ReturnReceivedData(Model):
+    order_id: str
+    return_id: str
+    lines: list[ReturnLine] = Field(min_length=1)
+
+
+class ShippedData(ParcelData):
+    pass
+
+
+class InTransitData(ParcelData):
+    pass
+
+
+class OutForDeliveryData(ParcelData):
+    pass
+
+
+class DeliveredData(ParcelData):
+    pass
+
+
+class _ShippingEvent(Event):
+    topic: ClassVar[str] = "shipping"
+
+
+class ShipmentCreated(_ShippingEvent):
+    type: Literal["ShipmentCreated"] = "ShipmentCreated"
+    data: ShipmentCreatedData
+
+
+class Shipped(_ShippingEvent):
+    type: Literal["Shipped"] = "Shipped"
+    data: ShippedData
+
+
+class InTransit(_ShippingEvent):
+    type: Literal["InTransit"] = "InTransit"
+    data: InTransitData
+
+
+class OutForDelivery(_ShippingEvent):
+    type: Literal["OutForDelivery"] = "OutForDelivery"
+    data: OutForDeliveryData
+
+
+class DeliveryFailed(_ShippingEvent):
+    type: Literal["DeliveryFailed"] = "DeliveryFailed"
+    data: DeliveryFailedData
+
+
+class Delivered(_ShippingEvent):
+    type: Literal["Delivered"] = "Delivered"
+    data: DeliveredData
+
+
+class ReadyForPickup(_ShippingEvent):
+    type: Literal["ReadyForPickup"] = "ReadyForPickup"
+    data: ReadyForPickupData
+
+
+class PickedUp(_ShippingEvent):
+    type: Literal["PickedUp"] = "PickedUp"
+    data: PickedUpData
+
+
+class ReturnReceived(_ShippingEvent):
+    type: Literal["ReturnReceived"] = "ReturnReceived"
+    data: ReturnReceivedData

@@ -1,0 +1,68 @@
+"""Builds the inventory service: reservations and commits against the stock table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+
+from alur.runtime.aggregate import Decider, handle_event
+from alur.runtime.memory import InMemoryUnitOfWork
+from alur.runtime.ports import UnitOfWork
+from alur.runtime.postgres import PostgresUnitOfWork
+from alur.runtime.processing import Handler, HandlerResult
+from alur.runtime.worker import ServiceDefinition, ServiceParts
+from alur.settings import Settings
+from schemas import (
+    Event, Model, StockCommittedData, StockRejectedData, StockReservedData, now,
+)
+from services.inventory import domain
+from services.inventory.adapters import InMemoryStock, PostgresStock, Stock
+
+SOURCE = "alur/inventory"
+RESERVATION_TTL = timedelta(minutes=15)
+DECIDER = Decider(domain.ReservationState(), domain.evolve, domain.decide, domain.RELEVANT)
+
+
+def stock_of(uow: UnitOfWork) -> Stock:
+    """The stock adapter that writes inside this unit of work's transaction."""
+    if isinstance(uow, PostgresUnitOfWork):
+        assert uow.conn is not None
+        return PostgresStock(uow.conn)
+    if isinstance(uow, InMemoryUnitOfWork):
+        return InMemoryStock(uow.state.extra)
+    raise TypeError(f"no stock adapter for {type(uow).__name__}")
+
+
+def make_handler(stock: Callable[[UnitOfWork], Stock] = stock_of) -> Handler:
+    async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
+        if isinstance(command, domain.Reserve):
+            location, short = await stock(uow).reserve(
+                command.order_id, command.reservation_id, command.lines)
+            if location is None:
+                return [StockRejectedData(order_id=command.order_id, short_skus=short)]
+            return [StockReservedData(
+                order_id=command.order_id, reservation_id=command.reservation_id,
+                location=location, lines=list(command.lines), expires_at=now() + RESERVATION_TTL)]
+        if isinstance(command, domain.Commit):
+            await stock(uow).commit(command.order_id)
+            return [StockCommittedData(order_id=command.order_id,
+                                       reservation_id=command.reservation_id,
+                                       location=command.location)]
+        raise TypeError(f"unknown command {command!r}")
+
+    async def handle(uow: UnitOfWork, event: Event) -> HandlerResult:
+        return await handle_event(uow, event, DECIDER, source=SOURCE, perform=perform)
+
+    return handle
+
+
+async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
+    return ServiceParts(handler=make_handler())
+
+
+DEFINITION = ServiceDefinition(
+    name="inventory", subscriptions=("orders", "shipping"),
+    migrations=Path(__file__).parent / "migrations", build=build)

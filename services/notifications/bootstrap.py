@@ -1,0 +1,46 @@
+"""Builds the notifications service: an e-mail per customer-facing event, sent once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+
+from alur.runtime.aggregate import Decider, handle_event
+from alur.runtime.ports import UnitOfWork
+from alur.runtime.processing import Handler, HandlerResult
+from alur.runtime.worker import ServiceDefinition, ServiceParts
+from alur.settings import Settings
+from schemas import Event, Model, NotificationSentData
+from services.notifications import domain
+from services.notifications.mailer import Mailer, SmtpMailer
+from services.notifications.templates import render
+
+SOURCE = "alur/notifications"
+DECIDER = Decider(domain.NotificationState(), domain.evolve, domain.decide, domain.RELEVANT)
+
+
+def make_handler(mailer: Mailer) -> Handler:
+    async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
+        if not isinstance(command, domain.SendEmail):
+            raise TypeError(f"unknown command {command!r}")
+        subject, body = render(command.about, command.to.name)
+        await mailer.send(command.to.email, subject, body,
+                          f"<{command.notification_id}@alur.local>")
+        return [NotificationSentData(
+            order_id=command.about.subject, notification_id=command.notification_id,
+            channel="email", template=command.template, about_event_id=command.about.id)]
+
+    async def handle(uow: UnitOfWork, event: Event) -> HandlerResult:
+        return await handle_event(uow, event, DECIDER, source=SOURCE, perform=perform)
+
+    return handle
+
+
+async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
+    return ServiceParts(handler=make_handler(SmtpMailer(settings.smtp_host, settings.smtp_port)))
+
+
+DEFINITION = ServiceDefinition(
+    name="notifications", subscriptions=("orders", "payments", "shipping"), migrations=None,
+    build=build)

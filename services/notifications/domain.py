@@ -1,0 +1,68 @@
+"""What the customer is told, and when: one e-mail per customer-facing event. Pure.
+
+The recipient comes from OrderPlaced; an event that overtakes it (topics are consumed
+independently) is held and sent once the order is known. An event already notified about is
+never notified again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+
+from schemas import Event
+
+CUSTOMER_FACING = frozenset({
+    "OrderPlaced", "OrderCancelled", "PaymentConfirmed", "PaymentFailed", "ShipmentCreated",
+    "Shipped", "Delivered",
+})
+
+
+@dataclass(frozen=True)
+class Recipient:
+    email: str
+    name: str
+
+
+@dataclass(frozen=True)
+class SendEmail:
+    """Command: tell `to` about `about` using the event type's e-mail template."""
+
+    to: Recipient
+    about: Event
+    notification_id: str
+
+    @property
+    def template(self) -> str:
+        return f"{self.about.type}.email"
+
+
+@dataclass(frozen=True)
+class NotificationState:
+    recipient: Recipient | None = None
+    held: tuple[Event, ...] = ()
+    notified: frozenset[uuid.UUID] = frozenset()
+
+
+def evolve(state: NotificationState, event: Event) -> NotificationState:
+    if event.type == "NotificationSent":
+        return replace(state, notified=state.notified | {event.data.about_event_id},
+                       held=tuple(e for e in state.held if e.id != event.data.about_event_id))
+    if event.type == "OrderPlaced":
+        customer = event.data.customer
+        return replace(state, recipient=Recipient(str(customer.email), customer.name))
+    if event.type in CUSTOMER_FACING and state.recipient is None:
+        return replace(state, held=state.held + (event,))
+    return state
+
+
+def decide(state: NotificationState, event: Event) -> list[SendEmail]:
+    after = evolve(state, event)
+    if after.recipient is None or event.type not in CUSTOMER_FACING:
+        return []
+    due = after.held + (event,) if event.type == "OrderPlaced" else (event,)
+    return [SendEmail(after.recipient, e, f"ntf_{e.id.hex}") for e in due
+            if e.id not in after.notified]
+
+
+RELEVANT = CUSTOMER_FACING

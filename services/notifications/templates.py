@@ -1,0 +1,32 @@
+"""E-mail templates, one per customer-facing event type."""
+
+from __future__ import annotations
+
+from schemas import Event
+
+SUBJECTS = {
+    "OrderPlaced": "We received your order {order}",
+    "OrderCancelled": "Your order {order} was cancelled",
+    "PaymentConfirmed": "Payment received for order {order}",
+    "PaymentFailed": "Payment for order {order} did not go through",
+    "ShipmentCreated": "Your order {order} is being prepared for shipping",
+    "Shipped": "Your order {order} is on its way",
+    "Delivered": "Your order {order} was delivered",
+}
+
+
+def render(event: Event, name: str) -> tuple[str, str]:
+    """(subject, plain-text body) for an e-mail about `event`."""
+    order = event.subject
+    subject = SUBJECTS[event.type].format(order=order)
+    lines = [f"Hello {name},", "", subject + "."]
+    data = event.data
+    if event.type == "OrderPlaced":
+        total = data.total
+        lines.append(f"Total: {total.amount / 100:.2f} {total.currency}.")
+    if event.type in ("ShipmentCreated", "Shipped", "Delivered"):
+        lines.append(f"Tracking number: {data.tracking_number}.")
+    if event.type == "OrderCancelled":
+        lines.append(f"Reason: {data.reason.replace('_', ' ')}.")
+    lines += ["", "Thank you for shopping with us."]
+    return subject, "\n".join(lines) + "\n"
