@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+# Children started by this process: kept so they can be reaped (no zombies, no warnings).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
 class StartError(RuntimeError):
     """A component did not come up; the message names it and its log file."""
 
@@ -44,6 +48,7 @@ class Proc:
             child = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+        _children[child.pid] = child
         self.pid_file.write_text(f"{child.pid}\n")
         return child.pid
 
@@ -76,20 +81,23 @@ class Proc:
 
 
 def _alive(pid: int) -> bool:
+    child = _children.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _children[pid]
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    try:  # a zombie child of ours is not alive
+    try:  # a zombie is not alive
         with open(f"/proc/{pid}/stat") as f:
-            if f.read().split(")")[-1].split()[0] == "Z":
-                os.waitpid(pid, os.WNOHANG)
-                return False
-    except (FileNotFoundError, ChildProcessError):
-        pass
-    return True
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def wait_gone(pid: int, timeout: float) -> bool:

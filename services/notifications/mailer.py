@@ -36,3 +36,13 @@ class SmtpMailer:
                                       retriable=exc.smtp_code < 500) from exc
         except (OSError, smtplib.SMTPException) as exc:
             raise InfrastructureError(f"SMTP unavailable: {exc}") from exc
+
+
+class InMemoryMailer:
+    """The fake: records what would have been sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, str]] = []
+
+    async def send(self, to: str, subject: str, body: str, message_id: str) -> None:
+        self.sent.append({"to": to, "subject": subject, "body": body, "message_id": message_id})

@@ -49,3 +49,29 @@ class HttpGateway:
 
     async def close(self) -> None:
         await self._client.aclose()
+
+
+class InMemoryGateway:
+    """The fake: same outcomes by token and same idempotency rule as the simulator."""
+
+    DECLINES = {"tok_decline": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
+
+    def __init__(self) -> None:
+        self.charges: dict[str, tuple[tuple[str, int, str, str | None], ChargeResult]] = {}
+
+    async def charge(self, idempotency_key: str, reference: str, amount: Money,
+                     token: str | None) -> ChargeResult:
+        request = (reference, amount.amount, amount.currency, token)
+        if idempotency_key in self.charges:
+            first, result = self.charges[idempotency_key]
+            if first != request:
+                raise InfrastructureError("idempotency key reused with another request",
+                                          retriable=False)
+            return result
+        reason = self.DECLINES.get(token or "")
+        result = ChargeResult(reason is None, f"ch_fake_{len(self.charges) + 1}", reason)
+        self.charges[idempotency_key] = (request, result)
+        return result
+
+    def charged(self, reference: str) -> int:
+        return sum(1 for (ref, *_), r in self.charges.values() if ref == reference and r.succeeded)

@@ -1,0 +1,67 @@
+"""Fixtures. Unit tests need no servers. Tests under contract/ and e2e/ use a real Kafka and
+PostgreSQL that this file starts once per session on their own ports and in their own state
+dir (.alur/test, wiped first), and stops by PID at the end."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from alur.infra import postgres, stack
+from alur.runtime.db import CORE_SQL, connect_pool, migrate
+from alur.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_settings() -> Settings:
+    return Settings(
+        state_dir=ROOT / ".alur" / "test", jar_dir=ROOT / ".alur" / "jars",
+        kafka_port=29092, kafka_controller_port=29093, pg_port=25432, smtp_port=2526,
+        api_port=8081, gateway_port=8091, metrics_port_base=9500, partitions=4,
+        session_timeout=6.0, log_level="info", relay_interval=0.2)
+
+
+test_settings.__test__ = False  # type: ignore[attr-defined]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/contract/" in str(item.path) or "/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.infra)
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Settings]:
+    settings = test_settings()
+    stack.services_down(settings)
+    stack.infra_down(settings, say=lambda _: None)
+    for leftover in (settings.state_dir, postgres.home(settings)):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        stack.infra_up(settings, say=lambda line: print(line, flush=True))
+        yield settings
+    finally:
+        stack.services_down(settings)
+        stack.infra_down(settings, say=lambda _: None)
+
+
+@pytest.fixture
+async def fresh_schema(infra: Settings) -> AsyncIterator[tuple[asyncpg.Pool, str]]:
+    """A pool on a new, migrated schema of its own; dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    await migrate(infra.pg_dsn, schema, CORE_SQL,
+                  ROOT / "services" / "inventory" / "migrations")
+    pool = await connect_pool(infra.pg_dsn, schema, 4)
+    try:
+        yield pool, schema
+    finally:
+        await pool.close()
+        conn = await asyncpg.connect(infra.pg_dsn)
+        await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await conn.close()

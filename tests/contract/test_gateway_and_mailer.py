@@ -1,0 +1,77 @@
+"""Gateway and mailer contracts: the fakes behave as the simulator and a real SMTP exchange."""
+
+import email
+import uuid
+
+import pytest
+
+from alur.runtime.errors import InfrastructureError
+from alur.simulators.smtp import read_messages
+from schemas import Money
+from services.notifications.mailer import InMemoryMailer, SmtpMailer
+from services.payments.gateway import HttpGateway, InMemoryGateway
+
+EUR = Money(amount=1999, currency="EUR")
+
+
+@pytest.fixture(params=["memory", "http"])
+async def gateway(request, infra):  # noqa: ANN001, ANN201
+    if request.param == "memory":
+        yield InMemoryGateway()
+        return
+    real = HttpGateway(infra.gateway_url)
+    yield real
+    await real.close()
+
+
+async def test_a_charge_succeeds_once_per_idempotency_key(gateway) -> None:
+    ref = f"o-{uuid.uuid4().hex}"
+    first = await gateway.charge(f"{ref}:capture", ref, EUR, "tok_visa")
+    again = await gateway.charge(f"{ref}:capture", ref, EUR, "tok_visa")
+    assert first.succeeded and again == first
+
+
+@pytest.mark.parametrize("token, reason", [("tok_decline", "card_declined"),
+                                           ("tok_insufficient_funds", "insufficient_funds")])
+async def test_test_tokens_decline_deterministically(gateway, token: str, reason: str) -> None:
+    ref = f"o-{uuid.uuid4().hex}"
+    result = await gateway.charge(f"{ref}:capture", ref, EUR, token)
+    assert (result.succeeded, result.reason) == (False, reason)
+
+
+async def test_a_reused_key_with_another_request_is_refused(gateway) -> None:
+    ref = f"o-{uuid.uuid4().hex}"
+    await gateway.charge(f"{ref}:capture", ref, EUR, "tok_visa")
+    with pytest.raises(InfrastructureError) as caught:
+        await gateway.charge(f"{ref}:capture", ref, Money(amount=1, currency="EUR"), "tok_visa")
+    assert caught.value.retriable is False
+
+
+async def test_an_unreachable_gateway_is_a_retriable_error() -> None:
+    gateway = HttpGateway("http://127.0.0.1:9", timeout=1.0)
+    with pytest.raises(InfrastructureError) as caught:
+        await gateway.charge("k", "o1", EUR, "tok_visa")
+    assert caught.value.retriable is True
+    await gateway.close()
+
+
+@pytest.fixture(params=["memory", "smtp"])
+def mailer(request, infra):  # noqa: ANN001, ANN201
+    if request.param == "memory":
+        fake = InMemoryMailer()
+        return fake, lambda: [m["message_id"] for m in fake.sent]
+    return SmtpMailer("127.0.0.1", infra.smtp_port), lambda: [
+        email.message_from_bytes(raw)["Message-ID"] for raw in read_messages(infra.mail_dir)]
+
+
+async def test_a_sent_message_arrives_with_its_message_id(mailer) -> None:
+    sender, received = mailer
+    message_id = f"<{uuid.uuid4().hex}@alur.local>"
+    await sender.send("ada@example.com", "Your order", "Hello Ada\n", message_id)
+    assert message_id in received()
+
+
+async def test_an_unreachable_smtp_server_is_a_retriable_error() -> None:
+    with pytest.raises(InfrastructureError) as caught:
+        await SmtpMailer("127.0.0.1", 9).send("a@example.com", "s", "b", "<x@y>")
+    assert caught.value.retriable is True

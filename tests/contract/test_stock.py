@@ -1,0 +1,76 @@
+"""The stock contract: all-or-nothing reservations and commits; never more held than on hand."""
+
+import asyncio
+
+import asyncpg
+import pytest
+
+from schemas import StockLine
+from services.inventory.adapters import OversoldError
+from services.inventory.bootstrap import stock_of
+
+MUG, PLATE = StockLine(sku="MUG", quantity=2), StockLine(sku="PLATE", quantity=1)
+
+
+async def seed(store, rows) -> None:  # noqa: ANN001
+    async with store.new_uow() as uow:
+        for location, sku, on_hand in rows:
+            await stock_of(uow).set_on_hand(location, sku, on_hand)
+
+
+async def levels(store, *skus: str) -> dict:  # noqa: ANN001
+    async with store.new_uow() as uow:
+        return await stock_of(uow).levels(list(skus))
+
+
+async def test_a_reservation_holds_every_line_at_one_location(store) -> None:
+    await seed(store, [("WH-1", "MUG", 1), ("WH-2", "MUG", 5), ("WH-2", "PLATE", 3)])
+    async with store.new_uow() as uow:
+        assert await stock_of(uow).reserve("o1", "r1", [MUG, PLATE]) == ("WH-2", [])
+    assert await levels(store, "MUG", "PLATE") == {"WH-1": {"MUG": 1},
+                                                   "WH-2": {"MUG": 3, "PLATE": 2}}
+
+
+async def test_a_short_order_holds_nothing_and_names_the_short_skus(store) -> None:
+    await seed(store, [("WH-1", "MUG", 5), ("WH-1", "PLATE", 0)])
+    async with store.new_uow() as uow:
+        assert await stock_of(uow).reserve("o1", "r1", [MUG, PLATE]) == (None, ["PLATE"])
+    assert await levels(store, "MUG", "PLATE") == {"WH-1": {"MUG": 5, "PLATE": 0}}
+
+
+async def test_commit_takes_the_reserved_units_off_the_shelf_once(store) -> None:
+    await seed(store, [("WH-1", "MUG", 5)])
+    async with store.new_uow() as uow:
+        await stock_of(uow).reserve("o1", "r1", [MUG])
+    for _ in range(2):
+        async with store.new_uow() as uow:
+            await stock_of(uow).commit("o1")
+    assert await levels(store, "MUG") == {"WH-1": {"MUG": 3}}
+
+
+async def test_on_hand_cannot_be_set_below_what_is_reserved(store) -> None:
+    await seed(store, [("WH-1", "MUG", 5)])
+    async with store.new_uow() as uow:
+        await stock_of(uow).reserve("o1", "r1", [MUG])
+    with pytest.raises((OversoldError, asyncpg.CheckViolationError)):
+        await seed(store, [("WH-1", "MUG", 1)])
+
+
+async def test_the_database_itself_refuses_an_oversell(postgres_store) -> None:
+    await seed(postgres_store, [("WH-1", "MUG", 2)])
+    with pytest.raises(asyncpg.CheckViolationError, match="stock_never_oversold"):
+        async with postgres_store.new_uow() as uow:
+            await uow.conn.execute("UPDATE stock SET reserved = 3 WHERE sku = 'MUG'")
+
+
+async def test_concurrent_reservations_never_hold_more_than_on_hand(postgres_store) -> None:
+    await seed(postgres_store, [("WH-1", "MUG", 9)])
+
+    async def reserve(i: int) -> str | None:
+        async with postgres_store.new_uow() as uow:
+            location, _ = await stock_of(uow).reserve(f"o{i}", f"r{i}", [MUG])
+            return location
+
+    results = await asyncio.gather(*(reserve(i) for i in range(12)))
+    assert sum(r is not None for r in results) == 4
+    assert await levels(postgres_store, "MUG") == {"WH-1": {"MUG": 1}}

@@ -1,0 +1,101 @@
+"""The core store contract: inbox, event store, outbox, audit, savepoints, atomicity."""
+
+import pytest
+
+from alur.runtime.errors import ConcurrencyConflict
+from alur.runtime.ports import AuditRow
+from schemas import decode
+from tests.unit.builders import event
+
+
+async def test_the_inbox_remembers_an_event_id_once(store) -> None:
+    ev = event("OrderPlaced")
+    async with store.new_uow() as uow:
+        assert await uow.remember(ev.id) is True
+        assert await uow.remember(ev.id) is False
+    async with store.new_uow() as uow:
+        assert await uow.remember(ev.id) is False
+
+
+async def test_appended_events_load_back_in_order_with_their_versions(store) -> None:
+    a, b, c = event("OrderPlaced", "o1"), event("StockReserved", "o1"), event("Shipped", "o1")
+    async with store.new_uow() as uow:
+        await uow.append("o1", 0, [a, b], ["own", "observed"])
+    async with store.new_uow() as uow:
+        await uow.append("o1", 2, [c], ["own"])
+    async with store.new_uow() as uow:
+        loaded = await uow.load("o1")
+    assert [(s.version, s.origin, s.event) for s in loaded] == [
+        (1, "own", a), (2, "observed", b), (3, "own", c)]
+    async with store.new_uow() as uow:
+        assert await uow.load("nobody") == []
+
+
+async def test_a_stale_expected_version_is_a_concurrency_conflict(store) -> None:
+    async with store.new_uow() as uow:
+        await uow.append("o1", 0, [event("OrderPlaced", "o1")], ["own"])
+    with pytest.raises(ConcurrencyConflict):
+        async with store.new_uow() as uow:
+            await uow.append("o1", 0, [event("OrderCancelled", "o1")], ["own"])
+    async with store.new_uow() as uow:
+        assert len(await uow.load("o1")) == 1
+
+
+async def test_nothing_of_a_failed_unit_of_work_remains(store) -> None:
+    ev = event("OrderPlaced", "o1")
+    with pytest.raises(RuntimeError):
+        async with store.new_uow() as uow:
+            await uow.remember(ev.id)
+            await uow.append("o1", 0, [ev], ["own"])
+            uow.publish(ev)
+            raise RuntimeError("crash before commit")
+    async with store.new_uow() as uow:
+        assert await uow.load("o1") == []
+        assert await uow.remember(ev.id) is True
+    assert await store.outbox.unpublished(10) == []
+
+
+async def test_a_savepoint_undoes_only_its_own_writes(store) -> None:
+    kept, undone = event("OrderPlaced", "o1"), event("OrderPlaced", "o2")
+    async with store.new_uow() as uow:
+        await uow.append("o1", 0, [kept], ["own"])
+        uow.publish(kept)
+        with pytest.raises(ValueError):
+            async with uow.savepoint():
+                await uow.remember(undone.id)
+                await uow.append("o2", 0, [undone], ["own"])
+                uow.publish(undone)
+                uow.audit(AuditRow(direction="in", topic="orders", outcome="processed"))
+                raise ValueError("handler failed")
+        assert await uow.remember(undone.id) is True
+    rows = await store.outbox.unpublished(10)
+    assert [decode(r.value).id for r in rows] == [kept.id]
+    async with store.new_uow() as uow:
+        assert await uow.load("o2") == []
+
+
+async def test_the_outbox_hands_out_rows_in_order_until_marked_published(store) -> None:
+    events = [event("OrderPlaced", f"o{i}") for i in range(3)]
+    async with store.new_uow() as uow:
+        for ev in events:
+            uow.publish(ev)
+        uow.dead_letter("orders.dlq", b"k", b"raw")
+    rows = await store.outbox.unpublished(10)
+    assert [r.topic for r in rows] == ["orders", "orders", "orders", "orders.dlq"]
+    assert [r.key for r in rows[:3]] == [b"o0", b"o1", b"o2"]
+    assert [decode(r.value) for r in rows[:3]] == events
+    assert [r.id for r in rows] == sorted(r.id for r in rows)
+    await store.outbox.mark_published([(rows[0].id, 2, 41), (rows[1].id, 0, 7)])
+    assert [r.id for r in await store.outbox.unpublished(10)] == [rows[2].id, rows[3].id]
+    assert [r.id for r in await store.outbox.unpublished(1)] == [rows[2].id]
+
+
+async def test_pruning_removes_only_published_rows_older_than_the_retention(store) -> None:
+    async with store.new_uow() as uow:
+        uow.publish(event("OrderPlaced", "o1"))
+        uow.publish(event("OrderPlaced", "o2"))
+    first, _ = await store.outbox.unpublished(10)
+    await store.outbox.mark_published([(first.id, 0, 0)])
+    assert await store.outbox.prune(3600) == 0
+    assert await store.outbox.prune(0) == 1
+    assert len(await store.outbox.unpublished(10)) == 1

@@ -1,0 +1,87 @@
+"""Placing orders over HTTP and waiting for outcomes by bounded polling."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from email.message import Message
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from alur.settings import SERVICES
+from alur.simulators.smtp import read_messages
+from services.inventory.seed import set_stock
+
+
+def new_sku() -> str:
+    return f"SKU-{uuid.uuid4().hex[:10].upper()}"
+
+
+def order_body(sku: str, quantity: int = 1, token: str = "tok_visa",
+               shop: str = "shop-e2e") -> dict[str, object]:
+    return {
+        "shop_id": shop, "channel": "online",
+        "customer": {"customer_id": f"cus-{uuid.uuid4().hex[:8]}",
+                     "email": "ada@example.com", "name": "Ada Lovelace"},
+        "lines": [{"sku": sku, "quantity": quantity,
+                   "unit_price": {"amount": 1250, "currency": "EUR"}}],
+        "payment": {"method": "card", "token": token},
+        "delivery": {"method": "home_delivery", "address": {
+            "line1": "1 Main St", "city": "Lisbon", "postal_code": "1000-001",
+            "country": "PT"}},
+    }
+
+
+async def place(api: httpx.AsyncClient, body: dict[str, object]) -> str:
+    response = await api.post("/v1/orders", json=body)
+    assert response.status_code == 202, response.text
+    return str(response.json()["order_id"])
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+async def statuses(db: asyncpg.Pool, order_ids: list[str]) -> dict[str, list[str]]:
+    """Each order's event types in the orders service's event store, in version order."""
+    rows = await db.fetch(
+        "SELECT stream_id, type FROM orders.events WHERE stream_id = ANY($1::text[]) "
+        "ORDER BY stream_id, version", order_ids)
+    out: dict[str, list[str]] = {o: [] for o in order_ids}
+    for r in rows:
+        out[r["stream_id"]].append(r["type"])
+    return out
+
+
+async def all_delivered(db: asyncpg.Pool, order_ids: list[str]) -> bool:
+    return all("Delivered" in types for types in (await statuses(db, order_ids)).values())
+
+
+def mails_about(mail_dir: Path, order_ids: set[str]) -> list[Message]:
+    messages = [email.message_from_bytes(raw) for raw in read_messages(mail_dir)]
+    return [m for m in messages if any(o in str(m["Subject"]) for o in order_ids)]
+
+
+async def versions_are_contiguous(db: asyncpg.Pool, order_id: str) -> dict[str, list[int]]:
+    found = {}
+    for service in SERVICES:
+        versions = [r["version"] for r in await db.fetch(
+            f"SELECT version FROM {service}.events WHERE stream_id = $1 ORDER BY version",
+            order_id)]
+        assert versions == list(range(1, len(versions) + 1)), (service, versions)
+        found[service] = versions
+    return found
+
+
+__all__ = ["set_stock", "new_sku", "order_body", "place", "wait_until", "statuses",
+           "all_delivered", "mails_about", "versions_are_contiguous"]

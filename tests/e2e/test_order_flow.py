@@ -1,0 +1,59 @@
+"""One order over HTTP through all five services, with real Kafka, PostgreSQL and SMTP."""
+
+from tests.e2e.helpers import (
+    all_delivered, mails_about, new_sku, order_body, place, set_stock, statuses,
+    versions_are_contiguous, wait_until,
+)
+
+FLOW = ["OrderPlaced", "StockReserved", "PaymentConfirmed", "ShipmentCreated", "Shipped",
+        "Delivered"]
+
+
+async def test_an_order_posted_over_http_is_delivered(services, api, db) -> None:
+    sku = new_sku()
+    await set_stock(services, [("WH-1", sku, 10)])
+    order_id = await place(api, order_body(sku, quantity=3))
+
+    await wait_until(lambda: all_delivered(db, [order_id]), 60, "the order to be delivered")
+
+    view = (await api.get(f"/v1/orders/{order_id}")).json()
+    assert view["status"] == "delivered" and view["total_amount"] == 3750
+    assert [t["type"] for t in view["timeline"]] == FLOW
+    assert (await statuses(db, [order_id]))[order_id] == FLOW
+
+    async def five_mails() -> bool:
+        return len(mails_about(services.mail_dir, {order_id})) >= 5
+
+    await wait_until(five_mails, 30, "the customer e-mails")
+    subjects = sorted(str(m["Subject"]) for m in mails_about(services.mail_dir, {order_id}))
+    assert len(subjects) == 5 and any("was delivered" in s for s in subjects)
+    assert all(m["To"] == "ada@example.com" for m in mails_about(services.mail_dir, {order_id}))
+
+    for service in ("orders", "inventory", "payments", "shipping", "notifications"):
+        rows = await db.fetch(f"SELECT direction, outcome, \"offset\" FROM {service}.audit "
+                              "WHERE order_id = $1", order_id)
+        consumed = [r for r in rows if r["direction"] == "in" and r["outcome"] == "processed"]
+        emitted = [r for r in rows if r["direction"] == "out" and r["outcome"] == "emitted"]
+        assert consumed and emitted, f"{service} audit log lacks the order's rows"
+        assert all(r["offset"] is not None for r in consumed)
+
+    versions = await versions_are_contiguous(db, order_id)
+    assert len(versions["orders"]) == 6 and versions["inventory"] == [1, 2, 3, 4]
+    stock = await db.fetchrow("SELECT on_hand, reserved FROM inventory.stock WHERE sku = $1", sku)
+    assert (stock["on_hand"], stock["reserved"]) == (7, 0)
+
+
+async def test_an_unknown_order_is_a_404_problem(api) -> None:
+    response = await api.get("/v1/orders/ord_nope")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_an_invalid_order_is_refused_and_nothing_is_written(api, db) -> None:
+    body = order_body(new_sku())
+    body["lines"][0]["quantity"] = 0  # type: ignore[index]
+    before = await db.fetchval("SELECT count(*) FROM orders.outbox")
+    response = await api.post("/v1/orders", json=body)
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "lines.0.quantity"
+    assert await db.fetchval("SELECT count(*) FROM orders.outbox") == before

@@ -1,0 +1,39 @@
+from schemas import StockLine
+from services.inventory import domain
+from services.inventory.domain import ReservationState
+from tests.unit.builders import event
+
+MUG, PLATE = StockLine(sku="MUG", quantity=2), StockLine(sku="PLATE", quantity=1)
+
+
+def test_the_first_location_that_has_every_line_is_chosen() -> None:
+    levels = {"WH-2": {"MUG": 5, "PLATE": 5}, "WH-1": {"MUG": 5, "PLATE": 0}}
+    assert domain.choose_location(levels, [MUG, PLATE]) == "WH-2"
+
+
+def test_no_location_means_no_reservation_and_the_short_skus_are_named() -> None:
+    levels = {"WH-1": {"MUG": 1, "PLATE": 9}}
+    assert domain.choose_location(levels, [MUG, PLATE]) is None
+    assert domain.short_skus(levels, [MUG, PLATE]) == ["MUG"]
+
+
+def test_split_stock_is_not_combined_across_locations() -> None:
+    levels = {"WH-1": {"MUG": 2, "PLATE": 0}, "WH-2": {"MUG": 0, "PLATE": 1}}
+    assert domain.choose_location(levels, [MUG, PLATE]) is None
+
+
+def test_order_placed_asks_to_reserve_all_its_lines_once() -> None:
+    placed = event("OrderPlaced", "o1")
+    [command] = domain.decide(ReservationState(), placed)
+    assert isinstance(command, domain.Reserve)
+    assert command.lines == (StockLine(sku="SKU-RED-MUG", quantity=2),)
+    reserved = domain.evolve(ReservationState(), event("StockReserved", "o1"))
+    assert domain.decide(reserved, placed) == []
+
+
+def test_shipping_commits_a_reservation_once() -> None:
+    reserved = domain.evolve(ReservationState(), event("StockReserved", "o1"))
+    [command] = domain.decide(reserved, event("Shipped", "o1"))
+    assert isinstance(command, domain.Commit) and command.location == "WH-1"
+    committed = domain.evolve(reserved, event("StockCommitted", "o1"))
+    assert domain.decide(committed, event("Shipped", "o1")) == []

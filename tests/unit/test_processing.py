@@ -1,0 +1,94 @@
+"""The batch processor: inbox, savepoints, retries with backoff, dead letters."""
+
+import json
+
+from alur.runtime.errors import InfrastructureError
+from alur.runtime.memory import InMemoryUnitOfWork, MemoryState
+from alur.runtime.processing import BatchProcessor, Message
+from schemas import encode, first_event
+from tests.unit.builders import event
+
+
+def message(value: bytes, offset: int = 0, topic: str = "orders") -> Message:
+    return Message(topic, 1, offset, b"o1", value)
+
+
+class Flaky:
+    """A handler that fails `failures` times with the given error, then records the event."""
+
+    def __init__(self, failures: int, retriable: bool = True) -> None:
+        self.failures, self.retriable, self.calls = failures, retriable, 0
+
+    async def __call__(self, uow, ev):  # noqa: ANN001, ANN204
+        self.calls += 1
+        await uow.append(ev.subject, 0, [ev], ["observed"])
+        if self.calls <= self.failures:
+            raise InfrastructureError("gateway timed out", retriable=self.retriable)
+        return "processed"
+
+
+def processor(handler, state: MemoryState, sleeps: list[float] | None = None) -> BatchProcessor:
+    async def sleep(seconds: float) -> None:
+        (sleeps if sleeps is not None else []).append(seconds)
+
+    return BatchProcessor("inventory", handler, lambda: InMemoryUnitOfWork(state), attempts=4,
+                          backoff=0.1, sleep=sleep)
+
+
+async def test_undecodable_bytes_go_to_the_dlq_with_error_and_origin() -> None:
+    state = MemoryState()
+    [result] = await processor(Flaky(0), state).process([message(b"{not json", offset=7)])
+    assert result.outcome == "dead_lettered"
+    [row] = state.outbox
+    assert row["topic"] == "orders.dlq"
+    record = json.loads(row["value"])
+    assert record["origin"] == {"topic": "orders", "partition": 1, "offset": 7, "key": "o1"}
+    assert record["value"] == "{not json" and record["service"] == "inventory"
+    assert "undecodable" in record["error"]
+    assert [a.outcome for a in state.audit] == ["dead_lettered"]
+
+
+async def test_a_retriable_failure_is_retried_with_backoff_and_leaves_one_effect() -> None:
+    state, sleeps, handler = MemoryState(), [], Flaky(2)
+    ev = event("OrderPlaced", "o1")
+    [result] = await processor(handler, state, sleeps).process([message(encode(ev))])
+    assert (result.outcome, result.attempts) == ("processed", 3)
+    assert sleeps == [0.1, 0.2]
+    assert len(state.streams["o1"]) == 1 and state.inbox == {ev.id}
+    assert state.audit[-1].attempts == 3
+
+
+async def test_a_message_that_keeps_failing_is_dead_lettered_and_leaves_nothing_else() -> None:
+    state, handler = MemoryState(), Flaky(99)
+    ev = event("OrderPlaced", "o1")
+    [result] = await processor(handler, state).process([message(encode(ev))])
+    assert (result.outcome, result.attempts, handler.calls) == ("dead_lettered", 4, 4)
+    assert state.streams.get("o1", []) == [] and state.inbox == set()
+    assert json.loads(state.outbox[0]["value"])["attempts"] == 4
+
+
+async def test_a_non_retriable_failure_is_not_retried() -> None:
+    state, handler = MemoryState(), Flaky(1, retriable=False)
+    [result] = await processor(handler, state).process([message(encode(event("OrderPlaced")))])
+    assert (result.outcome, handler.calls) == ("dead_lettered", 1)
+
+
+async def test_one_poisoned_message_does_not_undo_the_rest_of_its_batch() -> None:
+    state = MemoryState()
+    good = [event("OrderPlaced", f"o{i}") for i in range(3)]
+    batch = [message(encode(good[0]), 0), message(b"\xff\xfe", 1),
+             message(encode(good[1]), 2), message(encode(good[2]), 3)]
+    results = await processor(Flaky(0), state).process(batch)
+    assert [r.outcome for r in results] == ["processed", "dead_lettered", "processed",
+                                            "processed"]
+    assert sorted(state.streams) == ["o0", "o1", "o2"]
+    assert json.loads(state.outbox[0]["value"])["value_encoding"] == "base64"
+
+
+async def test_the_same_event_twice_is_a_duplicate() -> None:
+    state, handler = MemoryState(), Flaky(0)
+    ev = first_event(event("OrderPlaced").data, source="t", subject="o1", shop_id="s",
+                     channel="online")
+    results = await processor(handler, state).process(
+        [message(encode(ev), 0), message(encode(ev), 1)])
+    assert [r.outcome for r in results] == ["processed", "duplicate"] and handler.calls == 1

@@ -1,0 +1,77 @@
+"""The event contract: committed golden samples must keep decoding to the same content."""
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+from alur.settings import SERVICES
+from schemas import EVENT_TYPES, TOPICS, DecodeError, decode, encode, tools
+
+SAMPLES = sorted(tools.SAMPLES.glob("*.json"))
+
+
+def contains(whole: object, part: object) -> bool:
+    """`whole` holds everything `part` has (new optional fields may be added in a version)."""
+    if isinstance(part, dict):
+        return isinstance(whole, dict) and all(
+            k in whole and contains(whole[k], v) for k, v in part.items())
+    return whole == part
+
+
+def test_every_event_type_has_a_sample_and_every_sample_a_type() -> None:
+    names = {p.name.split(".")[0] for p in SAMPLES}
+    assert names == set(EVENT_TYPES)
+
+
+@pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
+def test_a_committed_sample_still_decodes_to_the_same_content(path: Path) -> None:
+    raw = path.read_text()
+    event = decode(raw)
+    assert event.type == path.name.split(".")[0]
+    assert f".v{event.schema_version}." in path.name
+    assert contains(json.loads(encode(event)), json.loads(raw))
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_consumer_folds_every_sample_it_subscribes_to(service: str) -> None:
+    bootstrap = importlib.import_module(f"services.{service}.bootstrap")
+    decider = bootstrap.DECIDER
+    subscribed = set(bootstrap.DEFINITION.subscriptions)
+    assert subscribed <= set(TOPICS)
+    for path in SAMPLES:
+        event = decode(path.read_text())
+        if event.topic in subscribed and event.type in decider.relevant:
+            decider.evolve(decider.initial, event)
+            decider.decide(decider.initial, event)
+
+
+def test_every_relevant_type_arrives_on_a_subscribed_topic() -> None:
+    for service in SERVICES:
+        bootstrap = importlib.import_module(f"services.{service}.bootstrap")
+        topics = {EVENT_TYPES[t].topic for t in bootstrap.DECIDER.relevant}
+        assert topics <= set(bootstrap.DEFINITION.subscriptions), service
+
+
+def test_money_is_never_a_float() -> None:
+    sample = json.loads((tools.SAMPLES / "OrderPlaced.v1.json").read_text())
+    sample["data"]["total"]["amount"] = 49.98
+    with pytest.raises(DecodeError, match="total.amount"):
+        decode(json.dumps(sample))
+
+
+def test_unknown_types_are_refused() -> None:
+    sample = json.loads((tools.SAMPLES / "Delivered.v1.json").read_text())
+    sample["type"] = "Teleported"
+    with pytest.raises(DecodeError):
+        decode(json.dumps(sample))
+
+
+def test_generated_json_schema_and_asyncapi_are_up_to_date(tmp_path: Path) -> None:
+    for fresh in tools.export(tmp_path):
+        committed = tools.GENERATED / fresh.name
+        assert committed.exists(), f"run `alur schemas export` to add {committed}"
+        assert committed.read_text() == fresh.read_text(), f"run `alur schemas export`"
+    doc = json.loads((tools.GENERATED / "asyncapi.json").read_text())
+    assert doc["asyncapi"].startswith("3.") and set(TOPICS) <= set(doc["channels"])
