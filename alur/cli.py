@@ -23,13 +23,14 @@ def _run(name: str, settings: Settings) -> None:
 
         from alur.simulators.gateway import create_app
 
-        uvicorn.run(create_app(settings.pg_dsn), host="127.0.0.1", port=settings.gateway_port,
+        uvicorn.run(create_app(settings.pg_dsn), host=settings.listen_host,
+                    port=settings.gateway_port,
                     log_level=settings.log_level, access_log=False)
     elif name == "smtp-sink":
         from alur.simulators.smtp import start_sink
 
-        controller = start_sink(settings.mail_dir, settings.smtp_port)
-        print(f"SMTP sink on 127.0.0.1:{settings.smtp_port}, mail in {settings.mail_dir}",
+        controller = start_sink(settings.mail_dir, settings.listen_host, settings.smtp_port)
+        print(f"SMTP sink on {settings.listen_host}:{settings.smtp_port}, mail in {settings.mail_dir}",
               flush=True)
         signal.sigwait({signal.SIGTERM, signal.SIGINT})
         controller.stop()

@@ -16,6 +16,14 @@ class Settings(BaseSettings):
     state_dir: Path = Field(Path(".alur/dev"), description="Data dirs, logs and PID files.")
     jar_dir: Path = Field(Path(".alur/jars"), description="Cache of the Kafka broker jars.")
 
+    # Where the services find their dependencies. Local infrastructure always listens on
+    # loopback; other hosts are for deployments (docker-compose.yml, deploy/).
+    kafka_host: str = "127.0.0.1"
+    pg_host: str = "127.0.0.1"
+    smtp_host: str = "127.0.0.1"
+    gateway_host: str = "127.0.0.1"
+    listen_host: str = Field("127.0.0.1", description="Address the API and /metrics bind to.")
+
     kafka_port: int = 19092
     kafka_controller_port: int = 19093
     kafka_heap: str = "512m"
@@ -44,16 +52,12 @@ class Settings(BaseSettings):
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"127.0.0.1:{self.kafka_port}"
+        return f"{self.kafka_host}:{self.kafka_port}"
 
     @property
     def pg_dsn(self) -> str:
-        return (f"postgresql://{self.pg_user}:{self.pg_password}@127.0.0.1:"
+        return (f"postgresql://{self.pg_user}:{self.pg_password}@{self.pg_host}:"
                 f"{self.pg_port}/{self.pg_database}")
-
-    @property
-    def smtp_host(self) -> str:
-        return "127.0.0.1"
 
     @property
     def api_url(self) -> str:
@@ -61,7 +65,7 @@ class Settings(BaseSettings):
 
     @property
     def gateway_url(self) -> str:
-        return f"http://127.0.0.1:{self.gateway_port}"
+        return f"http://{self.gateway_host}:{self.gateway_port}"
 
     def metrics_port(self, service: str) -> int:
         return self.metrics_port_base + SERVICES.index(service)

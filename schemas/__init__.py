@@ -3,7 +3,14 @@
 from schemas.catalogue import ALL_TOPICS, TOPICS, AnyEvent, dlq_topic
 from schemas.codec import DecodeError, decode, decode_obj, encode
 from schemas.envelope import (
-    EVENT_TYPES, Channel, Event, Model, Money, caused_by, first_event, now,
+    EVENT_TYPES,
+    Channel,
+    Event,
+    Model,
+    Money,
+    caused_by,
+    first_event,
+    now,
 )
 from schemas.inventory import *  # noqa: F403
 from schemas.notifications import *  # noqa: F403

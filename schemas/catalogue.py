@@ -7,20 +7,44 @@ from typing import Annotated
 from pydantic import Field
 
 from schemas.inventory import (
-    LowStock, ReservationExpired, StockCommitted, StockRejected, StockReleased, StockReserved,
+    LowStock,
+    ReservationExpired,
+    StockCommitted,
+    StockRejected,
+    StockReleased,
+    StockReserved,
     StockRestocked,
 )
 from schemas.notifications import NotificationFailed, NotificationSent
 from schemas.orders import (
-    LoyaltyPointsAccrued, LoyaltyPointsReversed, OrderCancelled, OrderCompleted, OrderPlaced,
-    OrderReturned, OrderStuck, ReceiptConfirmed, ReturnRequested, ReviewSubmitted,
+    LoyaltyPointsAccrued,
+    LoyaltyPointsReversed,
+    OrderCancelled,
+    OrderCompleted,
+    OrderPlaced,
+    OrderReturned,
+    OrderStuck,
+    ReceiptConfirmed,
+    ReturnRequested,
+    ReviewSubmitted,
 )
 from schemas.payments import (
-    PaymentConfirmed, PaymentExpired, PaymentFailed, PaymentPending, RefundIssued,
+    PaymentConfirmed,
+    PaymentExpired,
+    PaymentFailed,
+    PaymentPending,
+    RefundIssued,
 )
 from schemas.shipping import (
-    Delivered, DeliveryFailed, InTransit, OutForDelivery, PickedUp, ReadyForPickup,
-    ReturnReceived, ShipmentCreated, Shipped,
+    Delivered,
+    DeliveryFailed,
+    InTransit,
+    OutForDelivery,
+    PickedUp,
+    ReadyForPickup,
+    ReturnReceived,
+    ShipmentCreated,
+    Shipped,
 )
 
 AnyEvent = Annotated[

@@ -74,7 +74,7 @@ def first_event(
     """Wrap a payload that starts a flow (no cause): correlation id = its own id."""
     cls = EVENT_FOR_DATA[type(data)]
     eid = event_id or uuid.uuid4()
-    return cls(
+    return cls(  # type: ignore[call-arg]  # each subclass defaults `type`
         id=eid, source=source, time=at or now(), subject=subject, shop_id=shop_id,
         channel=channel, correlation_id=eid, causation_id=None, data=data,
     )
@@ -86,7 +86,7 @@ def caused_by(
 ) -> Event:
     """Wrap a payload decided in reaction to `cause`: same subject, shop and correlation."""
     cls = EVENT_FOR_DATA[type(data)]
-    return cls(
+    return cls(  # type: ignore[call-arg]  # each subclass defaults `type`
         id=event_id or uuid.uuid4(), source=source, time=at or now(), subject=cause.subject,
         shop_id=cause.shop_id, channel=cause.channel, correlation_id=cause.correlation_id,
         causation_id=cause.id, data=data,

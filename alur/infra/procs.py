@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
 # Children started by this process: kept so they can be reaped (no zombies, no warnings).
 _children: dict[int, subprocess.Popen[bytes]] = {}
 

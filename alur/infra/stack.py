@@ -6,6 +6,7 @@ import asyncio
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from alur.infra import kafka, postgres
@@ -59,7 +60,7 @@ def start_process(settings: Settings, name: str) -> int:
     return pid
 
 
-def infra_up(settings: Settings, say: callable = print) -> None:  # type: ignore[valid-type]
+def infra_up(settings: Settings, say: Callable[[str], None] = print) -> None:
     """Idempotent: what runs already is reused."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     say(f"kafka       {settings.kafka_bootstrap}  pid {kafka.start(settings)}")
@@ -71,7 +72,7 @@ def infra_up(settings: Settings, say: callable = print) -> None:  # type: ignore
         say(f"{name:<11} 127.0.0.1:{_port(name, settings)}  pid {start_process(settings, name)}")
 
 
-def infra_down(settings: Settings, say: callable = print) -> None:  # type: ignore[valid-type]
+def infra_down(settings: Settings, say: Callable[[str], None] = print) -> None:
     for name in reversed(SIMULATORS):
         if proc(settings, name).stop():
             say(f"stopped {name}")

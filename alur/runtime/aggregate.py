@@ -47,7 +47,9 @@ async def handle_event(
     state = decider.fold([stored.event for stored in history])
     new_events: list[Event] = []
     for item in decider.decide(state, event):
-        payloads = [item] if _is_event_payload(item) else await _perform(perform, uow, item, event)
+        payloads: Sequence[Model] = (
+            [item] if isinstance(item, Model) and _is_event_payload(item)
+            else await _perform(perform, uow, item, event))
         new_events.extend(caused_by(event, p, source=source) for p in payloads)
     recorded = new_events if own_echo else [event, *new_events]
     origins: list[Literal["own", "observed"]] = ["own"] * len(new_events)

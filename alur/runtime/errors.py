@@ -10,7 +10,7 @@ class AlurError(Exception):
 
 
 class InfrastructureError(AlurError):
-    """A dependency (database, broker, gateway, SMTP) failed; `retriable` says if a retry may help."""
+    """A dependency (database, broker, gateway, SMTP) failed; `retriable`: may a retry help?"""
 
     def __init__(self, message: str, *, retriable: bool = True) -> None:
         super().__init__(message)

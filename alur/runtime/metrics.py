@@ -24,5 +24,5 @@ OUTBOX_BACKLOG = Gauge(
     "alur_outbox_backlog_rows", "Unpublished outbox rows seen by the relay.", ["service"])
 
 
-def serve(port: int) -> None:
-    start_http_server(port, addr="127.0.0.1")
+def serve(host: str, port: int) -> None:
+    start_http_server(port, addr=host)

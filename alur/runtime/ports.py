@@ -68,7 +68,7 @@ class UnitOfWork(Protocol):
         self, stream_id: str, expected_version: int, events: Sequence[Event],
         origins: Sequence[Literal["own", "observed"]],
     ) -> None:
-        """Append after `expected_version`; ConcurrencyConflict if another writer got there first."""
+        """Append after `expected_version`; ConcurrencyConflict if another writer was first."""
 
     def publish(self, event: Event) -> None:
         """Put an own event in the outbox (its class's topic, keyed by subject) and audit it."""

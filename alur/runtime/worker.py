@@ -14,6 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import faust
@@ -78,7 +79,7 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> faust.App:
     runtime = _Runtime()
     topic = app.topic(*definition.subscriptions, value_serializer="raw", key_serializer="raw")
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]
     async def start_service() -> None:
         pool = await connect_pool(settings.pg_dsn, name, settings.pg_pool_size)
         producer = new_producer(settings.kafka_bootstrap)
@@ -90,7 +91,7 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> faust.App:
         relay = OutboxRelay(name, name, settings.pg_dsn, PostgresOutbox(pool), producer,
                             batch=settings.relay_batch, interval=settings.relay_interval,
                             retention=settings.outbox_retention)
-        metrics.serve(settings.metrics_port(name))
+        metrics.serve(settings.listen_host, settings.metrics_port(name))
         runtime.ready.set()
         log.info("%s ready: consuming %s", name, ", ".join(definition.subscriptions))
         try:
@@ -101,7 +102,7 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> faust.App:
             await producer.stop()
             await pool.close()
 
-    async def consume(stream: faust.StreamT) -> None:
+    async def consume(stream: Any) -> None:  # faust.Stream; noack_take is not on StreamT
         await runtime.ready.wait()
         assert runtime.processor is not None
         recorder = _Recorder(name)

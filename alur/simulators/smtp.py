@@ -31,8 +31,8 @@ class MaildirHandler:
         return "250 Message accepted for delivery"
 
 
-def start_sink(directory: Path, port: int) -> Controller:
-    controller = Controller(MaildirHandler(directory), hostname="127.0.0.1", port=port)
+def start_sink(directory: Path, host: str, port: int) -> Controller:
+    controller = Controller(MaildirHandler(directory), hostname=host, port=port)
     controller.start()
     return controller
 

@@ -16,7 +16,12 @@ from alur.runtime.processing import Handler, HandlerResult
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
 from schemas import (
-    Event, Model, StockCommittedData, StockRejectedData, StockReservedData, now,
+    Event,
+    Model,
+    StockCommittedData,
+    StockRejectedData,
+    StockReservedData,
+    now,
 )
 from services.inventory import domain
 from services.inventory.adapters import InMemoryStock, PostgresStock, Stock

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+
 from alur.runtime.db import connect_pool, migrate
 from alur.settings import Settings
 from services.inventory.adapters import PostgresStock

@@ -38,7 +38,8 @@ def make_handler(mailer: Mailer) -> Handler:
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
-    return ServiceParts(handler=make_handler(SmtpMailer(settings.smtp_host, settings.smtp_port)))
+    mailer = SmtpMailer(settings.smtp_host, settings.smtp_port)
+    return ServiceParts(handler=make_handler(mailer), close=mailer.close)
 
 
 DEFINITION = ServiceDefinition(

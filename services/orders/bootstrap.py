@@ -57,7 +57,7 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
 
     app = create_app(new_uow, load_order)
     server = _EmbeddedServer(uvicorn.Config(
-        app, host="127.0.0.1", port=settings.api_port, log_level=settings.log_level,
+        app, host=settings.listen_host, port=settings.api_port, log_level=settings.log_level,
         access_log=False, lifespan="off"))
 
     async def serve_api() -> None:

@@ -6,7 +6,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from schemas import (
-    Customer, Delivery, Event, Model, Money, OrderCancelledData, OrderLine, OrderPlacedData,
+    Customer,
+    Delivery,
+    Event,
+    Model,
+    Money,
+    OrderCancelledData,
+    OrderLine,
+    OrderPlacedData,
     PaymentInstruction,
 )
 

@@ -7,7 +7,13 @@ import httpx
 
 from alur.infra import stack
 from tests.e2e.helpers import (
-    all_delivered, mails_about, new_sku, order_body, place, set_stock, wait_until,
+    all_delivered,
+    mails_about,
+    new_sku,
+    order_body,
+    place,
+    set_stock,
+    wait_until,
 )
 
 ORDERS = 200

@@ -1,8 +1,15 @@
 """One order over HTTP through all five services, with real Kafka, PostgreSQL and SMTP."""
 
 from tests.e2e.helpers import (
-    all_delivered, mails_about, new_sku, order_body, place, set_stock, statuses,
-    versions_are_contiguous, wait_until,
+    all_delivered,
+    mails_about,
+    new_sku,
+    order_body,
+    place,
+    set_stock,
+    statuses,
+    versions_are_contiguous,
+    wait_until,
 )
 
 FLOW = ["OrderPlaced", "StockReserved", "PaymentConfirmed", "ShipmentCreated", "Shipped",

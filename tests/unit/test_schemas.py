@@ -72,6 +72,6 @@ def test_generated_json_schema_and_asyncapi_are_up_to_date(tmp_path: Path) -> No
     for fresh in tools.export(tmp_path):
         committed = tools.GENERATED / fresh.name
         assert committed.exists(), f"run `alur schemas export` to add {committed}"
-        assert committed.read_text() == fresh.read_text(), f"run `alur schemas export`"
+        assert committed.read_text() == fresh.read_text(), "run `alur schemas export`"
     doc = json.loads((tools.GENERATED / "asyncapi.json").read_text())
     assert doc["asyncapi"].startswith("3.") and set(TOPICS) <= set(doc["channels"])

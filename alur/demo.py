@@ -1,0 +1,242 @@
+"""`alur demo`: the real stack, simulated shops placing orders over HTTP, a summary, teardown."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import random
+import statistics
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+import httpx
+
+from alur.infra import stack
+from alur.infra.procs import StartError
+from alur.settings import SERVICES, Settings
+from alur.simulators.smtp import read_messages
+from services.inventory.seed import set_stock
+from services.notifications.domain import CUSTOMER_FACING
+
+CATALOGUE = [("SKU-MUG", 1250), ("SKU-PLATE", 1800), ("SKU-BOWL", 1500), ("SKU-CUP", 900),
+             ("SKU-VASE", 4200), ("SKU-TRAY", 2600)]
+SCARCE = ("SKU-LAMP", 8900)  # a handful in stock: some orders for it are rejected
+SETTLED = ("Delivered", "OrderCancelled")
+
+
+class Progress:
+    """A one-line progress bar on stderr with rate and ETA."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label, self.total, self.started = label, total, time.monotonic()
+        self._tty = sys.stderr.isatty()
+        self._last = 0.0
+        self._first: int | None = None  # the count at the first look: rate is what moved since
+
+    def show(self, done: int, force: bool = False) -> None:
+        # redraw at most 5 times a second on a terminal, every 5 s in a log
+        now = time.monotonic()
+        if not force and now - self._last < (0.2 if self._tty else 5.0):
+            return
+        self._last = now
+        if self._first is None:
+            self._first, self.started = done, now
+        elapsed = max(now - self.started, 1e-6)
+        rate = (done - self._first) / elapsed
+        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        filled = int(30 * done / self.total) if self.total else 30
+        bar = "#" * filled + "-" * (30 - filled)
+        line = f"  {self.label:<9} [{bar}] {done}/{self.total} {rate:7.1f}/s  eta {eta:5.1f}s "
+        sys.stderr.write(f"\r{line}" if self._tty else f"{line}\n")
+        sys.stderr.flush()
+
+    def finish(self, done: int) -> None:
+        self.show(done, force=True)
+        if self._tty:
+            sys.stderr.write("\n")
+
+
+@dataclass
+class Run:
+    orders: list[str] = field(default_factory=list)
+    placing_seconds: float = 0.0
+
+
+def _order(shop: str, rng: random.Random) -> dict[str, object]:
+    scarce = rng.random() < 0.05
+    sku, price = SCARCE if scarce else rng.choice(CATALOGUE)
+    token = "tok_decline" if rng.random() < 0.04 else "tok_visa"
+    return {
+        "shop_id": shop, "channel": "online",
+        "customer": {"customer_id": f"cus-{rng.randrange(10**6)}",
+                     "email": f"customer{rng.randrange(1000)}@example.com", "name": "Customer"},
+        "lines": [{"sku": sku, "quantity": rng.randint(1, 3),
+                   "unit_price": {"amount": price, "currency": "EUR"}}],
+        "payment": {"method": "card", "token": token},
+        "delivery": {"method": "home_delivery", "address": {
+            "line1": "1 Main St", "city": "Lisbon", "postal_code": "1000-001", "country": "PT"}},
+    }
+
+
+async def _place(settings: Settings, total: int, shops: int) -> Run:
+    run, progress, rng = Run(), Progress("placing", total), random.Random(7)
+    shop_ids = [f"shop-{i + 1}" for i in range(shops)]
+    started = time.monotonic()
+    async with httpx.AsyncClient(base_url=settings.api_url, timeout=30) as client:
+        async def shop(shop_id: str, count: int) -> None:
+            for _ in range(count):
+                response = await client.post("/v1/orders", json=_order(shop_id, rng))
+                if response.status_code != 202:
+                    raise RuntimeError(f"{shop_id}: {response.status_code} {response.text}")
+                run.orders.append(response.json()["order_id"])
+                progress.show(len(run.orders))
+
+        share = [total // shops + (1 if i < total % shops else 0) for i in range(shops)]
+        # each shop sends from a few tills at once
+        await asyncio.gather(*(shop(s, n // 4 + (1 if k < n % 4 else 0))
+                               for s, n in zip(shop_ids, share, strict=True) for k in range(4)))
+    run.placing_seconds = time.monotonic() - started
+    progress.finish(len(run.orders))
+    return run
+
+
+async def _wait(label: str, total: int, count: Callable[[], Awaitable[int]],
+                timeout: float) -> int:
+    """Poll `count` until it reaches `total` or the time is up, showing progress."""
+    progress, deadline = Progress(label, total), time.monotonic() + timeout
+    done = 0
+    while time.monotonic() < deadline:
+        done = await count()
+        progress.show(done)
+        if done >= total:
+            break
+        await asyncio.sleep(0.25)
+    progress.finish(done)
+    return done
+
+
+async def _settle(db: asyncpg.Pool, run: Run, timeout: float) -> int:
+    async def settled() -> int:
+        return int(await db.fetchval(
+            "SELECT count(DISTINCT stream_id) FROM orders.events WHERE type = ANY($1::text[]) "
+            "AND stream_id = ANY($2::text[])", list(SETTLED), run.orders))
+
+    return await _wait("settling", len(run.orders), settled, timeout)
+
+
+async def _notify(db: asyncpg.Pool, run: Run, timeout: float) -> int:
+    """Wait until every customer-facing event of the run has had its e-mail."""
+    due = sum([int(await db.fetchval(
+        f"SELECT count(*) FROM {service}.audit WHERE direction = 'out' "
+        "AND type = ANY($1::text[]) AND order_id = ANY($2::text[])",
+        list(CUSTOMER_FACING), run.orders)) for service in ("orders", "payments", "shipping")])
+
+    async def sent() -> int:
+        return int(await db.fetchval(
+            "SELECT count(*) FROM notifications.events WHERE type = 'NotificationSent' "
+            "AND stream_id = ANY($1::text[])", run.orders))
+
+    await _wait("e-mailing", due, sent, timeout)
+    return due
+
+
+def _percentile(values: list[float], q: int) -> float:
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return float(statistics.quantiles(values, n=100, method="inclusive")[q - 1])
+
+
+async def _summary(settings: Settings, db: asyncpg.Pool, run: Run, due_mails: int) -> str:
+    ids = run.orders
+    finals = await db.fetch(
+        "SELECT DISTINCT ON (stream_id) stream_id, type FROM orders.events "
+        "WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version DESC", ids)
+    by_state: dict[str, int] = {}
+    for r in finals:
+        by_state[r["type"]] = by_state.get(r["type"], 0) + 1
+    timing = await db.fetch(
+        "SELECT p.stream_id, (p.body->>'time')::timestamptz AS placed, "
+        "(d.body->>'time')::timestamptz AS delivered FROM orders.events p "
+        "JOIN orders.events d ON d.stream_id = p.stream_id AND d.type = 'Delivered' "
+        "WHERE p.type = 'OrderPlaced' AND p.stream_id = ANY($1::text[])", ids)
+    latencies = [(r["delivered"] - r["placed"]).total_seconds() for r in timing]
+    span = await db.fetchrow(
+        "SELECT min((body->>'time')::timestamptz) AS first, max((body->>'time')::timestamptz) "
+        "AS last FROM orders.events WHERE stream_id = ANY($1::text[])", ids)
+    per_topic = {}
+    for service in SERVICES:
+        per_topic[service] = await db.fetchval(
+            f"SELECT count(*) FROM {service}.audit WHERE direction = 'out' "
+            "AND order_id = ANY($1::text[])", ids)
+    dead = sum([await db.fetchval(f"SELECT count(*) FROM {s}.audit WHERE outcome = "
+                                  "'dead_lettered' AND order_id = ANY($1::text[])", ids)
+                for s in SERVICES])
+    wanted = set(ids)
+    mails = sum(1 for raw in read_messages(settings.mail_dir)
+                if _order_of(raw) in wanted)
+    seconds = (span["last"] - span["first"]).total_seconds() if span["first"] else 0.0
+    rows = [("orders placed", f"{len(ids)}"),
+            ("intake rate", f"{len(ids) / run.placing_seconds:.0f} orders/s over HTTP"),
+            *[(f"final: {k}", str(v)) for k, v in sorted(by_state.items())],
+            ("accepted -> delivered p50", f"{_percentile(latencies, 50) * 1000:.0f} ms"),
+            ("accepted -> delivered p99", f"{_percentile(latencies, 99) * 1000:.0f} ms"),
+            ("end-to-end rate", f"{len(ids) / seconds:.0f} orders/s" if seconds else "n/a"),
+            *[(f"events on {t}", str(n)) for t, n in per_topic.items()],
+            ("dead letters", str(dead)),
+            ("e-mails received by SMTP", str(mails)),
+            ("e-mails due", str(due_mails))]
+    width = max(len(k) for k, _ in rows)
+    line = "-" * (width + 24)
+    return "\n".join([line, *(f"  {k:<{width}}  {v}" for k, v in rows), line])
+
+
+def _order_of(raw: bytes) -> str | None:
+    """The order id named in an e-mail's subject."""
+    subject = str(email.message_from_bytes(raw)["Subject"] or "")
+    return next((w for w in subject.split() if w.startswith("ord_")), None)
+
+
+async def _drive(settings: Settings, orders: int, shops: int) -> tuple[int, str]:
+    await set_stock(settings, [(loc, sku, 100_000) for loc in ("WH-1", "WH-2")
+                               for sku, _ in CATALOGUE] + [("WH-1", SCARCE[0], 6)])
+    run = await _place(settings, orders, shops)
+    db = await asyncpg.create_pool(settings.pg_dsn, min_size=1, max_size=2)
+    try:
+        settled = await _settle(db, run, timeout=max(120.0, orders / 5))
+        due_mails = await _notify(db, run, timeout=60.0)
+        return len(run.orders) - settled, await _summary(settings, db, run, due_mails)
+    finally:
+        await db.close()
+
+
+def run_demo(settings: Settings, orders: int, shops: int, keep_running: bool) -> int:
+    before = {name for name, state, *_ in stack.status(settings) if state.startswith("running")}
+    print(f"Alur demo: {orders} orders from {shops} simulated shops "
+          f"(state in {settings.state_dir}, logs in {settings.log_dir})")
+    try:
+        print("starting local infrastructure ...")
+        stack.infra_up(settings, say=lambda line: print("  " + line))
+        print("starting services ...")
+        for name, pid in stack.services_up(settings).items():
+            print(f"  {name:<13} pid {pid}  log {stack.proc(settings, name).log_file}")
+        unsettled, summary = asyncio.run(_drive(settings, orders, shops))
+        print(summary)
+        if unsettled:
+            print(f"{unsettled} orders did not settle; see the logs in {settings.log_dir}")
+        return 1 if unsettled else 0
+    except StartError as exc:
+        print(f"demo failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if not keep_running:
+            started = [n for n in SERVICES if n not in before]
+            stack.services_down(settings, tuple(started))
+            if not before:
+                stack.infra_down(settings, say=lambda line: print("  " + line))
+            print("stopped what the demo started")
+

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what Alur needs on a fresh Debian machine, and nothing twice:
+# PostgreSQL server binaries (Debian packages), Java and Maven if absent, the Python
+# virtualenv with the project, and the Kafka broker jars from Maven Central.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+  echo "setup: '$*' needs root; install it by hand" >&2; exit 1; fi; }
+
+apt_updated=""
+apt_install() {
+  if ! command -v apt-get >/dev/null; then
+    echo "setup: missing $*, and this is not a Debian-like system: install it by hand" >&2; exit 1
+  fi
+  [ -n "$apt_updated" ] || { as_root apt-get update -qq; apt_updated=1; }
+  echo "setup: installing $* (Debian packages)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  # Alur runs its own cluster; keep the package from creating and starting a host-wide one.
+  if [ ! -e /etc/postgresql-common/createcluster.conf ]; then
+    as_root mkdir -p /etc/postgresql-common
+    echo "create_main_cluster = false" | as_root tee /etc/postgresql-common/createcluster.conf >/dev/null
+  fi
+  apt_install postgresql
+fi
+command -v java >/dev/null || apt_install openjdk-17-jre-headless
+command -v mvn >/dev/null || apt_install maven
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "setup: Python 3.11 or newer is needed ($python is $("$python" --version 2>&1))" >&2; exit 1
+fi
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+stamp=.venv/.alur-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing Python packages into .venv"
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -e ".[dev]"
+  touch "$stamp"
+fi
+.venv/bin/python -c 'from alur.infra.kafka import ensure_jars; from alur.settings import Settings; ensure_jars(Settings())'
+echo "setup: ready"
