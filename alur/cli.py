@@ -30,8 +30,8 @@ def _run(name: str, settings: Settings) -> None:
         from alur.simulators.smtp import start_sink
 
         controller = start_sink(settings.mail_dir, settings.listen_host, settings.smtp_port)
-        print(f"SMTP sink on {settings.listen_host}:{settings.smtp_port}, mail in {settings.mail_dir}",
-              flush=True)
+        print(f"SMTP sink on {settings.listen_host}:{settings.smtp_port}, "
+              f"mail in {settings.mail_dir}", flush=True)
         signal.sigwait({signal.SIGTERM, signal.SIGINT})
         controller.stop()
 
