@@ -68,7 +68,8 @@ def _cmd(argv: list[str]) -> list[str]:
 
 
 def proc(settings: Settings) -> Proc:
-    return Proc("postgres", settings.state_dir / "run", settings.log_dir)
+    # The log sits beside the cluster: the postgres user writes it, so it must reach it.
+    return Proc("postgres", settings.state_dir / "run", home(settings))
 
 
 def _postmaster_pid(data: Path) -> int | None:
@@ -109,7 +110,6 @@ def start(settings: Settings) -> int:
                 f"port = {settings.pg_port}\nunix_socket_directories = '{sockets}'\n"
                 "max_connections = 200\nshared_buffers = 256MB\n"
                 "log_min_messages = warning\n")
-    p.log_dir.mkdir(parents=True, exist_ok=True)
     log = p.log_file.resolve()
     log.touch()
     if user:
