@@ -14,6 +14,9 @@ class Mailer(Protocol):
     async def send(self, to: str, subject: str, body: str, message_id: str) -> None:
         """Deliver one message; raises InfrastructureError (retriable or not) on failure."""
 
+    async def close(self) -> None:
+        """End any open session."""
+
 
 class SmtpMailer:
     """Keeps one SMTP session open between messages; reconnects when the server drops it."""
@@ -82,3 +85,6 @@ class InMemoryMailer:
 
     async def send(self, to: str, subject: str, body: str, message_id: str) -> None:
         self.sent.append({"to": to, "subject": subject, "body": body, "message_id": message_id})
+
+    async def close(self) -> None:
+        return None

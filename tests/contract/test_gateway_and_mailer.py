@@ -56,22 +56,28 @@ async def test_an_unreachable_gateway_is_a_retriable_error() -> None:
 
 
 @pytest.fixture(params=["memory", "smtp"])
-def mailer(request, infra):  # noqa: ANN001, ANN201
+async def mailer(request, infra):  # noqa: ANN001, ANN201
     if request.param == "memory":
         fake = InMemoryMailer()
-        return fake, lambda: [m["message_id"] for m in fake.sent]
-    return SmtpMailer("127.0.0.1", infra.smtp_port), lambda: [
+        yield fake, lambda: [m["message_id"] for m in fake.sent]
+        return
+    real = SmtpMailer("127.0.0.1", infra.smtp_port)
+    yield real, lambda: [
         email.message_from_bytes(raw)["Message-ID"] for raw in read_messages(infra.mail_dir)]
+    await real.close()
 
 
-async def test_a_sent_message_arrives_with_its_message_id(mailer) -> None:
+async def test_sent_messages_arrive_with_their_message_ids(mailer) -> None:
     sender, received = mailer
-    message_id = f"<{uuid.uuid4().hex}@alur.local>"
-    await sender.send("ada@example.com", "Your order", "Hello Ada\n", message_id)
-    assert message_id in received()
+    ids = [f"<{uuid.uuid4().hex}@alur.local>" for _ in range(3)]
+    for message_id in ids:  # one session carries several messages
+        await sender.send("ada@example.com", "Your order", "Hello Ada\n", message_id)
+    assert set(ids) <= set(received())
 
 
 async def test_an_unreachable_smtp_server_is_a_retriable_error() -> None:
+    mailer = SmtpMailer("127.0.0.1", 9)
     with pytest.raises(InfrastructureError) as caught:
-        await SmtpMailer("127.0.0.1", 9).send("a@example.com", "s", "b", "<x@y>")
+        await mailer.send("a@example.com", "s", "b", "<x@y>")
     assert caught.value.retriable is True
+    await mailer.close()
