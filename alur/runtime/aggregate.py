@@ -15,7 +15,7 @@ from functools import reduce
 from typing import Generic, Literal, TypeVar
 
 from alur.runtime.ports import UnitOfWork
-from alur.runtime.processing import HandlerResult
+from alur.runtime.processing import Handler, HandlerResult
 from schemas import Event, Model, caused_by
 from schemas.envelope import EVENT_FOR_DATA
 
@@ -60,6 +60,15 @@ async def handle_event(
     for e in new_events:
         uow.publish(e)
     return "processed"
+
+
+def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = None) -> Handler:
+    """The runtime's handler for a service whose decisions are `decider`."""
+
+    async def handle(uow: UnitOfWork, event: Event) -> HandlerResult:
+        return await handle_event(uow, event, decider, source=source, perform=perform)
+
+    return handle
 
 
 def _is_event_payload(item: object) -> bool:

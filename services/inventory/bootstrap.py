@@ -8,11 +8,11 @@ from pathlib import Path
 
 import asyncpg
 
-from alur.runtime.aggregate import Decider, handle_event
+from alur.runtime.aggregate import Decider, handler_for
 from alur.runtime.memory import InMemoryUnitOfWork
 from alur.runtime.ports import UnitOfWork
 from alur.runtime.postgres import PostgresUnitOfWork
-from alur.runtime.processing import Handler, HandlerResult
+from alur.runtime.processing import Handler
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
 from schemas import (
@@ -58,10 +58,7 @@ def make_handler(stock: Callable[[UnitOfWork], Stock] = stock_of) -> Handler:
                                        location=command.location)]
         raise TypeError(f"unknown command {command!r}")
 
-    async def handle(uow: UnitOfWork, event: Event) -> HandlerResult:
-        return await handle_event(uow, event, DECIDER, source=SOURCE, perform=perform)
-
-    return handle
+    return handler_for(DECIDER, source=SOURCE, perform=perform)
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from alur.runtime.aggregate import Decider, handle_event
+from alur.runtime.aggregate import Decider, handler_for
 from alur.runtime.ports import UnitOfWork
-from alur.runtime.processing import Handler, HandlerResult
+from alur.runtime.processing import Handler
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
 from schemas import Event, Model, NotificationSentData
@@ -31,10 +31,7 @@ def make_handler(mailer: Mailer) -> Handler:
             order_id=command.about.subject, notification_id=command.notification_id,
             channel="email", template=command.template, about_event_id=command.about.id)]
 
-    async def handle(uow: UnitOfWork, event: Event) -> HandlerResult:
-        return await handle_event(uow, event, DECIDER, source=SOURCE, perform=perform)
-
-    return handle
+    return handler_for(DECIDER, source=SOURCE, perform=perform)
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:

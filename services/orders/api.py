@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -11,10 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from alur.runtime.errors import InfrastructureError
 from alur.runtime.ports import UnitOfWork
 from schemas import Channel, Customer, Delivery, OrderLine, PaymentInstruction, first_event
 from services.orders import domain
 
+log = logging.getLogger("alur.orders.api")
 PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://alur.dev/problems/"
 
@@ -68,6 +71,19 @@ def create_app(new_uow: Callable[[], UnitOfWork],
                   for e in exc.errors()]
         return problem(422, "validation-error", "The request body is invalid",
                        "See `errors` for each invalid field.", errors=errors)
+
+    @app.exception_handler(InfrastructureError)
+    async def unavailable(_: Request, exc: InfrastructureError) -> JSONResponse:
+        log.error("orders API: dependency unavailable: %s", exc)
+        response = problem(503, "unavailable", "Temporarily unavailable",
+                           "The order was not recorded; retry later.")
+        response.headers["Retry-After"] = "5"
+        return response
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("orders API: unexpected error")
+        return problem(500, "internal", "Internal error", "The request could not be handled.")
 
     @app.post("/v1/orders", status_code=202, response_model=Accepted,
               responses={422: {"description": "Invalid order (problem+json)."}})

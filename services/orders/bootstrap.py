@@ -8,22 +8,17 @@ from collections.abc import Iterator
 import asyncpg
 import uvicorn
 
-from alur.runtime.aggregate import Decider, handle_event
-from alur.runtime.ports import StoredEvent, UnitOfWork
+from alur.runtime.aggregate import Decider, handler_for
+from alur.runtime.ports import StoredEvent
 from alur.runtime.postgres import PostgresUnitOfWork
-from alur.runtime.processing import HandlerResult
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
-from schemas import Event
 from services.orders import domain
 from services.orders.api import OrderView, TimelineEntry, create_app
 
 SOURCE = "alur/orders"
 DECIDER = Decider(domain.OrderState(), domain.evolve, domain.decide, domain.RELEVANT)
-
-
-async def handle(uow: UnitOfWork, event: Event) -> HandlerResult:
-    return await handle_event(uow, event, DECIDER, source=SOURCE)
+handle = handler_for(DECIDER, source=SOURCE)
 
 
 def order_view(stream: list[StoredEvent]) -> OrderView | None:

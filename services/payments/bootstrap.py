@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from alur.runtime.aggregate import Decider, handle_event
+from alur.runtime.aggregate import Decider, handler_for
 from alur.runtime.ports import UnitOfWork
-from alur.runtime.processing import Handler, HandlerResult
+from alur.runtime.processing import Handler
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
 from schemas import Event, Model, PaymentConfirmedData, PaymentFailedData
@@ -33,10 +33,7 @@ def make_handler(gateway: Gateway) -> Handler:
         return [PaymentFailedData(order_id=command.order_id, payment_id=command.payment_id,
                                   amount=command.amount, reason=result.reason or "declined")]
 
-    async def handle(uow: UnitOfWork, event: Event) -> HandlerResult:
-        return await handle_event(uow, event, DECIDER, source=SOURCE, perform=perform)
-
-    return handle
+    return handler_for(DECIDER, source=SOURCE, perform=perform)
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from alur.runtime.aggregate import Decider, handle_event
+from alur.runtime.aggregate import Decider, handler_for
 from alur.runtime.ports import UnitOfWork
-from alur.runtime.processing import Handler, HandlerResult
+from alur.runtime.processing import Handler
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
 from schemas import DeliveredData, Event, Model, ShipmentCreatedData, ShippedData
@@ -34,10 +34,7 @@ def make_handler(carrier: Carrier) -> Handler:
             return [ShippedData(**parcel) if status == "shipped" else DeliveredData(**parcel)]
         raise TypeError(f"unknown command {command!r}")
 
-    async def handle(uow: UnitOfWork, event: Event) -> HandlerResult:
-        return await handle_event(uow, event, DECIDER, source=SOURCE, perform=perform)
-
-    return handle
+    return handler_for(DECIDER, source=SOURCE, perform=perform)
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
