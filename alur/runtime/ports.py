@@ -12,8 +12,6 @@ from typing import Literal, Protocol
 
 from schemas import Event
 
-Outcome = Literal["processed", "ignored", "duplicate", "dead_lettered", "emitted"]
-
 
 @dataclass(frozen=True)
 class AuditRow:

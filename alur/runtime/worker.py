@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -81,26 +82,16 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> faust.App:
 
     @app.task  # type: ignore[untyped-decorator]
     async def start_service() -> None:
-        pool = await connect_pool(settings.pg_dsn, name, settings.pg_pool_size)
-        producer = new_producer(settings.kafka_bootstrap)
-        await producer.start()
-        parts = await definition.build(settings, pool)
-        runtime.processor = BatchProcessor(
-            name, parts.handler, lambda: PostgresUnitOfWork(pool, name),
-            attempts=settings.retry_attempts, backoff=settings.retry_backoff)
-        relay = OutboxRelay(name, name, settings.pg_dsn, PostgresOutbox(pool), producer,
-                            batch=settings.relay_batch, interval=settings.relay_interval,
-                            retention=settings.outbox_retention)
-        metrics.serve(settings.listen_host, settings.metrics_port(name))
-        runtime.ready.set()
-        log.info("%s ready: consuming %s", name, ", ".join(definition.subscriptions))
         try:
-            await asyncio.gather(relay.run(), *(job() for job in parts.background))
-        finally:
-            if parts.close:
-                await parts.close()
-            await producer.stop()
-            await pool.close()
+            await _serve(definition, settings, runtime)
+        except asyncio.CancelledError:
+            raise
+        except (Exception, SystemExit):  # uvicorn exits when its port is taken
+            # Crash-only: every effect is committed or redone, so exiting is always safe, and
+            # a consumer left running without its pool or relay would only fail quietly.
+            log.critical("%s: the service's core failed; exiting", name, exc_info=True)
+            logging.shutdown()
+            os._exit(70)
 
     async def consume(stream: Any) -> None:  # faust.Stream; noack_take is not on StreamT
         await runtime.ready.wait()
@@ -117,6 +108,31 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> faust.App:
 
     app.agent(topic, name=f"alur-{name}-handler")(consume)
     return app
+
+
+async def _serve(definition: ServiceDefinition, settings: Settings, runtime: _Runtime) -> None:
+    """Build the service's parts, open the gate for the agent, run the relay and extras."""
+    name = definition.name
+    pool = await connect_pool(settings.pg_dsn, name, settings.pg_pool_size)
+    producer = new_producer(settings.kafka_bootstrap)
+    await producer.start()
+    parts = await definition.build(settings, pool)
+    runtime.processor = BatchProcessor(
+        name, parts.handler, lambda: PostgresUnitOfWork(pool, name),
+        attempts=settings.retry_attempts, backoff=settings.retry_backoff)
+    relay = OutboxRelay(name, name, settings.pg_dsn, PostgresOutbox(pool), producer,
+                        batch=settings.relay_batch, interval=settings.relay_interval,
+                        retention=settings.outbox_retention)
+    metrics.serve(settings.listen_host, settings.metrics_port(name))
+    runtime.ready.set()
+    log.info("%s ready: consuming %s", name, ", ".join(definition.subscriptions))
+    try:
+        await asyncio.gather(relay.run(), *(job() for job in parts.background))
+    finally:
+        if parts.close:
+            await parts.close()
+        await producer.stop()
+        await pool.close()
 
 
 async def _commit_with_retry(processor: BatchProcessor, batch: list[Message],
