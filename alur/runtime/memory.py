@@ -58,6 +58,17 @@ class InMemoryUnitOfWork:
         self.state.inbox.add(event_id)
         return True
 
+    async def remember_all(self, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        new = set(event_ids) - self.state.inbox
+        self.state.inbox |= new
+        return new
+
+    async def forget(self, event_id: uuid.UUID) -> None:
+        self.state.inbox.discard(event_id)
+
+    async def preload(self, stream_ids: Sequence[str]) -> None:
+        return None  # everything is in memory already
+
     async def load(self, stream_id: str) -> list[StoredEvent]:
         return list(self.state.streams.get(stream_id, []))
 

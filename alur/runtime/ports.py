@@ -59,6 +59,15 @@ class UnitOfWork(Protocol):
     async def remember(self, event_id: uuid.UUID) -> bool:
         """Record a consumed event id in the inbox; False if it was there already."""
 
+    async def remember_all(self, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Record many ids at once; returns those that were not in the inbox before."""
+
+    async def forget(self, event_id: uuid.UUID) -> None:
+        """Take an id out of the inbox again (its message went to the DLQ, so a redrive runs)."""
+
+    async def preload(self, stream_ids: Sequence[str]) -> None:
+        """Load these streams in one go; later `load` calls for them cost nothing."""
+
     async def load(self, stream_id: str) -> list[StoredEvent]:
         """The stream's events in version order (empty for a new stream)."""
 
@@ -66,7 +75,9 @@ class UnitOfWork(Protocol):
         self, stream_id: str, expected_version: int, events: Sequence[Event],
         origins: Sequence[Literal["own", "observed"]],
     ) -> None:
-        """Append after `expected_version`; ConcurrencyConflict if another writer was first."""
+        """Append after `expected_version`; ConcurrencyConflict if another writer was first.
+
+        The conflict shows at the latest when the unit of work commits."""
 
     def publish(self, event: Event) -> None:
         """Put an own event in the outbox (its class's topic, keyed by subject) and audit it."""

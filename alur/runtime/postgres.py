@@ -1,7 +1,14 @@
-"""PostgreSQL adapters of the core ports (asyncpg). One connection and transaction per unit."""
+"""PostgreSQL adapters of the core ports (asyncpg). One connection and transaction per unit.
+
+A unit of work costs few round trips however many messages it handles: the batch's inbox ids
+and streams are fetched in one statement each, appends, outbox and audit rows are buffered and
+written with COPY at commit, and a savepoint is only issued when a handler reaches for the
+connection itself (e.g. the stock table).
+"""
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -16,6 +23,7 @@ from schemas import Event, decode, encode
 _AUDIT_COLUMNS = ("direction", "topic", "partition", "offset", "event_id", "type", "order_id",
                   "outcome", "attempts", "error")
 _OUTBOX_COLUMNS = ("event_id", "topic", "key", "value")
+_EVENT_COLUMNS = ("stream_id", "version", "event_id", "type", "origin", "body")
 
 # Errors after which the connection or the server is gone: the whole batch is retried.
 CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
@@ -34,6 +42,10 @@ class PostgresUnitOfWork:
         self._tx: asyncpg.transaction.Transaction | None = None
         self._outbox: list[tuple[object, ...]] = []
         self._audit: list[tuple[object, ...]] = []
+        self._events: list[tuple[object, ...]] = []
+        self._streams: dict[str, list[StoredEvent]] = {}
+        self._savepoints: list[list[object]] = []  # [name, issued] per open savepoint
+        self._names = itertools.count()
 
     async def __aenter__(self) -> PostgresUnitOfWork:
         try:
@@ -43,30 +55,35 @@ class PostgresUnitOfWork:
         except CONNECTION_ERRORS as exc:
             await self._release()
             raise InfrastructureError(f"PostgreSQL unavailable: {exc}") from exc
-        self._outbox, self._audit = [], []
+        self._outbox, self._audit, self._events, self._streams = [], [], [], {}
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         assert self.conn is not None and self._tx is not None
         try:
             if exc_type is None:
-                if self._audit:
-                    await self.conn.copy_records_to_table(
-                        "audit", records=self._audit, columns=_AUDIT_COLUMNS,
-                        schema_name=self._schema)
-                if self._outbox:
-                    await self.conn.copy_records_to_table(
-                        "outbox", records=self._outbox, columns=_OUTBOX_COLUMNS,
-                        schema_name=self._schema)
-                    await self.conn.execute("SELECT pg_notify($1, '')",
-                                            notify_channel(self._schema))
+                await self._flush()
                 await self._tx.commit()
             else:
                 await self._tx.rollback()
+        except asyncpg.UniqueViolationError as err:
+            await self._tx.rollback()
+            raise ConcurrencyConflict(f"another writer appended first: {err}") from err
         except CONNECTION_ERRORS as err:
             raise InfrastructureError(f"PostgreSQL failed at commit: {err}") from err
         finally:
             await self._release()
+
+    async def _flush(self) -> None:
+        assert self.conn is not None
+        for table, rows, columns in (("events", self._events, _EVENT_COLUMNS),
+                                     ("audit", self._audit, _AUDIT_COLUMNS),
+                                     ("outbox", self._outbox, _OUTBOX_COLUMNS)):
+            if rows:
+                await self.conn.copy_records_to_table(
+                    table, records=rows, columns=columns, schema_name=self._schema)
+        if self._outbox:
+            await self.conn.execute("SELECT pg_notify($1, '')", notify_channel(self._schema))
 
     async def _release(self) -> None:
         if self.conn is not None:
@@ -76,48 +93,87 @@ class PostgresUnitOfWork:
             except CONNECTION_ERRORS:
                 conn.terminate()
 
+    async def connection(self) -> asyncpg.Connection:
+        """The transaction's connection, for adapters that write their own tables. Issues the
+        savepoint of the enclosing `savepoint()` block first, so their writes can be undone."""
+        assert self.conn is not None
+        for savepoint in self._savepoints:
+            if not savepoint[1]:
+                await self.conn.execute(f"SAVEPOINT {savepoint[0]}")
+                savepoint[1] = True
+        return self.conn
+
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         assert self.conn is not None
-        n_outbox, n_audit = len(self._outbox), len(self._audit)
+        marks = (len(self._outbox), len(self._audit), len(self._events),
+                 {k: len(v) for k, v in self._streams.items()})
+        savepoint: list[object] = [f"alur_sp_{next(self._names)}", False]
+        self._savepoints.append(savepoint)
         try:
-            async with self.conn.transaction():
-                yield
+            yield
         except BaseException:
-            del self._outbox[n_outbox:]
-            del self._audit[n_audit:]
+            self._savepoints.pop()
+            if savepoint[1]:
+                await self.conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint[0]}")
+            n_outbox, n_audit, n_events, lengths = marks
+            del self._outbox[n_outbox:], self._audit[n_audit:], self._events[n_events:]
+            for stream_id in list(self._streams):
+                if stream_id in lengths:
+                    del self._streams[stream_id][lengths[stream_id]:]
+                else:
+                    del self._streams[stream_id]
             raise
+        self._savepoints.pop()
+        if savepoint[1]:
+            await self.conn.execute(f"RELEASE SAVEPOINT {savepoint[0]}")
 
     async def remember(self, event_id: uuid.UUID) -> bool:
-        assert self.conn is not None
-        status = await self.conn.execute(
-            "INSERT INTO inbox (event_id) VALUES ($1) ON CONFLICT DO NOTHING", event_id)
-        return bool(status == "INSERT 0 1")
+        return event_id in await self.remember_all([event_id])
 
-    async def load(self, stream_id: str) -> list[StoredEvent]:
+    async def remember_all(self, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        conn = await self.connection()
+        rows = await conn.fetch(
+            "INSERT INTO inbox (event_id) SELECT DISTINCT unnest($1::uuid[]) "
+            "ON CONFLICT DO NOTHING RETURNING event_id", list(event_ids))
+        return {r["event_id"] for r in rows}
+
+    async def forget(self, event_id: uuid.UUID) -> None:
+        conn = await self.connection()
+        await conn.execute("DELETE FROM inbox WHERE event_id = $1", event_id)
+
+    async def preload(self, stream_ids: Sequence[str]) -> None:
+        wanted = [s for s in dict.fromkeys(stream_ids) if s not in self._streams]
+        if not wanted:
+            return
         assert self.conn is not None
         rows = await self.conn.fetch(
-            "SELECT version, origin, body FROM events WHERE stream_id = $1 ORDER BY version",
-            stream_id)
-        return [StoredEvent(r["version"], r["origin"], decode(r["body"])) for r in rows]
+            "SELECT stream_id, version, origin, body FROM events "
+            "WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version", wanted)
+        for stream_id in wanted:
+            self._streams[stream_id] = []
+        for r in rows:
+            self._streams[r["stream_id"]].append(
+                StoredEvent(r["version"], r["origin"], decode(r["body"])))
+
+    async def load(self, stream_id: str) -> list[StoredEvent]:
+        await self.preload([stream_id])
+        return list(self._streams[stream_id])
 
     async def append(
         self, stream_id: str, expected_version: int, events: Sequence[Event],
         origins: Sequence[Literal["own", "observed"]],
     ) -> None:
-        assert self.conn is not None
-        records = [
-            (stream_id, expected_version + i + 1, e.id, e.type, origin, e.model_dump_json())
-            for i, (e, origin) in enumerate(zip(events, origins, strict=True))
-        ]
-        try:
-            async with self.conn.transaction():
-                await self.conn.executemany(
-                    "INSERT INTO events (stream_id, version, event_id, type, origin, body) "
-                    "VALUES ($1, $2, $3, $4, $5, $6::jsonb)", records)
-        except asyncpg.UniqueViolationError as exc:
+        await self.preload([stream_id])
+        stream = self._streams[stream_id]
+        if len(stream) != expected_version:
             raise ConcurrencyConflict(
-                f"stream {stream_id} moved past version {expected_version}") from exc
+                f"stream {stream_id} is at version {len(stream)}, not {expected_version}")
+        for event, origin in zip(events, origins, strict=True):
+            stored = StoredEvent(len(stream) + 1, origin, event)
+            stream.append(stored)
+            self._events.append((stream_id, stored.version, event.id, event.type, origin,
+                                 event.model_dump_json()))
 
     def publish(self, event: Event) -> None:
         self._outbox.append((event.id, event.topic, event.subject.encode(), encode(event)))

@@ -64,26 +64,37 @@ class BatchProcessor:
 
     async def process(self, batch: Sequence[Message]) -> list[Result]:
         """Process and commit the batch; raises only if the transaction itself fails."""
+        decoded: list[Event | DecodeError] = []
+        for message in batch:
+            try:
+                decoded.append(decode(message.value))
+            except DecodeError as exc:
+                decoded.append(exc)
+        events = [e for e in decoded if isinstance(e, Event)]
         results: list[Result] = []
         async with self._new_uow() as uow:
-            for message in batch:
-                results.append(await self._one(uow, message))
+            # One statement each for the whole batch: inbox ids, then the streams to fold.
+            new = await uow.remember_all([e.id for e in events])
+            await uow.preload([e.subject for e in events if e.id in new])
+            for message, event in zip(batch, decoded, strict=True):
+                if isinstance(event, DecodeError):
+                    results.append(
+                        self._dead_letter(uow, message, None, f"undecodable: {event}", 1))
+                elif event.id not in new:
+                    uow.audit(self._audit_in(message, event, "duplicate", 1))
+                    results.append(Result(message, "duplicate", event.type, 1))
+                else:
+                    new.discard(event.id)  # a second copy later in the batch is a duplicate
+                    results.append(await self._one(uow, message, event))
         return results
 
-    async def _one(self, uow: UnitOfWork, message: Message) -> Result:
-        try:
-            event = decode(message.value)
-        except DecodeError as exc:
-            return self._dead_letter(uow, message, None, f"undecodable: {exc}", 1)
+    async def _one(self, uow: UnitOfWork, message: Message, event: Event) -> Result:
         attempt = 0
         while True:
             attempt += 1
             try:
                 async with uow.savepoint():
-                    if not await uow.remember(event.id):
-                        outcome: str = "duplicate"
-                    else:
-                        outcome = await self._handler(uow, event)
+                    outcome = await self._handler(uow, event)
                     uow.audit(self._audit_in(message, event, outcome, attempt))
                 return Result(message, outcome, event.type, attempt)
             except Exception as exc:
@@ -97,6 +108,7 @@ class BatchProcessor:
                     continue
                 log.error("dead-lettering %s %s after %d attempt(s): %s", event.type,
                           event.subject, attempt, error)
+                await uow.forget(event.id)  # so that a redrive after a fix is handled
                 return self._dead_letter(uow, message, event, error, attempt)
 
     def _audit_in(self, message: Message, event: Event | None, outcome: str, attempts: int,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 import asyncpg
@@ -28,18 +28,25 @@ class Stock(Protocol):
 class PostgresStock:
     """Runs inside the unit of work's transaction (its connection)."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
-        self._conn = conn
+    def __init__(self, connection: Callable[[], Awaitable[asyncpg.Connection]]) -> None:
+        self._connection = connection
+
+    @classmethod
+    def on(cls, conn: asyncpg.Connection) -> PostgresStock:
+        async def same() -> asyncpg.Connection:
+            return conn
+
+        return cls(same)
 
     async def set_on_hand(self, location: str, sku: str, on_hand: int) -> None:
-        await self._conn.execute(
+        await (await self._connection()).execute(
             "INSERT INTO stock (location, sku, on_hand) VALUES ($1, $2, $3) "
             "ON CONFLICT (location, sku) DO UPDATE SET on_hand = $3, updated_at = now()",
             location, sku, on_hand)
 
     async def levels(self, skus: Sequence[str], lock: bool = False) -> dict[str, dict[str, int]]:
         # Rows are locked in one global order (location, sku) so reservations cannot deadlock.
-        rows = await self._conn.fetch(
+        rows = await (await self._connection()).fetch(
             "SELECT location, sku, on_hand - reserved AS available FROM stock "
             "WHERE sku = ANY($1::text[]) ORDER BY location, sku"
             + (" FOR UPDATE" if lock else ""), list(skus))
@@ -54,22 +61,24 @@ class PostgresStock:
         location = choose_location(levels, lines)
         if location is None:
             return None, short_skus(levels, lines)
-        await self._conn.executemany(
+        conn = await self._connection()
+        await conn.executemany(
             "UPDATE stock SET reserved = reserved + $3, updated_at = now() "
             "WHERE location = $1 AND sku = $2",
             [(location, line.sku, line.quantity) for line in lines])
-        await self._conn.executemany(
+        await conn.executemany(
             "INSERT INTO reservation_lines (order_id, reservation_id, location, sku, quantity,"
             " status) VALUES ($1, $2, $3, $4, $5, 'reserved')",
             [(order_id, reservation_id, location, line.sku, line.quantity) for line in lines])
         return location, []
 
     async def commit(self, order_id: str) -> None:
-        rows = await self._conn.fetch(
+        conn = await self._connection()
+        rows = await conn.fetch(
             "UPDATE reservation_lines SET status = 'committed' "
             "WHERE order_id = $1 AND status = 'reserved' RETURNING location, sku, quantity",
             order_id)
-        await self._conn.executemany(
+        await conn.executemany(
             "UPDATE stock SET reserved = reserved - $3, on_hand = on_hand - $3, "
             "updated_at = now() WHERE location = $1 AND sku = $2",
             [(r["location"], r["sku"], r["quantity"]) for r in rows])

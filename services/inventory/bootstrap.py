@@ -34,8 +34,7 @@ DECIDER = Decider(domain.ReservationState(), domain.evolve, domain.decide, domai
 def stock_of(uow: UnitOfWork) -> Stock:
     """The stock adapter that writes inside this unit of work's transaction."""
     if isinstance(uow, PostgresUnitOfWork):
-        assert uow.conn is not None
-        return PostgresStock(uow.conn)
+        return PostgresStock(uow.connection)
     if isinstance(uow, InMemoryUnitOfWork):
         return InMemoryStock(uow.state.extra)
     raise TypeError(f"no stock adapter for {type(uow).__name__}")

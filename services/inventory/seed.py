@@ -16,7 +16,7 @@ async def set_stock(settings: Settings, rows: Sequence[tuple[str, str, int]]) ->
     pool = await connect_pool(settings.pg_dsn, "inventory", 1)
     try:
         async with pool.acquire() as conn, conn.transaction():
-            stock = PostgresStock(conn)
+            stock = PostgresStock.on(conn)
             for location, sku, on_hand in rows:
                 await stock.set_on_hand(location, sku, on_hand)
     finally:

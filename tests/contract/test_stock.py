@@ -60,7 +60,8 @@ async def test_the_database_itself_refuses_an_oversell(postgres_store) -> None:
     await seed(postgres_store, [("WH-1", "MUG", 2)])
     with pytest.raises(asyncpg.CheckViolationError, match="stock_never_oversold"):
         async with postgres_store.new_uow() as uow:
-            await uow.conn.execute("UPDATE stock SET reserved = 3 WHERE sku = 'MUG'")
+            conn = await uow.connection()
+            await conn.execute("UPDATE stock SET reserved = 3 WHERE sku = 'MUG'")
 
 
 async def test_concurrent_reservations_never_hold_more_than_on_hand(postgres_store) -> None:

@@ -99,3 +99,57 @@ async def test_pruning_removes_only_published_rows_older_than_the_retention(stor
     assert await store.outbox.prune(3600) == 0
     assert await store.outbox.prune(0) == 1
     assert len(await store.outbox.unpublished(10)) == 1
+
+
+async def test_remember_all_returns_only_the_ids_not_seen_before(store) -> None:
+    a, b, c = (event("OrderPlaced").id for _ in range(3))
+    async with store.new_uow() as uow:
+        assert await uow.remember_all([a, b]) == {a, b}
+    async with store.new_uow() as uow:
+        assert await uow.remember_all([b, c, c]) == {c}
+        await uow.forget(b)
+    async with store.new_uow() as uow:
+        assert await uow.remember_all([a, b]) == {b}
+
+
+async def test_preloaded_streams_load_the_same_and_see_this_units_appends(store) -> None:
+    a, b = event("OrderPlaced", "o1"), event("StockReserved", "o1")
+    async with store.new_uow() as uow:
+        await uow.append("o1", 0, [a], ["own"])
+    async with store.new_uow() as uow:
+        await uow.preload(["o1", "o2"])
+        assert [s.event for s in await uow.load("o1")] == [a]
+        assert await uow.load("o2") == []
+        await uow.append("o1", 1, [b], ["observed"])
+        assert [s.version for s in await uow.load("o1")] == [1, 2]
+        with pytest.raises(ConcurrencyConflict):
+            await uow.append("o1", 1, [event("Shipped", "o1")], ["observed"])
+
+
+async def test_a_savepoint_rollback_also_undoes_appends_to_loaded_streams(store) -> None:
+    a = event("OrderPlaced", "o1")
+    async with store.new_uow() as uow:
+        await uow.append("o1", 0, [a], ["own"])
+        with pytest.raises(ValueError):
+            async with uow.savepoint():
+                await uow.append("o1", 1, [event("Shipped", "o1")], ["observed"])
+                raise ValueError("handler failed")
+        assert [s.event for s in await uow.load("o1")] == [a]
+        await uow.append("o1", 1, [event("Delivered", "o1")], ["observed"])
+    async with store.new_uow() as uow:
+        assert [s.event.type for s in await uow.load("o1")] == ["OrderPlaced", "Delivered"]
+
+
+async def test_two_concurrent_writers_to_one_stream_cannot_both_commit(postgres_store) -> None:
+    async with postgres_store.new_uow() as uow:
+        await uow.append("o1", 0, [event("OrderPlaced", "o1")], ["own"])
+    first, second = postgres_store.new_uow(), postgres_store.new_uow()
+    await first.__aenter__()
+    await second.__aenter__()
+    await first.append("o1", 1, [event("StockReserved", "o1")], ["observed"])
+    await second.append("o1", 1, [event("StockRejected", "o1")], ["observed"])
+    await first.__aexit__(None, None, None)
+    with pytest.raises(ConcurrencyConflict):
+        await second.__aexit__(None, None, None)
+    async with postgres_store.new_uow() as uow:
+        assert [s.event.type for s in await uow.load("o1")] == ["OrderPlaced", "StockReserved"]

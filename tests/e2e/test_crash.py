@@ -63,6 +63,11 @@ async def test_killing_inventory_and_payments_mid_flight_loses_and_duplicates_no
         once_each(await db.fetch(f"SELECT stream_id FROM {service}.events WHERE type = $1 "
                                  "AND stream_id = ANY($2::text[])", event_type, order_ids))
 
+    async def stock_committed() -> bool:  # inventory hears of shipments on its own time
+        return await db.fetchval("SELECT count(*) FROM inventory.reservation_lines "
+                                 "WHERE sku = $1 AND status = 'committed'", sku) >= ORDERS
+
+    await wait_until(stock_committed, 60, "inventory to commit every reservation")
     lines = await db.fetch("SELECT order_id, quantity, status FROM inventory.reservation_lines "
                            "WHERE sku = $1", sku)
     assert len(lines) == ORDERS and {r["status"] for r in lines} == {"committed"}

@@ -44,6 +44,11 @@ async def test_an_order_posted_over_http_is_delivered(services, api, db) -> None
         assert consumed and emitted, f"{service} audit log lacks the order's rows"
         assert all(r["offset"] is not None for r in consumed)
 
+    async def stock_committed() -> bool:  # inventory hears of the shipment on its own time
+        return bool(await db.fetchval("SELECT count(*) FROM inventory.events WHERE stream_id = $1"
+                                      " AND type = 'StockCommitted'", order_id))
+
+    await wait_until(stock_committed, 30, "inventory to commit the reservation")
     versions = await versions_are_contiguous(db, order_id)
     assert len(versions["orders"]) == 6 and versions["inventory"] == [1, 2, 3, 4]
     stock = await db.fetchrow("SELECT on_hand, reserved FROM inventory.stock WHERE sku = $1", sku)
