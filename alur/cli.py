@@ -21,14 +21,17 @@ def _run(name: str, settings: Settings) -> None:
     elif name == "gateway-sim":
         import uvicorn
 
+        from alur.runtime.logs import logging_config
         from alur.simulators.gateway import create_app
 
         uvicorn.run(create_app(settings.pg_dsn), host=settings.listen_host,
-                    port=settings.gateway_port,
-                    log_level=settings.log_level, access_log=False)
+                    port=settings.gateway_port, log_level=settings.log_level, access_log=False,
+                    log_config=logging_config(name, settings.log_level))
     elif name == "smtp-sink":
+        from alur.runtime.logs import configure
         from alur.simulators.smtp import start_sink
 
+        configure(name, settings.log_level)
         controller = start_sink(settings.mail_dir, settings.listen_host, settings.smtp_port)
         print(f"SMTP sink on {settings.listen_host}:{settings.smtp_port}, "
               f"mail in {settings.mail_dir}", flush=True)
@@ -73,6 +76,14 @@ def _schemas(action: str) -> None:
         print(path)
 
 
+def _deploy(action: str) -> None:
+    from alur.infra import grafana, prometheus
+
+    defaults = Settings.model_construct()  # the documented defaults, not this shell's ALUR_*
+    for path in [*prometheus.write_configs(defaults), *grafana.write_dashboards()]:
+        print(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="alur", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     stock.add_argument("on_hand", type=int)
     schemas = sub.add_parser("schemas", help="write golden samples or JSON Schema + AsyncAPI")
     schemas.add_argument("action", choices=["samples", "export"])
+    deploy = sub.add_parser("deploy", help="regenerate deploy/ files derived from the settings")
+    deploy.add_argument("action", choices=["render"])
     demo = sub.add_parser("demo", help="everything up, simulated shops, a summary, all down")
     demo.add_argument("--orders", type=int, default=300)
     demo.add_argument("--shops", type=int, default=5)
@@ -106,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
             _stock(args, settings)
         elif args.command == "schemas":
             _schemas(args.action)
+        elif args.command == "deploy":
+            _deploy(args.action)
         elif args.command == "demo":
             from alur.demo import run_demo
 

@@ -38,7 +38,11 @@ class Settings(BaseSettings):
     smtp_port: int = 2525
     api_port: int = Field(8080, description="Orders HTTP API.")
     gateway_port: int = Field(8090, description="Payment gateway simulator.")
-    metrics_port_base: int = Field(9400, description="Service i exports /metrics on base + i.")
+    metrics_port_base: int = Field(9400, description="Service i serves /metrics, /healthz and "
+                                   "/readyz on base + i.")
+    prometheus_port: int = Field(9490, description="The local Prometheus (alur infra up).")
+    scrape_interval: float = Field(5.0, description="Prometheus scrape and rule evaluation "
+                                   "interval, seconds.")
 
     batch_size: int = 500
     batch_within: float = Field(0.05, description="Seconds to wait to fill a batch.")
@@ -49,6 +53,10 @@ class Settings(BaseSettings):
     outbox_retention: float = Field(3600.0, description="Seconds published rows are kept.")
     session_timeout: float = Field(10.0, description="Kafka group session timeout, seconds.")
     log_level: str = "warning"
+    sample_interval: float = Field(5.0, description="Seconds between samples of lag, outbox "
+                                   "backlog and stuck orders.")
+    stuck_after: float = Field(900.0, description="An order with no progress for this many "
+                               "seconds counts as stuck.")
 
     @property
     def kafka_bootstrap(self) -> str:

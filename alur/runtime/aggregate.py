@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Generic, Literal, TypeVar
 
+from alur.runtime import metrics
 from alur.runtime.ports import UnitOfWork
 from alur.runtime.processing import Handler, HandlerResult
 from schemas import Event, Model, caused_by
@@ -21,6 +22,12 @@ from schemas.envelope import EVENT_FOR_DATA
 
 S = TypeVar("S")
 Perform = Callable[[UnitOfWork, object, Event], Awaitable[Sequence[Model]]]
+# Sees the state before and after a handled event, once its transaction committed (metrics).
+Observe = Callable[[S, S, Event], None]
+COMPENSATING = frozenset({"StockReleased", "RefundIssued", "OrderCancelled"})
+# Label values must stay a small set: a gateway's free-text reason is counted as "other".
+DECLINE_REASONS = frozenset({"card_declined", "declined", "insufficient_funds", "gateway_timeout",
+                             "card_expired", "fraud_suspected"})
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,7 @@ class Decider(Generic[S]):
 
 async def handle_event(
     uow: UnitOfWork, event: Event, decider: Decider[S], *, source: str,
-    perform: Perform | None = None,
+    perform: Perform | None = None, observe: Observe[S] | None = None,
 ) -> HandlerResult:
     if event.type not in decider.relevant:
         return "ignored"
@@ -59,16 +66,41 @@ async def handle_event(
         await uow.append(event.subject, len(history), recorded, origins)
     for e in new_events:
         uow.publish(e)
+    if observe is not None:
+        after = reduce(decider.evolve, recorded, state)
+        metrics.on_commit(lambda: observe(state, after, event))
+    if new_events:
+        metrics.on_commit(lambda: _count_emitted(source, new_events))
     return "processed"
 
 
-def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = None) -> Handler:
+def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = None,
+                observe: Observe[S] | None = None) -> Handler:
     """The runtime's handler for a service whose decisions are `decider`."""
 
     async def handle(uow: UnitOfWork, event: Event) -> HandlerResult:
-        return await handle_event(uow, event, decider, source=source, perform=perform)
+        return await handle_event(uow, event, decider, source=source, perform=perform,
+                                  observe=observe)
 
     return handle
+
+
+_compensations = metrics.Children(metrics.COMPENSATIONS)
+_declines = metrics.Children(metrics.PAYMENT_DECLINES)
+_deliveries = metrics.Children(metrics.NOTIFICATION_DELIVERIES)
+
+
+def _count_emitted(source: str, events: Sequence[Event]) -> None:
+    """Business counters that follow from what a service decided."""
+    service = source.rsplit("/", 1)[-1]
+    for e in events:
+        if e.type in COMPENSATING:
+            _compensations(service, e.type).inc()
+        elif e.type == "PaymentFailed":
+            reason = e.data.reason
+            _declines(reason if reason in DECLINE_REASONS else "other").inc()
+        elif e.type == "NotificationSent":  # failed attempts are counted where they fail
+            _deliveries(e.data.channel, "sent").inc()
 
 
 def _is_event_payload(item: object) -> bool:

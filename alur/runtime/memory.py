@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from alur.runtime.errors import ConcurrencyConflict
-from alur.runtime.ports import AuditRow, OutboxRow, StoredEvent
+from alur.runtime.ports import DEAD_LETTER_TYPE, AuditRow, OutboxRow, OutboxStats, StoredEvent
 from schemas import Event, encode
 
 
@@ -86,18 +86,19 @@ class InMemoryUnitOfWork:
             stream.append(StoredEvent(expected_version + i + 1, origin, e))
 
     def publish(self, event: Event) -> None:
-        self._enqueue(event.id, event.topic, event.subject.encode(), encode(event))
+        self._enqueue(event.id, event.topic, event.subject.encode(), encode(event), event.type)
         self.audit(AuditRow(direction="out", topic=event.topic, outcome="emitted",
                             event_id=event.id, type=event.type, order_id=event.subject))
 
     def dead_letter(self, topic: str, key: bytes | None, value: bytes) -> None:
-        self._enqueue(None, topic, key, value)
+        self._enqueue(None, topic, key, value, DEAD_LETTER_TYPE)
 
     def _enqueue(self, event_id: uuid.UUID | None, topic: str, key: bytes | None,
-                 value: bytes) -> None:
+                 value: bytes, type_: str) -> None:
         self.state.outbox.append({
             "id": self.state.next_outbox_id, "event_id": event_id, "topic": topic, "key": key,
             "value": value, "created_at": datetime.now(UTC), "published_at": None,
+            "type": type_,
         })
         self.state.next_outbox_id += 1
 
@@ -112,7 +113,7 @@ class InMemoryOutbox:
     async def unpublished(self, limit: int) -> list[OutboxRow]:
         rows = [r for r in self._state.outbox if r["published_at"] is None][:limit]
         return [OutboxRow(r["id"], r["topic"], r["key"], r["value"], r["event_id"],
-                          r["created_at"]) for r in rows]
+                          r["created_at"], r["type"]) for r in rows]
 
     async def mark_published(self, published: Sequence[tuple[int, int, int]]) -> None:
         by_id = {row_id: (p, o) for row_id, p, o in published}
@@ -128,3 +129,8 @@ class InMemoryOutbox:
         pruned = len(self._state.outbox) - len(keep)
         self._state.outbox[:] = keep
         return pruned
+
+    async def stats(self) -> OutboxStats:
+        waiting = [r["created_at"] for r in self._state.outbox if r["published_at"] is None]
+        age = (datetime.now(UTC) - min(waiting)).total_seconds() if waiting else 0.0
+        return OutboxStats(len(waiting), max(0.0, age))

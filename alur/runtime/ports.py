@@ -37,6 +37,19 @@ class OutboxRow:
     value: bytes
     event_id: uuid.UUID | None = None
     created_at: datetime | None = field(default=None, compare=False)
+    type: str = "unknown"
+
+
+DEAD_LETTER_TYPE = "DeadLetter"
+"""The outbox row type of a dead-letter record."""
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    backlog: int
+    """Rows not yet published."""
+    oldest_age: float
+    """Seconds since the oldest unpublished row was written (0 when there is none)."""
 
 
 @dataclass(frozen=True)
@@ -97,3 +110,6 @@ class Outbox(Protocol):
         """Mark rows published: (row id, partition, offset) each."""
 
     async def prune(self, older_than_seconds: float) -> int: ...
+
+    async def stats(self) -> OutboxStats:
+        """How far behind publishing is (the relay's health, seen from the database)."""

@@ -17,12 +17,12 @@ from typing import Literal
 import asyncpg
 
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
-from alur.runtime.ports import AuditRow, OutboxRow, StoredEvent
+from alur.runtime.ports import DEAD_LETTER_TYPE, AuditRow, OutboxRow, OutboxStats, StoredEvent
 from schemas import Event, decode, encode
 
 _AUDIT_COLUMNS = ("direction", "topic", "partition", "offset", "event_id", "type", "order_id",
                   "outcome", "attempts", "error")
-_OUTBOX_COLUMNS = ("event_id", "topic", "key", "value")
+_OUTBOX_COLUMNS = ("event_id", "topic", "key", "value", "type")
 _EVENT_COLUMNS = ("stream_id", "version", "event_id", "type", "origin", "body")
 
 # Errors after which the connection or the server is gone: the whole batch is retried.
@@ -176,12 +176,13 @@ class PostgresUnitOfWork:
                                  event.model_dump_json()))
 
     def publish(self, event: Event) -> None:
-        self._outbox.append((event.id, event.topic, event.subject.encode(), encode(event)))
+        self._outbox.append(
+            (event.id, event.topic, event.subject.encode(), encode(event), event.type))
         self.audit(AuditRow(direction="out", topic=event.topic, outcome="emitted",
                             event_id=event.id, type=event.type, order_id=event.subject))
 
     def dead_letter(self, topic: str, key: bytes | None, value: bytes) -> None:
-        self._outbox.append((None, topic, key, value))
+        self._outbox.append((None, topic, key, value, DEAD_LETTER_TYPE))
 
     def audit(self, row: AuditRow) -> None:
         self._audit.append(tuple(getattr(row, c) for c in _AUDIT_COLUMNS))
@@ -195,10 +196,10 @@ class PostgresOutbox:
 
     async def unpublished(self, limit: int) -> list[OutboxRow]:
         rows = await self._pool.fetch(
-            "SELECT id, topic, key, value, event_id, created_at FROM outbox "
+            "SELECT id, topic, key, value, event_id, created_at, type FROM outbox "
             "WHERE published_at IS NULL ORDER BY id LIMIT $1", limit)
         return [OutboxRow(r["id"], r["topic"], r["key"], r["value"], r["event_id"],
-                          r["created_at"]) for r in rows]
+                          r["created_at"], r["type"]) for r in rows]
 
     async def mark_published(self, published: Sequence[tuple[int, int, int]]) -> None:
         if not published:
@@ -214,3 +215,10 @@ class PostgresOutbox:
             "DELETE FROM outbox WHERE published_at < now() - make_interval(secs => $1)",
             older_than_seconds)
         return int(status.split()[-1])
+
+    async def stats(self) -> OutboxStats:
+        row = await self._pool.fetchrow(
+            "SELECT count(*) AS backlog, coalesce(extract(epoch FROM now() - min(created_at)), 0)"
+            " AS age FROM outbox WHERE published_at IS NULL")
+        assert row is not None
+        return OutboxStats(int(row["backlog"]), max(0.0, float(row["age"])))

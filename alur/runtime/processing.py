@@ -14,12 +14,15 @@ import asyncio
 import base64
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
+from alur.runtime import metrics
 from alur.runtime.errors import is_retriable
+from alur.runtime.logs import message_context
 from alur.runtime.ports import AuditRow, UnitOfWork
 from schemas import DecodeError, Event, decode, dlq_topic
 
@@ -61,6 +64,8 @@ class BatchProcessor:
         self._attempts = attempts
         self._backoff = backoff
         self._sleep = sleep
+        self._handler_seconds = metrics.Children(metrics.HANDLER_SECONDS, service)
+        self._retries = metrics.RETRIES.labels(service)
 
     async def process(self, batch: Sequence[Message]) -> list[Result]:
         """Process and commit the batch; raises only if the transaction itself fails."""
@@ -72,6 +77,7 @@ class BatchProcessor:
                 decoded.append(exc)
         events = [e for e in decoded if isinstance(e, Event)]
         results: list[Result] = []
+        committed: list[Callable[[], None]] = []  # metric updates due once the batch commits
         async with self._new_uow() as uow:
             # One statement each for the whole batch: inbox ids, then the streams to fold.
             new = await uow.remember_all([e.id for e in events])
@@ -85,23 +91,32 @@ class BatchProcessor:
                     results.append(Result(message, "duplicate", event.type, 1))
                 else:
                     new.discard(event.id)  # a second copy later in the batch is a duplicate
-                    results.append(await self._one(uow, message, event))
+                    with message_context(event.subject, str(event.id), str(event.correlation_id)):
+                        results.append(await self._one(uow, message, event, committed))
+        for callback in committed:
+            callback()
         return results
 
-    async def _one(self, uow: UnitOfWork, message: Message, event: Event) -> Result:
+    async def _one(self, uow: UnitOfWork, message: Message, event: Event,
+                   committed: list[Callable[[], None]]) -> Result:
         attempt = 0
+        started = time.perf_counter()
         while True:
             attempt += 1
             try:
-                async with uow.savepoint():
-                    outcome = await self._handler(uow, event)
-                    uow.audit(self._audit_in(message, event, outcome, attempt))
+                with metrics.collecting() as pending:
+                    async with uow.savepoint():
+                        outcome = await self._handler(uow, event)
+                        uow.audit(self._audit_in(message, event, outcome, attempt))
+                committed.extend(pending)
+                self._handler_seconds(event.type).observe(time.perf_counter() - started)
                 return Result(message, outcome, event.type, attempt)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 if _is_connection_loss(exc):
                     raise
                 if _retriable(exc) and attempt < self._attempts:
+                    self._retries.inc()
                     log.warning("retrying %s %s (attempt %d): %s", event.type, event.subject,
                                 attempt, error)
                     await self._sleep(self._backoff * 2 ** (attempt - 1))

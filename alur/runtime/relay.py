@@ -43,8 +43,9 @@ class OutboxRelay:
         self._interval = interval
         self._retention = retention
         self._wake = asyncio.Event()
-        self._published = metrics.EVENTS_PUBLISHED
-        self._backlog = metrics.OUTBOX_BACKLOG.labels(service)
+        self._produced = metrics.Children(metrics.EVENTS_PRODUCED, service)
+        self._failures = metrics.RELAY_FAILURES.labels(service)
+        self._leader = metrics.RELAY_LEADER.labels(service)
 
     async def run(self) -> None:
         """Hold leadership and publish until cancelled; reconnects after failures."""
@@ -54,6 +55,7 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as exc:
+                self._failures.inc()
                 log.warning("relay %s lost its footing, retrying in 1s: %s", self.service, exc)
                 await asyncio.sleep(1.0)
 
@@ -64,6 +66,7 @@ class OutboxRelay:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
                 await asyncio.sleep(1.0)  # another replica's relay is active
             await conn.add_listener(notify_channel(self._schema), lambda *_: self._wake.set())
+            self._leader.set(1)
             last_prune = 0.0
             while True:
                 sent = await self.publish_once()
@@ -77,11 +80,11 @@ class OutboxRelay:
                         pass
                     self._wake.clear()
         finally:
+            self._leader.set(0)
             await conn.close()
 
     async def publish_once(self) -> int:
         rows = await self._outbox.unpublished(self._batch)
-        self._backlog.set(len(rows))
         if not rows:
             return 0
         # Enqueue all, then await all: the producer batches and keeps per-partition order.
@@ -90,6 +93,20 @@ class OutboxRelay:
         await self._outbox.mark_published(
             [(r.id, m.partition, m.offset) for r, m in zip(rows, records, strict=True)])
         for r in rows:
-            self._published.labels(self.service, r.topic).inc()
+            self._produced(r.topic, r.type).inc()
         return len(rows)
+
+
+async def sample_outbox(service: str, outbox: Outbox, interval: float) -> None:
+    """Keep the outbox gauges current, on every replica whether its relay leads or not."""
+    backlog = metrics.OUTBOX_BACKLOG.labels(service)
+    oldest = metrics.OUTBOX_OLDEST_AGE.labels(service)
+    while True:
+        try:
+            stats = await outbox.stats()
+            backlog.set(stats.backlog)
+            oldest.set(stats.oldest_age)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("cannot read %s's outbox stats: %s", service, exc)
+        await asyncio.sleep(interval)
 

@@ -22,9 +22,11 @@ import faust
 
 from alur.runtime import metrics
 from alur.runtime.db import CORE_SQL, connect_pool, migrate
+from alur.runtime.health import serve_operations
+from alur.runtime.logs import logging_config
 from alur.runtime.postgres import PostgresOutbox, PostgresUnitOfWork
 from alur.runtime.processing import BatchProcessor, Handler, Message, Result
-from alur.runtime.relay import OutboxRelay, new_producer
+from alur.runtime.relay import OutboxRelay, new_producer, sample_outbox
 from alur.runtime.topics import ensure_topics
 from alur.settings import Settings
 
@@ -59,9 +61,29 @@ async def prepare(definition: ServiceDefinition, settings: Settings) -> None:
 
 
 class _Runtime:
-    def __init__(self) -> None:
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
         self.ready = asyncio.Event()
         self.processor: BatchProcessor | None = None
+
+    def assignment(self) -> set[Any]:
+        """The partitions assigned to this replica (raises before the consumer started)."""
+        return set(self.app.consumer.assignment())
+
+    def lags(self) -> dict[tuple[str, int], int]:
+        """Consumer group lag per assigned partition: log end offset minus the committed offset,
+        the figure `kafka-consumer-groups.sh --describe` shows. Offsets are committed every
+        few seconds after their batch's transaction, so lag drops to zero shortly after the
+        work is done, not the instant it is."""
+        consumer = self.app.consumer
+        committed = getattr(consumer, "_committed_offset", {})  # faust keeps no public one
+        lags: dict[tuple[str, int], int] = {}
+        for tp in self.assignment():
+            end = consumer.highwater(tp)
+            if end is None:
+                continue  # nothing fetched from this partition yet
+            lags[(tp.topic, tp.partition)] = max(0, end - (committed.get(tp) or 0))
+        return lags
 
 
 def build_app(definition: ServiceDefinition, settings: Settings) -> faust.App:
@@ -77,7 +99,7 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> faust.App:
         broker_heartbeat_interval=max(1.0, settings.session_timeout / 5),
         producer_acks=-1,
     )
-    runtime = _Runtime()
+    runtime = _Runtime(app)
     topic = app.topic(*definition.subscriptions, value_serializer="raw", key_serializer="raw")
 
     @app.task  # type: ignore[untyped-decorator]
@@ -117,22 +139,64 @@ async def _serve(definition: ServiceDefinition, settings: Settings, runtime: _Ru
     producer = new_producer(settings.kafka_bootstrap)
     await producer.start()
     parts = await definition.build(settings, pool)
+    metrics.initialise(metrics.DEAD_LETTERS, *((name, t) for t in definition.subscriptions))
     runtime.processor = BatchProcessor(
         name, parts.handler, lambda: PostgresUnitOfWork(pool, name),
         attempts=settings.retry_attempts, backoff=settings.retry_backoff)
     relay = OutboxRelay(name, name, settings.pg_dsn, PostgresOutbox(pool), producer,
                         batch=settings.relay_batch, interval=settings.relay_interval,
                         retention=settings.outbox_retention)
-    metrics.serve(settings.listen_host, settings.metrics_port(name))
+    async def database() -> str:
+        await pool.fetchval("SELECT 1")
+        return "answers"
+
+    async def broker() -> str:
+        await producer.client.fetch_all_metadata()
+        return f"{len(producer.client.cluster.brokers())} broker(s)"
+
+    async def partitions() -> str:
+        assigned = runtime.assignment()
+        if not assigned:
+            raise RuntimeError("no partitions assigned (rebalancing, or more replicas than "
+                               "partitions)")
+        return f"{len(assigned)} assigned"
+
+    operations = await serve_operations(
+        name, settings.listen_host, settings.metrics_port(name),
+        {"database": database, "broker": broker, "partitions": partitions})
     runtime.ready.set()
     log.info("%s ready: consuming %s", name, ", ".join(definition.subscriptions))
     try:
-        await asyncio.gather(relay.run(), *(job() for job in parts.background))
+        await asyncio.gather(
+            relay.run(), sample_outbox(name, PostgresOutbox(pool), settings.sample_interval),
+            _sample_lag(name, runtime, settings.sample_interval),
+            *(job() for job in parts.background))
     finally:
+        await operations.cleanup()
         if parts.close:
             await parts.close()
         await producer.stop()
         await pool.close()
+
+
+async def _sample_lag(service: str, runtime: _Runtime, interval: float) -> None:
+    """Consumer lag per partition; a partition that moved to another replica is dropped."""
+    lag = metrics.CONSUMER_LAG
+    assigned = metrics.ASSIGNED_PARTITIONS.labels(service)
+    shown: set[tuple[str, int]] = set()
+    while True:
+        try:
+            lags = runtime.lags()
+        except Exception as exc:  # the consumer is (re)starting; try again next round
+            log.debug("%s: no lag sample: %s", service, exc)
+        else:
+            assigned.set(len(lags))
+            for (topic, partition), value in lags.items():
+                lag.labels(service, topic, str(partition)).set(value)
+            for topic, partition in shown - lags.keys():
+                lag.remove(service, topic, str(partition))
+            shown = set(lags)
+        await asyncio.sleep(interval)
 
 
 async def _commit_with_retry(processor: BatchProcessor, batch: list[Message],
@@ -154,8 +218,8 @@ class _Recorder:
     """Metric children resolved once per label set, not per message."""
 
     def __init__(self, service: str) -> None:
-        self._service = service
-        self._consumed: dict[tuple[str, str, str], object] = {}
+        self._consumed = metrics.Children(metrics.EVENTS_CONSUMED, service)
+        self._dead_letters = metrics.Children(metrics.DEAD_LETTERS, service)
         self._seconds = metrics.BATCH_SECONDS.labels(service)
         self._size = metrics.BATCH_SIZE.labels(service)
         self._failures = metrics.BATCH_FAILURES.labels(service)
@@ -164,13 +228,9 @@ class _Recorder:
         self._seconds.observe(seconds)
         self._size.observe(size)
         for r in results:
-            key = (r.message.topic, r.event_type or "undecodable", r.outcome)
-            child = self._consumed.get(key)
-            if child is None:
-                child = self._consumed[key] = metrics.EVENTS_CONSUMED.labels(self._service, *key)
-            child.inc()  # type: ignore[attr-defined]
+            self._consumed(r.message.topic, r.event_type or "undecodable", r.outcome).inc()
             if r.outcome == "dead_lettered":
-                metrics.DEAD_LETTERS.labels(self._service, r.message.topic).inc()
+                self._dead_letters(r.message.topic).inc()
 
     def batch_failed(self) -> None:
         self._failures.inc()
@@ -181,5 +241,9 @@ def run_service(definition: ServiceDefinition, settings: Settings) -> None:
     asyncio.run(prepare(definition, settings))
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = build_app(definition, settings)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True,
+                          logging_config=logging_config(definition.name, settings.log_level))
+    # faust's terminal spinner writes cursor escapes into the log and turns the root logger to
+    # DEBUG so that it can spin on every record; JSON logs want neither.
+    worker.spinner = None
     worker.execute_from_commandline()

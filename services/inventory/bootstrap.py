@@ -8,6 +8,7 @@ from pathlib import Path
 
 import asyncpg
 
+from alur.runtime import metrics
 from alur.runtime.aggregate import Decider, handler_for
 from alur.runtime.memory import InMemoryUnitOfWork
 from alur.runtime.ports import UnitOfWork
@@ -61,6 +62,7 @@ def make_handler(stock: Callable[[UnitOfWork], Stock] = stock_of) -> Handler:
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
+    metrics.initialise(metrics.COMPENSATIONS, ("inventory", "StockReleased"))
     return ServiceParts(handler=make_handler())
 
 

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import asyncpg
 
+from alur.runtime import metrics
 from alur.runtime.aggregate import Decider, handler_for
 from alur.runtime.ports import UnitOfWork
 from alur.runtime.processing import Handler
@@ -18,6 +19,7 @@ from services.notifications.templates import render
 
 SOURCE = "alur/notifications"
 DECIDER = Decider(domain.NotificationState(), domain.evolve, domain.decide, domain.RELEVANT)
+_failed_emails = metrics.NOTIFICATION_DELIVERIES.labels("email", "failed")
 
 
 def make_handler(mailer: Mailer) -> Handler:
@@ -25,8 +27,12 @@ def make_handler(mailer: Mailer) -> Handler:
         if not isinstance(command, domain.SendEmail):
             raise TypeError(f"unknown command {command!r}")
         subject, body = render(command.about, command.to.name)
-        await mailer.send(command.to.email, subject, body,
-                          f"<{command.notification_id}@alur.local>")
+        try:
+            await mailer.send(command.to.email, subject, body,
+                              f"<{command.notification_id}@alur.local>")
+        except Exception:
+            _failed_emails.inc()  # an attempt; the runtime retries or dead-letters the event
+            raise
         return [NotificationSentData(
             order_id=command.about.subject, notification_id=command.notification_id,
             channel="email", template=command.template, about_event_id=command.about.id)]
@@ -35,6 +41,7 @@ def make_handler(mailer: Mailer) -> Handler:
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
+    metrics.initialise(metrics.NOTIFICATION_DELIVERIES, ("email", "sent"), ("email", "failed"))
     mailer = SmtpMailer(settings.smtp_host, settings.smtp_port)
     return ServiceParts(handler=make_handler(mailer), close=mailer.close)
 

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from alur.runtime import metrics
 from alur.runtime.errors import InfrastructureError
 from alur.runtime.ports import UnitOfWork
 from schemas import Channel, Customer, Delivery, OrderLine, PaymentInstruction, first_event
@@ -100,6 +101,7 @@ def create_app(new_uow: Callable[[], UnitOfWork],
         async with new_uow() as uow:
             await uow.append(order_id, 0, [event], ["own"])
             uow.publish(event)
+        metrics.ORDER_TRANSITIONS.labels(body.channel, "placed").inc()
         return Accepted(order_id=order_id, status_url=f"/v1/orders/{order_id}")
 
     @app.get("/v1/orders/{order_id}", response_model=OrderView,

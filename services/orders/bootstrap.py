@@ -2,23 +2,59 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 from collections.abc import Iterator
 
 import asyncpg
 import uvicorn
 
+from alur.runtime import metrics
 from alur.runtime.aggregate import Decider, handler_for
 from alur.runtime.ports import StoredEvent
 from alur.runtime.postgres import PostgresUnitOfWork
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
+from schemas import Event
 from services.orders import domain
 from services.orders.api import OrderView, TimelineEntry, create_app
 
 SOURCE = "alur/orders"
 DECIDER = Decider(domain.OrderState(), domain.evolve, domain.decide, domain.RELEVANT)
-handle = handler_for(DECIDER, source=SOURCE)
+log = logging.getLogger("alur.orders")
+_transitions = metrics.Children(metrics.ORDER_TRANSITIONS)
+_stage_seconds = metrics.Children(metrics.ORDER_STAGE_SECONDS)
+_since_placed = metrics.Children(metrics.ORDER_SINCE_PLACED_SECONDS)
+# Settled: nothing more is due from the platform. Delivered orders wait for the customer (and,
+# later, for auto-completion), so they are not counted as stuck.
+SETTLED_TYPES = ("OrderCompleted", "OrderCancelled", "OrderReturned", "Delivered")
+
+
+def observe_order(before: domain.OrderState, after: domain.OrderState, event: Event) -> None:
+    """Order funnel metrics: each state entered, how long the previous one lasted."""
+    if after.status is None or after.status == before.status:
+        return
+    _transitions(event.channel, after.status).inc()
+    if before.since is not None and after.since is not None:
+        _stage_seconds(after.status).observe(max(0.0, (after.since - before.since).total_seconds()))
+    if after.placed_at is not None and after.since is not None:
+        _since_placed(after.status).observe(
+            max(0.0, (after.since - after.placed_at).total_seconds()))
+
+
+handle = handler_for(DECIDER, source=SOURCE, observe=observe_order)
+
+
+async def count_stuck_orders(pool: asyncpg.Pool, stuck_after: float) -> int:
+    """Orders not settled whose stream saw nothing for `stuck_after` seconds.
+
+    Scans the orders event store; fine at this scale, to be replaced by the OrderStuck timer."""
+    return int(await pool.fetchval(
+        "SELECT count(*) FROM (SELECT max(recorded_at) AS last, bool_or(type = ANY($1)) AS settled"
+        " FROM events GROUP BY stream_id) s"
+        " WHERE NOT settled AND last < now() - make_interval(secs => $2)",
+        list(SETTLED_TYPES), stuck_after))
 
 
 def order_view(stream: list[StoredEvent]) -> OrderView | None:
@@ -61,7 +97,18 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
         finally:
             server.should_exit = True
 
-    return ServiceParts(handler=handle, background=[serve_api])
+    stuck = metrics.ORDERS_STUCK.labels("orders")
+    metrics.initialise(metrics.COMPENSATIONS, ("orders", "OrderCancelled"))
+
+    async def watch_stuck_orders() -> None:
+        while True:
+            try:
+                stuck.set(await count_stuck_orders(pool, settings.stuck_after))
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("cannot count stuck orders: %s", exc)
+            await asyncio.sleep(settings.sample_interval)
+
+    return ServiceParts(handler=handle, background=[serve_api, watch_stuck_orders])
 
 
 DEFINITION = ServiceDefinition(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from schemas import (
     Customer,
@@ -39,6 +40,8 @@ class InvalidOrder(ValueError):
 class OrderState:
     status: str | None = None
     cancel_reason: str | None = None
+    placed_at: datetime | None = None
+    since: datetime | None = None  # when the order entered `status` (the event's time)
 
 
 def place_order(
@@ -75,12 +78,14 @@ def evolve(state: OrderState, event: Event) -> OrderState:
     if state.status in TERMINAL:
         return state
     if event.type == "OrderCancelled":
-        return replace(state, status="cancelled", cancel_reason=event.data.reason)
+        return replace(state, status="cancelled", cancel_reason=event.data.reason,
+                       since=event.time)
     stage = STAGE_OF_EVENT.get(event.type)
     if stage is None:
         return state
     if state.status is None or STAGES.index(stage) > STAGES.index(state.status):
-        return replace(state, status=stage)
+        placed_at = event.time if stage == "placed" else state.placed_at
+        return replace(state, status=stage, since=event.time, placed_at=placed_at)
     return state
 
 

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from alur.runtime.aggregate import Decider, handler_for
+from alur.runtime import metrics
+from alur.runtime.aggregate import DECLINE_REASONS, Decider, handler_for
 from alur.runtime.ports import UnitOfWork
 from alur.runtime.processing import Handler
 from alur.runtime.worker import ServiceDefinition, ServiceParts
@@ -37,6 +38,8 @@ def make_handler(gateway: Gateway) -> Handler:
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
+    metrics.initialise(metrics.PAYMENT_DECLINES, *((r,) for r in DECLINE_REASONS), ("other",))
+    metrics.initialise(metrics.COMPENSATIONS, ("payments", "RefundIssued"))
     gateway = HttpGateway(settings.gateway_url)
     return ServiceParts(handler=make_handler(gateway), close=gateway.close)
 

@@ -3,7 +3,7 @@
 import pytest
 
 from alur.runtime.errors import ConcurrencyConflict
-from alur.runtime.ports import AuditRow
+from alur.runtime.ports import DEAD_LETTER_TYPE, AuditRow
 from schemas import decode
 from tests.unit.builders import event
 
@@ -82,6 +82,7 @@ async def test_the_outbox_hands_out_rows_in_order_until_marked_published(store) 
         uow.dead_letter("orders.dlq", b"k", b"raw")
     rows = await store.outbox.unpublished(10)
     assert [r.topic for r in rows] == ["orders", "orders", "orders", "orders.dlq"]
+    assert [r.type for r in rows] == ["OrderPlaced"] * 3 + [DEAD_LETTER_TYPE]
     assert [r.key for r in rows[:3]] == [b"o0", b"o1", b"o2"]
     assert [decode(r.value) for r in rows[:3]] == events
     assert [r.id for r in rows] == sorted(r.id for r in rows)
@@ -99,6 +100,21 @@ async def test_pruning_removes_only_published_rows_older_than_the_retention(stor
     assert await store.outbox.prune(3600) == 0
     assert await store.outbox.prune(0) == 1
     assert len(await store.outbox.unpublished(10)) == 1
+
+
+async def test_outbox_stats_count_the_unpublished_rows_and_age_the_oldest(store) -> None:
+    empty = await store.outbox.stats()
+    assert (empty.backlog, empty.oldest_age) == (0, 0.0)
+    async with store.new_uow() as uow:
+        uow.publish(event("OrderPlaced", "o1"))
+        uow.publish(event("OrderPlaced", "o2"))
+    first, second = await store.outbox.unpublished(10)
+    waiting = await store.outbox.stats()
+    assert waiting.backlog == 2
+    assert 0.0 <= waiting.oldest_age < 60.0
+    await store.outbox.mark_published([(first.id, 0, 0), (second.id, 0, 1)])
+    assert (await store.outbox.stats()).backlog == 0
+    assert (await store.outbox.stats()).oldest_age == 0.0
 
 
 async def test_remember_all_returns_only_the_ids_not_seen_before(store) -> None:
