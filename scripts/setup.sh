@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Alur needs on a fresh Debian machine, and nothing twice:
-# PostgreSQL server binaries (Debian packages), Java and Maven if absent, the Python
+# PostgreSQL server binaries and Prometheus (Debian packages), Java and Maven if absent, the Python
 # virtualenv with the project, and the Kafka broker jars from Maven Central.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +26,9 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   fi
   apt_install postgresql
 fi
+# Prometheus and promtool: the local scrape target of `alur infra up` and the alert-rule tests.
+# Where init scripts run, the package also starts a host-wide server on :9090; Alur ignores it.
+command -v promtool >/dev/null || apt_install prometheus
 command -v java >/dev/null || apt_install openjdk-17-jre-headless
 command -v mvn >/dev/null || apt_install maven
 

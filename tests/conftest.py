@@ -1,6 +1,6 @@
-"""Fixtures. Unit tests need no servers. Tests under contract/ and e2e/ use a real Kafka and
-PostgreSQL that this file starts once per session on their own ports and in their own state
-dir (.alur/test, wiped first), and stops by PID at the end."""
+"""Fixtures. Unit tests need no servers. Tests under contract/ and e2e/ use a real Kafka,
+PostgreSQL and Prometheus that this file starts once per session on their own ports and in
+their own state dir (.alur/test, wiped first), and stops by PID at the end."""
 
 from __future__ import annotations
 
@@ -24,7 +24,8 @@ def test_settings() -> Settings:
         state_dir=ROOT / ".alur" / "test", jar_dir=ROOT / ".alur" / "jars",
         kafka_port=29092, kafka_controller_port=29093, pg_port=25432, smtp_port=2526,
         api_port=8081, gateway_port=8091, metrics_port_base=9500, partitions=4,
-        session_timeout=6.0, log_level="info", relay_interval=0.2)
+        session_timeout=6.0, log_level="info", relay_interval=0.2, prometheus_port=9590,
+        scrape_interval=1.0, sample_interval=1.0)
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from alur.infra import kafka, postgres
+from alur.infra import kafka, postgres, prometheus
 from alur.infra.procs import Proc, StartError
 from alur.runtime.topics import ensure_topics
 from alur.settings import SERVICES, Settings
@@ -70,9 +70,12 @@ def infra_up(settings: Settings, say: Callable[[str], None] = print) -> None:
     say(f"postgres    127.0.0.1:{settings.pg_port}  pid {postgres.start(settings)}")
     for name in SIMULATORS:
         say(f"{name:<11} 127.0.0.1:{_port(name, settings)}  pid {start_process(settings, name)}")
+    say(f"prometheus  {prometheus.url(settings)}  pid {prometheus.start(settings)}")
 
 
 def infra_down(settings: Settings, say: Callable[[str], None] = print) -> None:
+    if prometheus.proc(settings).stop():
+        say("stopped prometheus")
     for name in reversed(SIMULATORS):
         if proc(settings, name).stop():
             say(f"stopped {name}")
@@ -95,7 +98,8 @@ def status(settings: Settings) -> list[tuple[str, str, str, str]]:
     """(component, state, address, log) rows."""
     rows = []
     procs = [("kafka", kafka.proc(settings), settings.kafka_bootstrap),
-             ("postgres", postgres.proc(settings), f"127.0.0.1:{settings.pg_port}")]
+             ("postgres", postgres.proc(settings), f"127.0.0.1:{settings.pg_port}"),
+             ("prometheus", prometheus.proc(settings), prometheus.url(settings))]
     procs += [(n, proc(settings, n), f"127.0.0.1:{_port(n, settings)}")
               for n in (*SIMULATORS, *SERVICES)]
     for name, p, address in procs:
