@@ -84,7 +84,7 @@ def _deploy(action: str) -> None:
         print(path)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alur", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one component in the foreground")
@@ -106,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--shops", type=int, default=5)
     demo.add_argument("--keep-running", action="store_true",
                       help="leave what the demo started running")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     settings = Settings()
     try:
         if args.command == "run":

@@ -69,6 +69,12 @@ def create_app(dsn: str) -> FastAPI:
 
     app = FastAPI(title="Alur payment gateway simulator", lifespan=lifespan)
 
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Alive and its database answers."""
+        await pools["db"].fetchval("SELECT 1")
+        return {"status": "ok"}
+
     @app.post("/v1/charges")
     async def charge(body: ChargeRequest, request: Request,
                      idempotency_key: str = Header(min_length=1)) -> JSONResponse:
