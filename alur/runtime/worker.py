@@ -49,6 +49,9 @@ class ServiceDefinition:
     subscriptions: tuple[str, ...]
     migrations: Path | None
     build: Callable[[Settings, asyncpg.Pool], Awaitable[ServiceParts]]
+    # Whether /readyz needs partitions assigned. A consumer-only replica without partitions has
+    # nothing to do; the orders API still serves requests without any.
+    ready_needs_partitions: bool = True
 
     def migration_dirs(self) -> list[Path]:
         return [CORE_SQL] + ([self.migrations] if self.migrations else [])
@@ -88,10 +91,15 @@ class _Runtime:
 
 def build_app(definition: ServiceDefinition, settings: Settings) -> faust.App:
     name = definition.name
+    datadir = settings.state_dir / "faust" / name
+    datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         f"alur-{name}",
         broker=f"kafka://{settings.kafka_bootstrap}",
         web_enabled=False,
+        # faust keeps a small data dir; under the state dir it stays out of the working tree
+        # (and off a read-only root filesystem in a container).
+        datadir=str(datadir),
         topic_allow_declare=False,     # topics are Alur's to create, with their partitions
         topic_disable_leader=True,     # no faust leader topic: we elect nothing through faust
         consumer_auto_offset_reset="earliest",
@@ -161,9 +169,11 @@ async def _serve(definition: ServiceDefinition, settings: Settings, runtime: _Ru
                                "partitions)")
         return f"{len(assigned)} assigned"
 
-    operations = await serve_operations(
-        name, settings.listen_host, settings.metrics_port(name),
-        {"database": database, "broker": broker, "partitions": partitions})
+    checks = {"database": database, "broker": broker}
+    if definition.ready_needs_partitions:
+        checks["partitions"] = partitions
+    operations = await serve_operations(name, settings.listen_host, settings.metrics_port(name),
+                                        checks)
     runtime.ready.set()
     log.info("%s ready: consuming %s", name, ", ".join(definition.subscriptions))
     try:

@@ -113,4 +113,4 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
 
 DEFINITION = ServiceDefinition(
     name="orders", subscriptions=("inventory", "payments", "shipping"), migrations=None,
-    build=build)
+    build=build, ready_needs_partitions=False)
