@@ -77,10 +77,11 @@ def _schemas(action: str) -> None:
 
 
 def _deploy(action: str) -> None:
-    from alur.infra import grafana, prometheus
+    from alur.infra import grafana, k8s, prometheus
 
     defaults = Settings.model_construct()  # the documented defaults, not this shell's ALUR_*
-    for path in [*prometheus.write_configs(defaults), *grafana.write_dashboards()]:
+    for path in [*prometheus.write_configs(defaults), *grafana.write_dashboards(),
+                 *k8s.write_manifests(defaults)]:
         print(path)
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Alur needs on a fresh Debian machine, and nothing twice:
 # PostgreSQL server binaries and Prometheus (Debian packages), Java and Maven if absent, the Python
-# virtualenv with the project, and the Kafka broker jars from Maven Central.
+# virtualenv with the project, the Kafka broker jars from Maven Central, and kustomize.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,6 +43,19 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
   .venv/bin/pip install -q -e ".[dev]"
   touch "$stamp"
+fi
+# kustomize, for the test that builds and validates deploy/k8s: built once from the Go module
+# proxy into .alur/bin (no Debian package carries a current one).
+kustomize_version=v5.5.0
+# `go install` builds report "(devel)" as their version, hence the stamp file.
+if [ ! -x .alur/bin/kustomize ] || [ "$(cat .alur/bin/.kustomize-version 2>/dev/null)" != "$kustomize_version" ]; then
+  if ! command -v go >/dev/null; then
+    echo "setup: Go 1.22 or newer is needed to build kustomize $kustomize_version; install it" >&2
+    exit 1
+  fi
+  echo "setup: building kustomize $kustomize_version into .alur/bin (Go module proxy)"
+  GOBIN="$PWD/.alur/bin" GOFLAGS=-mod=mod go install "sigs.k8s.io/kustomize/kustomize/v5@$kustomize_version"
+  echo "$kustomize_version" > .alur/bin/.kustomize-version
 fi
 .venv/bin/python -c 'from alur.infra.kafka import ensure_jars; from alur.settings import Settings; ensure_jars(Settings())'
 echo "setup: ready"
