@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import asyncpg
 import httpx
 
-from alur.infra import stack
+from alur.infra import prometheus, stack
 from alur.infra.procs import StartError
 from alur.settings import SERVICES, Settings
 from alur.simulators.smtp import read_messages
@@ -46,10 +46,10 @@ class Progress:
             self._first, self.started = done, now
         elapsed = max(now - self.started, 1e-6)
         rate = (done - self._first) / elapsed
-        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        eta = f"{(self.total - done) / rate:5.1f}s" if rate > 0 else "    --"
         filled = int(30 * done / self.total) if self.total else 30
         bar = "#" * filled + "-" * (30 - filled)
-        line = f"  {self.label:<9} [{bar}] {done}/{self.total} {rate:7.1f}/s  eta {eta:5.1f}s "
+        line = f"  {self.label:<9} [{bar}] {done}/{self.total} {rate:7.1f}/s  eta {eta} "
         sys.stderr.write(f"\r{line}" if self._tty else f"{line}\n")
         sys.stderr.flush()
 
@@ -195,6 +195,45 @@ async def _summary(settings: Settings, db: asyncpg.Pool, run: Run, due_mails: in
     return "\n".join([line, *(f"  {k:<{width}}  {v}" for k, v in rows), line])
 
 
+async def _as_prometheus_sees_it(settings: Settings, delivered: int) -> str:
+    """What an operator sees: a few key series from the local Prometheus, once it scraped the
+    end of the run (bounded wait), and the alerts firing."""
+    queries = {
+        "orders delivered (counter)": 'sum(alur_order_transitions_total{state="delivered"})',
+        "placed -> shipment p99 (5m)":
+            "histogram_quantile(0.99, sum by (le) (rate("
+            'alur_order_since_placed_seconds_bucket{stage="shipment_created"}[5m])))',
+        "consumer lag, all services": "sum(alur_consumer_lag_messages)",
+        "dead letters (counter)": "sum(alur_dead_letters_total)",
+    }
+    async with httpx.AsyncClient(base_url=prometheus.url(settings), timeout=5) as client:
+        async def value(expr: str) -> float | None:
+            body = (await client.get("/api/v1/query", params={"query": expr})).json()
+            result = body.get("data", {}).get("result", [])
+            return float(result[0]["value"][1]) if result else None
+
+        try:
+            deadline = time.monotonic() + 6 * settings.scrape_interval + 10
+            while time.monotonic() < deadline:
+                seen = await value(queries["orders delivered (counter)"])
+                lag = await value(queries["consumer lag, all services"])
+                if (seen or 0) >= delivered and lag == 0:
+                    break
+                await asyncio.sleep(settings.scrape_interval / 2)
+            rows = [(k, await value(q)) for k, q in queries.items()]
+            alerts = (await client.get("/api/v1/alerts")).json()["data"]["alerts"]
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            return f"  Prometheus at {prometheus.url(settings)} did not answer: {exc}"
+    firing = sorted({a["labels"]["alertname"] for a in alerts if a["state"] == "firing"})
+    lines = [f"  as Prometheus ({prometheus.url(settings)}) sees it:"]
+    for name, v in rows:
+        shown = "no data" if v is None else (f"{v * 1000:.0f} ms" if "p99" in name
+                                            else f"{v:.0f}")
+        lines.append(f"    {name:<28} {shown}")
+    lines.append(f"    {'alerts firing':<28} {', '.join(firing) or 'none'}")
+    return "\n".join(lines)
+
+
 def _order_of(raw: bytes) -> str | None:
     """The order id named in an e-mail's subject."""
     subject = str(email.message_from_bytes(raw)["Subject"] or "")
@@ -209,7 +248,12 @@ async def _drive(settings: Settings, orders: int, shops: int) -> tuple[int, str]
     try:
         settled = await _settle(db, run, timeout=max(120.0, orders / 5))
         due_mails = await _notify(db, run, timeout=60.0)
-        return len(run.orders) - settled, await _summary(settings, db, run, due_mails)
+        summary = await _summary(settings, db, run, due_mails)
+        delivered = await db.fetchval(
+            "SELECT count(DISTINCT stream_id) FROM orders.events WHERE type = 'Delivered' "
+            "AND stream_id = ANY($1::text[])", run.orders)
+        ops = await _as_prometheus_sees_it(settings, delivered)
+        return len(run.orders) - settled, f"{summary}\n{ops}"
     finally:
         await db.close()
 
@@ -226,6 +270,10 @@ def run_demo(settings: Settings, orders: int, shops: int, keep_running: bool) ->
             print(f"  {name:<13} pid {pid}  log {stack.proc(settings, name).log_file}")
         unsettled, summary = asyncio.run(_drive(settings, orders, shops))
         print(summary)
+        if keep_running:
+            print(f"Still running: Prometheus {prometheus.url(settings)}, orders API "
+                  f"{settings.api_url}/docs, metrics on ports {settings.metrics_port_base}-"
+                  f"{settings.metrics_port_base + len(SERVICES) - 1}; `alur infra down` stops it")
         if unsettled:
             print(f"{unsettled} orders did not settle; see the logs in {settings.log_dir}")
         return 1 if unsettled else 0

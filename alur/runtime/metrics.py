@@ -17,8 +17,9 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-STAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400,
-                 604800)
+# Fine around the one-second latency objective, coarse out to the days a delivery takes.
+STAGE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 7.5, 10, 20, 30, 60, 300, 900,
+                 3600, 21600, 86400, 259200, 604800)
 
 # --- the stream processor -------------------------------------------------------------------
 EVENTS_CONSUMED = Counter(
