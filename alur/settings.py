@@ -57,6 +57,8 @@ class Settings(BaseSettings):
                                    "backlog and stuck orders.")
     stuck_after: float = Field(900.0, description="An order with no progress for this many "
                                "seconds counts as stuck.")
+    stuck_check_interval: float = Field(60.0, description="Seconds between counts of stuck "
+                                        "orders (a scan of the orders event store).")
 
     @property
     def kafka_bootstrap(self) -> str:

@@ -106,7 +106,7 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
                 stuck.set(await count_stuck_orders(pool, settings.stuck_after))
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("cannot count stuck orders: %s", exc)
-            await asyncio.sleep(settings.sample_interval)
+            await asyncio.sleep(settings.stuck_check_interval)
 
     return ServiceParts(handler=handle, background=[serve_api, watch_stuck_orders])
 

@@ -91,6 +91,20 @@ async def test_prometheus_watches_orders_flow_and_lag_drain(services, api, db, p
     assert {r["metric"]["service"] for r in lagging} == set(SERVICES)
 
 
+async def test_every_service_is_alive_and_ready(services) -> None:
+    async with httpx.AsyncClient(timeout=10) as client:
+        for name in SERVICES:
+            base = f"http://127.0.0.1:{services.metrics_port(name)}"
+            assert (await client.get(f"{base}/healthz")).json()["status"] == "alive"
+            ready = await client.get(f"{base}/readyz")
+            body = ready.json()
+            assert ready.status_code == 200 and body["status"] == "ready", body
+            assert body["checks"]["database"]["status"] == "ok"
+            assert body["checks"]["broker"]["status"] == "ok"
+            if name != "orders":  # the API serves without partitions
+                assert body["checks"]["partitions"]["status"] == "ok"
+
+
 async def test_the_alert_rules_evaluate_and_a_dead_letter_fires_its_alert(services, prom) -> None:
     await _send_poison(services)
 
