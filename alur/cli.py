@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import json
 import signal
 import sys
 
@@ -85,6 +86,70 @@ def _deploy(action: str) -> None:
         print(path)
 
 
+def _trace(order_id: str, as_json: bool, settings: Settings) -> int:
+    import asyncpg
+
+    from alur.tools.trace import UnknownOrder, render, trace
+
+    async def go() -> int:
+        pool = await asyncpg.create_pool(settings.pg_dsn, min_size=1, max_size=2)
+        try:
+            found = await trace(pool, order_id)
+        except UnknownOrder as exc:
+            print(f"alur trace: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await pool.close()
+        print(json.dumps(found.as_json(), indent=2) if as_json else render(found))
+        return 0
+
+    return asyncio.run(go())
+
+
+def _dlq(args: argparse.Namespace, settings: Settings) -> int:
+    from alur.tools import dlq
+
+    async def go() -> int:
+        letters = await dlq.read_dead_letters(settings.kafka_bootstrap, progress=True)
+        if args.service:
+            letters = [d for d in letters if d.service == args.service]
+        if args.action == "list":
+            done = await dlq.redriven(settings.pg_dsn)
+            rows = [{**d.summary(), "redriven_at": done[d.id].isoformat() if d.id in done
+                     else None} for d in letters]
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            for r in [] if args.json else rows:
+                state = f"redriven {r['redriven_at'][:19]}" if r["redriven_at"] else "waiting"
+                print(f"{r['id']:<24} {r['service']:<13} {r['event_type'] or '?':<16} "
+                      f"{r['order_id'] or '?':<36} {state:<28} {r['error'][:80]}")
+            if not args.json:
+                print(f"{len(rows)} dead letter(s)", file=sys.stderr)
+            return 0
+        by_id = {d.id: d for d in letters}
+        unknown = [i for i in args.ids if i not in by_id]
+        if unknown:
+            print(f"alur dlq: no dead letter {', '.join(unknown)} (ids look like "
+                  "orders.dlq:0:12; see `alur dlq list`)", file=sys.stderr)
+            return 1
+        if args.action == "show":
+            shown = [by_id[i].detail() for i in args.ids]
+            print(json.dumps(shown if len(shown) > 1 else shown[0], indent=2))
+            return 0
+        chosen = letters if args.all else [by_id[i] for i in args.ids]
+        if not chosen:
+            print("alur dlq: name dead letters to redrive, or --all", file=sys.stderr)
+            return 1
+        results = await dlq.redrive(settings.pg_dsn, settings.kafka_bootstrap, chosen,
+                                    force=args.force)
+        for done_ in results:
+            print(json.dumps(done_.__dict__) if args.json else f"{done_.id:<24} {done_.outcome}"
+                  + (f" -> {done_.published}" if done_.published else ""))
+        return 0
+
+    return asyncio.run(go())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alur", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
     stock.add_argument("on_hand", type=int)
     schemas = sub.add_parser("schemas", help="write golden samples or JSON Schema + AsyncAPI")
     schemas.add_argument("action", choices=["samples", "export"])
+    trace = sub.add_parser("trace", help="an order's cross-service timeline, with every hop")
+    trace.add_argument("order_id")
+    trace.add_argument("--json", action="store_true", help="machine-readable output")
+    dlq = sub.add_parser("dlq", help="list, show and redrive dead letters")
+    dlq.add_argument("action", choices=["list", "show", "redrive"])
+    dlq.add_argument("ids", nargs="*", help="dead-letter ids, e.g. orders.dlq:0:12")
+    dlq.add_argument("--service", choices=SERVICES, help="only those this service gave up on")
+    dlq.add_argument("--all", action="store_true", help="redrive every listed dead letter")
+    dlq.add_argument("--force", action="store_true", help="redrive again what was redriven")
+    dlq.add_argument("--json", action="store_true", help="machine-readable output")
     deploy = sub.add_parser("deploy", help="regenerate deploy/ files derived from the settings")
     deploy.add_argument("action", choices=["render"])
     demo = sub.add_parser("demo", help="everything up, simulated shops, a summary, all down")
@@ -124,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
             _stock(args, settings)
         elif args.command == "schemas":
             _schemas(args.action)
+        elif args.command == "trace":
+            return _trace(args.order_id, args.json, settings)
+        elif args.command == "dlq":
+            return _dlq(args, settings)
         elif args.command == "deploy":
             _deploy(args.action)
         elif args.command == "demo":

@@ -1,0 +1,1 @@
+"""Engineers' tools behind the CLI: order trace, dead-letter handling."""

@@ -1,0 +1,81 @@
+"""`alur trace` and `alur dlq` against the running stack: an order whose payment was dead-lettered
+while the gateway was down shows the DLQ visit in its trace, and once the gateway is back, the
+redriven message completes the order exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from alur.infra import stack
+from alur.settings import Settings
+from alur.tools import dlq
+from alur.tools.trace import trace
+from tests.e2e.helpers import all_delivered, new_sku, order_body, place, set_stock, wait_until
+
+
+def alur(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as an engineer runs it, against the test stack's settings."""
+    return subprocess.run([sys.executable, "-m", "alur.cli", *args], capture_output=True,
+                          text=True, timeout=120, cwd=stack.ROOT,
+                          env={**os.environ, **stack.settings_env(settings)})
+
+
+async def test_a_dead_lettered_payment_is_traced_then_redriven_once(services, api, db) -> None:
+    sku = new_sku()
+    await set_stock(services, [("WH-1", sku, 5)])
+    gateway = stack.proc(services, "gateway-sim")
+    gateway.stop()
+    try:
+        order = await place(api, order_body(sku))
+
+        async def payment_dead_lettered() -> list[dlq.DeadLetter]:
+            letters = await dlq.read_dead_letters(services.kafka_bootstrap, ["inventory"])
+            return [d for d in letters if d.order_id == order and d.service == "payments"]
+
+        await wait_until(payment_dead_lettered, 60, "payments to dead-letter the order")
+    finally:
+        stack.start_process(services, "gateway-sim")
+
+    traced = await trace(db, order)
+    assert not traced.settled and "dead-lettered" in (traced.stopped or "")
+    [reserved] = [e for e in traced.events if e.type == "StockReserved"]
+    [given_up] = [h for h in reserved.hops if h.service == "payments"]
+    assert (given_up.outcome, given_up.attempts) == ("dead_lettered", services.retry_attempts)
+    assert "gateway unreachable" in (given_up.error or "")
+    text = alur(services, "trace", order)
+    assert text.returncode == 0 and "dead_lettered" in text.stdout, text.stderr
+
+    listed = alur(services, "dlq", "list", "--service", "payments", "--json")
+    [letter] = [d for d in json.loads(listed.stdout) if d["order_id"] == order]
+    assert letter["event_type"] == "StockReserved" and letter["redriven_at"] is None
+
+    redriven = alur(services, "dlq", "redrive", letter["id"])
+    assert redriven.returncode == 0 and "redriven ->" in redriven.stdout, redriven.stderr
+    await wait_until(lambda: all_delivered(db, [order]), 60, "the redriven order to complete")
+
+    again = alur(services, "dlq", "redrive", letter["id"])
+    assert "already redriven" in again.stdout
+    counts = {r["type"]: r["n"] for r in await db.fetch(
+        "SELECT type, count(*) AS n FROM payments.events WHERE stream_id = $1 AND origin = 'own' "
+        "GROUP BY type", order)}
+    assert counts == {"PaymentConfirmed": 1}
+    charges = await db.fetchval(
+        "SELECT count(*) FROM gateway_sim.charges WHERE reference = $1", order)
+    assert charges == 1
+    delivered = await db.fetchval(
+        "SELECT count(*) FROM orders.events WHERE stream_id = $1 AND type = 'Delivered'", order)
+    assert delivered == 1
+    after = await trace(db, order)
+    assert after.settled
+    [reserved] = [e for e in after.events if e.type == "StockReserved"]
+    outcomes = [(h.service, h.outcome) for h in reserved.hops if h.direction == "in"]
+    assert ("payments", "dead_lettered") in outcomes and ("payments", "processed") in outcomes
+    assert ("orders", "duplicate") in outcomes  # the redrive reached orders again, harmlessly
+
+
+async def test_trace_names_an_unknown_order(services) -> None:
+    result = alur(services, "trace", "ord_does_not_exist")
+    assert result.returncode == 1 and "no service has a record" in result.stderr
