@@ -50,12 +50,13 @@ kustomize_version=v5.5.0
 # `go install` builds report "(devel)" as their version, hence the stamp file.
 if [ ! -x .alur/bin/kustomize ] || [ "$(cat .alur/bin/.kustomize-version 2>/dev/null)" != "$kustomize_version" ]; then
   if ! command -v go >/dev/null; then
-    echo "setup: Go 1.22 or newer is needed to build kustomize $kustomize_version; install it" >&2
-    exit 1
+    # Only the test of deploy/k8s needs it; the demo runs without. That test says what is missing.
+    echo "setup: Go is missing, so kustomize is not built (needed by tests/ops/test_k8s.py)" >&2
+  else
+    echo "setup: building kustomize $kustomize_version into .alur/bin (Go module proxy)"
+    GOBIN="$PWD/.alur/bin" GOFLAGS=-mod=mod go install "sigs.k8s.io/kustomize/kustomize/v5@$kustomize_version"
+    echo "$kustomize_version" > .alur/bin/.kustomize-version
   fi
-  echo "setup: building kustomize $kustomize_version into .alur/bin (Go module proxy)"
-  GOBIN="$PWD/.alur/bin" GOFLAGS=-mod=mod go install "sigs.k8s.io/kustomize/kustomize/v5@$kustomize_version"
-  echo "$kustomize_version" > .alur/bin/.kustomize-version
 fi
 .venv/bin/python -c 'from alur.infra.kafka import ensure_jars; from alur.settings import Settings; ensure_jars(Settings())'
 echo "setup: ready"

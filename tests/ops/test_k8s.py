@@ -29,7 +29,8 @@ CUSTOM = {("monitoring.coreos.com/v1", "PodMonitor"),
 def built() -> list[dict[str, Any]]:
     binary = ROOT / ".alur" / "bin" / "kustomize"
     if not binary.exists():
-        pytest.fail("kustomize is missing: scripts/setup.sh builds it into .alur/bin")
+        pytest.fail("kustomize is missing: scripts/setup.sh builds it into .alur/bin with Go "
+                    "1.22+ (install Go, then run make test again)")
     result = subprocess.run([str(binary), "build", str(k8s.DEPLOY)], capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr
