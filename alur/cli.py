@@ -150,6 +150,43 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(go())
 
 
+def _events(args: argparse.Namespace, settings: Settings) -> int:
+    from alur.tools import events
+    from schemas.catalogue import TOPICS
+
+    try:
+        where = events.Filter(
+            types=frozenset(args.type or ()), shop=args.shop, order=args.order,
+            since=events.parse_time(args.since) if args.since else None,
+            until=events.parse_time(args.until) if args.until else None)
+    except ValueError as exc:
+        print(f"alur events: {exc}", file=sys.stderr)
+        return 2
+
+    async def go() -> int:
+        shown = 0
+        async for seen in events.read(settings.kafka_bootstrap, args.topic or TOPICS,
+                                      where, follow=args.follow, progress=not args.json):
+            print(seen.as_json() if args.json else seen.line(), flush=args.follow)
+            shown += 1
+            if args.limit and shown >= args.limit:
+                break
+        if not args.json:
+            print(f"{shown} event(s)", file=sys.stderr)
+        return 0
+
+    try:
+        return asyncio.run(go())
+    except ValueError as exc:
+        print(f"alur events: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # the reader went away (`| head`): not an error
+        sys.stderr.close()
+        return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alur", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -168,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
     trace = sub.add_parser("trace", help="an order's cross-service timeline, with every hop")
     trace.add_argument("order_id")
     trace.add_argument("--json", action="store_true", help="machine-readable output")
+    ev = sub.add_parser("events", help="read or tail the event topics, filtered")
+    ev.add_argument("--topic", action="append", help="a topic (repeatable; default: all)")
+    ev.add_argument("--type", action="append", help="an event type (repeatable)")
+    ev.add_argument("--shop", help="only this shop's events")
+    ev.add_argument("--order", help="only this order's events")
+    ev.add_argument("--since", help="from this time: 10m, 2h, 1d ago or ISO 8601")
+    ev.add_argument("--until", help="before this time (same forms)")
+    ev.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    ev.add_argument("--limit", type=int, help="stop after this many events")
+    ev.add_argument("--json", action="store_true", help="JSON lines with the whole envelope")
     dlq = sub.add_parser("dlq", help="list, show and redrive dead letters")
     dlq.add_argument("action", choices=["list", "show", "redrive"])
     dlq.add_argument("ids", nargs="*", help="dead-letter ids, e.g. orders.dlq:0:12")
@@ -201,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             _schemas(args.action)
         elif args.command == "trace":
             return _trace(args.order_id, args.json, settings)
+        elif args.command == "events":
+            return _events(args, settings)
         elif args.command == "dlq":
             return _dlq(args, settings)
         elif args.command == "deploy":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -27,3 +28,15 @@ async def ensure_topics(bootstrap: str, partitions: int,
         return missing
     finally:
         await admin.close()
+
+
+async def partitions_of(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> list[TopicPartition]:
+    """Every partition of `topics`, in order, fetching metadata if the consumer has none yet."""
+    out = []
+    for topic in topics:
+        known = consumer.partitions_for_topic(topic)
+        if not known:
+            await consumer._client.force_metadata_update()
+            known = consumer.partitions_for_topic(topic) or set()
+        out += [TopicPartition(topic, p) for p in sorted(known)]
+    return out

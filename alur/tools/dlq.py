@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from alur.progress import Progress
 from alur.runtime.db import migrate
 from alur.runtime.relay import new_producer
+from alur.runtime.topics import partitions_of
 from schemas import DecodeError, decode
 from schemas.catalogue import TOPICS, dlq_topic
 
@@ -96,11 +97,7 @@ async def read_dead_letters(bootstrap: str, topics: Iterable[str] = TOPICS, *,
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = []
-        for topic in map(dlq_topic, topics):
-            for p in sorted(consumer.partitions_for_topic(topic) or
-                            await _partitions(consumer, topic)):
-                partitions.append(TopicPartition(topic, p))
+        partitions = await partitions_of(consumer, map(dlq_topic, topics))
         if not partitions:
             return []
         consumer.assign(partitions)
@@ -124,10 +121,6 @@ async def read_dead_letters(bootstrap: str, topics: Iterable[str] = TOPICS, *,
     finally:
         await consumer.stop()
 
-
-async def _partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    await consumer._client.force_metadata_update()  # partitions_for_topic reads cached metadata
-    return consumer.partitions_for_topic(topic) or set()
 
 
 async def redriven(dsn: str) -> dict[str, datetime]:

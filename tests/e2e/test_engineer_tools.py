@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 
 from alur.infra import stack
 from alur.settings import Settings
@@ -79,3 +80,32 @@ async def test_a_dead_lettered_payment_is_traced_then_redriven_once(services, ap
 async def test_trace_names_an_unknown_order(services) -> None:
     result = alur(services, "trace", "ord_does_not_exist")
     assert result.returncode == 1 and "no service has a record" in result.stderr
+
+
+async def test_events_filters_by_shop_order_type_and_time(services, api, db) -> None:
+    sku, shop = new_sku(), f"shop-{uuid.uuid4().hex[:8]}"
+    await set_stock(services, [("WH-1", sku, 5)])
+    orders = [await place(api, order_body(sku, shop=shop)) for _ in range(2)]
+    await wait_until(lambda: all_delivered(db, orders), 60, "the shop's orders")
+
+    def lines(*args: str) -> list[dict]:
+        result = alur(services, "events", "--json", *args)
+        assert result.returncode == 0, result.stderr
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
+    shops = lines("--shop", shop, "--since", "10m")
+    assert {e["event"]["subject"] for e in shops} == set(orders)
+    assert {e["event"]["shop_id"] for e in shops} == {shop}
+    expected = await db.fetchval(
+        "SELECT count(*) FROM (SELECT event_id FROM orders.events WHERE stream_id = ANY($1) AND "
+        "origin = 'own' UNION SELECT event_id FROM inventory.events WHERE stream_id = ANY($1) "
+        "AND origin = 'own' UNION SELECT event_id FROM payments.events WHERE stream_id = ANY($1) "
+        "AND origin = 'own' UNION SELECT event_id FROM shipping.events WHERE stream_id = ANY($1) "
+        "AND origin = 'own' UNION SELECT event_id FROM notifications.events WHERE stream_id = "
+        "ANY($1) AND origin = 'own') emitted", orders)
+    assert len(shops) == expected  # each event once, none missing
+    placed = lines("--order", orders[0], "--type", "OrderPlaced", "--topic", "orders")
+    assert [(e["topic"], e["event"]["type"]) for e in placed] == [("orders", "OrderPlaced")]
+    assert lines("--shop", shop, "--until", "1h") == []
+    bad = alur(services, "events", "--since", "yesterday")
+    assert bad.returncode == 2 and "not a time" in bad.stderr
