@@ -8,6 +8,7 @@ import importlib
 import json
 import signal
 import sys
+from typing import Any
 
 from alur.infra.procs import StartError
 from alur.settings import SERVICES, Settings
@@ -187,6 +188,55 @@ def _events(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
 
+def _sales_slice(args: argparse.Namespace) -> Any:
+    from alur.tools.events import parse_time
+    from services.orders.sales import Slice
+
+    return Slice(shop=args.shop, orders=tuple(args.order or ()),
+                 since=parse_time(args.since) if args.since else None,
+                 until=parse_time(args.until) if args.until else None)
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from services.orders import sales
+
+    try:
+        part = _sales_slice(args)
+        result = asyncio.run(sales.replay(settings.pg_dsn, part, source=args.source,
+                                          bootstrap=settings.kafka_bootstrap, swap=args.swap,
+                                          progress=not args.json))
+    except ValueError as exc:
+        print(f"alur replay: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({**result.__dict__, "equal": result.equal}, indent=2))
+    else:
+        print(f"replayed {result.events_read} events of {result.orders_in_slice} orders "
+              f"from {'Kafka' if args.source == 'kafka' else 'the event store'}: "
+              f"{result.same} rows equal to live, "
+              f"{len(result.differ)} differ, {len(result.only_live)} only live, "
+              f"{len(result.only_rebuilt)} only rebuilt")
+        for label, ids in (("differ", result.differ), ("only live", result.only_live),
+                           ("only rebuilt", result.only_rebuilt)):
+            for order_id in ids[:20]:
+                print(f"  {label:<12} {order_id}")
+        print("swapped into the live tables" if result.swapped else
+              "live tables untouched (rebuild kept in orders.sales_*_rebuild; --swap replaces)")
+    return 0
+
+
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from services.orders import sales
+
+    try:
+        data = asyncio.run(sales.report(settings.pg_dsn, _sales_slice(args)))
+    except ValueError as exc:
+        print(f"alur report: {exc}", file=sys.stderr)
+        return 2
+    sales.render_report(data, args.format)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alur", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -215,6 +265,21 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     ev.add_argument("--limit", type=int, help="stop after this many events")
     ev.add_argument("--json", action="store_true", help="JSON lines with the whole envelope")
+    replay = sub.add_parser("replay", help="rebuild a projection by replay, compare, swap")
+    replay.add_argument("projection", choices=["sales"])
+    replay.add_argument("--from", dest="source", choices=["store", "kafka"], default="store",
+                        help="the orders event store (default) or the Kafka topics")
+    replay.add_argument("--swap", action="store_true",
+                        help="replace the slice in the live tables (from the store only)")
+    replay.add_argument("--json", action="store_true", help="machine-readable output")
+    report = sub.add_parser("report", help="sales analytics: GMV, products, funnel")
+    report.add_argument("which", choices=["sales"])
+    report.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    for p in (replay, report):
+        p.add_argument("--shop", help="only this shop's orders")
+        p.add_argument("--order", action="append", help="only this order (repeatable)")
+        p.add_argument("--since", help="orders placed from this time: 10m, 2h, 1d or ISO 8601")
+        p.add_argument("--until", help="orders placed before this time")
     dlq = sub.add_parser("dlq", help="list, show and redrive dead letters")
     dlq.add_argument("action", choices=["list", "show", "redrive"])
     dlq.add_argument("ids", nargs="*", help="dead-letter ids, e.g. orders.dlq:0:12")
@@ -250,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
             return _trace(args.order_id, args.json, settings)
         elif args.command == "events":
             return _events(args, settings)
+        elif args.command == "replay":
+            return _replay(args, settings)
+        elif args.command == "report":
+            return _report(args, settings)
         elif args.command == "dlq":
             return _dlq(args, settings)
         elif args.command == "deploy":

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import uvicorn
@@ -112,5 +113,5 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
 
 
 DEFINITION = ServiceDefinition(
-    name="orders", subscriptions=("inventory", "payments", "shipping"), migrations=None,
-    build=build, ready_needs_partitions=False)
+    name="orders", subscriptions=("inventory", "payments", "shipping"),
+    migrations=Path(__file__).parent / "migrations", build=build, ready_needs_partitions=False)

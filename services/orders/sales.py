@@ -1,0 +1,260 @@
+"""The sales analytics projection: rebuild by replay, compare with the live tables, swap, report.
+
+The projection itself is SQL (migrations/100_sales.sql): `sales_apply` folds one event envelope
+into `sales_orders` / `sales_lines`; a trigger keeps the live tables in step with the orders
+event store. A replay folds events into `sales_orders_rebuild` / `sales_lines_rebuild` instead,
+from the event store or from the Kafka topics, for everything or for a slice (a shop, some
+orders, orders placed in a time window), and compares the result with the live rows of that
+slice. Only `--swap` writes live tables, and only from the event store: it rebuilds and
+replaces the slice in one transaction that holds the live tables locked, so no event slips
+between the read and the swap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from alur.tools.events import Filter, read
+
+SCHEMA = "orders"
+TOPICS_READ = ("orders", "payments", "shipping")  # where the folded event types are published
+REBUILD = ("sales_orders_rebuild", "sales_lines_rebuild")
+COLUMNS = ("order_id", "shop_id", "channel", "payment_method", "currency", "total_amount",
+           "placed_at", "paid_at", "delivered_at", "completed_at", "cancelled_at",
+           "cancel_reason", "returned_at")
+
+
+@dataclass(frozen=True)
+class Slice:
+    """Which orders a replay covers: all by default."""
+
+    shop: str | None = None
+    orders: tuple[str, ...] = ()
+    since: datetime | None = None  # placed at or after
+    until: datetime | None = None  # placed before
+
+    @property
+    def everything(self) -> bool:
+        return not (self.shop or self.orders or self.since or self.until)
+
+    def sql(self, placed: str = "placed_at", shop: str = "shop_id",
+            order: str = "order_id") -> tuple[str, list[Any]]:
+        """A WHERE clause selecting the slice, numbered from $1."""
+        terms, args = ["TRUE"], []
+        for value, term in ((self.shop, f"{shop} = $%d"),
+                            (list(self.orders) or None, f"{order} = ANY($%d::text[])"),
+                            (self.since, f"{placed} >= $%d"), (self.until, f"{placed} < $%d")):
+            if value is not None:
+                args.append(value)
+                terms.append(term % len(args))
+        return " AND ".join(terms), args
+
+
+@dataclass
+class Comparison:
+    orders_in_slice: int
+    events_read: int
+    same: int
+    differ: list[str] = field(default_factory=list)      # order ids whose rows differ
+    only_live: list[str] = field(default_factory=list)
+    only_rebuilt: list[str] = field(default_factory=list)
+    swapped: bool = False
+
+    @property
+    def equal(self) -> bool:
+        return not (self.differ or self.only_live or self.only_rebuilt)
+
+
+async def _fresh_rebuild_tables(conn: asyncpg.Connection) -> None:
+    for table, like in zip(REBUILD, ("sales_orders", "sales_lines"), strict=True):
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+        await conn.execute(f"CREATE TABLE {table} (LIKE {like} INCLUDING ALL)")
+
+
+async def _store_slice_orders(conn: asyncpg.Connection, part: Slice) -> list[str]:
+    """Order ids of the slice, from the OrderPlaced events in the event store."""
+    where, args = part.sql(placed="(body->>'time')::timestamptz", shop="body->>'shop_id'",
+                           order="stream_id")
+    rows = await conn.fetch(
+        f"SELECT stream_id FROM events WHERE type = 'OrderPlaced' AND {where}", *args)
+    return [r["stream_id"] for r in rows]
+
+
+async def _fold_from_store(conn: asyncpg.Connection, ids: list[str], into: tuple[str, str]) -> int:
+    folded = await conn.fetchval(
+        "SELECT count(*) FROM (SELECT sales_apply($2, $3, body) FROM events "
+        "WHERE stream_id = ANY($1::text[]) AND type = ANY (sales_event_types())) applied",
+        ids, *into)
+    return int(folded)
+
+
+async def _fold_from_kafka(conn: asyncpg.Connection, bootstrap: str, part: Slice,
+                           progress: bool) -> tuple[list[str], int]:
+    """Two passes over the topics from `since`: find the slice's orders, then fold their events."""
+    placed = Filter(types=frozenset({"OrderPlaced"}), shop=part.shop, since=part.since,
+                    until=part.until)
+    wanted = {s.event.subject async for s in read(bootstrap, ("orders",), placed,
+                                                   progress=progress)
+              if s.event is not None and (not part.orders or s.event.subject in part.orders)}
+    folded = 0
+    batch: list[tuple[str, str, str]] = []
+    async for seen in read(bootstrap, TOPICS_READ, Filter(since=part.since), progress=progress):
+        if seen.event is not None and seen.event.subject in wanted:
+            batch.append((*REBUILD, seen.event.model_dump_json()))
+            if len(batch) >= 500:
+                folded += await _apply(conn, batch)
+                batch = []
+    folded += await _apply(conn, batch)
+    return sorted(wanted), folded
+
+
+async def _apply(conn: asyncpg.Connection, batch: list[tuple[str, str, str]]) -> int:
+    if batch:
+        await conn.executemany("SELECT sales_apply($1, $2, $3::jsonb)", batch)
+    return len(batch)
+
+
+async def _compare(conn: asyncpg.Connection, ids: list[str], events: int) -> Comparison:
+    cols = ", ".join(COLUMNS)
+    live = {r["order_id"]: tuple(r) for r in await conn.fetch(
+        f"SELECT {cols} FROM sales_orders WHERE order_id = ANY($1::text[])", ids)}
+    rebuilt = {r["order_id"]: tuple(r) for r in await conn.fetch(
+        f"SELECT {cols} FROM {REBUILD[0]} WHERE order_id = ANY($1::text[])", ids)}
+    lines_live = {(r[0], r[1]): tuple(r) for r in await conn.fetch(
+        "SELECT order_id, sku, quantity, amount FROM sales_lines WHERE order_id = ANY($1)", ids)}
+    lines_rebuilt = {(r[0], r[1]): tuple(r) for r in await conn.fetch(
+        f"SELECT order_id, sku, quantity, amount FROM {REBUILD[1]} WHERE order_id = ANY($1)",
+        ids)}
+    both = live.keys() & rebuilt.keys()
+    differ = sorted({o for o in both if live[o] != rebuilt[o]} |
+                    ({k[0] for k in lines_live.keys() ^ lines_rebuilt.keys()} & both) |
+                    {k[0] for k in lines_live.keys() & lines_rebuilt.keys()
+                     if lines_live[k] != lines_rebuilt[k]})
+    return Comparison(
+        orders_in_slice=len(ids), events_read=events,
+        same=len(both) - len(differ),
+        differ=differ, only_live=sorted(live.keys() - rebuilt.keys()),
+        only_rebuilt=sorted(rebuilt.keys() - live.keys()))
+
+
+async def replay(dsn: str, part: Slice, *, source: str = "store", bootstrap: str = "",
+                 swap: bool = False, progress: bool = False) -> Comparison:
+    """Rebuild the slice into the rebuild tables and compare; with `swap`, replace it live."""
+    if swap and source != "store":
+        raise ValueError("--swap rebuilds from the event store only: a Kafka replay cannot hold "
+                         "back the events that arrive while it reads")
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": SCHEMA})
+    try:
+        await _fresh_rebuild_tables(conn)
+        if source == "kafka":
+            ids, events = await _fold_from_kafka(conn, bootstrap, part, progress)
+            return await _compare(conn, ids, events)
+        if not swap:
+            ids = await _store_slice_orders(conn, part)
+            return await _compare(conn, ids, await _fold_from_store(conn, ids, REBUILD))
+        async with conn.transaction():
+            # Writers (the trigger) wait from here to the commit: the read below sees every
+            # event committed before, and none can land in between.
+            await conn.execute("LOCK TABLE sales_orders, sales_lines IN EXCLUSIVE MODE")
+            ids = await _store_slice_orders(conn, part)
+            result = await _compare(conn, ids, await _fold_from_store(conn, ids, REBUILD))
+            if part.everything:
+                await conn.execute("DELETE FROM sales_lines")
+                await conn.execute("DELETE FROM sales_orders")
+            else:
+                await conn.execute("DELETE FROM sales_lines WHERE order_id = ANY($1)", ids)
+                await conn.execute("DELETE FROM sales_orders WHERE order_id = ANY($1)", ids)
+            await conn.execute(f"INSERT INTO sales_orders SELECT * FROM {REBUILD[0]}")
+            await conn.execute(f"INSERT INTO sales_lines SELECT * FROM {REBUILD[1]}")
+            result.swapped = True
+            return result
+    finally:
+        await conn.close()
+
+
+# --- the report ------------------------------------------------------------------------------
+
+REPORT_QUERIES: dict[str, str] = {
+    "by_day": """
+        SELECT date_trunc('day', placed_at)::date::text AS day, shop_id, channel, payment_method,
+               currency, count(*) AS orders,
+               count(*) FILTER (WHERE paid_at IS NOT NULL) AS paid_orders,
+               coalesce(sum(total_amount) FILTER (WHERE paid_at IS NOT NULL), 0) AS gmv
+        FROM sales_orders WHERE placed_at IS NOT NULL AND {where}
+        GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5""",
+    "top_products": """
+        SELECT l.sku, sum(l.quantity) AS units, sum(l.amount) AS revenue, o.currency
+        FROM sales_lines l JOIN sales_orders o USING (order_id)
+        WHERE o.paid_at IS NOT NULL AND {where}
+        GROUP BY l.sku, o.currency ORDER BY revenue DESC, l.sku LIMIT 10""",
+    "funnel": """
+        SELECT count(*) FILTER (WHERE placed_at IS NOT NULL) AS placed,
+               count(*) FILTER (WHERE paid_at IS NOT NULL) AS paid,
+               count(*) FILTER (WHERE delivered_at IS NOT NULL) AS delivered,
+               count(*) FILTER (WHERE completed_at IS NOT NULL) AS completed,
+               count(*) FILTER (WHERE cancelled_at IS NOT NULL) AS cancelled,
+               count(*) FILTER (WHERE returned_at IS NOT NULL) AS returned,
+               avg(extract(epoch FROM delivered_at - placed_at))
+                   FILTER (WHERE delivered_at IS NOT NULL) AS avg_seconds_to_delivery
+        FROM sales_orders WHERE placed_at IS NOT NULL AND {where}""",
+}
+
+
+async def report(dsn: str, part: Slice) -> dict[str, list[dict[str, Any]]]:
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": SCHEMA})
+    try:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name, query in REPORT_QUERIES.items():
+            prefix = "o." if name == "top_products" else ""
+            where, args = part.sql(placed=f"{prefix}placed_at", shop=f"{prefix}shop_id",
+                                   order=f"{prefix}order_id")
+            rows = await conn.fetch(query.format(where=where), *args)
+            out[name] = [{k: _plain(v) for k, v in dict(r).items()} for r in rows]
+        funnel = out["funnel"][0]
+        placed = funnel["placed"] or 0
+        for rate, count in (("cancellation_rate", "cancelled"), ("return_rate", "returned"),
+                            ("paid_rate", "paid"), ("delivered_rate", "delivered")):
+            funnel[rate] = round(funnel[count] / placed, 4) if placed else None
+        return out
+    finally:
+        await conn.close()
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: sums of minor units stay integers, averages get three decimals."""
+    if value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, Decimal) and value == value.to_integral_value():
+        return int(value)
+    return round(float(value), 3)
+
+
+def render_report(data: dict[str, list[dict[str, Any]]], fmt: str,
+                  out: Callable[[str], None] = print) -> None:
+    if fmt == "json":
+        out(json.dumps(data, indent=2))
+        return
+    for name, rows in data.items():
+        if fmt == "csv":
+            out(f"# {name}")
+            if rows:
+                out(",".join(rows[0]))
+                for r in rows:
+                    out(",".join("" if v is None else str(v) for v in r.values()))
+            continue
+        out(f"\n{name.replace('_', ' ')}")
+        if not rows:
+            out("  (nothing)")
+            continue
+        widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]}
+        out("  " + "  ".join(k.ljust(w) for k, w in widths.items()))
+        for r in rows:
+            out("  " + "  ".join(str("" if r[k] is None else r[k]).ljust(w)
+                                 for k, w in widths.items()))

@@ -1,0 +1,120 @@
+"""The sales projection: kept live by the orders service, rebuilt by replay from Kafka and from
+the event store, equal to the live tables; slice replays touch only their slice; the report's
+figures match an independent computation from the raw events on the topics."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from services.orders.sales import Slice, replay, report
+from tests.e2e.helpers import new_sku, order_body, place, set_stock, statuses, wait_until
+
+
+async def settled(db, order_ids: list[str]) -> bool:  # noqa: ANN001
+    return all({"Delivered", "OrderCancelled"} & set(types)
+               for types in (await statuses(db, order_ids)).values())
+
+
+async def mixed_run(services, api, db, shop: str, n: int) -> list[str]:  # noqa: ANN001
+    """Orders of one shop: most delivered, some declined, one out of stock."""
+    plenty, scarce = new_sku(), new_sku()
+    await set_stock(services, [("WH-1", plenty, 1000), ("WH-1", scarce, 1)])
+    placed = []
+    for i in range(n):
+        token = "tok_decline" if i % 5 == 4 else "tok_visa"
+        body = order_body(plenty, quantity=1 + i % 3, token=token, shop=shop)
+        placed.append(await place(api, body))
+    placed.append(await place(api, order_body(scarce, quantity=2, shop=shop)))  # rejected
+    await wait_until(lambda: settled(db, placed), 90, f"{shop}'s orders to settle")
+    return placed
+
+
+async def raw_events(bootstrap: str, partitions: int, shop: str) -> list[dict]:
+    """The shop's events straight from the topics, with aiokafka only (no Alur code)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in ("orders", "payments", "shipping")
+               for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        found: list[dict] = []
+
+        async def behind() -> bool:
+            return any([await consumer.position(tp) < end[tp] for tp in tps])
+
+        while await behind():
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for r in records:
+                    try:
+                        event = json.loads(r.value)
+                    except ValueError:
+                        continue
+                    if isinstance(event, dict) and event.get("shop_id") == shop:
+                        found.append(event)
+        return found
+    finally:
+        await consumer.stop()
+
+
+async def test_replays_equal_live_touch_only_their_slice_and_report_adds_up(
+        services, api, db) -> None:
+    shop_a, shop_b = f"shop-a-{uuid.uuid4().hex[:6]}", f"shop-b-{uuid.uuid4().hex[:6]}"
+    orders_a = await mixed_run(services, api, db, shop_a, 15)
+    between = datetime.now(UTC)
+    orders_b = await mixed_run(services, api, db, shop_b, 10)
+
+    for source in ("kafka", "store"):
+        whole = await replay(services.pg_dsn, Slice(), source=source,
+                             bootstrap=services.kafka_bootstrap)
+        assert whole.equal and whole.same >= len(orders_a) + len(orders_b), (source, whole)
+
+    window = await replay(services.pg_dsn, Slice(since=between),
+                          bootstrap=services.kafka_bootstrap, source="kafka")
+    assert window.equal and window.orders_in_slice == len(orders_b)
+
+    # Damage one live row in each shop; a swap of shop A's slice repairs A's and leaves B's.
+    damaged_a, damaged_b = orders_a[0], orders_b[0]
+    await db.execute("UPDATE orders.sales_orders SET total_amount = -1 "
+                     "WHERE order_id = ANY($1::text[])", [damaged_a, damaged_b])
+    untouched = await db.fetch("SELECT * FROM orders.sales_orders WHERE shop_id = $1 "
+                               "ORDER BY order_id", shop_b)
+    dry = await replay(services.pg_dsn, Slice(shop=shop_a))
+    assert dry.differ == [damaged_a] and not dry.swapped
+    assert await db.fetchval("SELECT total_amount FROM orders.sales_orders WHERE order_id = $1",
+                             damaged_a) == -1  # a dry run changes nothing live
+    fixed = await replay(services.pg_dsn, Slice(shop=shop_a), swap=True)
+    assert fixed.swapped and fixed.orders_in_slice == len(orders_a)
+    assert (await replay(services.pg_dsn, Slice(shop=shop_a))).equal
+    assert await db.fetch("SELECT * FROM orders.sales_orders WHERE shop_id = $1 "
+                          "ORDER BY order_id", shop_b) == untouched
+    await replay(services.pg_dsn, Slice(shop=shop_b), swap=True)
+
+    # The report against a computation of its own from the raw events.
+    events = await raw_events(services.kafka_bootstrap, services.partitions, shop_a)
+    placed = {e["subject"]: e for e in events if e["type"] == "OrderPlaced"}
+    paid = {e["subject"] for e in events if e["type"] == "PaymentConfirmed"}
+    delivered = {e["subject"] for e in events if e["type"] == "Delivered"}
+    cancelled = {e["subject"] for e in events if e["type"] == "OrderCancelled"}
+    units: Counter[str] = Counter()
+    revenue: defaultdict[str, int] = defaultdict(int)
+    for order_id in paid:
+        for line in placed[order_id]["data"]["lines"]:
+            units[line["sku"]] += line["quantity"]
+            revenue[line["sku"]] += line["quantity"] * line["unit_price"]["amount"]
+    figures = await report(services.pg_dsn, Slice(shop=shop_a))
+    [day] = figures["by_day"]
+    assert (day["orders"], day["paid_orders"]) == (len(placed), len(paid)) == (len(orders_a), 12)
+    assert day["gmv"] == sum(placed[o]["data"]["total"]["amount"] for o in paid)
+    assert {r["sku"]: (r["units"], r["revenue"]) for r in figures["top_products"]} == \
+        {sku: (units[sku], revenue[sku]) for sku in units}
+    [funnel] = figures["funnel"]
+    assert (funnel["placed"], funnel["paid"], funnel["delivered"], funnel["cancelled"]) == \
+        (len(placed), len(paid), len(delivered), len(cancelled))
+    assert funnel["cancellation_rate"] == round(len(cancelled) / len(placed), 4)
