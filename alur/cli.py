@@ -221,7 +221,8 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
             for order_id in ids[:20]:
                 print(f"  {label:<12} {order_id}")
         print("swapped into the live tables" if result.swapped else
-              "live tables untouched (rebuild kept in orders.sales_*_rebuild; --swap replaces)")
+              "live tables untouched (the rebuild is kept in schema orders_rebuild; --swap "
+              "replaces the slice)")
     return 0
 
 

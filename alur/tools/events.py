@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from alur.progress import Progress
 from alur.runtime.topics import partitions_of
@@ -87,11 +87,22 @@ class Seen:
         return json.dumps(body)
 
 
-async def read(bootstrap: str, topics: Sequence[str] = TOPICS, where: Filter = Filter(), *,
-               follow: bool = False, progress: bool = False,
-               stop: Callable[[], bool] = lambda: False) -> AsyncIterator[Seen]:
-    """Events of `topics` matching `where`, per partition in offset order; with `follow`, keep
-    waiting for new ones until `stop()` says so (or the caller stops iterating)."""
+@dataclass(frozen=True)
+class Record:
+    """A record as it lies on the topic: where, key and the raw bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+async def records(bootstrap: str, topics: Sequence[str] = TOPICS, *,
+                  since: datetime | None = None, follow: bool = False, progress: bool = False,
+                  stop: Callable[[], bool] = lambda: False) -> AsyncIterator[list[Record]]:
+    """The raw records of `topics` from `since` (or the beginning) to the end offsets seen at
+    the start, batch by batch; with `follow`, from the end onwards until `stop()`."""
     unknown = set(topics) - set(TOPICS)
     if unknown:
         raise ValueError(f"unknown topics {sorted(unknown)}; the topics are {', '.join(TOPICS)}")
@@ -104,9 +115,9 @@ async def read(bootstrap: str, topics: Sequence[str] = TOPICS, where: Filter = F
         begin = await consumer.beginning_offsets(partitions)
         end = await consumer.end_offsets(partitions)
         start = dict(begin)
-        if where.since is not None:
+        if since is not None:
             found = await consumer.offsets_for_times(
-                {tp: int(where.since.timestamp() * 1000) for tp in partitions})
+                {tp: int(since.timestamp() * 1000) for tp in partitions})
             start = {tp: found[tp].offset if found[tp] else end[tp] for tp in partitions}
         elif follow:
             start = dict(end)  # tail: only what arrives from now on
@@ -117,19 +128,20 @@ async def read(bootstrap: str, topics: Sequence[str] = TOPICS, where: Filter = F
         done = 0
         pending = {tp for tp in partitions if start[tp] < end[tp]}
         while pending or (follow and not stop()):
-            batch = await consumer.getmany(*(partitions if follow else pending), timeout_ms=500)
-            for tp, records in batch.items():
-                for r in records:
+            batch = await consumer.getmany(*(partitions if follow else pending), timeout_ms=500,
+                                           max_records=5000)
+            out: list[Record] = []
+            for tp, got in batch.items():
+                for r in got:
                     if not follow and r.offset >= end[tp]:
                         pending.discard(tp)
                         break
-                    done += 1
-                    seen = _seen(tp, r.offset, r.key, r.value)
-                    if (where.keeps(seen.event) if seen.event is not None
-                            else where.keeps_undecodable(r.key)):
-                        yield seen
+                    out.append(Record(tp.topic, tp.partition, r.offset, r.key, r.value))
                 if not follow and await consumer.position(tp) >= end[tp]:
                     pending.discard(tp)
+            done += len(out)
+            if out:
+                yield out
             if bar:
                 bar.show(done)
         if bar:
@@ -138,9 +150,23 @@ async def read(bootstrap: str, topics: Sequence[str] = TOPICS, where: Filter = F
         await consumer.stop()
 
 
-def _seen(tp: TopicPartition, offset: int, key: bytes | None, value: bytes) -> Seen:
+async def read(bootstrap: str, topics: Sequence[str] = TOPICS, where: Filter = Filter(), *,
+               follow: bool = False, progress: bool = False,
+               stop: Callable[[], bool] = lambda: False) -> AsyncIterator[Seen]:
+    """Events of `topics` matching `where`, per partition in offset order; with `follow`, keep
+    waiting for new ones until `stop()` says so (or the caller stops iterating)."""
+    async for batch in records(bootstrap, topics, since=where.since, follow=follow,
+                               progress=progress, stop=stop):
+        for r in batch:
+            seen = _seen(r.topic, r.partition, r.offset, r.key, r.value)
+            if (where.keeps(seen.event) if seen.event is not None
+                    else where.keeps_undecodable(r.key)):
+                yield seen
+
+
+def _seen(topic: str, partition: int, offset: int, key: bytes | None, value: bytes) -> Seen:
     try:
-        return Seen(tp.topic, tp.partition, offset, decode(value), key)
+        return Seen(topic, partition, offset, decode(value), key)
     except DecodeError as exc:
-        return Seen(tp.topic, tp.partition, offset, None, key, str(exc)[:200])
+        return Seen(topic, partition, offset, None, key, str(exc)[:200])
 

@@ -2,7 +2,8 @@
 
 The projection itself is SQL (migrations/100_sales.sql): `sales_apply` folds one event envelope
 into `sales_orders` / `sales_lines`; a trigger keeps the live tables in step with the orders
-event store. A replay folds events into `sales_orders_rebuild` / `sales_lines_rebuild` instead,
+event store. A replay folds events into the same tables of schema `orders_rebuild` instead
+(its session puts that schema first on the search_path),
 from the event store or from the Kafka topics, for everything or for a slice (a shop, some
 orders, orders placed in a time window), and compares the result with the live rows of that
 slice. Only `--swap` writes live tables, and only from the event store: it rebuilds and
@@ -21,11 +22,12 @@ from typing import Any
 
 import asyncpg
 
-from alur.tools.events import Filter, read
+from alur.tools.events import records
+from schemas import DecodeError, decode
 
 SCHEMA = "orders"
+REBUILD = "orders_rebuild"
 TOPICS_READ = ("orders", "payments", "shipping")  # where the folded event types are published
-REBUILD = ("sales_orders_rebuild", "sales_lines_rebuild")
 COLUMNS = ("order_id", "shop_id", "channel", "payment_method", "currency", "total_amount",
            "placed_at", "paid_at", "delivered_at", "completed_at", "cancelled_at",
            "cancel_reason", "returned_at")
@@ -73,9 +75,11 @@ class Comparison:
 
 
 async def _fresh_rebuild_tables(conn: asyncpg.Connection) -> None:
-    for table, like in zip(REBUILD, ("sales_orders", "sales_lines"), strict=True):
-        await conn.execute(f"DROP TABLE IF EXISTS {table}")
-        await conn.execute(f"CREATE TABLE {table} (LIKE {like} INCLUDING ALL)")
+    await conn.execute(f"DROP SCHEMA IF EXISTS {REBUILD} CASCADE")
+    await conn.execute(f"CREATE SCHEMA {REBUILD}")
+    for table in ("sales_orders", "sales_lines"):
+        await conn.execute(
+            f"CREATE TABLE {REBUILD}.{table} (LIKE {SCHEMA}.{table} INCLUDING ALL)")
 
 
 async def _store_slice_orders(conn: asyncpg.Connection, part: Slice) -> list[str]:
@@ -87,51 +91,97 @@ async def _store_slice_orders(conn: asyncpg.Connection, part: Slice) -> list[str
     return [r["stream_id"] for r in rows]
 
 
-async def _fold_from_store(conn: asyncpg.Connection, ids: list[str], into: tuple[str, str]) -> int:
+async def _fold_from_store(conn: asyncpg.Connection, ids: list[str]) -> int:
     folded = await conn.fetchval(
-        "SELECT count(*) FROM (SELECT sales_apply($2, $3, body) FROM events "
-        "WHERE stream_id = ANY($1::text[]) AND type = ANY (sales_event_types())) applied",
-        ids, *into)
+        "SELECT count(*) FROM (SELECT sales_apply(body) FROM events "
+        "WHERE stream_id = ANY($1::text[]) AND type = ANY (sales_event_types())) applied", ids)
     return int(folded)
 
 
 async def _fold_from_kafka(conn: asyncpg.Connection, bootstrap: str, part: Slice,
                            progress: bool) -> tuple[list[str], int]:
-    """Two passes over the topics from `since`: find the slice's orders, then fold their events."""
-    placed = Filter(types=frozenset({"OrderPlaced"}), shop=part.shop, since=part.since,
-                    until=part.until)
-    wanted = {s.event.subject async for s in read(bootstrap, ("orders",), placed,
-                                                   progress=progress)
-              if s.event is not None and (not part.orders or s.event.subject in part.orders)}
+    """Two passes over the topics from `since`: the slice's OrderPlaced events, then the rest of
+    its orders' events. Each record the projection needs is validated as the services validate
+    it (a record they refused is skipped, as they dead-lettered it); the others are only peeked
+    at. Batches are copied to the server, where `sales_apply` folds them."""
+    folded_types = set(await conn.fetchval("SELECT sales_event_types()"))
+    await conn.execute("CREATE TEMP TABLE IF NOT EXISTS replay_batch (body jsonb NOT NULL)")
+    wanted: set[str] = set()
     folded = 0
-    batch: list[tuple[str, str, str]] = []
-    async for seen in read(bootstrap, TOPICS_READ, Filter(since=part.since), progress=progress):
-        if seen.event is not None and seen.event.subject in wanted:
-            batch.append((*REBUILD, seen.event.model_dump_json()))
-            if len(batch) >= 500:
-                folded += await _apply(conn, batch)
-                batch = []
-    folded += await _apply(conn, batch)
+    async for batch in records(bootstrap, ("orders",), since=part.since, progress=progress):
+        rows = []
+        for r in batch:
+            peek = _peek(r.value)
+            if peek.get("type") == "OrderPlaced" and _in_slice(peek, part) and _valid(r.value):
+                wanted.add(peek["subject"])
+                rows.append((r.value.decode(),))
+        folded += await _fold(conn, rows)
+    async for batch in records(bootstrap, TOPICS_READ, since=part.since, progress=progress):
+        rows = []
+        for r in batch:
+            peek = _peek(r.value)
+            kind = peek.get("type")
+            if (kind != "OrderPlaced" and kind in folded_types
+                    and peek.get("subject") in wanted and _valid(r.value)):
+                rows.append((r.value.decode(),))
+        folded += await _fold(conn, rows)
     return sorted(wanted), folded
 
 
-async def _apply(conn: asyncpg.Connection, batch: list[tuple[str, str, str]]) -> int:
-    if batch:
-        await conn.executemany("SELECT sales_apply($1, $2, $3::jsonb)", batch)
-    return len(batch)
+async def _fold(conn: asyncpg.Connection, rows: list[tuple[str]]) -> int:
+    if rows:
+        await conn.copy_records_to_table("replay_batch", records=rows, columns=["body"])
+        await conn.execute("SELECT count(*) FROM (SELECT sales_apply(body) "
+                           "FROM replay_batch) applied")
+        await conn.execute("TRUNCATE replay_batch")
+    return len(rows)
+
+
+def _peek(value: bytes) -> dict[str, Any]:
+    """The envelope's fields as plain JSON, or {} for bytes that are not a JSON object."""
+    try:
+        body = json.loads(value)
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _valid(value: bytes) -> bool:
+    try:
+        decode(value)
+    except DecodeError:
+        return False
+    return True
+
+
+def _in_slice(placed: dict[str, Any], part: Slice) -> bool:
+    if part.shop is not None and placed.get("shop_id") != part.shop:
+        return False
+    if part.orders and placed.get("subject") not in part.orders:
+        return False
+    if part.since is None and part.until is None:
+        return True
+    try:
+        at = datetime.fromisoformat(str(placed.get("time")))
+    except ValueError:
+        return False
+    return ((part.since is None or at >= part.since)
+            and (part.until is None or at < part.until))
 
 
 async def _compare(conn: asyncpg.Connection, ids: list[str], events: int) -> Comparison:
     cols = ", ".join(COLUMNS)
-    live = {r["order_id"]: tuple(r) for r in await conn.fetch(
-        f"SELECT {cols} FROM sales_orders WHERE order_id = ANY($1::text[])", ids)}
-    rebuilt = {r["order_id"]: tuple(r) for r in await conn.fetch(
-        f"SELECT {cols} FROM {REBUILD[0]} WHERE order_id = ANY($1::text[])", ids)}
-    lines_live = {(r[0], r[1]): tuple(r) for r in await conn.fetch(
-        "SELECT order_id, sku, quantity, amount FROM sales_lines WHERE order_id = ANY($1)", ids)}
-    lines_rebuilt = {(r[0], r[1]): tuple(r) for r in await conn.fetch(
-        f"SELECT order_id, sku, quantity, amount FROM {REBUILD[1]} WHERE order_id = ANY($1)",
-        ids)}
+    async def rows(schema: str) -> dict[str, tuple[Any, ...]]:
+        return {r["order_id"]: tuple(r) for r in await conn.fetch(
+            f"SELECT {cols} FROM {schema}.sales_orders WHERE order_id = ANY($1::text[])", ids)}
+
+    async def lines(schema: str) -> dict[tuple[str, str], tuple[Any, ...]]:
+        return {(r[0], r[1]): tuple(r) for r in await conn.fetch(
+            f"SELECT order_id, sku, quantity, amount FROM {schema}.sales_lines "
+            "WHERE order_id = ANY($1::text[])", ids)}
+
+    live, rebuilt = await rows(SCHEMA), await rows(REBUILD)
+    lines_live, lines_rebuilt = await lines(SCHEMA), await lines(REBUILD)
     both = live.keys() & rebuilt.keys()
     differ = sorted({o for o in both if live[o] != rebuilt[o]} |
                     ({k[0] for k in lines_live.keys() ^ lines_rebuilt.keys()} & both) |
@@ -150,7 +200,7 @@ async def replay(dsn: str, part: Slice, *, source: str = "store", bootstrap: str
     if swap and source != "store":
         raise ValueError("--swap rebuilds from the event store only: a Kafka replay cannot hold "
                          "back the events that arrive while it reads")
-    conn = await asyncpg.connect(dsn, server_settings={"search_path": SCHEMA})
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": f"{REBUILD}, {SCHEMA}"})
     try:
         await _fresh_rebuild_tables(conn)
         if source == "kafka":
@@ -158,21 +208,22 @@ async def replay(dsn: str, part: Slice, *, source: str = "store", bootstrap: str
             return await _compare(conn, ids, events)
         if not swap:
             ids = await _store_slice_orders(conn, part)
-            return await _compare(conn, ids, await _fold_from_store(conn, ids, REBUILD))
+            return await _compare(conn, ids, await _fold_from_store(conn, ids))
         async with conn.transaction():
             # Writers (the trigger) wait from here to the commit: the read below sees every
             # event committed before, and none can land in between.
-            await conn.execute("LOCK TABLE sales_orders, sales_lines IN EXCLUSIVE MODE")
+            await conn.execute(f"LOCK TABLE {SCHEMA}.sales_orders, {SCHEMA}.sales_lines "
+                               "IN EXCLUSIVE MODE")
             ids = await _store_slice_orders(conn, part)
-            result = await _compare(conn, ids, await _fold_from_store(conn, ids, REBUILD))
-            if part.everything:
-                await conn.execute("DELETE FROM sales_lines")
-                await conn.execute("DELETE FROM sales_orders")
-            else:
-                await conn.execute("DELETE FROM sales_lines WHERE order_id = ANY($1)", ids)
-                await conn.execute("DELETE FROM sales_orders WHERE order_id = ANY($1)", ids)
-            await conn.execute(f"INSERT INTO sales_orders SELECT * FROM {REBUILD[0]}")
-            await conn.execute(f"INSERT INTO sales_lines SELECT * FROM {REBUILD[1]}")
+            result = await _compare(conn, ids, await _fold_from_store(conn, ids))
+            for table in ("sales_lines", "sales_orders"):
+                if part.everything:
+                    await conn.execute(f"DELETE FROM {SCHEMA}.{table}")
+                else:
+                    await conn.execute(f"DELETE FROM {SCHEMA}.{table} WHERE order_id = ANY($1)",
+                                       ids)
+            for table in ("sales_orders", "sales_lines"):
+                await conn.execute(f"INSERT INTO {SCHEMA}.{table} SELECT * FROM {REBUILD}.{table}")
             result.swapped = True
             return result
     finally:

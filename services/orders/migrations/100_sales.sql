@@ -1,6 +1,6 @@
 -- The sales analytics projection: one fact row per order, one row per order line, derived from
 -- the orders service's event store. `sales_apply` is the projection: it folds one event (its
--- jsonb envelope) into the named tables. It is idempotent and order-independent (each event
+-- jsonb envelope) into the tables. It is idempotent and order-independent (each event
 -- sets only its own columns), so the live tables (kept by the trigger below, in the same
 -- transaction as the event) and a rebuild by replay (alur replay sales) come out equal.
 -- No customer data is copied: shop, channel, amounts, SKUs and times only.
@@ -36,47 +36,45 @@ CREATE FUNCTION sales_event_types() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
                  'OrderCancelled', 'OrderReturned']
 $$;
 
-CREATE FUNCTION sales_apply(orders_table text, lines_table text, body jsonb) RETURNS void
-LANGUAGE plpgsql AS $$
+-- Writes to `sales_orders` / `sales_lines` as the search_path resolves them: the live tables
+-- of this schema for the trigger, or a replay's rebuild tables when the replaying session puts
+-- their schema first. Static SQL, so PL/pgSQL plans each statement once per session.
+CREATE FUNCTION sales_apply(body jsonb) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
-    kind  text        := body->>'type';
-    oid   text        := body->>'subject';
-    at    timestamptz := (body->>'time')::timestamptz;
-    d     jsonb       := body->'data';
-    col   text;
+    kind text        := body->>'type';
+    oid  text        := body->>'subject';
+    at   timestamptz := (body->>'time')::timestamptz;
+    d    jsonb       := body->'data';
 BEGIN
-    col := CASE kind WHEN 'PaymentConfirmed' THEN 'paid_at' WHEN 'Delivered' THEN 'delivered_at'
-                     WHEN 'OrderCompleted' THEN 'completed_at' WHEN 'OrderCancelled' THEN 'cancelled_at'
-                     WHEN 'OrderReturned' THEN 'returned_at' END;
-    IF kind <> 'OrderPlaced' AND col IS NULL THEN
+    IF NOT kind = ANY (sales_event_types()) THEN
         RETURN;
     END IF;
-    EXECUTE format('INSERT INTO %I (order_id, shop_id, channel) VALUES ($1, $2, $3) '
-                   'ON CONFLICT (order_id) DO NOTHING', orders_table)
-        USING oid, body->>'shop_id', body->>'channel';
-    IF kind = 'OrderPlaced' THEN
-        EXECUTE format('UPDATE %I SET payment_method = $2, currency = $3, total_amount = $4, '
-                       'placed_at = $5 WHERE order_id = $1', orders_table)
-            USING oid, d->'payment'->>'method', d->'total'->>'currency',
-                  (d->'total'->>'amount')::bigint, at;
-        EXECUTE format('INSERT INTO %I (order_id, sku, quantity, amount) '
-                       'SELECT $1, l->>''sku'', (l->>''quantity'')::int, '
-                       '(l->>''quantity'')::bigint * (l->''unit_price''->>''amount'')::bigint '
-                       'FROM jsonb_array_elements($2) AS l ON CONFLICT DO NOTHING', lines_table)
-            USING oid, d->'lines';
-    ELSE
-        EXECUTE format('UPDATE %I SET %I = $2 WHERE order_id = $1', orders_table, col)
-            USING oid, at;
-        IF kind = 'OrderCancelled' THEN
-            EXECUTE format('UPDATE %I SET cancel_reason = $2 WHERE order_id = $1', orders_table)
-                USING oid, d->>'reason';
-        END IF;
-    END IF;
+    INSERT INTO sales_orders (order_id, shop_id, channel)
+        VALUES (oid, body->>'shop_id', body->>'channel') ON CONFLICT (order_id) DO NOTHING;
+    CASE kind
+    WHEN 'OrderPlaced' THEN
+        UPDATE sales_orders SET payment_method = d->'payment'->>'method',
+               currency = d->'total'->>'currency', total_amount = (d->'total'->>'amount')::bigint,
+               placed_at = at
+         WHERE order_id = oid;
+        INSERT INTO sales_lines (order_id, sku, quantity, amount)
+        SELECT oid, l->>'sku', (l->>'quantity')::int,
+               (l->>'quantity')::bigint * (l->'unit_price'->>'amount')::bigint
+          FROM jsonb_array_elements(d->'lines') AS l
+        ON CONFLICT DO NOTHING;
+    WHEN 'PaymentConfirmed' THEN UPDATE sales_orders SET paid_at = at WHERE order_id = oid;
+    WHEN 'Delivered' THEN UPDATE sales_orders SET delivered_at = at WHERE order_id = oid;
+    WHEN 'OrderCompleted' THEN UPDATE sales_orders SET completed_at = at WHERE order_id = oid;
+    WHEN 'OrderReturned' THEN UPDATE sales_orders SET returned_at = at WHERE order_id = oid;
+    WHEN 'OrderCancelled' THEN
+        UPDATE sales_orders SET cancelled_at = at, cancel_reason = d->>'reason'
+         WHERE order_id = oid;
+    END CASE;
 END $$;
 
 CREATE FUNCTION sales_on_event() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM sales_apply('sales_orders', 'sales_lines', NEW.body);
+    PERFORM sales_apply(NEW.body);
     RETURN NULL;
 END $$;
 
