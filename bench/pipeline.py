@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
 import time
 import uuid
@@ -19,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from alur.infra import postgres, stack  # noqa: E402
+from alur.infra import stack  # noqa: E402
 from alur.runtime.topics import ensure_topics  # noqa: E402
 from alur.settings import Settings  # noqa: E402
 from schemas import encode, first_event  # noqa: E402
@@ -121,20 +120,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=20000)
     args = parser.parse_args()
-    settings = bench_settings()
-    stack.services_down(settings)
-    stack.infra_down(settings, say=lambda _: None)
-    for leftover in (settings.state_dir, postgres.home(settings)):
-        shutil.rmtree(leftover, ignore_errors=True)
-    try:
-        stack.infra_up(settings, say=lambda line: print("  " + line))
+    with stack.fresh(bench_settings(), say=lambda line: print("  " + line)) as settings:
         print(f"baseline: bare aiokafka consume->produce of {args.events} events ...")
         bare = asyncio.run(bare_loop(settings, args.events))
         print(f"inventory service on {args.events} OrderPlaced events ...")
         alur = asyncio.run(inventory_stage(settings, args.events))
-    finally:
-        stack.services_down(settings)
-        stack.infra_down(settings, say=lambda _: None)
     print(f"\n  bare aiokafka loop   {bare:9.0f} events/s")
     print(f"  inventory service    {alur:9.0f} events/s")
     print(f"  ratio                {bare / alur:9.1f}x slower (DESIGN target: within 2x)")

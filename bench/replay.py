@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import sys
 import time
 import uuid
@@ -19,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from alur.infra import postgres, stack  # noqa: E402
+from alur.infra import stack  # noqa: E402
 from alur.runtime.db import CORE_SQL, migrate  # noqa: E402
 from bench.pipeline import bench_settings, produce  # noqa: E402
 from schemas import caused_by, encode, first_event  # noqa: E402
@@ -89,17 +88,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--orders", type=int, default=20000)
     args = parser.parse_args()
-    settings = bench_settings()
-    stack.services_down(settings)
-    stack.infra_down(settings, say=lambda _: None)
-    for leftover in (settings.state_dir, postgres.home(settings)):
-        shutil.rmtree(leftover, ignore_errors=True)
-    try:
-        stack.infra_up(settings, say=lambda line: print("  " + line))
+    with stack.fresh(bench_settings(), say=lambda line: print("  " + line)):
         print(f"writing {args.orders} order flows, then reading them back twice ...")
         asyncio.run(measure(args.orders))
-    finally:
-        stack.infra_down(settings, say=lambda _: None)
     return 0
 
 

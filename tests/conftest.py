@@ -4,7 +4,6 @@ their own state dir (.alur/test, wiped first), and stops by PID at the end."""
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from alur.infra import postgres, stack
+from alur.infra import stack
 from alur.runtime.db import CORE_SQL, connect_pool, migrate
 from alur.settings import Settings
 
@@ -39,17 +38,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Settings]:
-    settings = test_settings()
-    stack.services_down(settings)
-    stack.infra_down(settings, say=lambda _: None)
-    for leftover in (settings.state_dir, postgres.home(settings)):
-        shutil.rmtree(leftover, ignore_errors=True)
-    try:
-        stack.infra_up(settings, say=lambda line: print(line, flush=True))
+    with stack.fresh(test_settings(), say=lambda line: print(line, flush=True)) as settings:
         yield settings
-    finally:
-        stack.services_down(settings)
-        stack.infra_down(settings, say=lambda _: None)
 
 
 @pytest.fixture

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alur.infra import kafka, postgres, prometheus
@@ -83,6 +85,22 @@ def infra_down(settings: Settings, say: Callable[[str], None] = print) -> None:
         say("stopped kafka")
     if postgres.stop(settings):
         say("stopped postgres")
+
+
+@contextmanager
+def fresh(settings: Settings, say: Callable[[str], None] = print) -> Iterator[Settings]:
+    """For tests and benchmarks: wipe the state dir, bring the infrastructure up for the block,
+    and stop everything (services too) by PID afterwards."""
+    services_down(settings)
+    infra_down(settings, say=lambda _: None)
+    for leftover in (settings.state_dir, postgres.home(settings)):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        infra_up(settings, say=say)
+        yield settings
+    finally:
+        services_down(settings)
+        infra_down(settings, say=lambda _: None)
 
 
 def services_up(settings: Settings, names: tuple[str, ...] = SERVICES) -> dict[str, int]:
