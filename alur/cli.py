@@ -204,10 +204,15 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         part = _sales_slice(args)
         result = asyncio.run(sales.replay(settings.pg_dsn, part, source=args.source,
                                           bootstrap=settings.kafka_bootstrap, swap=args.swap,
-                                          progress=not args.json))
+                                          progress=not args.json, resume=args.resume,
+                                          budget=args.max_batches))
     except ValueError as exc:
         print(f"alur replay: {exc}", file=sys.stderr)
         return 2
+    except (sales.ReplayInterrupted, KeyboardInterrupt) as exc:
+        print(f"alur replay: interrupted ({exc or 'Ctrl-C'}); what was folded is kept: "
+              "run again with --resume to go on", file=sys.stderr)
+        return 3
     if args.json:
         print(json.dumps({**result.__dict__, "equal": result.equal}, indent=2))
     else:
@@ -272,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the orders event store (default) or the Kafka topics")
     replay.add_argument("--swap", action="store_true",
                         help="replace the slice in the live tables (from the store only)")
+    replay.add_argument("--resume", action="store_true",
+                        help="go on with an interrupted Kafka replay")
+    replay.add_argument("--max-batches", type=int,
+                        help="stop after this many batches (a Kafka replay in steps)")
     replay.add_argument("--json", action="store_true", help="machine-readable output")
     report = sub.add_parser("report", help="sales analytics: GMV, products, funnel")
     report.add_argument("which", choices=["sales"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -100,9 +100,12 @@ class Record:
 
 async def records(bootstrap: str, topics: Sequence[str] = TOPICS, *,
                   since: datetime | None = None, follow: bool = False, progress: bool = False,
-                  stop: Callable[[], bool] = lambda: False) -> AsyncIterator[list[Record]]:
+                  stop: Callable[[], bool] = lambda: False,
+                  resume: Mapping[tuple[str, int], int] | None = None,
+                  ) -> AsyncIterator[list[Record]]:
     """The raw records of `topics` from `since` (or the beginning) to the end offsets seen at
-    the start, batch by batch; with `follow`, from the end onwards until `stop()`."""
+    the start, batch by batch; with `follow`, from the end onwards until `stop()`. `resume`
+    gives the offset to go on from for partitions already partly read."""
     unknown = set(topics) - set(TOPICS)
     if unknown:
         raise ValueError(f"unknown topics {sorted(unknown)}; the topics are {', '.join(TOPICS)}")
@@ -122,6 +125,7 @@ async def records(bootstrap: str, topics: Sequence[str] = TOPICS, *,
         elif follow:
             start = dict(end)  # tail: only what arrives from now on
         for tp in partitions:
+            start[tp] = (resume or {}).get((tp.topic, tp.partition), start[tp])
             consumer.seek(tp, start[tp])
         total = sum(end[tp] - start[tp] for tp in partitions)
         bar = Progress("reading", total) if progress and not follow and total >= 1000 else None

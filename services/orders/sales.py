@@ -42,6 +42,19 @@ class Slice:
     since: datetime | None = None  # placed at or after
     until: datetime | None = None  # placed before
 
+    def as_json(self) -> dict[str, Any]:
+        return {"shop": self.shop, "orders": list(self.orders),
+                "since": self.since.isoformat() if self.since else None,
+                "until": self.until.isoformat() if self.until else None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Slice:
+        def when(text: str | None) -> datetime | None:
+            return datetime.fromisoformat(text) if text else None
+
+        return cls(shop=data["shop"], orders=tuple(data["orders"]), since=when(data["since"]),
+                   until=when(data["until"]))
+
     @property
     def everything(self) -> bool:
         return not (self.shop or self.orders or self.since or self.until)
@@ -74,12 +87,38 @@ class Comparison:
         return not (self.differ or self.only_live or self.only_rebuilt)
 
 
-async def _fresh_rebuild_tables(conn: asyncpg.Connection) -> None:
+class ReplayInterrupted(RuntimeError):
+    """The replay stopped early (its batch budget ran out); `--resume` goes on from there."""
+
+
+async def _fresh_rebuild_tables(conn: asyncpg.Connection, part: Slice) -> None:
     await conn.execute(f"DROP SCHEMA IF EXISTS {REBUILD} CASCADE")
     await conn.execute(f"CREATE SCHEMA {REBUILD}")
     for table in ("sales_orders", "sales_lines"):
         await conn.execute(
             f"CREATE TABLE {REBUILD}.{table} (LIKE {SCHEMA}.{table} INCLUDING ALL)")
+    # Progress of a Kafka replay, committed with each folded batch, so that it can resume.
+    await conn.execute(f"""
+        CREATE TABLE {REBUILD}.replay_run (
+            slice jsonb NOT NULL, pass integer NOT NULL DEFAULT 1,
+            folded bigint NOT NULL DEFAULT 0, started_at timestamptz NOT NULL DEFAULT now());
+        CREATE TABLE {REBUILD}.replay_offsets (
+            pass integer, topic text, partition integer, next_offset bigint NOT NULL,
+            PRIMARY KEY (pass, topic, partition));
+        CREATE TABLE {REBUILD}.replay_orders (order_id text PRIMARY KEY);""")
+    await conn.execute(f"INSERT INTO {REBUILD}.replay_run (slice) VALUES ($1::jsonb)",
+                       json.dumps(part.as_json()))
+
+
+async def _resumable(conn: asyncpg.Connection) -> Slice:
+    """The slice of the interrupted Kafka replay kept in the rebuild schema."""
+    try:
+        stored = await conn.fetchval(f"SELECT slice FROM {REBUILD}.replay_run")
+    except asyncpg.UndefinedTableError:
+        stored = None
+    if stored is None:
+        raise ValueError("no interrupted Kafka replay to resume")
+    return Slice.from_json(json.loads(stored))
 
 
 async def _store_slice_orders(conn: asyncpg.Connection, part: Slice) -> list[str]:
@@ -99,36 +138,60 @@ async def _fold_from_store(conn: asyncpg.Connection, ids: list[str]) -> int:
 
 
 async def _fold_from_kafka(conn: asyncpg.Connection, bootstrap: str, part: Slice,
-                           progress: bool) -> tuple[list[str], int]:
+                           progress: bool, budget: int | None) -> tuple[list[str], int]:
     """Two passes over the topics from `since`: the slice's OrderPlaced events, then the rest of
     its orders' events. Each record the projection needs is validated as the services validate
     it (a record they refused is skipped, as they dead-lettered it); the others are only peeked
-    at. Batches are copied to the server, where `sales_apply` folds them."""
+    at. Batches are copied to the server, where `sales_apply` folds them; each batch commits
+    with its offsets, so an interrupted replay resumes where it stopped (a fold twice is
+    harmless: it is idempotent)."""
     folded_types = set(await conn.fetchval("SELECT sales_event_types()"))
     await conn.execute("CREATE TEMP TABLE IF NOT EXISTS replay_batch (body jsonb NOT NULL)")
-    wanted: set[str] = set()
-    folded = 0
-    async for batch in records(bootstrap, ("orders",), since=part.since, progress=progress):
-        rows = []
-        for r in batch:
-            peek = _peek(r.value)
-            if peek.get("type") == "OrderPlaced" and _in_slice(peek, part) and _valid(r.value):
-                wanted.add(peek["subject"])
-                rows.append((r.value.decode(),))
-        folded += await _fold(conn, rows)
-    async for batch in records(bootstrap, TOPICS_READ, since=part.since, progress=progress):
-        rows = []
-        for r in batch:
-            peek = _peek(r.value)
-            kind = peek.get("type")
-            if (kind != "OrderPlaced" and kind in folded_types
-                    and peek.get("subject") in wanted and _valid(r.value)):
-                rows.append((r.value.decode(),))
-        folded += await _fold(conn, rows)
-    return sorted(wanted), folded
+    batches = 0
+    for pass_no, topics in ((1, ("orders",)), (2, TOPICS_READ)):
+        if await conn.fetchval(f"SELECT pass FROM {REBUILD}.replay_run") > pass_no:
+            continue
+        wanted = {r[0] for r in await conn.fetch(f"SELECT order_id FROM {REBUILD}.replay_orders")}
+        resume = {(r["topic"], r["partition"]): r["next_offset"] for r in await conn.fetch(
+            f"SELECT topic, partition, next_offset FROM {REBUILD}.replay_offsets "
+            "WHERE pass = $1", pass_no)}
+        async for batch in records(bootstrap, topics, since=part.since, progress=progress,
+                                   resume=resume):
+            if budget is not None and batches >= budget:
+                raise ReplayInterrupted(f"stopped after {batches} batches")
+            rows, found = [], []
+            for r in batch:
+                peek = _peek(r.value)
+                kind = peek.get("type")
+                if pass_no == 1:
+                    if kind == "OrderPlaced" and _in_slice(peek, part) and _valid(r.value):
+                        found.append((peek["subject"],))
+                        rows.append((r.value.decode(),))
+                elif (kind != "OrderPlaced" and kind in folded_types
+                      and peek.get("subject") in wanted and _valid(r.value)):
+                    rows.append((r.value.decode(),))
+            positions = {}
+            for r in batch:
+                positions[(r.topic, r.partition)] = r.offset + 1
+            async with conn.transaction():
+                await _fold(conn, rows)
+                await conn.executemany(f"INSERT INTO {REBUILD}.replay_orders VALUES ($1) "
+                                       "ON CONFLICT DO NOTHING", found)
+                await conn.executemany(
+                    f"INSERT INTO {REBUILD}.replay_offsets VALUES ($1, $2, $3, $4) "
+                    "ON CONFLICT (pass, topic, partition) DO UPDATE SET next_offset = $4",
+                    [(pass_no, t, p, o) for (t, p), o in positions.items()])
+                await conn.execute(f"UPDATE {REBUILD}.replay_run SET folded = folded + $1",
+                                   len(rows))
+            wanted.update(f[0] for f in found)
+            batches += 1
+        await conn.execute(f"UPDATE {REBUILD}.replay_run SET pass = $1", pass_no + 1)
+    ids = [r[0] for r in await conn.fetch(f"SELECT order_id FROM {REBUILD}.replay_orders")]
+    return sorted(ids), int(await conn.fetchval(f"SELECT folded FROM {REBUILD}.replay_run"))
 
 
 async def _fold(conn: asyncpg.Connection, rows: list[tuple[str]]) -> int:
+    """Fold a batch of event bodies into the tables the search_path names first."""
     if rows:
         await conn.copy_records_to_table("replay_batch", records=rows, columns=["body"])
         await conn.execute("SELECT count(*) FROM (SELECT sales_apply(body) "
@@ -195,16 +258,28 @@ async def _compare(conn: asyncpg.Connection, ids: list[str], events: int) -> Com
 
 
 async def replay(dsn: str, part: Slice, *, source: str = "store", bootstrap: str = "",
-                 swap: bool = False, progress: bool = False) -> Comparison:
-    """Rebuild the slice into the rebuild tables and compare; with `swap`, replace it live."""
+                 swap: bool = False, progress: bool = False, resume: bool = False,
+                 budget: int | None = None) -> Comparison:
+    """Rebuild the slice into the rebuild tables and compare; with `swap`, replace it live.
+
+    A Kafka replay can be interrupted (Ctrl-C, a crash, or `budget` batches) and resumed."""
     if swap and source != "store":
         raise ValueError("--swap rebuilds from the event store only: a Kafka replay cannot hold "
                          "back the events that arrive while it reads")
+    if (resume or budget is not None) and source != "kafka":
+        raise ValueError("only a Kafka replay is resumable (a store replay is one statement)")
     conn = await asyncpg.connect(dsn, server_settings={"search_path": f"{REBUILD}, {SCHEMA}"})
     try:
-        await _fresh_rebuild_tables(conn)
+        if resume:
+            stored = await _resumable(conn)
+            if not part.everything and part != stored:
+                raise ValueError(f"the interrupted replay was of {stored.as_json()}; resume "
+                                 "it without a slice, or start a new one")
+            part = stored
+        else:
+            await _fresh_rebuild_tables(conn, part)
         if source == "kafka":
-            ids, events = await _fold_from_kafka(conn, bootstrap, part, progress)
+            ids, events = await _fold_from_kafka(conn, bootstrap, part, progress, budget)
             return await _compare(conn, ids, events)
         if not swap:
             ids = await _store_slice_orders(conn, part)

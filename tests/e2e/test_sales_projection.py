@@ -9,9 +9,10 @@ import uuid
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 
+import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.orders.sales import Slice, replay, report
+from services.orders.sales import ReplayInterrupted, Slice, replay, report
 from tests.e2e.helpers import new_sku, order_body, place, set_stock, statuses, wait_until
 
 
@@ -78,6 +79,13 @@ async def test_replays_equal_live_touch_only_their_slice_and_report_adds_up(
     window = await replay(services.pg_dsn, Slice(since=between),
                           bootstrap=services.kafka_bootstrap, source="kafka")
     assert window.equal and window.orders_in_slice == len(orders_b)
+
+    with pytest.raises(ReplayInterrupted):  # a replay cut short keeps what it folded ...
+        await replay(services.pg_dsn, Slice(shop=shop_a), source="kafka",
+                     bootstrap=services.kafka_bootstrap, budget=1)
+    resumed = await replay(services.pg_dsn, Slice(), source="kafka",  # ... and goes on
+                           bootstrap=services.kafka_bootstrap, resume=True)
+    assert resumed.equal and resumed.orders_in_slice == len(orders_a)
 
     # Damage one live row in each shop; a swap of shop A's slice repairs A's and leaves B's.
     damaged_a, damaged_b = orders_a[0], orders_b[0]
