@@ -232,14 +232,14 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
-    from services.orders import sales
+    from services.orders import reports
 
     try:
-        data = asyncio.run(sales.report(settings.pg_dsn, _sales_slice(args)))
+        data = asyncio.run(reports.report(settings.pg_dsn, _sales_slice(args)))
     except ValueError as exc:
         print(f"alur report: {exc}", file=sys.stderr)
         return 2
-    sales.render_report(data, args.format)
+    reports.render_report(data, args.format)
     return 0
 
 
@@ -284,7 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="machine-readable output")
     report = sub.add_parser("report", help="sales analytics: GMV, products, funnel")
     report.add_argument("which", choices=["sales"])
-    report.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    report.add_argument("--format", choices=["table", "csv", "json", "html"], default="table",
+                        help="html: a page with bar charts (redirect it to a file)")
     for p in (replay, report):
         p.add_argument("--shop", help="only this shop's orders")
         p.add_argument("--order", action="append", help="only this order (repeatable)")

@@ -14,10 +14,8 @@ between the read and the swap.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -303,84 +301,3 @@ async def replay(dsn: str, part: Slice, *, source: str = "store", bootstrap: str
             return result
     finally:
         await conn.close()
-
-
-# --- the report ------------------------------------------------------------------------------
-
-REPORT_QUERIES: dict[str, str] = {
-    "by_day": """
-        SELECT date_trunc('day', placed_at)::date::text AS day, shop_id, channel, payment_method,
-               currency, count(*) AS orders,
-               count(*) FILTER (WHERE paid_at IS NOT NULL) AS paid_orders,
-               coalesce(sum(total_amount) FILTER (WHERE paid_at IS NOT NULL), 0) AS gmv
-        FROM sales_orders WHERE placed_at IS NOT NULL AND {where}
-        GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5""",
-    "top_products": """
-        SELECT l.sku, sum(l.quantity) AS units, sum(l.amount) AS revenue, o.currency
-        FROM sales_lines l JOIN sales_orders o USING (order_id)
-        WHERE o.paid_at IS NOT NULL AND {where}
-        GROUP BY l.sku, o.currency ORDER BY revenue DESC, l.sku LIMIT 10""",
-    "funnel": """
-        SELECT count(*) FILTER (WHERE placed_at IS NOT NULL) AS placed,
-               count(*) FILTER (WHERE paid_at IS NOT NULL) AS paid,
-               count(*) FILTER (WHERE delivered_at IS NOT NULL) AS delivered,
-               count(*) FILTER (WHERE completed_at IS NOT NULL) AS completed,
-               count(*) FILTER (WHERE cancelled_at IS NOT NULL) AS cancelled,
-               count(*) FILTER (WHERE returned_at IS NOT NULL) AS returned,
-               avg(extract(epoch FROM delivered_at - placed_at))
-                   FILTER (WHERE delivered_at IS NOT NULL) AS avg_seconds_to_delivery
-        FROM sales_orders WHERE placed_at IS NOT NULL AND {where}""",
-}
-
-
-async def report(dsn: str, part: Slice) -> dict[str, list[dict[str, Any]]]:
-    conn = await asyncpg.connect(dsn, server_settings={"search_path": SCHEMA})
-    try:
-        out: dict[str, list[dict[str, Any]]] = {}
-        for name, query in REPORT_QUERIES.items():
-            prefix = "o." if name == "top_products" else ""
-            where, args = part.sql(placed=f"{prefix}placed_at", shop=f"{prefix}shop_id",
-                                   order=f"{prefix}order_id")
-            rows = await conn.fetch(query.format(where=where), *args)
-            out[name] = [{k: _plain(v) for k, v in dict(r).items()} for r in rows]
-        funnel = out["funnel"][0]
-        placed = funnel["placed"] or 0
-        for rate, count in (("cancellation_rate", "cancelled"), ("return_rate", "returned"),
-                            ("paid_rate", "paid"), ("delivered_rate", "delivered")):
-            funnel[rate] = round(funnel[count] / placed, 4) if placed else None
-        return out
-    finally:
-        await conn.close()
-
-
-def _plain(value: Any) -> Any:
-    """JSON-ready: sums of minor units stay integers, averages get three decimals."""
-    if value is None or isinstance(value, (int, str)):
-        return value
-    if isinstance(value, Decimal) and value == value.to_integral_value():
-        return int(value)
-    return round(float(value), 3)
-
-
-def render_report(data: dict[str, list[dict[str, Any]]], fmt: str,
-                  out: Callable[[str], None] = print) -> None:
-    if fmt == "json":
-        out(json.dumps(data, indent=2))
-        return
-    for name, rows in data.items():
-        if fmt == "csv":
-            out(f"# {name}")
-            if rows:
-                out(",".join(rows[0]))
-                for r in rows:
-                    out(",".join("" if v is None else str(v) for v in r.values()))
-            continue
-        out(f"\n{name.replace('_', ' ')}")
-        if not rows:
-            out("  (nothing)")
-            continue
-        widths = {k: max(len(k), *(len(str(r[k])) for r in rows)) for k in rows[0]}
-        out("  " + "  ".join(k.ljust(w) for k, w in widths.items()))
-        for r in rows:
-            out("  " + "  ".join(str("" if r[k] is None else r[k]).ljust(w)
-                                 for k, w in widths.items()))

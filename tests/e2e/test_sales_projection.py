@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from services.orders.sales import ReplayInterrupted, Slice, replay, report
+from services.orders.reports import render_html, report
+from services.orders.sales import ReplayInterrupted, Slice, replay
 from tests.e2e.helpers import new_sku, order_body, place, set_stock, statuses, wait_until
 
 
@@ -126,3 +127,5 @@ async def test_replays_equal_live_touch_only_their_slice_and_report_adds_up(
     assert (funnel["placed"], funnel["paid"], funnel["delivered"], funnel["cancelled"]) == \
         (len(placed), len(paid), len(delivered), len(cancelled))
     assert funnel["cancellation_rate"] == round(len(cancelled) / len(placed), 4)
+    page = render_html(figures)
+    assert page.count("<svg") == 4 and f"{len(placed)} orders placed" in page
