@@ -1,10 +1,13 @@
 """A payment gateway simulator that talks HTTP like a real one, as its own process.
 
 Outcomes are deterministic by token: `tok_decline` is declined, `tok_insufficient_funds` fails
-for insufficient funds, anything else succeeds. Every charge needs an `Idempotency-Key`: the same
-key with the same request returns the first answer (never a second charge); the same key with
-a different request is refused with 422. Charges are kept in PostgreSQL (schema `gateway_sim`),
-so they survive restarts and tests can count them.
+for insufficient funds, anything else succeeds. A token ending in `_flaky` (e.g.
+`tok_decline_flaky`) first answers 503 once per Idempotency-Key, as an overloaded gateway
+would, then behaves as the token without the suffix: the caller's retry path in one test.
+Every charge needs an `Idempotency-Key`: the same key with the same request returns the first
+answer (never a second charge); the same key with a different request is refused with 422.
+Charges are kept in PostgreSQL (schema `gateway_sim`), so they survive restarts and tests can
+count them.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.charges (
 CREATE INDEX IF NOT EXISTS charges_reference ON {SCHEMA}.charges (reference);
 """
 OUTCOMES = {"tok_decline": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
+FLAKY = "_flaky"
 
 
 class ChargeRequest(BaseModel):
@@ -75,12 +79,20 @@ def create_app(dsn: str) -> FastAPI:
         await pools["db"].fetchval("SELECT 1")
         return {"status": "ok"}
 
+    stumbled: set[str] = set()  # idempotency keys a _flaky token already failed once
+
     @app.post("/v1/charges")
     async def charge(body: ChargeRequest, request: Request,
                      idempotency_key: str = Header(min_length=1)) -> JSONResponse:
         """Capture a payment; idempotent per Idempotency-Key."""
+        token = body.token or ""
+        if token.endswith(FLAKY):
+            if idempotency_key not in stumbled:
+                stumbled.add(idempotency_key)
+                return JSONResponse({"error": "temporarily unavailable"}, status_code=503)
+            token = token.removesuffix(FLAKY)
         digest = hashlib.sha256(json.dumps(body.model_dump(), sort_keys=True).encode()).hexdigest()
-        reason = OUTCOMES.get(body.token or "")
+        reason = OUTCOMES.get(token)
         row = await pools["db"].fetchrow(
             f"INSERT INTO {SCHEMA}.charges (idempotency_key, id, reference, amount, currency,"
             " status, failure_reason, request_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"

@@ -14,7 +14,15 @@ from alur.infra import stack
 from alur.settings import Settings
 from alur.tools import dlq
 from alur.tools.trace import trace
-from tests.e2e.helpers import all_delivered, new_sku, order_body, place, set_stock, wait_until
+from tests.e2e.helpers import (
+    all_delivered,
+    new_sku,
+    order_body,
+    place,
+    set_stock,
+    statuses,
+    wait_until,
+)
 
 
 def alur(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -109,3 +117,37 @@ async def test_events_filters_by_shop_order_type_and_time(services, api, db) -> 
     assert lines("--shop", shop, "--until", "1h") == []
     bad = alur(services, "events", "--since", "yesterday")
     assert bad.returncode == 2 and "not a time" in bad.stderr
+
+
+async def test_trace_shows_a_retried_then_declined_payment_hop_by_hop(services, api, db) -> None:
+    sku = new_sku()
+    await set_stock(services, [("WH-1", sku, 5)])
+    order = await place(api, order_body(sku, token="tok_decline_flaky"))  # 503 once, then no
+
+    async def cancelled() -> bool:
+        return "OrderCancelled" in (await statuses(db, [order]))[order]
+
+    await wait_until(cancelled, 60, "the declined order to be cancelled")
+
+    async def everything_consumed() -> bool:
+        return all(not e.awaiting and e.partition is not None
+                   for e in (await trace(db, order)).events)
+
+    await wait_until(everything_consumed, 30, "every subscriber to consume every event")
+    traced = await trace(db, order)
+    types = [e.type for e in traced.events]
+    for earlier, later in (("OrderPlaced", "StockReserved"), ("StockReserved", "PaymentFailed"),
+                           ("PaymentFailed", "OrderCancelled")):
+        assert types.index(earlier) < types.index(later), types
+    by_type = {e.type: e for e in traced.events}
+    assert by_type["PaymentFailed"].caused_by == "StockReserved"
+    assert by_type["OrderCancelled"].caused_by == "PaymentFailed"
+    [charge] = [h for h in by_type["StockReserved"].hops if h.service == "payments"]
+    assert (charge.outcome, charge.attempts) == ("processed", 2)  # the 503, then the decline
+    for event in traced.events:  # every hop has its audit row: emitted, and consumed by all
+        assert any(h.direction == "out" and h.service == event.emitted_by for h in event.hops)
+    text = alur(services, "trace", order).stdout
+    assert "payments      processed after 2 attempts" in text
+    assert text.index("StockReserved") < text.index("PaymentFailed") < text.index(
+        "OrderCancelled")
+
