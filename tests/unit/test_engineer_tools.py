@@ -1,0 +1,107 @@
+"""The pure parts of the engineers' tools: time and slice parsing, filters, dead-letter
+records, trace and report rendering. (Against a running stack: tests/e2e/.)"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from alur.runtime.processing import Message, dead_letter_record
+from alur.tools.dlq import parse
+from alur.tools.events import Filter, parse_time
+from alur.tools.trace import Hop, Trace, TracedEvent, render
+from schemas import encode
+from services.orders.reports import render_html, render_report
+from services.orders.sales import Slice
+from tests.unit.builders import event
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+
+def test_times_are_relative_or_iso_and_anything_else_is_refused() -> None:
+    assert parse_time("10m", NOW) == NOW - timedelta(minutes=10)
+    assert parse_time("2d", NOW) == NOW - timedelta(days=2)
+    assert parse_time("2026-11-22T10:00:00") == datetime(2026, 11, 22, 10, tzinfo=UTC)
+    assert parse_time("2026-11-22T10:00:00+02:00").utcoffset() == timedelta(hours=2)
+    with pytest.raises(ValueError, match="not a time"):
+        parse_time("yesterday")
+
+
+def test_filters_keep_matching_events_and_undecodable_bytes_only_when_unfiltered() -> None:
+    placed = event("OrderPlaced", "ord_1")
+    assert Filter(types=frozenset({"OrderPlaced"}), order="ord_1").keeps(placed)
+    assert not Filter(shop="another-shop").keeps(placed)
+    assert not Filter(until=placed.time).keeps(placed)
+    assert Filter().keeps_undecodable(b"ord_1")
+    assert Filter(order="ord_1").keeps_undecodable(b"ord_1")
+    assert not Filter(order="ord_2").keeps_undecodable(b"ord_1")
+    assert not Filter(shop="s").keeps_undecodable(b"ord_1")
+
+
+def test_a_slice_becomes_a_numbered_where_clause_and_survives_json() -> None:
+    part = Slice(shop="s1", orders=("o1", "o2"), since=NOW)
+    where, args = part.sql()
+    assert where == "TRUE AND shop_id = $1 AND order_id = ANY($2::text[]) AND placed_at >= $3"
+    assert args == ["s1", ["o1", "o2"], NOW]
+    assert Slice.from_json(json.loads(json.dumps(part.as_json()))) == part
+    assert Slice().everything and not part.everything
+
+
+@pytest.mark.parametrize("value", [b'{"type": "OrderPlaced"}', b"\x00\xff not utf-8"])
+def test_a_dead_letter_record_gives_back_the_original_bytes_and_its_origin(value: bytes) -> None:
+    raw = dead_letter_record("payments", Message("orders", 2, 41, b"ord_9", value), "bad", 3)
+    letter = parse("orders.dlq", 1, 7, b"ord_9", raw)
+    assert (letter.id, letter.service, letter.attempts) == ("orders.dlq:1:7", "payments", 3)
+    assert (letter.origin_topic, letter.origin_partition, letter.origin_offset) == ("orders", 2, 41)
+    assert letter.value == value and letter.order_id == "ord_9" and letter.event_type is None
+    shown = letter.detail()["original_message"]
+    assert shown == (json.loads(value) if value.startswith(b"{")
+                     else base64.b64encode(value).decode())
+
+
+def test_a_decodable_dead_letter_names_its_event() -> None:
+    reserved = event("StockReserved", "ord_3")
+    raw = dead_letter_record("payments", Message("inventory", 0, 5, b"ord_3", encode(reserved)),
+                             "InfrastructureError: gateway unreachable", 4)
+    letter = parse("inventory.dlq", 0, 0, b"ord_3", raw)
+    assert (letter.event_type, letter.event_id) == ("StockReserved", str(reserved.id))
+
+
+def test_the_trace_marks_retries_dead_letters_and_missing_consumers() -> None:
+    hop = Hop("payments", "in", NOW, "dead_lettered", "inventory", 1, 9, 4, "gateway down")
+    traced = TracedEvent("e1", "StockReserved", "inventory", NOW, "OrderPlaced", "e0",
+                         "inventory", 1, 9, hops=[hop], awaiting=["orders"])
+    text = render(Trace("ord_1", False, "StockReserved", "not settled", [traced]))
+    assert "!!" in text and "dead_lettered after 4 attempts" in text
+    assert "orders        has not consumed it yet" in text and text.endswith("not settled")
+    assert traced.problems == ["payments dead-lettered it after 4 attempt(s): gateway down",
+                               "not consumed yet by orders"]
+
+
+REPORT = {
+    "by_day": [{"day": "2026-11-22", "shop_id": "s1", "channel": "online",
+                "payment_method": "card", "currency": "EUR", "orders": 3, "paid_orders": 2,
+                "gmv": 2500}],
+    "top_products": [{"sku": "SKU-1", "units": 2, "revenue": 2500, "currency": "EUR"}],
+    "funnel": [{"placed": 3, "paid": 2, "delivered": 2, "completed": 0, "cancelled": 1,
+                "returned": 0, "avg_seconds_to_delivery": 1.5, "cancellation_rate": 0.3333,
+                "return_rate": 0.0, "paid_rate": 0.6667, "delivered_rate": 0.6667}],
+}
+
+
+def test_the_report_renders_as_csv_json_table_and_html() -> None:
+    lines: list[str] = []
+    render_report(REPORT, "csv", lines.append)
+    assert lines[:3] == ["# by_day", "day,shop_id,channel,payment_method,currency,orders,"
+                         "paid_orders,gmv", "2026-11-22,s1,online,card,EUR,3,2,2500"]
+    out: list[str] = []
+    render_report(REPORT, "json", out.append)
+    assert json.loads(out[0]) == REPORT
+    table: list[str] = []
+    render_report(REPORT, "table", table.append)
+    assert any("SKU-1" in line for line in table)
+    page = render_html(REPORT)
+    assert page.count("<svg") == 4 and "25.00 EUR" in page and "<script" not in page
