@@ -160,14 +160,20 @@ def _events(args: argparse.Namespace, settings: Settings) -> int:
             types=frozenset(args.type or ()), shop=args.shop, order=args.order,
             since=events.parse_time(args.since) if args.since else None,
             until=events.parse_time(args.until) if args.until else None)
+        ranges = events.parse_ranges(args.offsets) if args.offsets else None
+        if ranges and args.follow:
+            raise ValueError("--offsets reads a closed range; it does not go with --follow")
     except ValueError as exc:
         print(f"alur events: {exc}", file=sys.stderr)
         return 2
 
     async def go() -> int:
         shown = 0
-        async for seen in events.read(settings.kafka_bootstrap, args.topic or TOPICS,
-                                      where, follow=args.follow, progress=not args.json):
+        topics = args.topic or ([t for t in TOPICS if any(k[0] == t for k in ranges)]
+                                if ranges else TOPICS)
+        async for seen in events.read(settings.kafka_bootstrap, topics, where,
+                                      follow=args.follow, progress=not args.json,
+                                      ranges=ranges):
             print(seen.as_json() if args.json else seen.line(), flush=args.follow)
             shown += 1
             if args.limit and shown >= args.limit:
@@ -198,14 +204,15 @@ def _sales_slice(args: argparse.Namespace) -> Any:
 
 
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from alur.tools.events import parse_ranges
     from services.orders import sales
 
     try:
         part = _sales_slice(args)
-        result = asyncio.run(sales.replay(settings.pg_dsn, part, source=args.source,
-                                          bootstrap=settings.kafka_bootstrap, swap=args.swap,
-                                          progress=not args.json, resume=args.resume,
-                                          budget=args.max_batches))
+        result = asyncio.run(sales.replay(
+            settings.pg_dsn, part, source=args.source, bootstrap=settings.kafka_bootstrap,
+            swap=args.swap, progress=not args.json, resume=args.resume, budget=args.max_batches,
+            ranges=parse_ranges(args.offsets) if args.offsets else None))
     except ValueError as exc:
         print(f"alur replay: {exc}", file=sys.stderr)
         return 2
@@ -268,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--order", help="only this order's events")
     ev.add_argument("--since", help="from this time: 10m, 2h, 1d ago or ISO 8601")
     ev.add_argument("--until", help="before this time (same forms)")
+    ev.add_argument("--offsets", action="append",
+                    help="only TOPIC:PARTITION:FROM-TO, e.g. orders:2:100-200 (repeatable)")
     ev.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     ev.add_argument("--limit", type=int, help="stop after this many events")
     ev.add_argument("--json", action="store_true", help="JSON lines with the whole envelope")
@@ -277,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the orders event store (default) or the Kafka topics")
     replay.add_argument("--swap", action="store_true",
                         help="replace the slice in the live tables (from the store only)")
+    replay.add_argument("--offsets", action="append",
+                        help="read only TOPIC:PARTITION:FROM-TO (repeatable; --from kafka)")
     replay.add_argument("--resume", action="store_true",
                         help="go on with an interrupted Kafka replay")
     replay.add_argument("--max-batches", type=int,

@@ -87,6 +87,22 @@ class Seen:
         return json.dumps(body)
 
 
+Ranges = Mapping[tuple[str, int], tuple[int, int]]
+"""(topic, partition) -> (first offset, end offset): the records first <= offset < end."""
+
+
+def parse_ranges(specs: Sequence[str]) -> dict[tuple[str, int], tuple[int, int]]:
+    """`orders:2:100-200` (partition 2 of orders, offsets 100 to 199), repeatable."""
+    out: dict[tuple[str, int], tuple[int, int]] = {}
+    for spec in specs:
+        match = re.fullmatch(r"([\w.-]+):(\d+):(\d+)-(\d+)", spec)
+        if not match or int(match[3]) > int(match[4]):
+            raise ValueError(f"not an offset range: {spec!r} (use TOPIC:PARTITION:FROM-TO, "
+                             "e.g. orders:2:100-200)")
+        out[(match[1], int(match[2]))] = (int(match[3]), int(match[4]))
+    return out
+
+
 @dataclass(frozen=True)
 class Record:
     """A record as it lies on the topic: where, key and the raw bytes."""
@@ -102,10 +118,11 @@ async def records(bootstrap: str, topics: Sequence[str] = TOPICS, *,
                   since: datetime | None = None, follow: bool = False, progress: bool = False,
                   stop: Callable[[], bool] = lambda: False,
                   resume: Mapping[tuple[str, int], int] | None = None,
-                  ) -> AsyncIterator[list[Record]]:
+                  ranges: Ranges | None = None) -> AsyncIterator[list[Record]]:
     """The raw records of `topics` from `since` (or the beginning) to the end offsets seen at
     the start, batch by batch; with `follow`, from the end onwards until `stop()`. `resume`
-    gives the offset to go on from for partitions already partly read."""
+    gives the offset to go on from for partitions already partly read. `ranges` reads only
+    those partitions of `topics`, each from its first offset up to (not including) its last."""
     unknown = set(topics) - set(TOPICS)
     if unknown:
         raise ValueError(f"unknown topics {sorted(unknown)}; the topics are {', '.join(TOPICS)}")
@@ -114,20 +131,33 @@ async def records(bootstrap: str, topics: Sequence[str] = TOPICS, *,
     await consumer.start()
     try:
         partitions = await partitions_of(consumer, topics)
+        if ranges is not None:
+            known = {(tp.topic, tp.partition) for tp in partitions}
+            missing = [k for k in ranges if k[0] in topics and k not in known]
+            if missing:
+                raise ValueError(f"no such partition: {missing}")
+            partitions = [tp for tp in partitions if (tp.topic, tp.partition) in ranges]
+        if not partitions:
+            return
         consumer.assign(partitions)
         begin = await consumer.beginning_offsets(partitions)
         end = await consumer.end_offsets(partitions)
+        for tp in partitions:
+            if ranges is not None:
+                first, last = ranges[(tp.topic, tp.partition)]
+                begin[tp], end[tp] = max(begin[tp], first), min(end[tp], last)
         start = dict(begin)
         if since is not None:
             found = await consumer.offsets_for_times(
                 {tp: int(since.timestamp() * 1000) for tp in partitions})
-            start = {tp: found[tp].offset if found[tp] else end[tp] for tp in partitions}
+            start = {tp: max(begin[tp], found[tp].offset if found[tp] else end[tp])
+                     for tp in partitions}
         elif follow:
             start = dict(end)  # tail: only what arrives from now on
         for tp in partitions:
             start[tp] = (resume or {}).get((tp.topic, tp.partition), start[tp])
             consumer.seek(tp, start[tp])
-        total = sum(end[tp] - start[tp] for tp in partitions)
+        total = sum(max(0, end[tp] - start[tp]) for tp in partitions)
         bar = Progress("reading", total) if progress and not follow and total >= 1000 else None
         done = 0
         pending = {tp for tp in partitions if start[tp] < end[tp]}
@@ -156,11 +186,12 @@ async def records(bootstrap: str, topics: Sequence[str] = TOPICS, *,
 
 async def read(bootstrap: str, topics: Sequence[str] = TOPICS, where: Filter = Filter(), *,
                follow: bool = False, progress: bool = False,
-               stop: Callable[[], bool] = lambda: False) -> AsyncIterator[Seen]:
+               stop: Callable[[], bool] = lambda: False,
+               ranges: Ranges | None = None) -> AsyncIterator[Seen]:
     """Events of `topics` matching `where`, per partition in offset order; with `follow`, keep
     waiting for new ones until `stop()` says so (or the caller stops iterating)."""
     async for batch in records(bootstrap, topics, since=where.since, follow=follow,
-                               progress=progress, stop=stop):
+                               progress=progress, stop=stop, ranges=ranges):
         for r in batch:
             seen = _seen(r.topic, r.partition, r.offset, r.key, r.value)
             if (where.keeps(seen.event) if seen.event is not None

@@ -20,7 +20,7 @@ from typing import Any
 
 import asyncpg
 
-from alur.tools.events import records
+from alur.tools.events import Ranges, records
 from schemas import DecodeError, decode
 
 SCHEMA = "orders"
@@ -89,7 +89,8 @@ class ReplayInterrupted(RuntimeError):
     """The replay stopped early (its batch budget ran out); `--resume` goes on from there."""
 
 
-async def _fresh_rebuild_tables(conn: asyncpg.Connection, part: Slice) -> None:
+async def _fresh_rebuild_tables(conn: asyncpg.Connection, part: Slice,
+                                ranges: Ranges | None = None) -> None:
     await conn.execute(f"DROP SCHEMA IF EXISTS {REBUILD} CASCADE")
     await conn.execute(f"CREATE SCHEMA {REBUILD}")
     for table in ("sales_orders", "sales_lines"):
@@ -98,25 +99,29 @@ async def _fresh_rebuild_tables(conn: asyncpg.Connection, part: Slice) -> None:
     # Progress of a Kafka replay, committed with each folded batch, so that it can resume.
     await conn.execute(f"""
         CREATE TABLE {REBUILD}.replay_run (
-            slice jsonb NOT NULL, pass integer NOT NULL DEFAULT 1,
+            slice jsonb NOT NULL, ranges jsonb, pass integer NOT NULL DEFAULT 1,
             folded bigint NOT NULL DEFAULT 0, started_at timestamptz NOT NULL DEFAULT now());
         CREATE TABLE {REBUILD}.replay_offsets (
             pass integer, topic text, partition integer, next_offset bigint NOT NULL,
             PRIMARY KEY (pass, topic, partition));
         CREATE TABLE {REBUILD}.replay_orders (order_id text PRIMARY KEY);""")
-    await conn.execute(f"INSERT INTO {REBUILD}.replay_run (slice) VALUES ($1::jsonb)",
-                       json.dumps(part.as_json()))
+    await conn.execute(
+        f"INSERT INTO {REBUILD}.replay_run (slice, ranges) VALUES ($1::jsonb, $2::jsonb)",
+        json.dumps(part.as_json()),
+        json.dumps([[t, p, a, b] for (t, p), (a, b) in ranges.items()]) if ranges else None)
 
 
-async def _resumable(conn: asyncpg.Connection) -> Slice:
-    """The slice of the interrupted Kafka replay kept in the rebuild schema."""
+async def _resumable(conn: asyncpg.Connection) -> tuple[Slice, Ranges | None]:
+    """The slice and offset ranges of the interrupted Kafka replay kept in the rebuild schema."""
     try:
-        stored = await conn.fetchval(f"SELECT slice FROM {REBUILD}.replay_run")
+        row = await conn.fetchrow(f"SELECT slice, ranges FROM {REBUILD}.replay_run")
     except asyncpg.UndefinedTableError:
-        stored = None
-    if stored is None:
+        row = None
+    if row is None:
         raise ValueError("no interrupted Kafka replay to resume")
-    return Slice.from_json(json.loads(stored))
+    ranges = ({(t, p): (a, b) for t, p, a, b in json.loads(row["ranges"])}
+              if row["ranges"] else None)
+    return Slice.from_json(json.loads(row["slice"])), ranges
 
 
 async def _store_slice_orders(conn: asyncpg.Connection, part: Slice) -> list[str]:
@@ -136,13 +141,15 @@ async def _fold_from_store(conn: asyncpg.Connection, ids: list[str]) -> int:
 
 
 async def _fold_from_kafka(conn: asyncpg.Connection, bootstrap: str, part: Slice,
-                           progress: bool, budget: int | None) -> tuple[list[str], int]:
+                           progress: bool, budget: int | None,
+                           ranges: Ranges | None) -> tuple[list[str], int]:
     """Two passes over the topics from `since`: the slice's OrderPlaced events, then the rest of
     its orders' events. Each record the projection needs is validated as the services validate
     it (a record they refused is skipped, as they dead-lettered it); the others are only peeked
     at. Batches are copied to the server, where `sales_apply` folds them; each batch commits
     with its offsets, so an interrupted replay resumes where it stopped (a fold twice is
-    harmless: it is idempotent)."""
+    harmless: it is idempotent). With `ranges`, only the records in those offset ranges are
+    read, in both passes."""
     folded_types = set(await conn.fetchval("SELECT sales_event_types()"))
     await conn.execute("CREATE TEMP TABLE IF NOT EXISTS replay_batch (body jsonb NOT NULL)")
     batches = 0
@@ -154,7 +161,7 @@ async def _fold_from_kafka(conn: asyncpg.Connection, bootstrap: str, part: Slice
             f"SELECT topic, partition, next_offset FROM {REBUILD}.replay_offsets "
             "WHERE pass = $1", pass_no)}
         async for batch in records(bootstrap, topics, since=part.since, progress=progress,
-                                   resume=resume):
+                                   resume=resume, ranges=ranges):
             if budget is not None and batches >= budget:
                 raise ReplayInterrupted(f"stopped after {batches} batches")
             rows, found = [], []
@@ -257,7 +264,7 @@ async def _compare(conn: asyncpg.Connection, ids: list[str], events: int) -> Com
 
 async def replay(dsn: str, part: Slice, *, source: str = "store", bootstrap: str = "",
                  swap: bool = False, progress: bool = False, resume: bool = False,
-                 budget: int | None = None) -> Comparison:
+                 budget: int | None = None, ranges: Ranges | None = None) -> Comparison:
     """Rebuild the slice into the rebuild tables and compare; with `swap`, replace it live.
 
     A Kafka replay can be interrupted (Ctrl-C, a crash, or `budget` batches) and resumed."""
@@ -266,18 +273,20 @@ async def replay(dsn: str, part: Slice, *, source: str = "store", bootstrap: str
                          "back the events that arrive while it reads")
     if (resume or budget is not None) and source != "kafka":
         raise ValueError("only a Kafka replay is resumable (a store replay is one statement)")
+    if ranges and source != "kafka":
+        raise ValueError("offset ranges are Kafka's: replay them with --from kafka")
     conn = await asyncpg.connect(dsn, server_settings={"search_path": f"{REBUILD}, {SCHEMA}"})
     try:
         if resume:
-            stored = await _resumable(conn)
-            if not part.everything and part != stored:
+            stored, stored_ranges = await _resumable(conn)
+            if (not part.everything and part != stored) or (ranges and ranges != stored_ranges):
                 raise ValueError(f"the interrupted replay was of {stored.as_json()}; resume "
                                  "it without a slice, or start a new one")
-            part = stored
+            part, ranges = stored, stored_ranges
         else:
-            await _fresh_rebuild_tables(conn, part)
+            await _fresh_rebuild_tables(conn, part, ranges)
         if source == "kafka":
-            ids, events = await _fold_from_kafka(conn, bootstrap, part, progress, budget)
+            ids, events = await _fold_from_kafka(conn, bootstrap, part, progress, budget, ranges)
             return await _compare(conn, ids, events)
         if not swap:
             ids = await _store_slice_orders(conn, part)

@@ -115,6 +115,9 @@ async def test_events_filters_by_shop_order_type_and_time(services, api, db) -> 
     placed = lines("--order", orders[0], "--type", "OrderPlaced", "--topic", "orders")
     assert [(e["topic"], e["event"]["type"]) for e in placed] == [("orders", "OrderPlaced")]
     assert lines("--shop", shop, "--until", "1h") == []
+    [(topic, partition, offset)] = [(e["topic"], e["partition"], e["offset"]) for e in placed]
+    exact = lines("--offsets", f"{topic}:{partition}:{offset}-{offset + 1}")
+    assert [e["event"]["subject"] for e in exact] == [orders[0]]
     bad = alur(services, "events", "--since", "yesterday")
     assert bad.returncode == 2 and "not a time" in bad.stderr
 

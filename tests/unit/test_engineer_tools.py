@@ -105,3 +105,13 @@ def test_the_report_renders_as_csv_json_table_and_html() -> None:
     assert any("SKU-1" in line for line in table)
     page = render_html(REPORT)
     assert page.count("<svg") == 4 and "25.00 EUR" in page and "<script" not in page
+
+
+def test_offset_ranges_are_topic_partition_and_a_half_open_span() -> None:
+    from alur.tools.events import parse_ranges
+
+    assert parse_ranges(["orders:2:100-200", "orders.dlq:0:0-5"]) == {
+        ("orders", 2): (100, 200), ("orders.dlq", 0): (0, 5)}
+    for bad in ("orders:2:200-100", "orders:x:1-2", "orders:1"):
+        with pytest.raises(ValueError, match="not an offset range"):
+            parse_ranges([bad])
