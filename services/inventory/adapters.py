@@ -24,6 +24,9 @@ class Stock(Protocol):
     async def commit(self, order_id: str) -> None:
         """The reserved units left the shelf: reserved and on_hand both go down."""
 
+    async def release(self, order_id: str) -> None:
+        """The order will not ship: its reserved units are available again."""
+
 
 class PostgresStock:
     """Runs inside the unit of work's transaction (its connection)."""
@@ -73,15 +76,22 @@ class PostgresStock:
         return location, []
 
     async def commit(self, order_id: str) -> None:
+        await self._settle(order_id, "committed", shipped=True)
+
+    async def release(self, order_id: str) -> None:
+        await self._settle(order_id, "released", shipped=False)
+
+    async def _settle(self, order_id: str, status: str, *, shipped: bool) -> None:
+        """End the order's held lines: the units leave the shelf (shipped) or go back on sale."""
         conn = await self._connection()
         rows = await conn.fetch(
-            "UPDATE reservation_lines SET status = 'committed' "
+            "UPDATE reservation_lines SET status = $2 "
             "WHERE order_id = $1 AND status = 'reserved' RETURNING location, sku, quantity",
-            order_id)
+            order_id, status)
         await conn.executemany(
-            "UPDATE stock SET reserved = reserved - $3, on_hand = on_hand - $3, "
+            "UPDATE stock SET reserved = reserved - $3, on_hand = on_hand - $3 * $4::int, "
             "updated_at = now() WHERE location = $1 AND sku = $2",
-            [(r["location"], r["sku"], r["quantity"]) for r in rows])
+            [(r["location"], r["sku"], r["quantity"], int(shipped)) for r in rows])
 
 
 class OversoldError(Exception):
@@ -123,13 +133,19 @@ class InMemoryStock:
         return location, []
 
     async def commit(self, order_id: str) -> None:
+        self._settle(order_id, "committed", shipped=True)
+
+    async def release(self, order_id: str) -> None:
+        self._settle(order_id, "released", shipped=False)
+
+    def _settle(self, order_id: str, status: str, *, shipped: bool) -> None:
         for (oid, sku), line in self._lines.items():
             if oid == order_id and line["status"] == "reserved":
                 row = self._stock[(str(line["location"]), sku)]
                 q = int(line["quantity"])  # type: ignore[call-overload]
                 row["reserved"] -= q
-                row["on_hand"] -= q
-                line["status"] = "committed"
+                row["on_hand"] -= q if shipped else 0
+                line["status"] = status
 
     @staticmethod
     def _check(on_hand: int, reserved: int) -> None:

@@ -21,6 +21,7 @@ from schemas import (
     Model,
     StockCommittedData,
     StockRejectedData,
+    StockReleasedData,
     StockReservedData,
     now,
 )
@@ -51,6 +52,11 @@ def make_handler(stock: Callable[[UnitOfWork], Stock] = stock_of) -> Handler:
             return [StockReservedData(
                 order_id=command.order_id, reservation_id=command.reservation_id,
                 location=location, lines=list(command.lines), expires_at=now() + RESERVATION_TTL)]
+        if isinstance(command, domain.Release):
+            await stock(uow).release(command.order_id)
+            return [StockReleasedData(order_id=command.order_id,
+                                      reservation_id=command.reservation_id,
+                                      reason=command.reason)]
         if isinstance(command, domain.Commit):
             await stock(uow).commit(command.order_id)
             return [StockCommittedData(order_id=command.order_id,

@@ -30,8 +30,17 @@ class Commit:
 
 
 @dataclass(frozen=True)
+class Release:
+    """Command: the order was cancelled before it shipped, so its units go back on sale."""
+
+    order_id: str
+    reservation_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class ReservationState:
-    status: str | None = None          # reserved | rejected | committed
+    status: str | None = None          # reserved | rejected | committed | released
     reservation_id: str | None = None
     location: str | None = None
     lines: tuple[StockLine, ...] = ()
@@ -62,17 +71,27 @@ def evolve(state: ReservationState, event: Event) -> ReservationState:
         return replace(state, status="rejected")
     if event.type == "StockCommitted":
         return replace(state, status="committed")
+    if event.type == "StockReleased":
+        return replace(state, status="released")
     return state
 
 
-def decide(state: ReservationState, event: Event) -> list[Reserve | Commit]:
+def release_reason(cancel_reason: str) -> str:
+    """StockReleased's reason for an order cancelled with `cancel_reason`."""
+    return cancel_reason if cancel_reason in ("payment_failed", "payment_expired") else "cancelled"
+
+
+def decide(state: ReservationState, event: Event) -> list[Reserve | Commit | Release]:
     if event.type == "OrderPlaced" and state.status is None:
         lines = tuple(StockLine(sku=line.sku, quantity=line.quantity) for line in event.data.lines)
         return [Reserve(event.subject, f"res_{event.subject}", lines)]
     if event.type == "Shipped" and state.status == "reserved":
         assert state.reservation_id is not None and state.location is not None
         return [Commit(event.subject, state.reservation_id, state.location)]
+    if event.type == "OrderCancelled" and state.status == "reserved":
+        assert state.reservation_id is not None
+        return [Release(event.subject, state.reservation_id, release_reason(event.data.reason))]
     return []
 
 
-RELEVANT = frozenset({"OrderPlaced", "Shipped"})
+RELEVANT = frozenset({"OrderPlaced", "Shipped", "OrderCancelled"})

@@ -48,6 +48,20 @@ async def test_commit_takes_the_reserved_units_off_the_shelf_once(store) -> None
     assert await levels(store, "MUG") == {"WH-1": {"MUG": 3}}
 
 
+async def test_release_puts_the_reserved_units_back_on_sale_once(store) -> None:
+    await seed(store, [("WH-1", "MUG", 5)])
+    async with store.new_uow() as uow:
+        await stock_of(uow).reserve("o1", "r1", [MUG])
+    assert await levels(store, "MUG") == {"WH-1": {"MUG": 3}}
+    for _ in range(2):
+        async with store.new_uow() as uow:
+            await stock_of(uow).release("o1")
+    assert await levels(store, "MUG") == {"WH-1": {"MUG": 5}}
+    async with store.new_uow() as uow:
+        await stock_of(uow).commit("o1")  # nothing reserved is left to commit
+    assert await levels(store, "MUG") == {"WH-1": {"MUG": 5}}
+
+
 async def test_on_hand_cannot_be_set_below_what_is_reserved(store) -> None:
     await seed(store, [("WH-1", "MUG", 5)])
     async with store.new_uow() as uow:

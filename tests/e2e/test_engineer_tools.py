@@ -133,10 +133,12 @@ async def test_trace_shows_a_retried_then_declined_payment_hop_by_hop(services, 
     await wait_until(cancelled, 60, "the declined order to be cancelled")
 
     async def everything_consumed() -> bool:
-        return all(not e.awaiting and e.partition is not None
-                   for e in (await trace(db, order)).events)
+        events = (await trace(db, order)).events
+        return "StockReleased" in {e.type for e in events} and all(
+            not e.awaiting and e.partition is not None for e in events)
 
-    await wait_until(everything_consumed, 30, "every subscriber to consume every event")
+    await wait_until(everything_consumed, 30,
+                     "the stock release, and every subscriber to consume every event")
     traced = await trace(db, order)
     types = [e.type for e in traced.events]
     for earlier, later in (("OrderPlaced", "StockReserved"), ("StockReserved", "PaymentFailed"),
@@ -145,6 +147,8 @@ async def test_trace_shows_a_retried_then_declined_payment_hop_by_hop(services, 
     by_type = {e.type: e for e in traced.events}
     assert by_type["PaymentFailed"].caused_by == "StockReserved"
     assert by_type["OrderCancelled"].caused_by == "PaymentFailed"
+    assert by_type["StockReleased"].caused_by == "OrderCancelled"  # the compensation
+    assert await db.fetchval("SELECT reserved FROM inventory.stock WHERE sku = $1", sku) == 0
     [charge] = [h for h in by_type["StockReserved"].hops if h.service == "payments"]
     assert (charge.outcome, charge.attempts) == ("processed", 2)  # the 503, then the decline
     for event in traced.events:  # every hop has its audit row: emitted, and consumed by all

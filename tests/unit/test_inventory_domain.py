@@ -37,3 +37,22 @@ def test_shipping_commits_a_reservation_once() -> None:
     assert isinstance(command, domain.Commit) and command.location == "WH-1"
     committed = domain.evolve(reserved, event("StockCommitted", "o1"))
     assert domain.decide(committed, event("Shipped", "o1")) == []
+
+
+def test_a_cancelled_reserved_order_releases_its_units_once() -> None:
+    reserved = domain.evolve(ReservationState(), event("StockReserved", "o1"))
+    cancelled = event("OrderCancelled", "o1", reason="payment_failed")
+    [command] = domain.decide(reserved, cancelled)
+    assert command == domain.Release("o1", reserved.reservation_id, "payment_failed")
+    released = domain.evolve(reserved, event("StockReleased", "o1"))
+    assert domain.decide(released, cancelled) == []
+
+
+def test_nothing_is_released_for_a_rejected_or_shipped_order() -> None:
+    cancelled = event("OrderCancelled", "o1", reason="out_of_stock")
+    rejected = domain.evolve(ReservationState(), event("StockRejected", "o1"))
+    assert domain.decide(rejected, cancelled) == []
+    committed = domain.evolve(domain.evolve(ReservationState(), event("StockReserved", "o1")),
+                              event("StockCommitted", "o1"))
+    assert domain.decide(committed, cancelled) == []
+    assert domain.release_reason("customer_request") == "cancelled"
