@@ -203,7 +203,38 @@ def _sales_slice(args: argparse.Namespace) -> Any:
                  until=parse_time(args.until) if args.until else None)
 
 
+def _redecide(args: argparse.Namespace, settings: Settings) -> int:
+    from alur.tools.events import parse_time
+    from alur.tools.redecide import redecide
+
+    if not args.service:
+        print("alur replay handlers: name the service (--service inventory, ...)",
+              file=sys.stderr)
+        return 2
+    try:
+        report = asyncio.run(redecide(
+            settings.pg_dsn, args.service, shop=args.shop, orders=tuple(args.order or ()),
+            since=parse_time(args.since) if args.since else None,
+            until=parse_time(args.until) if args.until else None))
+    except ValueError as exc:
+        print(f"alur replay: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"service": report.service, "orders": report.orders,
+                          "events_redecided": report.events_redecided,
+                          "differences": [d.__dict__ for d in report.differences]}, indent=2))
+        return 0
+    print(f"{report.service}: re-decided {report.events_redecided} events of {report.orders} "
+          f"orders in a dry run (nothing written): {len(report.differences)} differ")
+    for d in report.differences[:50]:
+        print(f"  {d.order_id} v{d.version} {d.event_type}: recorded "
+              f"{d.recorded or 'nothing'}, now decides {d.would_decide or 'nothing'}")
+    return 0
+
+
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    if args.projection == "handlers":
+        return _redecide(args, settings)
     from alur.tools.events import parse_ranges
     from services.orders import sales
 
@@ -280,8 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     ev.add_argument("--limit", type=int, help="stop after this many events")
     ev.add_argument("--json", action="store_true", help="JSON lines with the whole envelope")
-    replay = sub.add_parser("replay", help="rebuild a projection by replay, compare, swap")
-    replay.add_argument("projection", choices=["sales"])
+    replay = sub.add_parser("replay", help="rebuild a projection by replay, compare, swap; or "
+                            "dry-run a service's decisions over what it handled")
+    replay.add_argument("projection", choices=["sales", "handlers"])
+    replay.add_argument("--service", choices=SERVICES, help="whose handlers (replay handlers)")
     replay.add_argument("--from", dest="source", choices=["store", "kafka"], default="store",
                         help="the orders event store (default) or the Kafka topics")
     replay.add_argument("--swap", action="store_true",

@@ -9,8 +9,8 @@ stream in the service's event store; the new ones go to the outbox.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import reduce
 from typing import Generic, Literal, TypeVar
 
@@ -36,6 +36,9 @@ class Decider(Generic[S]):
     evolve: Callable[[S, Event], S]
     decide: Callable[[S, Event], Sequence[object]]
     relevant: frozenset[str]
+    # Command class -> the event types carrying it out may produce. Lets a dry run compare a
+    # decision with what was recorded without performing the command (alur replay handlers).
+    outcomes: Mapping[type, frozenset[str]] = field(default_factory=dict)
 
     def fold(self, events: Sequence[Event]) -> S:
         return reduce(self.evolve, events, self.initial)

@@ -30,7 +30,8 @@ from services.inventory.adapters import InMemoryStock, PostgresStock, Stock
 
 SOURCE = "alur/inventory"
 RESERVATION_TTL = timedelta(minutes=15)
-DECIDER = Decider(domain.ReservationState(), domain.evolve, domain.decide, domain.RELEVANT)
+DECIDER = Decider(domain.ReservationState(), domain.evolve, domain.decide, domain.RELEVANT,
+                  domain.OUTCOMES)
 
 
 def stock_of(uow: UnitOfWork) -> Stock:

@@ -95,3 +95,9 @@ def decide(state: ReservationState, event: Event) -> list[Reserve | Commit | Rel
 
 
 RELEVANT = frozenset({"OrderPlaced", "Shipped", "OrderCancelled"})
+# What carrying out each command can record (see alur replay handlers).
+OUTCOMES: dict[type, frozenset[str]] = {
+    Reserve: frozenset({"StockReserved", "StockRejected"}),
+    Commit: frozenset({"StockCommitted"}),
+    Release: frozenset({"StockReleased"}),
+}

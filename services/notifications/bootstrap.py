@@ -18,7 +18,8 @@ from services.notifications.mailer import Mailer, SmtpMailer
 from services.notifications.templates import render
 
 SOURCE = "alur/notifications"
-DECIDER = Decider(domain.NotificationState(), domain.evolve, domain.decide, domain.RELEVANT)
+DECIDER = Decider(domain.NotificationState(), domain.evolve, domain.decide, domain.RELEVANT,
+                  domain.OUTCOMES)
 _failed_emails = metrics.NOTIFICATION_DELIVERIES.labels("email", "failed")
 
 

@@ -66,3 +66,5 @@ def decide(state: NotificationState, event: Event) -> list[SendEmail]:
 
 
 RELEVANT = CUSTOMER_FACING
+# What carrying out each command can record (see alur replay handlers).
+OUTCOMES: dict[type, frozenset[str]] = {SendEmail: frozenset({"NotificationSent"})}

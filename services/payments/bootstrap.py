@@ -17,7 +17,8 @@ from services.payments import domain
 from services.payments.gateway import Gateway, HttpGateway
 
 SOURCE = "alur/payments"
-DECIDER = Decider(domain.PaymentState(), domain.evolve, domain.decide, domain.RELEVANT)
+DECIDER = Decider(domain.PaymentState(), domain.evolve, domain.decide, domain.RELEVANT,
+                  domain.OUTCOMES)
 
 
 def make_handler(gateway: Gateway) -> Handler:

@@ -53,3 +53,7 @@ def decide(state: PaymentState, event: Event) -> list[Charge]:
 
 
 RELEVANT = frozenset({"OrderPlaced", "StockReserved"})
+# What carrying out each command can record (see alur replay handlers).
+OUTCOMES: dict[type, frozenset[str]] = {
+    Charge: frozenset({"PaymentConfirmed", "PaymentFailed"}),
+}

@@ -16,7 +16,8 @@ from services.shipping import domain
 from services.shipping.carrier import Carrier, SimulatedCourier
 
 SOURCE = "alur/shipping"
-DECIDER = Decider(domain.ShipmentState(), domain.evolve, domain.decide, domain.RELEVANT)
+DECIDER = Decider(domain.ShipmentState(), domain.evolve, domain.decide, domain.RELEVANT,
+                  domain.OUTCOMES)
 
 
 def make_handler(carrier: Carrier) -> Handler:

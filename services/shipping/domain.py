@@ -77,3 +77,8 @@ def _status_of(event_type: str) -> str:
 
 
 RELEVANT = frozenset({"OrderPlaced", "PaymentConfirmed", "ShipmentCreated", "Shipped"})
+# What carrying out each command can record (see alur replay handlers).
+OUTCOMES: dict[type, frozenset[str]] = {
+    CreateShipment: frozenset({"ShipmentCreated"}),
+    TrackParcel: frozenset({"Shipped", "Delivered"}),
+}

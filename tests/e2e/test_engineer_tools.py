@@ -158,3 +158,43 @@ async def test_trace_shows_a_retried_then_declined_payment_hop_by_hop(services, 
     assert text.index("StockReserved") < text.index("PaymentFailed") < text.index(
         "OrderCancelled")
 
+
+
+async def test_a_dry_run_of_every_service_decides_the_past_the_same_way(services, api, db) -> None:
+    from dataclasses import replace
+
+    from alur.tools.redecide import redecide
+    from services.payments.bootstrap import DECIDER as PAYMENTS
+
+    sku = new_sku()
+    await set_stock(services, [("WH-1", sku, 5)])
+    orders = [await place(api, order_body(sku)),
+              await place(api, order_body(sku, token="tok_decline")),
+              await place(api, order_body(sku, quantity=50))]  # out of stock
+
+    async def settled() -> bool:
+        return all({"Delivered", "OrderCancelled"} & set(types)
+                   for types in (await statuses(db, orders)).values())
+
+    await wait_until(settled, 60, "the three orders to settle")
+    await wait_until(lambda: _notified(db, orders), 30, "their e-mails")
+    for service in ("orders", "inventory", "payments", "shipping", "notifications"):
+        report = await redecide(services.pg_dsn, service, orders=orders)
+        assert report.orders == 3 and report.events_redecided > 0, service
+        assert report.differences == [], (service, report.differences)
+
+    never_charges = replace(PAYMENTS, decide=lambda state, event: [])
+    changed = await redecide(services.pg_dsn, "payments", orders=orders, decider=never_charges)
+    assert sorted((d.order_id, d.event_type, tuple(d.recorded)) for d in changed.differences) \
+        == sorted([(orders[0], "StockReserved", ("PaymentConfirmed",)),
+                   (orders[1], "StockReserved", ("PaymentFailed",))])
+    assert all(d.would_decide == [] for d in changed.differences)
+    cli = alur(services, "replay", "handlers", "--service", "inventory", "--order", orders[2])
+    assert cli.returncode == 0 and "0 differ" in cli.stdout, cli.stderr
+
+
+async def _notified(db, order_ids: list[str]) -> bool:  # noqa: ANN001
+    rows = await db.fetch("SELECT DISTINCT stream_id FROM notifications.events "
+                          "WHERE stream_id = ANY($1::text[]) AND type = 'NotificationSent'",
+                          order_ids)
+    return len(rows) == len(order_ids)

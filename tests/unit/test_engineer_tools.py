@@ -115,3 +115,21 @@ def test_offset_ranges_are_topic_partition_and_a_half_open_span() -> None:
     for bad in ("orders:2:200-100", "orders:x:1-2", "orders:1"):
         with pytest.raises(ValueError, match="not an offset range"):
             parse_ranges([bad])
+
+
+def test_a_changed_decision_is_reported_against_what_was_recorded() -> None:
+    from dataclasses import replace
+
+    from alur.runtime.ports import StoredEvent
+    from alur.tools.redecide import differences
+    from schemas import caused_by
+    from services.inventory.bootstrap import DECIDER
+
+    placed = event("OrderPlaced", "ord_7")
+    reserved = caused_by(placed, event("StockReserved", "ord_7").data, source="alur/inventory")
+    stream = [StoredEvent(1, "observed", placed), StoredEvent(2, "own", reserved)]
+    assert differences(stream, DECIDER, frozenset({"orders", "shipping"})) == []
+    lazy = replace(DECIDER, decide=lambda state, e: [])
+    [diff] = differences(stream, lazy, frozenset({"orders", "shipping"}))
+    assert (diff.event_type, diff.recorded, diff.would_decide) == (
+        "OrderPlaced", ["StockReserved"], [])
