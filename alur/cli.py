@@ -215,7 +215,8 @@ def _redecide(args: argparse.Namespace, settings: Settings) -> int:
         report = asyncio.run(redecide(
             settings.pg_dsn, args.service, shop=args.shop, orders=tuple(args.order or ()),
             since=parse_time(args.since) if args.since else None,
-            until=parse_time(args.until) if args.until else None))
+            until=parse_time(args.until) if args.until else None,
+            bootstrap_servers=settings.kafka_bootstrap))
     except ValueError as exc:
         print(f"alur replay: {exc}", file=sys.stderr)
         return 2
@@ -227,8 +228,11 @@ def _redecide(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{report.service}: re-decided {report.events_redecided} events of {report.orders} "
           f"orders in a dry run (nothing written): {len(report.differences)} differ")
     for d in report.differences[:50]:
-        print(f"  {d.order_id} v{d.version} {d.event_type}: recorded "
+        where = f"after v{d.version} (ignored then)" if d.ignored_then else f"v{d.version}"
+        print(f"  {d.order_id} {where} {d.event_type}: recorded "
               f"{d.recorded or 'nothing'}, now decides {d.would_decide or 'nothing'}")
+    if len(report.differences) > 50:
+        print(f"  ... and {len(report.differences) - 50} more (--json lists all)")
     return 0
 
 
@@ -386,6 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     except StartError as exc:
         print(f"alur: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`| head`): not an error
+        sys.stderr.close()
+        return 0
     return 0
 
 

@@ -8,12 +8,18 @@ runs, and its decisions are compared with the own events recorded as caused by t
 an event payload must match its type; a command (a charge, a booking, an e-mail) is not
 carried out, its recorded outcome must be one the command can produce (`Decider.outcomes`).
 Use it after changing a service's domain code, before deploying: an empty report means the
-change decides the past the same way. Events that were dead-lettered are not in the store and
-are not re-decided (`alur dlq` has them).
+change decides the past the same way.
+
+Events the service consumed but ignored are not in its store; their audit rows say where they
+are on the topics, so they are read back from Kafka and decided too, at the point of the
+stream where they arrived: a change that starts reacting to a new event type shows up as
+"recorded nothing, now decides ...". (Their effect on later decisions is not simulated.)
+Events that were dead-lettered are not re-decided (`alur dlq` has them).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,10 +27,11 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from alur.runtime.aggregate import Decider
 from alur.runtime.ports import StoredEvent
-from schemas import Event, Model, decode
+from schemas import DecodeError, Event, Model, decode
 from schemas.envelope import EVENT_FOR_DATA
 
 
@@ -36,6 +43,7 @@ class Difference:
     event_id: str
     recorded: list[str]
     would_decide: list[str]
+    ignored_then: bool = False  # consumed but not recorded; `version`: stream length then
 
 
 def _expected(decision: object, decider: Decider[Any]) -> frozenset[str]:
@@ -53,10 +61,21 @@ def _describe(decision: object, decider: Decider[Any]) -> str:
 
 
 def differences(stream: Sequence[StoredEvent], decider: Decider[Any],
-                own_topics: frozenset[str]) -> list[Difference]:
-    """Where the decider, run again over the stream, disagrees with the stream."""
+                own_topics: frozenset[str],
+                ignored: Sequence[tuple[int, Event]] = ()) -> list[Difference]:
+    """Where the decider, run again over the stream, disagrees with the stream. `ignored` are
+    (number of stream events before it arrived, event) for events consumed but not recorded."""
     events = [s.event for s in stream]
     found = []
+    for position, event in ignored:
+        if event.type not in decider.relevant:
+            continue
+        decisions = list(decider.decide(decider.fold(events[:position]), event))
+        if decisions:
+            found.append(Difference(
+                order_id=event.subject, version=position, event_type=event.type,
+                event_id=str(event.id), recorded=[],
+                would_decide=[_describe(d, decider) for d in decisions], ignored_then=True))
     for i, stored in enumerate(stream):
         event = stored.event
         if event.type not in decider.relevant:
@@ -86,9 +105,35 @@ class Report:
     differences: list[Difference]
 
 
+async def fetch_events(bootstrap: str, where: Sequence[tuple[str, int, int]]) -> list[Event | None]:
+    """The events at these (topic, partition, offset) places; None where one is gone or is not
+    an event. Reads each partition once, from its first to its last wanted offset."""
+    wanted: dict[TopicPartition, set[int]] = {}
+    for topic, partition, offset in where:
+        wanted.setdefault(TopicPartition(topic, partition), set()).add(offset)
+    found: dict[tuple[str, int, int], Event] = {}
+    if wanted:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        try:
+            await consumer.start()
+            consumer.assign(list(wanted))
+            end = await consumer.end_offsets(list(wanted))
+            for tp, offsets in wanted.items():
+                last = min(max(offsets) + 1, end[tp])
+                consumer.seek(tp, min(offsets))
+                while await consumer.position(tp) < last:
+                    for r in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
+                        if r.offset in offsets:
+                            with contextlib.suppress(DecodeError):
+                                found[(tp.topic, tp.partition, r.offset)] = decode(r.value)
+        finally:
+            await consumer.stop()
+    return [found.get(w) for w in where]
+
+
 async def redecide(dsn: str, service: str, *, shop: str | None = None,
                    orders: Sequence[str] = (), since: datetime | None = None,
-                   until: datetime | None = None,
+                   until: datetime | None = None, bootstrap_servers: str,
                    decider: Decider[Any] | None = None) -> Report:
     """Dry-run the service's decisions over the orders chosen (all by default)."""
     bootstrap = importlib.import_module(f"services.{service}.bootstrap")
@@ -109,8 +154,22 @@ async def redecide(dsn: str, service: str, *, shop: str | None = None,
         rows = await conn.fetch(
             "SELECT stream_id, version, origin, body FROM events "
             "WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version", ids)
+        # Where each ignored event arrived: after the stream events recorded before it.
+        audited = await conn.fetch(
+            "SELECT a.order_id, a.topic, a.partition, a.\"offset\", "
+            " (SELECT count(*) FROM events e WHERE e.stream_id = a.order_id "
+            "   AND e.recorded_at <= a.at) AS position "
+            "FROM audit a WHERE a.direction = 'in' AND a.outcome = 'ignored' "
+            "AND a.order_id = ANY($1::text[]) ORDER BY a.id", ids)
     finally:
         await conn.close()
+    ignored: dict[str, list[tuple[int, Event]]] = {}
+    for (order_id, position), read_back in zip(
+            [(r["order_id"], r["position"]) for r in audited],
+            await fetch_events(bootstrap_servers, [(r["topic"], r["partition"], r["offset"])
+                                                   for r in audited]), strict=True):
+        if read_back is not None:
+            ignored.setdefault(order_id, []).append((int(position), read_back))
     streams: dict[str, list[StoredEvent]] = {}
     for r in rows:
         body = r["body"]
@@ -119,7 +178,9 @@ async def redecide(dsn: str, service: str, *, shop: str | None = None,
             StoredEvent(r["version"], r["origin"], event))
     found: list[Difference] = []
     redecided = 0
-    for stream in streams.values():
+    for order_id, stream in streams.items():
+        late = ignored.get(order_id, [])
         redecided += sum(1 for s in stream if s.event.type in decider.relevant)
-        found += differences(stream, decider, own_topics)
+        redecided += sum(1 for _, e in late if e.type in decider.relevant)
+        found += differences(stream, decider, own_topics, late)
     return Report(service, len(streams), redecided, found)

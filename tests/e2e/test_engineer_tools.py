@@ -179,16 +179,35 @@ async def test_a_dry_run_of_every_service_decides_the_past_the_same_way(services
     await wait_until(settled, 60, "the three orders to settle")
     await wait_until(lambda: _notified(db, orders), 30, "their e-mails")
     for service in ("orders", "inventory", "payments", "shipping", "notifications"):
-        report = await redecide(services.pg_dsn, service, orders=orders)
+        report = await redecide(services.pg_dsn, service, orders=orders,
+                                bootstrap_servers=services.kafka_bootstrap)
         assert report.orders == 3 and report.events_redecided > 0, service
         assert report.differences == [], (service, report.differences)
 
     never_charges = replace(PAYMENTS, decide=lambda state, event: [])
-    changed = await redecide(services.pg_dsn, "payments", orders=orders, decider=never_charges)
+    changed = await redecide(services.pg_dsn, "payments", orders=orders, decider=never_charges,
+                             bootstrap_servers=services.kafka_bootstrap)
     assert sorted((d.order_id, d.event_type, tuple(d.recorded)) for d in changed.differences) \
         == sorted([(orders[0], "StockReserved", ("PaymentConfirmed",)),
                    (orders[1], "StockReserved", ("PaymentFailed",))])
     assert all(d.would_decide == [] for d in changed.differences)
+    # A change that starts reacting to an event type the service used to ignore shows too:
+    # inventory ignored Delivered; a version that releases on it is flagged for the delivered.
+    from services.inventory import domain as stock
+    from services.inventory.bootstrap import DECIDER as INVENTORY
+
+    def release_on_delivery(state: stock.ReservationState, event):  # noqa: ANN001, ANN202
+        if event.type == "Delivered":
+            return [stock.Release(event.subject, "r", "cancelled")]
+        return INVENTORY.decide(state, event)
+
+    eager = replace(INVENTORY, relevant=INVENTORY.relevant | {"Delivered"},
+                    decide=release_on_delivery)
+    flagged = await redecide(services.pg_dsn, "inventory", orders=orders, decider=eager,
+                             bootstrap_servers=services.kafka_bootstrap)
+    assert [(d.order_id, d.event_type, d.ignored_then, d.would_decide)
+            for d in flagged.differences] == [
+        (orders[0], "Delivered", True, ["Release -> StockReleased"])]
     cli = alur(services, "replay", "handlers", "--service", "inventory", "--order", orders[2])
     assert cli.returncode == 0 and "0 differ" in cli.stdout, cli.stderr
 
