@@ -151,9 +151,11 @@ async def _serve(definition: ServiceDefinition, settings: Settings, runtime: _Ru
     runtime.processor = BatchProcessor(
         name, parts.handler, lambda: PostgresUnitOfWork(pool, name),
         attempts=settings.retry_attempts, backoff=settings.retry_backoff)
-    relay = OutboxRelay(name, name, settings.pg_dsn, PostgresOutbox(pool), producer,
+    outbox = PostgresOutbox(pool)
+    relay = OutboxRelay(name, name, settings.pg_dsn, outbox, producer,
                         batch=settings.relay_batch, interval=settings.relay_interval,
                         retention=settings.outbox_retention)
+
     async def database() -> str:
         await pool.fetchval("SELECT 1")
         return "answers"
@@ -178,7 +180,7 @@ async def _serve(definition: ServiceDefinition, settings: Settings, runtime: _Ru
     log.info("%s ready: consuming %s", name, ", ".join(definition.subscriptions))
     try:
         await asyncio.gather(
-            relay.run(), sample_outbox(name, PostgresOutbox(pool), settings.sample_interval),
+            relay.run(), sample_outbox(name, outbox, settings.sample_interval),
             _sample_lag(name, runtime, settings.sample_interval),
             *(job() for job in parts.background))
     finally:
