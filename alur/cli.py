@@ -194,9 +194,10 @@ def _events(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
 
-def _sales_slice(args: argparse.Namespace) -> Any:
+def _slice(args: argparse.Namespace) -> Any:
+    """The orders the --shop, --order, --since and --until options choose."""
     from alur.tools.events import parse_time
-    from services.orders.sales import Slice
+    from alur.tools.slice import Slice
 
     return Slice(shop=args.shop, orders=tuple(args.order or ()),
                  since=parse_time(args.since) if args.since else None,
@@ -204,7 +205,6 @@ def _sales_slice(args: argparse.Namespace) -> Any:
 
 
 def _redecide(args: argparse.Namespace, settings: Settings) -> int:
-    from alur.tools.events import parse_time
     from alur.tools.redecide import redecide
 
     if not args.service:
@@ -212,11 +212,8 @@ def _redecide(args: argparse.Namespace, settings: Settings) -> int:
               file=sys.stderr)
         return 2
     try:
-        report = asyncio.run(redecide(
-            settings.pg_dsn, args.service, shop=args.shop, orders=tuple(args.order or ()),
-            since=parse_time(args.since) if args.since else None,
-            until=parse_time(args.until) if args.until else None,
-            bootstrap_servers=settings.kafka_bootstrap))
+        report = asyncio.run(redecide(settings.pg_dsn, args.service, _slice(args),
+                                      bootstrap_servers=settings.kafka_bootstrap))
     except ValueError as exc:
         print(f"alur replay: {exc}", file=sys.stderr)
         return 2
@@ -243,7 +240,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     from services.orders import sales
 
     try:
-        part = _sales_slice(args)
+        part = _slice(args)
         result = asyncio.run(sales.replay(
             settings.pg_dsn, part, source=args.source, bootstrap=settings.kafka_bootstrap,
             swap=args.swap, progress=not args.json, resume=args.resume, budget=args.max_batches,
@@ -277,7 +274,7 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     from services.orders import reports
 
     try:
-        data = asyncio.run(reports.report(settings.pg_dsn, _sales_slice(args)))
+        data = asyncio.run(reports.report(settings.pg_dsn, _slice(args)))
     except ValueError as exc:
         print(f"alur report: {exc}", file=sys.stderr)
         return 2

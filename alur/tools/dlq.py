@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
 
 from alur.progress import Progress
 from alur.runtime.db import migrate
 from alur.runtime.relay import new_producer
-from alur.runtime.topics import partitions_of
+from alur.tools.events import records
 from schemas import DecodeError, decode
 from schemas.catalogue import TOPICS, dlq_topic
 
@@ -94,33 +93,10 @@ def parse(dlq: str, partition: int, offset: int, key: bytes | None, raw: bytes) 
 async def read_dead_letters(bootstrap: str, topics: Iterable[str] = TOPICS, *,
                             progress: bool = False) -> list[DeadLetter]:
     """Every record of the given topics' DLQs, oldest first per partition."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = await partitions_of(consumer, map(dlq_topic, topics))
-        if not partitions:
-            return []
-        consumer.assign(partitions)
-        start = await consumer.beginning_offsets(partitions)
-        end = await consumer.end_offsets(partitions)
-        total = sum(end[tp] - start[tp] for tp in partitions)
-        bar = Progress("reading", total) if progress and total >= 1000 else None
-        letters: list[DeadLetter] = []
-        for tp in partitions:
-            consumer.seek(tp, start[tp])
-            while await consumer.position(tp) < end[tp]:
-                batch = await consumer.getmany(tp, timeout_ms=1000)
-                for r in batch.get(tp, []):
-                    if r.offset < end[tp]:
-                        letters.append(parse(tp.topic, tp.partition, r.offset, r.key, r.value))
-                if bar:
-                    bar.show(len(letters))
-        if bar:
-            bar.finish(len(letters))
-        return letters
-    finally:
-        await consumer.stop()
-
+    letters: list[DeadLetter] = []
+    async for batch in records(bootstrap, [dlq_topic(t) for t in topics], progress=progress):
+        letters += [parse(r.topic, r.partition, r.offset, r.key, r.value) for r in batch]
+    return letters
 
 
 async def redriven(dsn: str) -> dict[str, datetime]:

@@ -123,9 +123,6 @@ async def records(bootstrap: str, topics: Sequence[str] = TOPICS, *,
     the start, batch by batch; with `follow`, from the end onwards until `stop()`. `resume`
     gives the offset to go on from for partitions already partly read. `ranges` reads only
     those partitions of `topics`, each from its first offset up to (not including) its last."""
-    unknown = set(topics) - set(TOPICS)
-    if unknown:
-        raise ValueError(f"unknown topics {sorted(unknown)}; the topics are {', '.join(TOPICS)}")
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
@@ -190,6 +187,9 @@ async def read(bootstrap: str, topics: Sequence[str] = TOPICS, where: Filter = F
                ranges: Ranges | None = None) -> AsyncIterator[Seen]:
     """Events of `topics` matching `where`, per partition in offset order; with `follow`, keep
     waiting for new ones until `stop()` says so (or the caller stops iterating)."""
+    unknown = set(topics) - set(TOPICS)
+    if unknown:
+        raise ValueError(f"unknown topics {sorted(unknown)}; the topics are {', '.join(TOPICS)}")
     async for batch in records(bootstrap, topics, since=where.since, follow=follow,
                                progress=progress, stop=stop, ranges=ranges):
         for r in batch:

@@ -23,14 +23,14 @@ import contextlib
 import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from alur.runtime.aggregate import Decider
 from alur.runtime.ports import StoredEvent
+from alur.tools.events import records
+from alur.tools.slice import Slice, orders_in
 from schemas import DecodeError, Event, Model, decode
 from schemas.envelope import EVENT_FOR_DATA
 
@@ -108,49 +108,30 @@ class Report:
 async def fetch_events(bootstrap: str, where: Sequence[tuple[str, int, int]]) -> list[Event | None]:
     """The events at these (topic, partition, offset) places; None where one is gone or is not
     an event. Reads each partition once, from its first to its last wanted offset."""
-    wanted: dict[TopicPartition, set[int]] = {}
+    spans: dict[tuple[str, int], tuple[int, int]] = {}
     for topic, partition, offset in where:
-        wanted.setdefault(TopicPartition(topic, partition), set()).add(offset)
+        first, end = spans.get((topic, partition), (offset, offset + 1))
+        spans[(topic, partition)] = (min(first, offset), max(end, offset + 1))
+    wanted = set(where)
     found: dict[tuple[str, int, int], Event] = {}
-    if wanted:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        try:
-            await consumer.start()
-            consumer.assign(list(wanted))
-            end = await consumer.end_offsets(list(wanted))
-            for tp, offsets in wanted.items():
-                last = min(max(offsets) + 1, end[tp])
-                consumer.seek(tp, min(offsets))
-                while await consumer.position(tp) < last:
-                    for r in (await consumer.getmany(tp, timeout_ms=1000)).get(tp, []):
-                        if r.offset in offsets:
-                            with contextlib.suppress(DecodeError):
-                                found[(tp.topic, tp.partition, r.offset)] = decode(r.value)
-        finally:
-            await consumer.stop()
+    if spans:
+        async for batch in records(bootstrap, sorted({t for t, _ in spans}), ranges=spans):
+            for r in batch:
+                if (r.topic, r.partition, r.offset) in wanted:
+                    with contextlib.suppress(DecodeError):
+                        found[(r.topic, r.partition, r.offset)] = decode(r.value)
     return [found.get(w) for w in where]
 
 
-async def redecide(dsn: str, service: str, *, shop: str | None = None,
-                   orders: Sequence[str] = (), since: datetime | None = None,
-                   until: datetime | None = None, bootstrap_servers: str,
-                   decider: Decider[Any] | None = None) -> Report:
-    """Dry-run the service's decisions over the orders chosen (all by default)."""
+async def redecide(dsn: str, service: str, part: Slice | None = None, *,
+                   bootstrap_servers: str, decider: Decider[Any] | None = None) -> Report:
+    """Dry-run the service's decisions over the orders of the slice (all by default)."""
     bootstrap = importlib.import_module(f"services.{service}.bootstrap")
     decider = decider or bootstrap.DECIDER
     own_topics = frozenset(bootstrap.DEFINITION.subscriptions)
-    terms, args = ["version = 1"], []
-    for value, term in ((shop, "body->>'shop_id' = ${}"),
-                        (list(orders) or None, "stream_id = ANY(${}::text[])"),
-                        (since, "(body->>'time')::timestamptz >= ${}"),
-                        (until, "(body->>'time')::timestamptz < ${}")):
-        if value is not None:
-            args.append(value)
-            terms.append(term.format(len(args)))
     conn = await asyncpg.connect(dsn, server_settings={"search_path": service})
     try:
-        ids = [r[0] for r in await conn.fetch(
-            f"SELECT stream_id FROM events WHERE {' AND '.join(terms)}", *args)]
+        ids = await orders_in(conn, part or Slice(), dated_by="version = 1")
         rows = await conn.fetch(
             "SELECT stream_id, version, origin, body FROM events "
             "WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version", ids)

@@ -14,7 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from services.orders.sales import SCHEMA, Slice
+from alur.tools.slice import Slice
+from services.orders.sales import SCHEMA
 
 REPORT_QUERIES: dict[str, str] = {
     "by_day": """

@@ -21,6 +21,7 @@ from typing import Any
 import asyncpg
 
 from alur.tools.events import Ranges, records
+from alur.tools.slice import Slice, orders_in
 from schemas import DecodeError, decode
 
 SCHEMA = "orders"
@@ -29,45 +30,6 @@ TOPICS_READ = ("orders", "payments", "shipping")  # where the folded event types
 COLUMNS = ("order_id", "shop_id", "channel", "payment_method", "currency", "total_amount",
            "placed_at", "paid_at", "delivered_at", "completed_at", "cancelled_at",
            "cancel_reason", "returned_at")
-
-
-@dataclass(frozen=True)
-class Slice:
-    """Which orders a replay covers: all by default."""
-
-    shop: str | None = None
-    orders: tuple[str, ...] = ()
-    since: datetime | None = None  # placed at or after
-    until: datetime | None = None  # placed before
-
-    def as_json(self) -> dict[str, Any]:
-        return {"shop": self.shop, "orders": list(self.orders),
-                "since": self.since.isoformat() if self.since else None,
-                "until": self.until.isoformat() if self.until else None}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Slice:
-        def when(text: str | None) -> datetime | None:
-            return datetime.fromisoformat(text) if text else None
-
-        return cls(shop=data["shop"], orders=tuple(data["orders"]), since=when(data["since"]),
-                   until=when(data["until"]))
-
-    @property
-    def everything(self) -> bool:
-        return not (self.shop or self.orders or self.since or self.until)
-
-    def sql(self, placed: str = "placed_at", shop: str = "shop_id",
-            order: str = "order_id") -> tuple[str, list[Any]]:
-        """A WHERE clause selecting the slice, numbered from $1."""
-        terms, args = ["TRUE"], []
-        for value, term in ((self.shop, f"{shop} = $%d"),
-                            (list(self.orders) or None, f"{order} = ANY($%d::text[])"),
-                            (self.since, f"{placed} >= $%d"), (self.until, f"{placed} < $%d")):
-            if value is not None:
-                args.append(value)
-                terms.append(term % len(args))
-        return " AND ".join(terms), args
 
 
 @dataclass
@@ -122,15 +84,6 @@ async def _resumable(conn: asyncpg.Connection) -> tuple[Slice, Ranges | None]:
     ranges = ({(t, p): (a, b) for t, p, a, b in json.loads(row["ranges"])}
               if row["ranges"] else None)
     return Slice.from_json(json.loads(row["slice"])), ranges
-
-
-async def _store_slice_orders(conn: asyncpg.Connection, part: Slice) -> list[str]:
-    """Order ids of the slice, from the OrderPlaced events in the event store."""
-    where, args = part.sql(placed="(body->>'time')::timestamptz", shop="body->>'shop_id'",
-                           order="stream_id")
-    rows = await conn.fetch(
-        f"SELECT stream_id FROM events WHERE type = 'OrderPlaced' AND {where}", *args)
-    return [r["stream_id"] for r in rows]
 
 
 async def _fold_from_store(conn: asyncpg.Connection, ids: list[str]) -> int:
@@ -289,14 +242,14 @@ async def replay(dsn: str, part: Slice, *, source: str = "store", bootstrap: str
             ids, events = await _fold_from_kafka(conn, bootstrap, part, progress, budget, ranges)
             return await _compare(conn, ids, events)
         if not swap:
-            ids = await _store_slice_orders(conn, part)
+            ids = await orders_in(conn, part, dated_by="type = 'OrderPlaced'")
             return await _compare(conn, ids, await _fold_from_store(conn, ids))
         async with conn.transaction():
             # Writers (the trigger) wait from here to the commit: the read below sees every
             # event committed before, and none can land in between.
             await conn.execute(f"LOCK TABLE {SCHEMA}.sales_orders, {SCHEMA}.sales_lines "
                                "IN EXCLUSIVE MODE")
-            ids = await _store_slice_orders(conn, part)
+            ids = await orders_in(conn, part, dated_by="type = 'OrderPlaced'")
             result = await _compare(conn, ids, await _fold_from_store(conn, ids))
             for table in ("sales_lines", "sales_orders"):
                 if part.everything:

@@ -164,6 +164,7 @@ async def test_a_dry_run_of_every_service_decides_the_past_the_same_way(services
     from dataclasses import replace
 
     from alur.tools.redecide import redecide
+    from alur.tools.slice import Slice
     from services.payments.bootstrap import DECIDER as PAYMENTS
 
     sku = new_sku()
@@ -179,14 +180,14 @@ async def test_a_dry_run_of_every_service_decides_the_past_the_same_way(services
     await wait_until(settled, 60, "the three orders to settle")
     await wait_until(lambda: _notified(db, orders), 30, "their e-mails")
     for service in ("orders", "inventory", "payments", "shipping", "notifications"):
-        report = await redecide(services.pg_dsn, service, orders=orders,
+        report = await redecide(services.pg_dsn, service, Slice(orders=tuple(orders)),
                                 bootstrap_servers=services.kafka_bootstrap)
         assert report.orders == 3 and report.events_redecided > 0, service
         assert report.differences == [], (service, report.differences)
 
     never_charges = replace(PAYMENTS, decide=lambda state, event: [])
-    changed = await redecide(services.pg_dsn, "payments", orders=orders, decider=never_charges,
-                             bootstrap_servers=services.kafka_bootstrap)
+    changed = await redecide(services.pg_dsn, "payments", Slice(orders=tuple(orders)),
+                             decider=never_charges, bootstrap_servers=services.kafka_bootstrap)
     assert sorted((d.order_id, d.event_type, tuple(d.recorded)) for d in changed.differences) \
         == sorted([(orders[0], "StockReserved", ("PaymentConfirmed",)),
                    (orders[1], "StockReserved", ("PaymentFailed",))])
@@ -203,8 +204,8 @@ async def test_a_dry_run_of_every_service_decides_the_past_the_same_way(services
 
     eager = replace(INVENTORY, relevant=INVENTORY.relevant | {"Delivered"},
                     decide=release_on_delivery)
-    flagged = await redecide(services.pg_dsn, "inventory", orders=orders, decider=eager,
-                             bootstrap_servers=services.kafka_bootstrap)
+    flagged = await redecide(services.pg_dsn, "inventory", Slice(orders=tuple(orders)),
+                             decider=eager, bootstrap_servers=services.kafka_bootstrap)
     assert [(d.order_id, d.event_type, d.ignored_then, d.would_decide)
             for d in flagged.differences] == [
         (orders[0], "Delivered", True, ["Release -> StockReleased"])]

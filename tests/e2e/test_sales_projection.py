@@ -12,8 +12,9 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from alur.tools.slice import Slice
 from services.orders.reports import render_html, report
-from services.orders.sales import ReplayInterrupted, Slice, replay
+from services.orders.sales import ReplayInterrupted, replay
 from tests.e2e.helpers import new_sku, order_body, place, set_stock, statuses, wait_until
 
 

@@ -12,10 +12,10 @@ import pytest
 from alur.runtime.processing import Message, dead_letter_record
 from alur.tools.dlq import parse
 from alur.tools.events import Filter, parse_time
+from alur.tools.slice import Slice
 from alur.tools.trace import Hop, Trace, TracedEvent, render
 from schemas import encode
 from services.orders.reports import render_html, render_report
-from services.orders.sales import Slice
 from tests.unit.builders import event
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
