@@ -189,9 +189,6 @@ def _events(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:  # the reader went away (`| head`): not an error
-        sys.stderr.close()
-        return 0
 
 
 def _slice(args: argparse.Namespace) -> Any:
