@@ -19,9 +19,7 @@ import asyncpg
 
 from alur.settings import SERVICES
 from schemas import decode
-
-# Nothing more is due from the platform once one of these happened (see services/orders).
-SETTLED = ("OrderCompleted", "OrderCancelled", "OrderReturned", "Delivered")
+from services.orders.domain import SETTLED_EVENTS
 
 
 def subscribers() -> dict[str, list[str]]:
@@ -144,7 +142,7 @@ async def trace(pool: asyncpg.Pool, order_id: str, *, now: datetime | None = Non
         seen = {h.service for h in traced.hops if h.direction == "in"}
         traced.awaiting = [s for s in consumers.get(traced.topic, []) if s not in seen]
     ordered = sorted(events.values(), key=lambda e: e.time)
-    settled = any(e.type in SETTLED for e in ordered)
+    settled = any(e.type in SETTLED_EVENTS for e in ordered)
     last = ordered[-1] if ordered else None
     stopped = None
     if not settled:

@@ -27,9 +27,6 @@ log = logging.getLogger("alur.orders")
 _transitions = metrics.Children(metrics.ORDER_TRANSITIONS)
 _stage_seconds = metrics.Children(metrics.ORDER_STAGE_SECONDS)
 _since_placed = metrics.Children(metrics.ORDER_SINCE_PLACED_SECONDS)
-# Settled: nothing more is due from the platform. Delivered orders wait for the customer (and,
-# later, for auto-completion), so they are not counted as stuck.
-SETTLED_TYPES = ("OrderCompleted", "OrderCancelled", "OrderReturned", "Delivered")
 
 
 def observe_order(before: domain.OrderState, after: domain.OrderState, event: Event) -> None:
@@ -55,7 +52,7 @@ async def count_stuck_orders(pool: asyncpg.Pool, stuck_after: float) -> int:
         "SELECT count(*) FROM (SELECT max(recorded_at) AS last, bool_or(type = ANY($1)) AS settled"
         " FROM events GROUP BY stream_id) s"
         " WHERE NOT settled AND last < now() - make_interval(secs => $2)",
-        list(SETTLED_TYPES), stuck_after))
+        list(domain.SETTLED_EVENTS), stuck_after))
 
 
 def order_view(stream: list[StoredEvent]) -> OrderView | None:

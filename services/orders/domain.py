@@ -24,6 +24,9 @@ STAGES: tuple[str, ...] = (
     "placed", "reserved", "paid", "shipment_created", "shipped", "delivered", "completed",
 )
 TERMINAL = frozenset({"completed", "cancelled", "returned"})
+# Settled: nothing more is due from the platform. Delivered orders wait for the customer (and,
+# later, for auto-completion), so stuck-order counts and traces treat them as settled.
+SETTLED_EVENTS = ("OrderCompleted", "OrderCancelled", "OrderReturned", "Delivered")
 STAGE_OF_EVENT = {
     "OrderPlaced": "placed", "StockReserved": "reserved", "PaymentConfirmed": "paid",
     "ShipmentCreated": "shipment_created", "Shipped": "shipped", "Delivered": "delivered",
