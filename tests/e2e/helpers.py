@@ -67,6 +67,12 @@ async def all_delivered(db: asyncpg.Pool, order_ids: list[str]) -> bool:
     return all("Delivered" in types for types in (await statuses(db, order_ids)).values())
 
 
+async def all_settled(db: asyncpg.Pool, order_ids: list[str]) -> bool:
+    """Every order delivered or cancelled."""
+    return all({"Delivered", "OrderCancelled"} & set(types)
+               for types in (await statuses(db, order_ids)).values())
+
+
 def mails_about(mail_dir: Path, order_ids: set[str]) -> list[Message]:
     messages = [email.message_from_bytes(raw) for raw in read_messages(mail_dir)]
     return [m for m in messages if any(o in str(m["Subject"]) for o in order_ids)]
@@ -84,4 +90,4 @@ async def versions_are_contiguous(db: asyncpg.Pool, order_id: str) -> dict[str, 
 
 
 __all__ = ["set_stock", "new_sku", "order_body", "place", "wait_until", "statuses",
-           "all_delivered", "mails_about", "versions_are_contiguous"]
+           "all_delivered", "all_settled", "mails_about", "versions_are_contiguous"]

@@ -16,6 +16,7 @@ from alur.tools import dlq
 from alur.tools.trace import trace
 from tests.e2e.helpers import (
     all_delivered,
+    all_settled,
     new_sku,
     order_body,
     place,
@@ -173,11 +174,7 @@ async def test_a_dry_run_of_every_service_decides_the_past_the_same_way(services
               await place(api, order_body(sku, token="tok_decline")),
               await place(api, order_body(sku, quantity=50))]  # out of stock
 
-    async def settled() -> bool:
-        return all({"Delivered", "OrderCancelled"} & set(types)
-                   for types in (await statuses(db, orders)).values())
-
-    await wait_until(settled, 60, "the three orders to settle")
+    await wait_until(lambda: all_settled(db, orders), 60, "the three orders to settle")
     await wait_until(lambda: _notified(db, orders), 30, "their e-mails")
     for service in ("orders", "inventory", "payments", "shipping", "notifications"):
         report = await redecide(services.pg_dsn, service, Slice(orders=tuple(orders)),

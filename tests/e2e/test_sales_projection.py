@@ -15,12 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from alur.tools.slice import Slice
 from services.orders.reports import render_html, report
 from services.orders.sales import ReplayInterrupted, replay
-from tests.e2e.helpers import new_sku, order_body, place, set_stock, statuses, wait_until
-
-
-async def settled(db, order_ids: list[str]) -> bool:  # noqa: ANN001
-    return all({"Delivered", "OrderCancelled"} & set(types)
-               for types in (await statuses(db, order_ids)).values())
+from tests.e2e.helpers import all_settled, new_sku, order_body, place, set_stock, wait_until
 
 
 async def mixed_run(services, api, db, shop: str, n: int) -> list[str]:  # noqa: ANN001
@@ -33,7 +28,7 @@ async def mixed_run(services, api, db, shop: str, n: int) -> list[str]:  # noqa:
         body = order_body(plenty, quantity=1 + i % 3, token=token, shop=shop)
         placed.append(await place(api, body))
     placed.append(await place(api, order_body(scarce, quantity=2, shop=shop)))  # rejected
-    await wait_until(lambda: settled(db, placed), 90, f"{shop}'s orders to settle")
+    await wait_until(lambda: all_settled(db, placed), 90, f"{shop}'s orders to settle")
     return placed
 
 
