@@ -70,10 +70,54 @@ def _stock(args: argparse.Namespace, settings: Settings) -> None:
     print(f"{args.sku} at {args.location}: {args.on_hand} on hand")
 
 
+def _registry(args: argparse.Namespace, settings: Settings) -> int:
+    from services.orders.admin import registry
+    from services.orders.shops import RegistryError
+
+    async def go() -> None:
+        async with registry(settings) as shops:
+            if args.command == "catalogue":
+                await shops.add_skus(args.skus)
+                print(f"{len(args.skus)} SKU(s) in the catalogue")
+            elif args.command == "shops" and args.action == "add":
+                shop = await shops.add_shop(args.shop_id, args.name or args.shop_id,
+                                            args.currency, signing=args.signing,
+                                            rate_per_second=args.rate, burst=args.burst)
+                print(f"shop {shop.shop_id} added ({shop.currency})")
+                if shop.signing_secret:
+                    print(f"signing secret (shown once): {shop.signing_secret}")
+            elif args.command == "shops":
+                for shop in await shops.shops():
+                    print(f"{shop.shop_id:<24} {shop.currency}  "
+                          f"{'signs requests' if shop.signing_secret else 'no signing'}  "
+                          f"rate {shop.rate_per_second or settings.api_rate_per_second:g}/s "
+                          f"burst {shop.burst or settings.api_burst}  {shop.name}")
+            elif args.action == "create":
+                key_id, key = await shops.create_key(args.target)
+                print(f"key {key_id} for {args.target}; the key (shown once, keep it secret):")
+                print(key)
+            elif args.action == "revoke":
+                revoked = await shops.revoke_key(args.target)
+                print(f"key {revoked.key_id} of {revoked.shop_id} revoked")
+            else:
+                for k in await shops.keys(args.target):
+                    state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "live"
+                    print(f"{k.key_id}  {k.shop_id:<24} created {k.created_at:%Y-%m-%d %H:%M}"
+                          f"  {state}")
+
+    try:
+        asyncio.run(go())
+    except RegistryError as exc:
+        print(f"alur {args.command}: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _schemas(action: str) -> None:
     from schemas import tools
+    from services.orders.api import openapi
 
-    paths = tools.write_samples() if action == "samples" else tools.export()
+    paths = tools.write_samples() if action == "samples" else [*tools.export(), openapi.write()]
     for path in paths:
         print(path)
 
@@ -292,7 +336,23 @@ def build_parser() -> argparse.ArgumentParser:
     stock.add_argument("location")
     stock.add_argument("sku")
     stock.add_argument("on_hand", type=int)
-    schemas = sub.add_parser("schemas", help="write golden samples or JSON Schema + AsyncAPI")
+    shops = sub.add_parser("shops", help="the shop registry: add a shop, list shops")
+    shops.add_argument("action", choices=["add", "list"])
+    shops.add_argument("shop_id", nargs="?", help="lower-case letters, digits, dashes (add)")
+    shops.add_argument("--name", help="display name (add; default: the id)")
+    shops.add_argument("--currency", default="EUR", help="ISO-4217 code orders are in (add)")
+    shops.add_argument("--signing", action="store_true",
+                       help="require HMAC-signed requests; prints the secret once (add)")
+    shops.add_argument("--rate", type=float, help="requests/s (add; default: the settings')")
+    shops.add_argument("--burst", type=int, help="requests at once above the rate (add)")
+    keys = sub.add_parser("keys", help="API keys: create (shown once), revoke, list")
+    keys.add_argument("action", choices=["create", "revoke", "list"])
+    keys.add_argument("target", nargs="?", help="shop id (create, list) or key id (revoke)")
+    catalogue = sub.add_parser("catalogue", help="add SKUs orders may name")
+    catalogue.add_argument("action", choices=["add"])
+    catalogue.add_argument("skus", nargs="+")
+    schemas = sub.add_parser("schemas", help="write golden samples, or JSON Schema + AsyncAPI "
+                             "+ the orders API's OpenAPI")
     schemas.add_argument("action", choices=["samples", "export"])
     trace = sub.add_parser("trace", help="an order's cross-service timeline, with every hop")
     trace.add_argument("order_id")
@@ -362,6 +422,15 @@ def main(argv: list[str] | None = None) -> int:
             _stack(args.action, settings)
         elif args.command == "stock":
             _stock(args, settings)
+        elif args.command in ("shops", "keys", "catalogue"):
+            if args.command == "shops" and args.action == "add" and not args.shop_id:
+                print("alur shops add: name the shop id", file=sys.stderr)
+                return 2
+            if args.command == "keys" and args.action != "list" and not args.target:
+                print(f"alur keys {args.action}: name the "
+                      f"{'shop' if args.action == 'create' else 'key id'}", file=sys.stderr)
+                return 2
+            return _registry(args, settings)
         elif args.command == "schemas":
             _schemas(args.action)
         elif args.command == "trace":
