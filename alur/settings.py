@@ -57,6 +57,15 @@ class Settings(BaseSettings):
                                    "backlog and stuck orders.")
     stuck_after: float = Field(900.0, description="An order with no progress for this many "
                                "seconds counts as stuck.")
+    api_body_limit: int = Field(262_144, description="Largest request body, bytes (else 413).")
+    api_rate_per_second: float = Field(50.0, description="Requests per second per shop, unless "
+                                       "the shop has its own limit (else 429).")
+    api_burst: int = Field(100, description="Requests a shop may send at once above its rate.")
+    signature_tolerance: float = Field(300.0, description="Seconds a request signature's "
+                                       "timestamp may be off.")
+    idempotency_ttl: float = Field(86_400.0, description="Seconds an Idempotency-Key is kept.")
+    return_window_days: float = Field(30.0, description="Days after delivery a return may be "
+                                      "requested.")
     stuck_check_interval: float = Field(60.0, description="Seconds between counts of stuck "
                                         "orders (a scan of the orders event store).")
 

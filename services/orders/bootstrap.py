@@ -13,13 +13,13 @@ import uvicorn
 
 from alur.runtime import metrics
 from alur.runtime.aggregate import Decider, handler_for
-from alur.runtime.ports import StoredEvent
 from alur.runtime.postgres import PostgresUnitOfWork
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
 from schemas import Event
 from services.orders import domain
-from services.orders.api import OrderView, TimelineEntry, create_app
+from services.orders.api import ApiConfig, create_app
+from services.orders.api.writes import prune
 
 SOURCE = "alur/orders"
 DECIDER = Decider(domain.OrderState(), domain.evolve, domain.decide, domain.RELEVANT)
@@ -55,19 +55,6 @@ async def count_stuck_orders(pool: asyncpg.Pool, stuck_after: float) -> int:
         list(domain.SETTLED_EVENTS), stuck_after))
 
 
-def order_view(stream: list[StoredEvent]) -> OrderView | None:
-    if not stream:
-        return None
-    placed = stream[0].event
-    state = DECIDER.fold([s.event for s in stream])
-    return OrderView(
-        order_id=placed.subject, shop_id=placed.shop_id, status=state.status or "unknown",
-        total_amount=placed.data.total.amount, currency=placed.data.total.currency,
-        timeline=[TimelineEntry(version=s.version, type=s.event.type, source=s.event.source,
-                                time=s.event.time, event_id=s.event.id) for s in stream],
-    )
-
-
 class _EmbeddedServer(uvicorn.Server):
     """uvicorn inside the faust worker: the worker owns the signals, not uvicorn."""
 
@@ -80,11 +67,7 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
     def new_uow() -> PostgresUnitOfWork:
         return PostgresUnitOfWork(pool, "orders")
 
-    async def load_order(order_id: str) -> OrderView | None:
-        async with new_uow() as uow:
-            return order_view(await uow.load(order_id))
-
-    app = create_app(new_uow, load_order)
+    app = create_app(pool, new_uow, api_config(settings), observe=observe_order)
     server = _EmbeddedServer(uvicorn.Config(
         app, host=settings.listen_host, port=settings.api_port, log_level=settings.log_level,
         access_log=False, lifespan="off"))
@@ -106,7 +89,24 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
                 log.warning("cannot count stuck orders: %s", exc)
             await asyncio.sleep(settings.stuck_check_interval)
 
-    return ServiceParts(handler=handle, background=[serve_api, watch_stuck_orders])
+    async def prune_api_records() -> None:
+        while True:
+            try:
+                await prune(pool.execute, settings.idempotency_ttl, settings.signature_tolerance)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("cannot prune idempotency keys and signatures: %s", exc)
+            await asyncio.sleep(300)
+
+    return ServiceParts(handler=handle,
+                        background=[serve_api, watch_stuck_orders, prune_api_records])
+
+
+def api_config(settings: Settings) -> ApiConfig:
+    return ApiConfig(
+        body_limit=settings.api_body_limit, rate_per_second=settings.api_rate_per_second,
+        burst=settings.api_burst, signature_tolerance=settings.signature_tolerance,
+        idempotency_ttl=settings.idempotency_ttl,
+        return_window_days=settings.return_window_days)
 
 
 DEFINITION = ServiceDefinition(

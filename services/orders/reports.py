@@ -1,7 +1,7 @@
 """The sales report over the projection (migrations/100_sales.sql): GMV and order counts by day,
 shop, channel and payment method; top products; the funnel with its rates and the average time
-to delivery. Rendered as a table, CSV, JSON, or a self-contained HTML page with SVG bar charts
-for people who would rather look than read.
+to delivery; review ratings. Rendered as a table, CSV, JSON, or a self-contained HTML page
+with SVG bar charts for people who would rather look than read.
 """
 
 from __future__ import annotations
@@ -40,27 +40,40 @@ REPORT_QUERIES: dict[str, str] = {
                avg(extract(epoch FROM delivered_at - placed_at))
                    FILTER (WHERE delivered_at IS NOT NULL) AS avg_seconds_to_delivery
         FROM sales_orders WHERE placed_at IS NOT NULL AND {where}""",
+    "reviews": """
+        SELECT count(rating) AS reviews, round(avg(rating), 2) AS average_rating,
+               count(*) FILTER (WHERE rating = 1) AS one_star,
+               count(*) FILTER (WHERE rating = 2) AS two_stars,
+               count(*) FILTER (WHERE rating = 3) AS three_stars,
+               count(*) FILTER (WHERE rating = 4) AS four_stars,
+               count(*) FILTER (WHERE rating = 5) AS five_stars
+        FROM sales_orders WHERE placed_at IS NOT NULL AND {where}""",
 }
 
 
 async def report(dsn: str, part: Slice) -> dict[str, list[dict[str, Any]]]:
     conn = await asyncpg.connect(dsn, server_settings={"search_path": SCHEMA})
     try:
-        out: dict[str, list[dict[str, Any]]] = {}
-        for name, query in REPORT_QUERIES.items():
-            prefix = "o." if name == "top_products" else ""
-            where, args = part.sql(placed=f"{prefix}placed_at", shop=f"{prefix}shop_id",
-                                   order=f"{prefix}order_id")
-            rows = await conn.fetch(query.format(where=where), *args)
-            out[name] = [{k: _plain(v) for k, v in dict(r).items()} for r in rows]
-        funnel = out["funnel"][0]
-        placed = funnel["placed"] or 0
-        for rate, count in (("cancellation_rate", "cancelled"), ("return_rate", "returned"),
-                            ("paid_rate", "paid"), ("delivered_rate", "delivered")):
-            funnel[rate] = round(funnel[count] / placed, 4) if placed else None
-        return out
+        return await report_on(conn, part)
     finally:
         await conn.close()
+
+
+async def report_on(conn: asyncpg.Connection, part: Slice) -> dict[str, list[dict[str, Any]]]:
+    """The report over the slice, read on `conn` (whose search_path is the orders schema)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, query in REPORT_QUERIES.items():
+        prefix = "o." if name == "top_products" else ""
+        where, args = part.sql(placed=f"{prefix}placed_at", shop=f"{prefix}shop_id",
+                               order=f"{prefix}order_id")
+        rows = await conn.fetch(query.format(where=where), *args)
+        out[name] = [{k: _plain(v) for k, v in dict(r).items()} for r in rows]
+    funnel = out["funnel"][0]
+    placed = funnel["placed"] or 0
+    for rate, count in (("cancellation_rate", "cancelled"), ("return_rate", "returned"),
+                        ("paid_rate", "paid"), ("delivered_rate", "delivered")):
+        funnel[rate] = round(funnel[count] / placed, 4) if placed else None
+    return out
 
 
 def _plain(value: Any) -> Any:
@@ -131,6 +144,9 @@ def render_html(data: dict[str, list[dict[str, Any]]], title: str = "Alur sales"
     stages = [(k, float(funnel[k] or 0)) for k in
               ("placed", "paid", "delivered", "completed", "cancelled", "returned")]
     products = [(r["sku"], r["revenue"] / 100) for r in data["top_products"]]
+    [reviews] = data["reviews"]
+    stars = [(f"{n} star{'s' if n > 1 else ''}", float(reviews[key])) for n, key in
+             enumerate(("one_star", "two_stars", "three_stars", "four_stars", "five_stars"), 1)]
     facts = (f"{funnel['placed']} orders placed; cancellation rate "
              f"{funnel['cancellation_rate']}; return rate {funnel['return_rate']}; average "
              f"time to delivery {funnel['avg_seconds_to_delivery']} s. Amounts in major units"
@@ -144,4 +160,6 @@ def render_html(data: dict[str, list[dict[str, Any]]], title: str = "Alur sales"
         + _bars("GMV by shop", sorted(by_shop.items(), key=lambda kv: -kv[1]), unit)
         + _bars("Order funnel", stages)
         + _bars("Top products by revenue", products, unit)
+        + _bars(f"Review ratings ({reviews['reviews']} reviews, average "
+                f"{reviews['average_rating']})", stars)
         + "</body></html>")

@@ -24,10 +24,12 @@ class PaymentState:
     instruction: PaymentInstruction | None = None
     stock_reserved: bool = False
     status: str | None = None  # confirmed | failed
+    cancelled: bool = False
 
     @property
     def ready_to_charge(self) -> bool:
-        return self.amount is not None and self.stock_reserved and self.status is None
+        return (self.amount is not None and self.stock_reserved and self.status is None
+                and not self.cancelled)
 
 
 def evolve(state: PaymentState, event: Event) -> PaymentState:
@@ -35,6 +37,8 @@ def evolve(state: PaymentState, event: Event) -> PaymentState:
         return replace(state, amount=event.data.total, instruction=event.data.payment)
     if event.type == "StockReserved":
         return replace(state, stock_reserved=True)
+    if event.type == "OrderCancelled":
+        return replace(state, cancelled=True)
     if event.type == "PaymentConfirmed":
         return replace(state, status="confirmed")
     if event.type == "PaymentFailed":
@@ -52,7 +56,7 @@ def decide(state: PaymentState, event: Event) -> list[Charge]:
     return []
 
 
-RELEVANT = frozenset({"OrderPlaced", "StockReserved"})
+RELEVANT = frozenset({"OrderPlaced", "StockReserved", "OrderCancelled"})
 # What carrying out each command can record (see alur replay handlers).
 OUTCOMES: dict[type, frozenset[str]] = {
     Charge: frozenset({"PaymentConfirmed", "PaymentFailed"}),

@@ -1,0 +1,71 @@
+"""The shop-facing HTTP API of the orders service (FastAPI).
+
+Every route needs a shop's API key (`Authorization: Bearer`); shops registered with a signing
+secret also sign each request. POSTs take an `Idempotency-Key`. A shop sees only its own
+orders and webhooks: anyone else's answer 404. Errors are RFC 9457 problem+json.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import Depends, FastAPI, Query
+
+from alur.runtime.postgres import PostgresUnitOfWork
+from alur.tools.slice import Slice
+from services.orders.api import orders, problems, webhooks
+from services.orders.api.orders import AUTH, Observe
+from services.orders.api.problems import responses
+from services.orders.api.security import BodyLimit, Caller, Limits, RateLimiter, authenticator
+from services.orders.api.writes import Writes
+from services.orders.reports import report_on
+from services.orders.shops import ShopRegistry
+
+DESCRIPTION = __doc__
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    body_limit: int = 262_144
+    rate_per_second: float = 50.0
+    burst: int = 100
+    signature_tolerance: float = 300.0
+    idempotency_ttl: float = 86_400.0
+    return_window_days: float = 30.0
+    webhook_rotation_overlap: float = 86_400.0
+
+
+def create_app(pool: asyncpg.Pool, new_uow: Callable[[], PostgresUnitOfWork],
+               config: ApiConfig, observe: Observe = lambda *_: None) -> FastAPI:
+    app = FastAPI(title="Alur orders API", version="1.0.0", description=DESCRIPTION)
+    problems.install(app)
+    app.add_middleware(BodyLimit, limit=config.body_limit)
+    registry = ShopRegistry(pool)
+    authenticate = authenticator(
+        registry.authenticate, RateLimiter(),
+        Limits(config.rate_per_second, config.burst, config.signature_tolerance))
+    writes = Writes(new_uow, config.idempotency_ttl)
+    authenticated = Depends(authenticate)
+    app.include_router(orders.router(new_uow, registry, writes, authenticate, observe,
+                                     config.return_window_days))
+    app.include_router(webhooks.router(pool, writes, authenticate,
+                                       config.webhook_rotation_overlap))
+
+    @app.get("/v1/reports/sales", tags=["reports"], responses=responses(*AUTH))
+    async def sales_report(
+        caller: Caller = authenticated,
+        placed_from: Annotated[datetime | None, Query(description="Orders placed from.")] = None,
+        placed_before: Annotated[datetime | None, Query(description="Placed before.")] = None,
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The shop's sales: GMV and orders by day, channel and payment method; top products;
+        funnel placed -> paid -> delivered -> completed with cancellation and return rates;
+        average time to delivery; review ratings."""
+        async with pool.acquire() as conn:
+            return await report_on(conn, Slice(shop=caller.shop.shop_id, since=placed_from,
+                                               until=placed_before))
+
+    return app

@@ -1,0 +1,155 @@
+"""What shops send and receive: the request and response bodies of the orders API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+
+from schemas import Channel, Customer, Delivery, OrderLine, PaymentInstruction
+from schemas.envelope import EVENT_FOR_DATA
+from schemas.orders import ReturnLine
+
+MAX_LINES = 100
+WEBHOOK_EVENTS = sorted(str(cls.model_fields["type"].default) for cls in EVENT_FOR_DATA.values()
+                        if cls.topic != "notifications")
+
+EXAMPLE_ORDER: dict[str, Any] = {
+    "channel": "online",
+    "customer": {"customer_id": "cus-1042", "email": "ada@example.com", "name": "Ada Lovelace"},
+    "lines": [{"sku": "SKU-MUG", "quantity": 2, "unit_price": {"amount": 1250, "currency": "EUR"}}],
+    "payment": {"method": "card", "token": "tok_visa"},
+    "delivery": {"method": "home_delivery", "address": {
+        "line1": "1 Main St", "city": "Lisbon", "postal_code": "1000-001", "country": "PT"}},
+}
+
+
+def _unstorable(value: Any, path: str = "") -> str | None:
+    """The path of the first string holding NUL or a lone surrogate (PostgreSQL and UTF-8
+    cannot hold them), if any."""
+    if isinstance(value, str):
+        if "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value):
+            return path or "body"
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            found = _unstorable(k, path) or _unstorable(v, f"{path}.{k}" if path else str(k))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _unstorable(v, f"{path}.{i}" if path else str(i))
+            if found:
+                return found
+    return None
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable_text(cls, data: Any) -> Any:
+        where = _unstorable(data)
+        if where is not None:
+            raise ValueError(f"{where}: text must not contain NUL or unpaired surrogates")
+        return data
+
+
+class PlaceOrder(_Body):
+    """A shop's request to place an order."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [EXAMPLE_ORDER]})
+
+    shop_id: str | None = Field(None, max_length=64, description=(
+        "Optional; when sent it must be the shop of the API key."))
+    channel: Channel = Field("online", description="Sales channel.")
+    customer: Customer
+    lines: list[OrderLine] = Field(min_length=1, max_length=MAX_LINES, description=(
+        f"1 to {MAX_LINES} lines, one per SKU, all in the shop's currency."))
+    payment: PaymentInstruction
+    delivery: Delivery
+
+
+class Accepted(BaseModel):
+    order_id: str = Field(description="Id of the new order.", examples=["ord_5f1c..."])
+    status_url: str = Field(description="Where to follow the order.")
+
+
+class TimelineEntry(BaseModel):
+    version: int
+    type: str = Field(description="Event type, e.g. StockReserved.")
+    source: str
+    time: datetime
+    event_id: str
+
+
+class Tracking(BaseModel):
+    carrier: str
+    tracking_number: str
+    shipment_id: str
+
+
+class OrderView(BaseModel):
+    order_id: str
+    shop_id: str
+    channel: str
+    status: str = Field(description="placed, reserved, paid, shipment_created, shipped, "
+                        "delivered, completed, cancelled, return_requested")
+    total_amount: int = Field(description="Integer minor units.")
+    currency: str
+    placed_at: datetime
+    tracking: Tracking | None = Field(None, description="Once the parcel is booked.")
+    timeline: list[TimelineEntry]
+
+
+class OrderSummary(BaseModel):
+    order_id: str
+    channel: str
+    status: str
+    total_amount: int
+    currency: str
+    placed_at: datetime
+
+
+class OrderPage(BaseModel):
+    items: list[OrderSummary]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at "
+                                    "the end.")
+
+
+class ReturnRequest(_Body):
+    lines: list[ReturnLine] = Field(min_length=1, max_length=MAX_LINES)
+    reason: str = Field(min_length=1, max_length=500)
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"lines": [{"sku": "SKU-MUG", "quantity": 1}], "reason": "arrived chipped"}]})
+
+
+class ReturnAccepted(BaseModel):
+    order_id: str
+    return_id: str
+
+
+class ReviewRequest(_Body):
+    rating: int = Field(ge=1, le=5, description="1 to 5 stars.")
+    text: str = Field("", max_length=5000)
+
+
+class WebhookRequest(_Body):
+    url: AnyHttpUrl = Field(description="Where events are POSTed, signed with the secret.")
+    events: list[str] = Field(min_length=1, max_length=len(WEBHOOK_EVENTS), description=(
+        "Event types to deliver: " + ", ".join(WEBHOOK_EVENTS)))
+
+
+class Webhook(BaseModel):
+    webhook_id: str
+    url: str
+    events: list[str]
+    created_at: datetime
+    previous_secret_valid_until: datetime | None = Field(
+        None, description="After a rotation, deliveries are signed with both secrets until then.")
+
+
+class WebhookSecret(Webhook):
+    secret: str = Field(description="Shown once: verify deliveries with it.")

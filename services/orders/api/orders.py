@@ -1,0 +1,260 @@
+"""The order routes: place, read, list, cancel, confirm receipt, review, request a return."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from functools import reduce
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+
+from alur.runtime.ports import StoredEvent
+from alur.runtime.postgres import PostgresUnitOfWork
+from schemas import Channel, Event, Model, caused_by, first_event
+from schemas.envelope import now
+from services.orders import domain
+from services.orders.api.models import (
+    Accepted,
+    OrderPage,
+    OrderSummary,
+    OrderView,
+    PlaceOrder,
+    ReturnAccepted,
+    ReturnRequest,
+    ReviewRequest,
+    TimelineEntry,
+    Tracking,
+)
+from services.orders.api.problems import ApiError, responses
+from services.orders.api.security import Caller
+from services.orders.api.writes import Writes
+from services.orders.shops import ShopRegistry
+
+SOURCE = "alur/orders"
+Observe = Callable[[domain.OrderState, domain.OrderState, Event], None]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+    description="Makes the POST safe to retry: the same key and body answer the first response "
+                "again for 24 h.")]
+AUTH = ("unauthenticated", "invalid-signature", "signature-expired", "signature-replayed",
+        "rate-limited", "body-too-large", "validation-error")
+POST = (*AUTH, "idempotency-key-in-use", "idempotency-key-reused")
+
+
+def fold(events: Sequence[Event]) -> domain.OrderState:
+    return reduce(domain.evolve, events, domain.OrderState())
+
+
+def order_view(stream: Sequence[StoredEvent]) -> OrderView:
+    placed = stream[0].event
+    state = fold([s.event for s in stream])
+    shipment = next((s.event.data for s in reversed(stream)
+                     if s.event.type == "ShipmentCreated"), None)
+    return OrderView(
+        order_id=placed.subject, shop_id=placed.shop_id, channel=placed.channel,
+        status=state.status or "unknown", total_amount=placed.data.total.amount,
+        currency=placed.data.total.currency, placed_at=placed.time,
+        tracking=None if shipment is None else Tracking(
+            carrier=shipment.carrier, tracking_number=shipment.tracking_number,
+            shipment_id=shipment.shipment_id),
+        timeline=[TimelineEntry(version=s.version, type=s.event.type, source=s.event.source,
+                                time=s.event.time, event_id=str(s.event.id)) for s in stream],
+    )
+
+
+def _cursor(placed_at: datetime, order_id: str) -> str:
+    raw = json.dumps([placed_at.isoformat(), order_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _uncursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        placed_at, order_id = json.loads(raw)
+        return datetime.fromisoformat(placed_at), str(order_id)
+    except (ValueError, TypeError, binascii.Error):
+        raise ApiError("validation-error", "The cursor is not one this API gave out.",
+                       errors=[{"field": "cursor", "message": "invalid cursor"}]) from None
+
+
+def router(new_uow: Callable[[], PostgresUnitOfWork], registry: ShopRegistry, writes: Writes,
+           authenticate: Callable[..., Any], observe: Observe, return_window_days: float,
+           ) -> APIRouter:
+    api = APIRouter(prefix="/v1/orders", tags=["orders"])
+    authenticated = Depends(authenticate)
+
+    async def owned_stream(uow: PostgresUnitOfWork, caller: Caller,
+                           order_id: str) -> list[StoredEvent]:
+        """The order's stream, if it is the caller's: another shop's order does not exist."""
+        stream = await uow.load(order_id) if order_id.startswith("ord_") else []
+        if not stream or stream[0].event.shop_id != caller.shop.shop_id:
+            raise ApiError("not-found", f"There is no order {order_id}.")
+        return stream
+
+    @api.post("", status_code=202, response_model=Accepted, responses=responses(
+        *POST, "invalid-order", "unknown-sku", "currency-mismatch"))
+    async def place_order(body: PlaceOrder, request: Request, caller: Caller = authenticated,
+                          idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        """Accept an order: it is durably recorded before this answers 202."""
+        shop = caller.shop
+        if body.shop_id is not None and body.shop_id != shop.shop_id:
+            raise ApiError("validation-error", "See `errors`.", errors=[
+                {"field": "shop_id", "message": "must be the shop of the API key"}])
+        if body.channel == "pos":
+            raise ApiError("invalid-order", "Point-of-sale orders are not accepted yet.")
+        unknown = set(await registry.unknown_skus([line.sku for line in body.lines]))
+        if unknown:
+            raise ApiError("unknown-sku", f"Not in the catalogue: {', '.join(sorted(unknown))}.",
+                           errors=[{"field": f"lines.{i}.sku", "message": "unknown SKU"}
+                                   for i, line in enumerate(body.lines) if line.sku in unknown])
+        try:
+            domain.place_order("ord_check", body.customer, body.lines, body.payment,
+                               body.delivery, currency=shop.currency)
+        except domain.CurrencyMismatch as exc:
+            raise ApiError("currency-mismatch", str(exc)) from None
+        except domain.InvalidOrder as exc:
+            raise ApiError("invalid-order", str(exc)) from None
+        placed: list[Event] = []
+
+        async def work(uow: PostgresUnitOfWork) -> tuple[int, Accepted]:
+            order_id = f"ord_{uuid.uuid4().hex}"
+            data = domain.place_order(order_id, body.customer, body.lines, body.payment,
+                                      body.delivery, currency=shop.currency)
+            event = first_event(data, source=SOURCE, subject=order_id, shop_id=shop.shop_id,
+                                channel=body.channel)
+            await uow.append(order_id, 0, [event], ["own"])
+            uow.publish(event)
+            placed[:] = [event]
+            return 202, Accepted(order_id=order_id, status_url=f"/v1/orders/{order_id}")
+
+        response = await writes.run(caller, request, idempotency_key, work)
+        if placed:
+            observe(domain.OrderState(), fold(placed), placed[0])
+        return response
+
+    @api.get("/{order_id}", response_model=OrderView,
+             responses=responses(*AUTH, "not-found"))
+    async def get_order(order_id: str, caller: Caller = authenticated) -> OrderView:
+        """The order's status, tracking and its timeline as the orders service recorded it."""
+        async with new_uow() as uow:
+            return order_view(await owned_stream(uow, caller, order_id))
+
+    @api.get("", response_model=OrderPage, responses=responses(*AUTH))
+    async def list_orders(
+        caller: Caller = authenticated,
+        status: Annotated[str | None, Query(max_length=32, description="Only this status.")] = None,
+        channel: Annotated[Channel | None, Query(description="Only this channel.")] = None,
+        placed_from: Annotated[datetime | None, Query(description="Placed at or after.")] = None,
+        placed_before: Annotated[datetime | None, Query(description="Placed before.")] = None,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+        cursor: Annotated[str | None, Query(max_length=512)] = None,
+    ) -> OrderPage:
+        """The shop's orders, newest first, a page at a time."""
+        after = _uncursor(cursor) if cursor else None
+        items: list[OrderSummary] = []
+        exhausted = False
+        async with new_uow() as uow:
+            conn = await uow.connection()
+            # A status filter applies to the folded orders, so a page may take several reads;
+            # the scan stops after 20 reads and hands back a cursor to go on from.
+            for _ in range(20):
+                rows = await conn.fetch(
+                    "SELECT order_id, placed_at FROM sales_orders WHERE shop_id = $1"
+                    " AND placed_at IS NOT NULL AND ($2::text IS NULL OR channel = $2)"
+                    " AND ($3::timestamptz IS NULL OR placed_at >= $3)"
+                    " AND ($4::timestamptz IS NULL OR placed_at < $4)"
+                    " AND ($5::timestamptz IS NULL OR (placed_at, order_id) < ($5, $6))"
+                    " ORDER BY placed_at DESC, order_id DESC LIMIT $7",
+                    caller.shop.shop_id, channel, placed_from, placed_before,
+                    after[0] if after else None, after[1] if after else None, limit)
+                exhausted = len(rows) < limit
+                await uow.preload([r["order_id"] for r in rows])
+                for row in rows:
+                    after = (row["placed_at"], row["order_id"])
+                    view = order_view(await uow.load(row["order_id"]))
+                    if status is None or view.status == status:
+                        items.append(OrderSummary.model_validate(view.model_dump()))
+                        if len(items) == limit:
+                            break
+                if len(items) == limit or exhausted:
+                    break
+        last = exhausted and (len(items) < limit or after == (rows[-1]["placed_at"],
+                                                              rows[-1]["order_id"]))
+        next_cursor = None if last or after is None else _cursor(*after)
+        return OrderPage(items=items, next_cursor=next_cursor)
+
+    async def change(order_id: str, caller: Caller, request: Request, key: str | None,
+                     decide: Callable[[domain.OrderState], Sequence[Model]],
+                     answer: Callable[[OrderView], Any], status: int = 200) -> JSONResponse:
+        """Decide on the order's current state, append what follows, answer `answer(view)`."""
+        observed: list[tuple[domain.OrderState, domain.OrderState, Event]] = []
+
+        async def work(uow: PostgresUnitOfWork) -> tuple[int, Any]:
+            stream = await owned_stream(uow, caller, order_id)
+            before = fold([s.event for s in stream])
+            try:
+                payloads = decide(before)
+            except domain.NotAllowedNow as exc:
+                raise ApiError("not-allowed-now", str(exc)) from None
+            except domain.InvalidOrder as exc:
+                raise ApiError("validation-error", str(exc)) from None
+            events = [caused_by(stream[-1].event, p, source=SOURCE) for p in payloads]
+            await uow.append(order_id, len(stream), events, ["own"] * len(events))
+            for e in events:
+                uow.publish(e)
+            stored = [*stream, *(StoredEvent(len(stream) + i + 1, "own", e)
+                                 for i, e in enumerate(events))]
+            observed[:] = [(before, fold([s.event for s in stored]), e) for e in events[-1:]]
+            return status, answer(order_view(stored))
+
+        response = await writes.run(caller, request, key, work)
+        for before, after, event in observed:
+            observe(before, after, event)
+        return response
+
+    @api.post("/{order_id}/cancel", response_model=OrderView,
+              responses=responses(*POST, "not-found", "not-allowed-now"))
+    async def cancel_order(order_id: str, request: Request, caller: Caller = authenticated,
+                           idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        """Cancel the order: allowed until it has shipped. Reserved stock is released."""
+        return await change(order_id, caller, request, idempotency_key,
+                            lambda s: [domain.cancel(s, order_id)], lambda view: view)
+
+    @api.post("/{order_id}/receipt", response_model=OrderView,
+              responses=responses(*POST, "not-found", "not-allowed-now"))
+    async def confirm_receipt(order_id: str, request: Request, caller: Caller = authenticated,
+                              idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        """The customer confirms they received the parcel: the order completes."""
+        return await change(order_id, caller, request, idempotency_key,
+                            lambda s: domain.confirm_receipt(s, order_id), lambda view: view)
+
+    @api.post("/{order_id}/reviews", status_code=201, response_model=OrderView,
+              responses=responses(*POST, "not-found", "not-allowed-now"))
+    async def submit_review(order_id: str, body: ReviewRequest, request: Request,
+                            caller: Caller = authenticated,
+                            idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        """The customer's review (1-5 stars and text), once per order, after delivery."""
+        return await change(order_id, caller, request, idempotency_key,
+                            lambda s: [domain.review(s, order_id, body.rating, body.text)],
+                            lambda view: view, status=201)
+
+    @api.post("/{order_id}/returns", status_code=202, response_model=ReturnAccepted,
+              responses=responses(*POST, "not-found", "not-allowed-now"))
+    async def request_return(order_id: str, body: ReturnRequest, request: Request,
+                             caller: Caller = authenticated,
+                             idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        """Ask to return delivered units, within the return window after delivery."""
+        return_id = f"ret_{uuid.uuid4().hex[:16]}"
+        return await change(
+            order_id, caller, request, idempotency_key,
+            lambda s: [domain.request_return(s, order_id, return_id, body.lines, body.reason,
+                                             now(), return_window_days)],
+            lambda view: ReturnAccepted(order_id=order_id, return_id=return_id), status=202)
+
+    return api

@@ -1,0 +1,141 @@
+"""RFC 9457 problem details: one stable `type` URI per kind of error, field-level details, and
+never a stack trace or SQL text."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
+
+log = logging.getLogger("alur.orders.api")
+PROBLEM = "application/problem+json"
+PROBLEM_BASE = "https://alur.dev/problems/"
+
+# kind -> (status, title). The URI `PROBLEM_BASE + kind` is a stable contract with shops.
+KINDS: dict[str, tuple[int, str]] = {
+    "unauthenticated": (401, "Missing or invalid API key"),
+    "invalid-signature": (401, "Missing or invalid request signature"),
+    "signature-expired": (401, "The request signature is too old or from the future"),
+    "signature-replayed": (401, "This signature was used already"),
+    "not-found": (404, "No such resource"),
+    "method-not-allowed": (405, "Method not allowed"),
+    "idempotency-key-in-use": (409, "A request with this Idempotency-Key is in progress"),
+    "not-allowed-now": (409, "The order's state does not allow this"),
+    "body-too-large": (413, "The request body is too large"),
+    "unsupported-media-type": (415, "The request body must be JSON"),
+    "validation-error": (422, "The request is invalid"),
+    "invalid-order": (422, "The order cannot be placed"),
+    "unknown-sku": (422, "Unknown SKU"),
+    "currency-mismatch": (422, "Currency mismatch"),
+    "idempotency-key-reused": (422, "This Idempotency-Key was used with a different request"),
+    "rate-limited": (429, "Too many requests"),
+    "internal": (500, "Internal error"),
+    "unavailable": (503, "Temporarily unavailable"),
+}
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Dotted path of the field, e.g. lines.0.quantity.")
+    message: str
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 problem details."""
+
+    type: str = Field(description="Stable URI naming the kind of error.",
+                      examples=[PROBLEM_BASE + "validation-error"])
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = Field(None, description="Each invalid field, if any.")
+
+
+class ApiError(Exception):
+    """Answer the request with a problem of `kind` (a key of KINDS)."""
+
+    def __init__(self, kind: str, detail: str, *, errors: list[dict[str, str]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.kind, self.detail, self.errors, self.headers = kind, detail, errors, headers
+
+
+def problem(kind: str, detail: str, *, errors: list[dict[str, str]] | None = None,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    status, title = KINDS[kind]
+    body: dict[str, object] = {"type": PROBLEM_BASE + kind, "title": title, "status": status,
+                               "detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def responses(*kinds: str) -> dict[int | str, dict[str, object]]:
+    """OpenAPI `responses` entries for the problems a route can answer."""
+    out: dict[int | str, dict[str, object]] = {}
+    for kind in kinds:
+        status = KINDS[kind][0]
+        entry = out.setdefault(status, {"model": Problem, "description": "",
+                                        "content": {PROBLEM: {}}})
+        entry["description"] = " / ".join(filter(None, [str(entry["description"]), kind]))
+    return out
+
+
+def _field_error(error: Any) -> dict[str, str]:
+    field = ".".join(str(p) for p in error["loc"][1:])
+    message = str(error["msg"])
+    if not field and ": " in message:  # a whole-body check that names the field it refused
+        field, _, message = message.removeprefix("Value error, ").partition(": ")
+    return {"field": field or str(error["loc"][0]), "message": message}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return problem(exc.kind, exc.detail, errors=exc.errors, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [_field_error(e) for e in exc.errors()]
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            return problem("validation-error", "The body is not valid JSON.", errors=errors)
+        return problem("validation-error", "See `errors` for each invalid field.", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "internal")
+        return problem(kind, str(exc.detail))
+
+    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.error("orders API: dependency unavailable: %s", exc)
+        return problem("unavailable", "Nothing was recorded; retry later.",
+                       headers={"Retry-After": "5"})
+
+    # The database gone (or a write raced by a service more often than we retry): the
+    # request had no effect and may be sent again.
+    for unreachable in (InfrastructureError, ConcurrencyConflict, OSError,
+                        asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                        asyncpg.CannotConnectNowError):
+        app.add_exception_handler(unreachable, unavailable)
+
+    async def unstorable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("orders API: a value the database refuses: %s", type(exc).__name__)
+        return problem("validation-error", "A value is out of range or holds characters that "
+                       "cannot be stored.")
+
+    # Anything the validation above let through but PostgreSQL refuses (a NUL in a path
+    # parameter, a number past bigint): the transaction rolled back, so nothing was written.
+    for refused in (asyncpg.DataError, UnicodeError):
+        app.add_exception_handler(refused, unstorable)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("orders API: unexpected error")
+        return problem("internal", "The request could not be handled.")

@@ -1,0 +1,167 @@
+"""Who is calling and may they: bearer API keys, optional HMAC request signatures, per-shop
+rate limits, and the request body size limit."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.orders.api.problems import KINDS, PROBLEM, PROBLEM_BASE, ApiError
+from services.orders.shops import Shop
+
+SIGNATURE_VERSION = "v1"
+bearer = HTTPBearer(auto_error=False, description="An API key made with `alur keys create`.")
+bearer_dependency = Depends(bearer)
+
+
+def signed_message(timestamp: str, method: str, path: str, body: bytes) -> bytes:
+    """What a shop signs: timestamp, method and path (with its query) bind the signature to one
+    request at one time; then the raw body, byte for byte as sent."""
+    return f"{timestamp}.{method.upper()}.{path}.".encode() + body
+
+
+def sign(secret: str, timestamp: str, method: str, path: str, body: bytes) -> str:
+    """The `Alur-Signature` header value for a request (what a shop's client computes)."""
+    digest = hmac.new(secret.encode(), signed_message(timestamp, method, path, body),
+                      hashlib.sha256).hexdigest()
+    return f"{SIGNATURE_VERSION}={digest}"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated request: its shop, and its signature if the shop signs requests."""
+
+    shop: Shop
+    signature: str | None = None
+
+
+class RateLimiter:
+    """A token bucket per shop, in this process. With several API replicas each enforces the
+    limit on its own share of the traffic."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}  # shop -> (tokens, at)
+        self._clock = clock
+
+    def take(self, shop_id: str, rate: float, burst: int) -> float:
+        """Take one token; 0 if granted, else the seconds until one is available."""
+        now = self._clock()
+        tokens, at = self._buckets.get(shop_id, (float(burst), now))
+        tokens = min(float(burst), tokens + (now - at) * rate)
+        if tokens >= 1:
+            self._buckets[shop_id] = (tokens - 1, now)
+            return 0.0
+        self._buckets[shop_id] = (tokens, now)
+        return (1 - tokens) / rate
+
+
+@dataclass(frozen=True)
+class Limits:
+    rate_per_second: float
+    burst: int
+    signature_tolerance: float
+
+
+def authenticator(
+    authenticate: Callable[[str], Awaitable[Shop | None]], limiter: RateLimiter, limits: Limits,
+    clock: Callable[[], float] = time.time,
+) -> Callable[..., Awaitable[Caller]]:
+    """The FastAPI dependency every route uses."""
+
+    async def caller(
+        request: Request,
+        credentials: HTTPAuthorizationCredentials | None = bearer_dependency,
+        timestamp: str | None = Header(None, alias="Alur-Timestamp", description=(
+            "Unix seconds when the request was signed (shops that sign requests).")),
+        signature: str | None = Header(None, alias="Alur-Signature", description=(
+            "v1=hex(HMAC-SHA256(secret, timestamp.METHOD.path.body)).")),
+    ) -> Caller:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise ApiError("unauthenticated", "Send `Authorization: Bearer <API key>`.",
+                           headers={"WWW-Authenticate": 'Bearer realm="alur"'})
+        shop = await authenticate(credentials.credentials)
+        if shop is None:  # wrong and revoked keys look the same to the caller
+            raise ApiError("unauthenticated", "The API key is not valid.",
+                           headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        wait = limiter.take(shop.shop_id, shop.rate_per_second or limits.rate_per_second,
+                            shop.burst or limits.burst)
+        if wait > 0:
+            raise ApiError("rate-limited", "Slow down; see Retry-After.",
+                           headers={"Retry-After": str(max(1, round(wait + 0.5)))})
+        if shop.signing_secret is None:
+            return Caller(shop)
+        if not timestamp or not signature:
+            raise ApiError("invalid-signature",
+                           "This shop signs its requests: send Alur-Timestamp and Alur-Signature.")
+        try:
+            skew = abs(clock() - int(timestamp))
+        except ValueError:
+            raise ApiError("invalid-signature", "Alur-Timestamp is Unix seconds.") from None
+        if skew > limits.signature_tolerance:
+            raise ApiError("signature-expired", f"The timestamp is more than "
+                           f"{limits.signature_tolerance:g} s away from our clock.")
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        expected = sign(shop.signing_secret, timestamp, request.method, path,
+                        await request.body())
+        if not hmac.compare_digest(expected.encode(), signature.encode()):
+            raise ApiError("invalid-signature", "The signature does not match the request.")
+        return Caller(shop, signature)
+
+    return caller
+
+
+class BodyLimit:
+    """ASGI middleware: a body over `limit` bytes is answered 413 before any handler runs,
+    whether it announces its length or streams it."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._refuse(send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body, sent = b"".join(chunks), False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send: Send) -> None:
+        status, title = KINDS["body-too-large"]
+        body = json.dumps({"type": PROBLEM_BASE + "body-too-large", "title": title,
+                           "status": status,
+                           "detail": f"Bodies are limited to {self.limit} bytes."}).encode()
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", PROBLEM.encode()), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,96 @@
+"""Every POST runs in one transaction that also records its signature (replay protection) and
+its Idempotency-Key with the response. A request that is refused or fails commits nothing, so
+it leaves no row and no event; one that succeeded can be repeated safely."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from fastapi import Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+
+from alur.runtime.db import advisory_key
+from alur.runtime.errors import ConcurrencyConflict
+from alur.runtime.postgres import PostgresUnitOfWork
+from services.orders.api.problems import ApiError
+from services.orders.api.security import Caller
+
+CONFLICT_ATTEMPTS = 5
+Work = Callable[[PostgresUnitOfWork], Awaitable[tuple[int, Any]]]
+
+
+async def request_hash(request: Request) -> bytes:
+    return hashlib.sha256(f"{request.method} {request.url.path}\n".encode()
+                          + await request.body()).digest()
+
+
+class Writes:
+    def __init__(self, new_uow: Callable[[], PostgresUnitOfWork], idempotency_ttl: float) -> None:
+        self._new_uow, self._ttl = new_uow, idempotency_ttl
+
+    async def run(self, caller: Caller, request: Request, idempotency_key: str | None,
+                  work: Work) -> JSONResponse:
+        """`work` in one transaction with the request's bookkeeping. If a service appended to
+        the same order meanwhile, the whole request is decided again on the new state."""
+        for attempt in range(CONFLICT_ATTEMPTS):
+            try:
+                return await self._once(caller, request, idempotency_key, work)
+            except ConcurrencyConflict:
+                if attempt == CONFLICT_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _once(self, caller: Caller, request: Request, idempotency_key: str | None,
+                    work: Work) -> JSONResponse:
+        shop_id = caller.shop.shop_id
+        fingerprint = await request_hash(request)
+        async with self._new_uow() as uow:
+            conn = await uow.connection()
+            if caller.signature is not None:
+                fresh = await conn.fetchval(
+                    "INSERT INTO seen_signatures (shop_id, signature) VALUES ($1, $2)"
+                    " ON CONFLICT DO NOTHING RETURNING true", shop_id, caller.signature)
+                if not fresh:
+                    raise ApiError("signature-replayed", "Sign each request anew, retries too.")
+            if idempotency_key is not None:
+                # Held until commit: a duplicate arriving meanwhile is told to wait (409).
+                if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)",
+                                           advisory_key(f"idem:{shop_id}:{idempotency_key}")):
+                    raise ApiError("idempotency-key-in-use", "The first request with this key "
+                                   "is still being handled; retry in a moment.",
+                                   headers={"Retry-After": "1"})
+                seen = await conn.fetchrow(
+                    "SELECT request_hash, status, response::text FROM idempotency_keys"
+                    " WHERE shop_id = $1 AND key = $2"
+                    " AND created_at > now() - make_interval(secs => $3)",
+                    shop_id, idempotency_key, self._ttl)
+                if seen is not None:
+                    if seen["request_hash"] != fingerprint:
+                        raise ApiError("idempotency-key-reused", "This Idempotency-Key was sent "
+                                       "with another request; use a new key for a new request.")
+                    return JSONResponse(json.loads(seen["response"]), status_code=seen["status"],
+                                        headers={"Idempotent-Replayed": "true"})
+            status, payload = await work(uow)
+            body = jsonable_encoder(payload)
+            if idempotency_key is not None:
+                await conn.execute(
+                    "INSERT INTO idempotency_keys (shop_id, key, request_hash, status, response)"
+                    " VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (shop_id, key) DO UPDATE"
+                    " SET request_hash = excluded.request_hash, status = excluded.status,"
+                    " response = excluded.response, created_at = now()",
+                    shop_id, idempotency_key, fingerprint, status, json.dumps(body))
+        return JSONResponse(body, status_code=status)
+
+
+async def prune(conn_execute: Callable[..., Awaitable[str]], idempotency_ttl: float,
+                signature_tolerance: float) -> None:
+    """Forget idempotency keys past their time and signatures their timestamp already refuses."""
+    await conn_execute("DELETE FROM idempotency_keys"
+                       " WHERE created_at < now() - make_interval(secs => $1)", idempotency_ttl)
+    await conn_execute("DELETE FROM seen_signatures"
+                       " WHERE seen_at < now() - make_interval(secs => $1)",
+                       2 * signature_tolerance)
