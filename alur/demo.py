@@ -21,6 +21,7 @@ from alur.settings import SERVICES, Settings
 from alur.simulators.smtp import read_messages
 from services.inventory.seed import set_stock
 from services.notifications.domain import CUSTOMER_FACING
+from services.orders.admin import onboard
 
 CATALOGUE = [("SKU-MUG", 1250), ("SKU-PLATE", 1800), ("SKU-BOWL", 1500), ("SKU-CUP", 900),
              ("SKU-VASE", 4200), ("SKU-TRAY", 2600)]
@@ -32,6 +33,7 @@ SETTLED = ("Delivered", "OrderCancelled")
 class Run:
     orders: list[str] = field(default_factory=list)
     placing_seconds: float = 0.0
+    slowed_down: int = 0  # 429 answers waited out
 
 
 def _order(shop: str, rng: random.Random) -> dict[str, object]:
@@ -51,13 +53,25 @@ def _order(shop: str, rng: random.Random) -> dict[str, object]:
 
 
 async def _place(settings: Settings, total: int, shops: int) -> Run:
+    """Each shop is registered with an API key, as a real one would be onboarded, and sends
+    its orders like a well-behaved client: an Idempotency-Key per order, kept across retries,
+    and a pause for as long as a 429 asks."""
     run, progress, rng = Run(), Progress("placing", total), random.Random(7)
     shop_ids = [f"shop-{i + 1}" for i in range(shops)]
+    skus = [sku for sku, _ in CATALOGUE] + [SCARCE[0]]
+    keys = {s: (await onboard(settings, s, "EUR", skus))[0] for s in shop_ids}
     started = time.monotonic()
     async with httpx.AsyncClient(base_url=settings.api_url, timeout=30) as client:
         async def shop(shop_id: str, count: int) -> None:
             for _ in range(count):
-                response = await client.post("/v1/orders", json=_order(shop_id, rng))
+                body = _order(shop_id, rng)
+                headers = {"Authorization": f"Bearer {keys[shop_id]}",
+                           "Idempotency-Key": f"demo-{rng.getrandbits(64):016x}"}
+                response = await client.post("/v1/orders", json=body, headers=headers)
+                while response.status_code in (409, 429):
+                    run.slowed_down += 1
+                    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                    response = await client.post("/v1/orders", json=body, headers=headers)
                 if response.status_code != 202:
                     raise RuntimeError(f"{shop_id}: {response.status_code} {response.text}")
                 run.orders.append(response.json()["order_id"])
@@ -151,6 +165,7 @@ async def _summary(settings: Settings, db: asyncpg.Pool, run: Run, due_mails: in
     seconds = (span["last"] - span["first"]).total_seconds() if span["first"] else 0.0
     rows = [("orders placed", f"{len(ids)}"),
             ("intake rate", f"{len(ids) / run.placing_seconds:.0f} orders/s over HTTP"),
+            ("rate-limit waits (429)", str(run.slowed_down)),
             *[(f"final: {k}", str(v)) for k, v in sorted(by_state.items())],
             ("accepted -> delivered p50", f"{_percentile(latencies, 50) * 1000:.0f} ms"),
             ("accepted -> delivered p99", f"{_percentile(latencies, 99) * 1000:.0f} ms"),

@@ -1,4 +1,4 @@
-"""Fixtures. Unit tests need no servers. Tests under contract/ and e2e/ use a real Kafka,
+"""Fixtures. Unit tests need no servers. Tests under api/, contract/ and e2e/ use a real Kafka,
 PostgreSQL and Prometheus that this file starts once per session on their own ports and in
 their own state dir (.alur/test, wiped first), and stops by PID at the end."""
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from alur.infra import stack
 from alur.runtime.db import CORE_SQL, connect_pool, migrate
@@ -32,7 +33,7 @@ test_settings.__test__ = False  # type: ignore[attr-defined]
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if "/contract/" in str(item.path) or "/e2e/" in str(item.path):
+        if any(f"/{kind}/" in str(item.path) for kind in ("contract", "e2e", "api")):
             item.add_marker(pytest.mark.infra)
 
 
@@ -56,3 +57,9 @@ async def fresh_schema(infra: Settings) -> AsyncIterator[tuple[asyncpg.Pool, str
         conn = await asyncpg.connect(infra.pg_dsn)
         await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await conn.close()
+
+
+# Property tests: no per-example deadline (the machines are shared and noisy; speed is measured
+# by the benchmarks), and the database of failing examples stays out of the repository.
+hypothesis_settings.register_profile("alur", deadline=None, database=None)
+hypothesis_settings.load_profile("alur")

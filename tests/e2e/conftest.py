@@ -8,6 +8,7 @@ import pytest
 
 from alur.infra import stack
 from alur.settings import Settings
+from tests.e2e.helpers import auth
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +23,8 @@ def services(infra: Settings) -> Iterator[Settings]:
 
 @pytest.fixture
 async def api(services: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=services.api_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=services.api_url, timeout=10,
+                                 headers=await auth()) as client:
         yield client
 
 

@@ -13,9 +13,38 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from alur.settings import SERVICES
+from alur.settings import SERVICES, Settings
 from alur.simulators.smtp import read_messages
-from services.inventory.seed import set_stock
+from services.inventory import seed
+from services.orders.admin import onboard, registry
+from tests.conftest import test_settings
+
+DEFAULT_SHOP = "shop-e2e"
+_keys: dict[str, str] = {}
+
+
+async def key_for(shop: str) -> str:
+    """An API key for the shop, registering it in the test stack on first use."""
+    if shop not in _keys:
+        # Tests place orders as fast as they can: far above the default rate limit.
+        _keys[shop], _ = await onboard(test_settings(), shop, "EUR", [],
+                                       rate_per_second=10_000, burst=10_000)
+    return _keys[shop]
+
+
+async def auth(shop: str = DEFAULT_SHOP) -> dict[str, str]:
+    return {"Authorization": f"Bearer {await key_for(shop)}"}
+
+
+async def set_stock(settings: Settings, rows: list[tuple[str, str, int]]) -> None:
+    """Stock the SKUs in inventory and list them in the orders catalogue."""
+    await seed.set_stock(settings, rows)
+    await onboard_skus(settings, [sku for _, sku, _ in rows])
+
+
+async def onboard_skus(settings: Settings, skus: list[str]) -> None:
+    async with registry(settings) as shops:
+        await shops.add_skus(skus)
 
 
 def new_sku() -> str:
@@ -23,7 +52,7 @@ def new_sku() -> str:
 
 
 def order_body(sku: str, quantity: int = 1, token: str = "tok_visa",
-               shop: str = "shop-e2e") -> dict[str, object]:
+               shop: str = DEFAULT_SHOP) -> dict[str, object]:
     return {
         "shop_id": shop, "channel": "online",
         "customer": {"customer_id": f"cus-{uuid.uuid4().hex[:8]}",
@@ -38,7 +67,7 @@ def order_body(sku: str, quantity: int = 1, token: str = "tok_visa",
 
 
 async def place(api: httpx.AsyncClient, body: dict[str, object]) -> str:
-    response = await api.post("/v1/orders", json=body)
+    response = await api.post("/v1/orders", json=body, headers=await auth(str(body["shop_id"])))
     assert response.status_code == 202, response.text
     return str(response.json()["order_id"])
 
@@ -89,5 +118,6 @@ async def versions_are_contiguous(db: asyncpg.Pool, order_id: str) -> dict[str, 
     return found
 
 
-__all__ = ["set_stock", "new_sku", "order_body", "place", "wait_until", "statuses",
+__all__ = ["set_stock", "auth", "key_for", "new_sku", "order_body", "place", "wait_until",
+           "statuses",
            "all_delivered", "all_settled", "mails_about", "versions_are_contiguous"]

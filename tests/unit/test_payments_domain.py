@@ -25,3 +25,10 @@ def test_never_charge_twice() -> None:
         state = domain.evolve(state, event(name, "o1"))
     assert domain.decide(state, event("StockReserved", "o1")) == []
     assert domain.decide(state, event("OrderPlaced", "o1")) == []
+
+
+def test_an_order_cancelled_before_its_stock_was_reserved_is_never_charged() -> None:
+    state = PaymentState()
+    for name in ("OrderPlaced", "OrderCancelled"):
+        state = domain.evolve(state, event(name, "o1"))
+    assert domain.decide(state, event("StockReserved", "o1")) == []
