@@ -15,7 +15,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from alur.tools.slice import Slice
 from services.orders.reports import render_html, report
 from services.orders.sales import ReplayInterrupted, replay
-from tests.e2e.helpers import all_settled, new_sku, order_body, place, set_stock, wait_until
+from tests.e2e.helpers import (
+    all_settled,
+    auth,
+    new_sku,
+    order_body,
+    place,
+    set_stock,
+    statuses,
+    wait_until,
+)
 
 
 async def mixed_run(services, api, db, shop: str, n: int) -> list[str]:  # noqa: ANN001
@@ -67,6 +76,21 @@ async def test_replays_equal_live_touch_only_their_slice_and_report_adds_up(
     orders_a = await mixed_run(services, api, db, shop_a, 15)
     between = datetime.now(UTC)
     orders_b = await mixed_run(services, api, db, shop_b, 10)
+    # the shop's customers review some delivered orders, one confirms receipt
+    delivered_a = [o for o, types in (await statuses(db, orders_a)).items() if "Delivered" in types]
+    headers = await auth(shop_a)
+    for order_id, stars in zip(delivered_a, (5, 4, 2), strict=False):
+        response = await api.post(f"/v1/orders/{order_id}/reviews", headers=headers,
+                                  json={"rating": stars, "text": "review"})
+        assert response.status_code == 201, response.text
+    assert (await api.post(f"/v1/orders/{delivered_a[0]}/receipt", headers=headers)
+            ).status_code == 200
+
+    async def published() -> bool:
+        return not await db.fetchval("SELECT count(*) FROM orders.outbox "
+                                     "WHERE published_at IS NULL")
+
+    await wait_until(published, 30, "the reviews to be published")
 
     for source in ("kafka", "store"):
         whole = await replay(services.pg_dsn, Slice(), source=source,
@@ -107,6 +131,8 @@ async def test_replays_equal_live_touch_only_their_slice_and_report_adds_up(
     paid = {e["subject"] for e in events if e["type"] == "PaymentConfirmed"}
     delivered = {e["subject"] for e in events if e["type"] == "Delivered"}
     cancelled = {e["subject"] for e in events if e["type"] == "OrderCancelled"}
+    ratings = [e["data"]["rating"] for e in events if e["type"] == "ReviewSubmitted"]
+    completed = {e["subject"] for e in events if e["type"] == "OrderCompleted"}
     units: Counter[str] = Counter()
     revenue: defaultdict[str, int] = defaultdict(int)
     for order_id in paid:
@@ -123,5 +149,12 @@ async def test_replays_equal_live_touch_only_their_slice_and_report_adds_up(
     assert (funnel["placed"], funnel["paid"], funnel["delivered"], funnel["cancelled"]) == \
         (len(placed), len(paid), len(delivered), len(cancelled))
     assert funnel["cancellation_rate"] == round(len(cancelled) / len(placed), 4)
+    assert funnel["completed"] == len(completed) == 1
+    [reviews] = figures["reviews"]
+    assert len(ratings) == 3
+    assert (reviews["reviews"], reviews["average_rating"]) == \
+        (len(ratings), round(sum(ratings) / len(ratings), 2))
+    assert [reviews[k] for k in ("one_star", "two_stars", "three_stars", "four_stars",
+                                 "five_stars")] == [ratings.count(n) for n in range(1, 6)]
     page = render_html(figures)
-    assert page.count("<svg") == 4 and f"{len(placed)} orders placed" in page
+    assert page.count("<svg") == 5 and f"{len(placed)} orders placed" in page
