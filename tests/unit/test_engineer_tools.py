@@ -89,6 +89,8 @@ REPORT = {
     "funnel": [{"placed": 3, "paid": 2, "delivered": 2, "completed": 0, "cancelled": 1,
                 "returned": 0, "avg_seconds_to_delivery": 1.5, "cancellation_rate": 0.3333,
                 "return_rate": 0.0, "paid_rate": 0.6667, "delivered_rate": 0.6667}],
+    "reviews": [{"reviews": 2, "average_rating": 4.5, "one_star": 0, "two_stars": 0,
+                 "three_stars": 0, "four_stars": 1, "five_stars": 1}],
 }
 
 
@@ -104,7 +106,7 @@ def test_the_report_renders_as_csv_json_table_and_html() -> None:
     render_report(REPORT, "table", table.append)
     assert any("SKU-1" in line for line in table)
     page = render_html(REPORT)
-    assert page.count("<svg") == 4 and "25.00 EUR" in page and "<script" not in page
+    assert page.count("<svg") == 5 and "25.00 EUR" in page and "average 4.5" in page and "<script" not in page
 
 
 def test_offset_ranges_are_topic_partition_and_a_half_open_span() -> None:
