@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -10,6 +13,20 @@ import asyncpg
 from alur.runtime.errors import InfrastructureError
 
 CORE_SQL = Path(__file__).parent / "sql"
+# The database is down or dropped the connection: a periodic job tries again next round.
+DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+async def every(seconds: float, job: Callable[[], Awaitable[None]], what: str,
+                log: logging.Logger) -> None:
+    """Run `job` now and then every `seconds`, for good; a database error is logged as
+    "cannot <what>" and does not stop the rounds."""
+    while True:
+        try:
+            await job()
+        except DATABASE_ERRORS as exc:
+            log.warning("cannot %s: %s", what, exc)
+        await asyncio.sleep(seconds)
 
 
 async def connect_pool(dsn: str, schema: str, size: int = 4) -> asyncpg.Pool:

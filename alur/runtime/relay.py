@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from alur.runtime import metrics
-from alur.runtime.db import advisory_key
+from alur.runtime.db import advisory_key, every
 from alur.runtime.ports import Outbox
 from alur.runtime.postgres import notify_channel
 
@@ -101,12 +101,11 @@ async def sample_outbox(service: str, outbox: Outbox, interval: float) -> None:
     """Keep the outbox gauges current, on every replica whether its relay leads or not."""
     backlog = metrics.OUTBOX_BACKLOG.labels(service)
     oldest = metrics.OUTBOX_OLDEST_AGE.labels(service)
-    while True:
-        try:
-            stats = await outbox.stats()
-            backlog.set(stats.backlog)
-            oldest.set(stats.oldest_age)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            log.warning("cannot read %s's outbox stats: %s", service, exc)
-        await asyncio.sleep(interval)
+
+    async def sample() -> None:
+        stats = await outbox.stats()
+        backlog.set(stats.backlog)
+        oldest.set(stats.oldest_age)
+
+    await every(interval, sample, f"read {service}'s outbox stats", log)
 

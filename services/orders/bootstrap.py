@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ import uvicorn
 
 from alur.runtime import metrics
 from alur.runtime.aggregate import Decider, handler_for
+from alur.runtime.db import every
 from alur.runtime.postgres import PostgresUnitOfWork
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
@@ -24,6 +24,7 @@ from services.orders.api.writes import prune
 SOURCE = "alur/orders"
 DECIDER = Decider(domain.OrderState(), domain.evolve, domain.decide, domain.RELEVANT)
 log = logging.getLogger("alur.orders")
+PRUNE_API_RECORDS_EVERY = 300.0  # seconds
 _transitions = metrics.Children(metrics.ORDER_TRANSITIONS)
 _stage_seconds = metrics.Children(metrics.ORDER_STAGE_SECONDS)
 _since_placed = metrics.Children(metrics.ORDER_SINCE_PLACED_SECONDS)
@@ -81,21 +82,16 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
     stuck = metrics.ORDERS_STUCK.labels("orders")
     metrics.initialise(metrics.COMPENSATIONS, ("orders", "OrderCancelled"))
 
+    async def count_stuck() -> None:
+        stuck.set(await count_stuck_orders(pool, settings.stuck_after))
+
     async def watch_stuck_orders() -> None:
-        while True:
-            try:
-                stuck.set(await count_stuck_orders(pool, settings.stuck_after))
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("cannot count stuck orders: %s", exc)
-            await asyncio.sleep(settings.stuck_check_interval)
+        await every(settings.stuck_check_interval, count_stuck, "count stuck orders", log)
 
     async def prune_api_records() -> None:
-        while True:
-            try:
-                await prune(pool.execute, settings.idempotency_ttl, settings.signature_tolerance)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("cannot prune idempotency keys and signatures: %s", exc)
-            await asyncio.sleep(300)
+        await every(PRUNE_API_RECORDS_EVERY, lambda: prune(
+            pool.execute, settings.idempotency_ttl, settings.signature_tolerance),
+            "prune idempotency keys and signatures", log)
 
     return ServiceParts(handler=handle,
                         background=[serve_api, watch_stuck_orders, prune_api_records])
