@@ -113,29 +113,27 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], registry: ShopRegistry, wr
             raise ApiError("unknown-sku", f"Not in the catalogue: {', '.join(sorted(unknown))}.",
                            errors=[{"field": f"lines.{i}.sku", "message": "unknown SKU"}
                                    for i, line in enumerate(body.lines) if line.sku in unknown])
+        # A new stream: no service can have appended to it, so `work` runs once and the id
+        # and the validated order can be made before the transaction.
+        order_id = f"ord_{uuid.uuid4().hex}"
         try:
-            domain.place_order("ord_check", body.customer, body.lines, body.payment,
-                               body.delivery, currency=shop.currency)
+            data = domain.place_order(order_id, body.customer, body.lines, body.payment,
+                                      body.delivery, currency=shop.currency)
         except domain.CurrencyMismatch as exc:
             raise ApiError("currency-mismatch", str(exc)) from None
         except domain.InvalidOrder as exc:
             raise ApiError("invalid-order", str(exc)) from None
-        placed: list[Event] = []
+        event = first_event(data, source=SOURCE, subject=order_id, shop_id=shop.shop_id,
+                            channel=body.channel)
 
         async def work(uow: PostgresUnitOfWork) -> tuple[int, Accepted]:
-            order_id = f"ord_{uuid.uuid4().hex}"
-            data = domain.place_order(order_id, body.customer, body.lines, body.payment,
-                                      body.delivery, currency=shop.currency)
-            event = first_event(data, source=SOURCE, subject=order_id, shop_id=shop.shop_id,
-                                channel=body.channel)
             await uow.append(order_id, 0, [event], ["own"])
             uow.publish(event)
-            placed[:] = [event]
             return 202, Accepted(order_id=order_id, status_url=f"/v1/orders/{order_id}")
 
         response = await writes.run(caller, request, idempotency_key, work)
-        if placed:
-            observe(domain.OrderState(), fold(placed), placed[0])
+        if "Idempotent-Replayed" not in response.headers:
+            observe(domain.OrderState(), fold([event]), event)
         return response
 
     @api.get("/{order_id}", response_model=OrderView,
@@ -222,7 +220,7 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], registry: ShopRegistry, wr
               responses=responses(*POST, "not-found", "not-allowed-now"))
     async def cancel_order(order_id: str, request: Request, caller: Caller = authenticated,
                            idempotency_key: IdempotencyKey = None) -> JSONResponse:
-        """Cancel the order: allowed until it has shipped. Reserved stock is released."""
+        """Cancel the order: allowed until it is paid. Reserved stock is released."""
         return await change(order_id, caller, request, idempotency_key,
                             lambda s: [domain.cancel(s, order_id)], lambda view: view)
 
