@@ -30,7 +30,6 @@ KINDS: dict[str, tuple[int, str]] = {
     "idempotency-key-in-use": (409, "A request with this Idempotency-Key is in progress"),
     "not-allowed-now": (409, "The order's state does not allow this"),
     "body-too-large": (413, "The request body is too large"),
-    "unsupported-media-type": (415, "The request body must be JSON"),
     "validation-error": (422, "The request is invalid"),
     "invalid-order": (422, "The order cannot be placed"),
     "unknown-sku": (422, "Unknown SKU"),
