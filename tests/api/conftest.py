@@ -18,7 +18,7 @@ from alur.settings import Settings
 from services.orders.api import ApiConfig, create_app
 from services.orders.bootstrap import DEFINITION
 from services.orders.shops import ShopRegistry
-from tests.e2e.helpers import order_body
+from tests.e2e.helpers import order_body, table_counts
 
 CONFIG = ApiConfig(body_limit=16_384, rate_per_second=1000.0, burst=1000)
 
@@ -39,11 +39,7 @@ class Api:
         return key, shop.signing_secret
 
     async def counts(self) -> dict[str, int]:
-        """Rows in every table of the schema."""
-        tables = [r["tablename"] for r in await self.pool.fetch(
-            "SELECT tablename FROM pg_tables WHERE schemaname = $1", self.schema)]
-        return {t: await self.pool.fetchval(f'SELECT count(*) FROM "{self.schema}"."{t}"')
-                for t in sorted(tables)}
+        return await table_counts(self.pool, self.schema)
 
 
 async def orders_schema(settings: Settings) -> tuple[asyncpg.Pool, str]:

@@ -107,6 +107,13 @@ def mails_about(mail_dir: Path, order_ids: set[str]) -> list[Message]:
     return [m for m in messages if any(o in str(m["Subject"]) for o in order_ids)]
 
 
+async def table_counts(db: asyncpg.Pool, schema: str) -> dict[str, int]:
+    """Rows in every table of the schema."""
+    tables = [r["tablename"] for r in await db.fetch(
+        "SELECT tablename FROM pg_tables WHERE schemaname = $1", schema)]
+    return {t: await db.fetchval(f'SELECT count(*) FROM "{schema}"."{t}"') for t in sorted(tables)}
+
+
 async def versions_are_contiguous(db: asyncpg.Pool, order_id: str) -> dict[str, list[int]]:
     found = {}
     for service in SERVICES:
@@ -120,4 +127,5 @@ async def versions_are_contiguous(db: asyncpg.Pool, order_id: str) -> dict[str, 
 
 __all__ = ["set_stock", "auth", "key_for", "new_sku", "order_body", "place", "wait_until",
            "statuses",
-           "all_delivered", "all_settled", "mails_about", "versions_are_contiguous"]
+           "all_delivered", "all_settled", "table_counts", "mails_about",
+           "versions_are_contiguous"]

@@ -15,7 +15,15 @@ from schemathesis import checks
 
 from alur.settings import Settings
 from services.orders.api import openapi
-from tests.e2e.helpers import auth, key_for, new_sku, order_body, set_stock, wait_until
+from tests.e2e.helpers import (
+    auth,
+    key_for,
+    new_sku,
+    order_body,
+    set_stock,
+    table_counts,
+    wait_until,
+)
 
 
 async def end_offsets(settings_: Settings) -> dict[TopicPartition, int]:
@@ -28,12 +36,6 @@ async def end_offsets(settings_: Settings) -> dict[TopicPartition, int]:
         return dict(await consumer.end_offsets(parts))
     finally:
         await consumer.stop()
-
-
-async def orders_tables(db: asyncpg.Pool) -> dict[str, int]:
-    tables = [r["tablename"] for r in await db.fetch(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'orders'")]
-    return {t: await db.fetchval(f'SELECT count(*) FROM orders."{t}"') for t in sorted(tables)}
 
 
 async def test_the_live_openapi_document_is_the_committed_one(api: httpx.AsyncClient) -> None:
@@ -52,7 +54,7 @@ async def test_rejected_requests_leave_no_event_on_kafka_and_no_row(
     before: list[object] = []
 
     async def quiet() -> bool:  # earlier tests' orders may still be moving
-        now = [await end_offsets(services), await orders_tables(db)]
+        now = [await end_offsets(services), await table_counts(db, "orders")]
         settled, before[:] = now == before, now
         if not settled:
             await asyncio.sleep(1)
@@ -75,7 +77,7 @@ async def test_rejected_requests_leave_no_event_on_kafka_and_no_row(
         assert response.status_code == status, (path, response.text)
         assert response.headers["content-type"] == "application/problem+json"
     await asyncio.sleep(2 * services.relay_interval + 1)  # what a relay would have published
-    assert [await end_offsets(services), await orders_tables(db)] == before
+    assert [await end_offsets(services), await table_counts(db, "orders")] == before
 
 
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance,
