@@ -5,22 +5,30 @@ A service's domain is a `Decider`: `evolve(state, event) -> state` folds its str
 the consumed one; commands (gateway charge, e-mail) are carried out by the service's `perform`,
 which returns more payloads. The consumed event and the new ones are appended to the order's
 stream in the service's event store; the new ones go to the outbox.
+
+Timeouts are events too. `deadlines(state)` names the stream's deadlines by kind; the unit of
+work keeps the timers table in step with it, in the same transaction. `fire_due_timers` takes
+due timers (each replica skips those another holds), asks `on_timer(state, kind)` what follows,
+and records it like a decision: the timer's row goes in the same transaction, so it fires once.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import reduce
 from typing import Generic, Literal, TypeVar
 
 from alur.runtime import metrics
-from alur.runtime.ports import UnitOfWork
+from alur.runtime.ports import Timer, UnitOfWork
 from alur.runtime.processing import Handler, HandlerResult
 from schemas import Event, Model, caused_by
 from schemas.envelope import EVENT_FOR_DATA
 
 S = TypeVar("S")
+log = logging.getLogger("alur.timers")
 Perform = Callable[[UnitOfWork, object, Event], Awaitable[Sequence[Model]]]
 # Sees the state before and after a handled event, once its transaction committed (metrics).
 Observe = Callable[[S, S, Event], None]
@@ -39,9 +47,15 @@ class Decider(Generic[S]):
     # Command class -> the event types carrying it out may produce. Lets a dry run compare a
     # decision with what was recorded without performing the command (alur replay handlers).
     outcomes: Mapping[type, frozenset[str]] = field(default_factory=dict)
+    # The stream's deadlines by kind, from its state, and what follows when one passes.
+    deadlines: Callable[[S], Mapping[str, datetime]] | None = None
+    on_timer: Callable[[S, str], Sequence[object]] | None = None
 
     def fold(self, events: Sequence[Event]) -> S:
         return reduce(self.evolve, events, self.initial)
+
+    def due(self, state: S) -> Mapping[str, datetime]:
+        return self.deadlines(state) if self.deadlines is not None else {}
 
 
 async def handle_event(
@@ -55,12 +69,7 @@ async def handle_event(
     # For an observed event, the state before it; for an own event read back from Kafka (a
     # service that reacts to its own topic), the state already includes it.
     state = decider.fold([stored.event for stored in history])
-    new_events: list[Event] = []
-    for item in decider.decide(state, event):
-        payloads: Sequence[Model] = (
-            [item] if isinstance(item, Model) and _is_event_payload(item)
-            else await _perform(perform, uow, item, event))
-        new_events.extend(caused_by(event, p, source=source) for p in payloads)
+    new_events = await _carry_out(decider.decide(state, event), uow, event, source, perform)
     recorded = new_events if own_echo else [event, *new_events]
     origins: list[Literal["own", "observed"]] = ["own"] * len(new_events)
     if not own_echo:
@@ -69,12 +78,92 @@ async def handle_event(
         await uow.append(event.subject, len(history), recorded, origins)
     for e in new_events:
         uow.publish(e)
+    after = reduce(decider.evolve, recorded, state)
+    keep_timers(uow, event.subject, decider.due(state), decider.due(after))
     if observe is not None:
-        after = reduce(decider.evolve, recorded, state)
         metrics.on_commit(lambda: observe(state, after, event))
     if new_events:
         metrics.on_commit(lambda: _count_emitted(source, new_events))
     return "processed"
+
+
+async def fire_due_timers(
+    uow: UnitOfWork, decider: Decider[S], now: datetime, *, source: str, limit: int = 100,
+    perform: Perform | None = None, observe: Observe[S] | None = None,
+) -> list[Timer]:
+    """Fire the timers due by `now` that no other unit of work holds; returns those fired."""
+    timers = await uow.due_timers(now, limit)
+    await uow.preload([t.stream_id for t in timers])
+    fired: list[Timer] = []
+    for timer in timers:
+        history = await uow.load(timer.stream_id)
+        state = decider.fold([stored.event for stored in history])
+        deadline = decider.due(state).get(timer.kind)
+        if deadline is None or deadline > now or not history or decider.on_timer is None:
+            # Moved or gone since it was written (the table lags the state only by a crash).
+            uow.schedule(timer.stream_id, timer.kind, deadline)
+            continue
+        after = await act(uow, decider, timer.stream_id,
+                          _timer_choice(decider.on_timer, timer.kind),
+                          source=source, perform=perform, observe=observe)
+        if decider.due(after).get(timer.kind) == deadline:
+            # on_timer must settle its deadline; a timer that would fire forever is dropped.
+            log.error("timer %s of %s left its deadline in place; dropped", timer.kind,
+                      timer.stream_id)
+            uow.schedule(timer.stream_id, timer.kind, None)
+        fired.append(timer)
+    return fired
+
+
+def _timer_choice(on_timer: Callable[[S, str], Sequence[object]],
+                  kind: str) -> Callable[[S], Sequence[object]]:
+    return lambda state: on_timer(state, kind)
+
+
+async def act(
+    uow: UnitOfWork, decider: Decider[S], stream_id: str,
+    choose: Callable[[S], Sequence[object]], *, source: str, perform: Perform | None = None,
+    observe: Observe[S] | None = None,
+) -> S:
+    """Record what the service decides on its own about an existing stream (a timer passed, a
+    gateway called back): `choose(state)` gives payloads or commands, caused by the stream's
+    latest event. Returns the state after them."""
+    history = await uow.load(stream_id)
+    if not history:
+        raise LookupError(f"no stream {stream_id}")
+    state = decider.fold([stored.event for stored in history])
+    new_events = await _carry_out(choose(state), uow, history[-1].event, source, perform)
+    if not new_events:
+        return state
+    await uow.append(stream_id, len(history), new_events, ["own"] * len(new_events))
+    for e in new_events:
+        uow.publish(e)
+    after = reduce(decider.evolve, new_events, state)
+    keep_timers(uow, stream_id, decider.due(state), decider.due(after))
+    if observe is not None:
+        metrics.on_commit(lambda: observe(state, after, new_events[0]))
+    metrics.on_commit(lambda: _count_emitted(source, new_events))
+    return after
+
+
+def keep_timers(uow: UnitOfWork, stream_id: str, before: Mapping[str, datetime],
+                after: Mapping[str, datetime]) -> None:
+    """Schedule the deadlines that changed between two states of the stream."""
+    for kind in before.keys() | after.keys():
+        if before.get(kind) != after.get(kind):
+            uow.schedule(stream_id, kind, after.get(kind))
+
+
+async def _carry_out(items: Sequence[object], uow: UnitOfWork, cause: Event, source: str,
+                     perform: Perform | None) -> list[Event]:
+    """The decided payloads as events caused by `cause`; commands performed first."""
+    new_events: list[Event] = []
+    for item in items:
+        payloads: Sequence[Model] = (
+            [item] if isinstance(item, Model) and _is_event_payload(item)
+            else await _perform(perform, uow, item, cause))
+        new_events.extend(caused_by(cause, p, source=source) for p in payloads)
+    return new_events
 
 
 def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = None,
@@ -86,6 +175,20 @@ def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = N
                                   observe=observe)
 
     return handle
+
+
+FireTimers = Callable[[UnitOfWork, datetime], Awaitable[list[Timer]]]
+
+
+def timers_for(decider: Decider[S], *, source: str, perform: Perform | None = None,
+               observe: Observe[S] | None = None, limit: int = 200) -> FireTimers:
+    """The runtime's timer job for a service whose deadlines are `decider`'s."""
+
+    async def fire(uow: UnitOfWork, now: datetime) -> list[Timer]:
+        return await fire_due_timers(uow, decider, now, source=source, limit=limit,
+                                     perform=perform, observe=observe)
+
+    return fire
 
 
 _compensations = metrics.Children(metrics.COMPENSATIONS)

@@ -11,7 +11,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from alur.runtime.errors import ConcurrencyConflict
-from alur.runtime.ports import DEAD_LETTER_TYPE, AuditRow, OutboxRow, OutboxStats, StoredEvent
+from alur.runtime.ports import (
+    DEAD_LETTER_TYPE,
+    AuditRow,
+    OutboxRow,
+    OutboxStats,
+    StoredEvent,
+    Timer,
+)
 from schemas import Event, encode
 
 
@@ -24,6 +31,9 @@ class MemoryState:
     outbox: list[dict[str, Any]] = field(default_factory=list)
     audit: list[AuditRow] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    timers: dict[tuple[str, str], datetime] = field(default_factory=dict)
+    # Timers some open unit of work holds (the fake's FOR UPDATE SKIP LOCKED).
+    held_timers: set[tuple[str, str]] = field(default_factory=set)
     next_outbox_id: int = 1
 
 
@@ -33,14 +43,18 @@ class InMemoryUnitOfWork:
     def __init__(self, state: MemoryState) -> None:
         self._committed = state
         self.state = state
+        self._held: set[tuple[str, str]] = set()
 
     async def __aenter__(self) -> InMemoryUnitOfWork:
         self.state = copy.deepcopy(self._committed)
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        held = self._committed.held_timers
         if exc_type is None:
             self._committed.__dict__.update(self.state.__dict__)
+        self._committed.held_timers = held - self._held
+        self._held = set()
         self.state = self._committed
 
     @asynccontextmanager
@@ -104,6 +118,20 @@ class InMemoryUnitOfWork:
 
     def audit(self, row: AuditRow) -> None:
         self.state.audit.append(row)
+
+    def schedule(self, stream_id: str, kind: str, due_at: datetime | None) -> None:
+        if due_at is None:
+            self.state.timers.pop((stream_id, kind), None)
+        else:
+            self.state.timers[(stream_id, kind)] = due_at
+
+    async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
+        held = self._committed.held_timers
+        due = sorted((t, s, k) for (s, k), t in self.state.timers.items()
+                     if t <= now and (s, k) not in held)[:limit]
+        self._held |= {(s, k) for _, s, k in due}
+        held |= self._held
+        return [Timer(s, k, t) for t, s, k in due]
 
 
 class InMemoryOutbox:

@@ -82,6 +82,9 @@ COMPENSATIONS = Counter(
     ["service", "type"])
 PAYMENT_DECLINES = Counter(
     "alur_payment_declines_total", "Payments the gateway refused, by reason.", ["reason"])
+TIMERS_FIRED = Counter(
+    "alur_timers_fired_total", "Deadlines that passed and were acted on (reservation_expiry, "
+    "payment_expiry, auto_complete, stuck), by the replica that fired them.", ["service", "kind"])
 NOTIFICATION_DELIVERIES = Counter(
     "alur_notification_deliveries_total", "Notification delivery attempts by channel and "
     "outcome (sent, failed).", ["channel", "outcome"])

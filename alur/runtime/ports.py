@@ -53,6 +53,15 @@ class OutboxStats:
 
 
 @dataclass(frozen=True)
+class Timer:
+    """A stream's deadline of one kind (e.g. the reservation expiry of order X)."""
+
+    stream_id: str
+    kind: str
+    due_at: datetime
+
+
+@dataclass(frozen=True)
 class StoredEvent:
     version: int
     origin: Literal["own", "observed"]
@@ -99,6 +108,14 @@ class UnitOfWork(Protocol):
         """Put a dead-letter record in the outbox for `topic` (already the `.dlq` name)."""
 
     def audit(self, row: AuditRow) -> None: ...
+
+    def schedule(self, stream_id: str, kind: str, due_at: datetime | None) -> None:
+        """Set the stream's timer of this kind to `due_at`, or cancel it (None); written with
+        the unit of work's other rows."""
+
+    async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
+        """Up to `limit` timers due by `now`, earliest first, held by this unit of work until
+        it ends: a concurrent unit of work (another replica) does not see them."""
 
 
 class Outbox(Protocol):

@@ -12,12 +12,20 @@ import itertools
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Literal
 
 import asyncpg
 
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
-from alur.runtime.ports import DEAD_LETTER_TYPE, AuditRow, OutboxRow, OutboxStats, StoredEvent
+from alur.runtime.ports import (
+    DEAD_LETTER_TYPE,
+    AuditRow,
+    OutboxRow,
+    OutboxStats,
+    StoredEvent,
+    Timer,
+)
 from schemas import Event, decode, encode
 
 _AUDIT_COLUMNS = ("direction", "topic", "partition", "offset", "event_id", "type", "order_id",
@@ -44,6 +52,7 @@ class PostgresUnitOfWork:
         self._audit: list[tuple[object, ...]] = []
         self._events: list[tuple[object, ...]] = []
         self._streams: dict[str, list[StoredEvent]] = {}
+        self._timers: dict[tuple[str, str], datetime | None] = {}
         self._savepoints: list[list[object]] = []  # [name, issued] per open savepoint
         self._names = itertools.count()
 
@@ -56,6 +65,7 @@ class PostgresUnitOfWork:
             await self._release()
             raise InfrastructureError(f"PostgreSQL unavailable: {exc}") from exc
         self._outbox, self._audit, self._events, self._streams = [], [], [], {}
+        self._timers = {}
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -84,6 +94,25 @@ class PostgresUnitOfWork:
                     table, records=rows, columns=columns, schema_name=self._schema)
         if self._outbox:
             await self.conn.execute("SELECT pg_notify($1, '')", notify_channel(self._schema))
+        if self._timers:
+            await self._flush_timers()
+
+    async def _flush_timers(self) -> None:
+        assert self.conn is not None
+        set_ = [(s, k, due) for (s, k), due in self._timers.items() if due is not None]
+        cancelled = [(s, k) for (s, k), due in self._timers.items() if due is None]
+        if cancelled:
+            streams, kinds = zip(*cancelled, strict=True)
+            await self.conn.execute(
+                "DELETE FROM timers t USING unnest($1::text[], $2::text[]) AS c(s, k) "
+                "WHERE t.stream_id = c.s AND t.kind = c.k", list(streams), list(kinds))
+        if set_:
+            streams, kinds, dues = zip(*set_, strict=True)
+            await self.conn.execute(
+                "INSERT INTO timers (stream_id, kind, due_at) "
+                "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) "
+                "ON CONFLICT (stream_id, kind) DO UPDATE SET due_at = EXCLUDED.due_at",
+                list(streams), list(kinds), list(dues))
 
     async def _release(self) -> None:
         if self.conn is not None:
@@ -108,6 +137,7 @@ class PostgresUnitOfWork:
         assert self.conn is not None
         marks = (len(self._outbox), len(self._audit), len(self._events),
                  {k: len(v) for k, v in self._streams.items()})
+        timers = dict(self._timers)
         savepoint: list[object] = [f"alur_sp_{next(self._names)}", False]
         self._savepoints.append(savepoint)
         try:
@@ -118,6 +148,7 @@ class PostgresUnitOfWork:
                 await self.conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint[0]}")
             n_outbox, n_audit, n_events, lengths = marks
             del self._outbox[n_outbox:], self._audit[n_audit:], self._events[n_events:]
+            self._timers = timers
             for stream_id in list(self._streams):
                 if stream_id in lengths:
                     del self._streams[stream_id][lengths[stream_id]:]
@@ -186,6 +217,16 @@ class PostgresUnitOfWork:
 
     def audit(self, row: AuditRow) -> None:
         self._audit.append(tuple(getattr(row, c) for c in _AUDIT_COLUMNS))
+
+    def schedule(self, stream_id: str, kind: str, due_at: datetime | None) -> None:
+        self._timers[(stream_id, kind)] = due_at
+
+    async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
+        conn = await self.connection()
+        rows = await conn.fetch(
+            "SELECT stream_id, kind, due_at FROM timers WHERE due_at <= $1 "
+            "ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
+        return [Timer(r["stream_id"], r["kind"], r["due_at"]) for r in rows]
 
 
 class PostgresOutbox:

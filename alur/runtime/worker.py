@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ import asyncpg
 import faust
 
 from alur.runtime import metrics
-from alur.runtime.db import CORE_SQL, connect_pool, migrate
+from alur.runtime.aggregate import FireTimers
+from alur.runtime.db import CORE_SQL, connect_pool, every, migrate
+from alur.runtime.errors import ConcurrencyConflict
 from alur.runtime.health import serve_operations
 from alur.runtime.logs import logging_config
 from alur.runtime.postgres import PostgresOutbox, PostgresUnitOfWork
@@ -41,6 +44,7 @@ class ServiceParts:
     handler: Handler
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     close: Callable[[], Awaitable[None]] | None = None
+    timers: FireTimers | None = None
 
 
 @dataclass(frozen=True)
@@ -182,13 +186,37 @@ async def _serve(definition: ServiceDefinition, settings: Settings, runtime: _Ru
         await asyncio.gather(
             relay.run(), sample_outbox(name, outbox, settings.sample_interval),
             _sample_lag(name, runtime, settings.sample_interval),
-            *(job() for job in parts.background))
+            *(job() for job in parts.background),
+            *([_fire_timers(name, parts.timers, pool, settings.timer_interval)]
+              if parts.timers else []))
     finally:
         await operations.cleanup()
         if parts.close:
             await parts.close()
         await producer.stop()
         await pool.close()
+
+
+async def _fire_timers(service: str, fire: FireTimers, pool: asyncpg.Pool,
+                       interval: float) -> None:
+    """Fire due timers every `interval` seconds, one transaction per round. Replicas share the
+    table: each takes the due rows no other holds."""
+    fired = metrics.Children(metrics.TIMERS_FIRED, service)
+
+    async def round_() -> None:
+        try:
+            with metrics.collecting() as committed:
+                async with PostgresUnitOfWork(pool, service) as uow:
+                    timers = await fire(uow, datetime.now(UTC))
+        except ConcurrencyConflict as exc:  # the consumer wrote the same order: next round
+            log.info("%s: timers wait a round: %s", service, exc)
+            return
+        for callback in committed:
+            callback()
+        for timer in timers:
+            fired(timer.kind).inc()
+
+    await every(interval, round_, "fire timers", log)
 
 
 async def _sample_lag(service: str, runtime: _Runtime, interval: float) -> None:
