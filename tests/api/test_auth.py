@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from alur.runtime.signing import sign
 from services.orders.api.problems import PROBLEM_BASE
-from services.orders.api.security import sign
 from tests.api.conftest import Api, bearer, mug_order
 
 

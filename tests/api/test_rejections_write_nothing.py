@@ -8,7 +8,7 @@ import json
 import time
 
 from alur.runtime.db import advisory_key
-from services.orders.api.security import sign
+from alur.runtime.signing import sign
 from tests.api.conftest import CONFIG, Api, bearer, mug_order
 from tests.api.test_limits import line, with_lines
 
