@@ -26,8 +26,9 @@ def _run(name: str, settings: Settings) -> None:
         from alur.runtime.logs import logging_config
         from alur.simulators.gateway import create_app
 
-        uvicorn.run(create_app(settings.pg_dsn), host=settings.listen_host,
-                    port=settings.gateway_port, log_level=settings.log_level, access_log=False,
+        app = create_app(settings.pg_dsn, settings.gateway_callback_secret)
+        uvicorn.run(app, host=settings.listen_host, port=settings.gateway_port,
+                    log_level=settings.log_level, access_log=False,
                     log_config=logging_config(name, settings.log_level))
     elif name == "smtp-sink":
         from alur.runtime.logs import configure

@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     pg_host: str = "127.0.0.1"
     smtp_host: str = "127.0.0.1"
     gateway_host: str = "127.0.0.1"
+    payments_host: str = Field("127.0.0.1", description="Host the gateway calls back.")
     listen_host: str = Field("127.0.0.1", description="Address the API and /metrics bind to.")
 
     kafka_port: int = 19092
@@ -38,6 +39,10 @@ class Settings(BaseSettings):
     smtp_port: int = 2525
     api_port: int = Field(8080, description="Orders HTTP API.")
     gateway_port: int = Field(8090, description="Payment gateway simulator.")
+    payments_port: int = Field(8082, description="Payments HTTP endpoint (gateway callbacks).")
+    gateway_callback_secret: str = Field(
+        "alur-local-gateway-secret", description="Shared secret the gateway signs its "
+        "callbacks with (set a real one outside local runs).")
     metrics_port_base: int = Field(9400, description="Service i serves /metrics, /healthz and "
                                    "/readyz on base + i.")
     prometheus_port: int = Field(9490, description="The local Prometheus (alur infra up).")
@@ -66,6 +71,19 @@ class Settings(BaseSettings):
     idempotency_ttl: float = Field(86_400.0, description="Seconds an Idempotency-Key is kept.")
     return_window_days: float = Field(30.0, description="Days after delivery a return may be "
                                       "requested.")
+    reservation_ttl: float = Field(900.0, description="Seconds stock stays reserved for an "
+                                   "order whose payment has not started.")
+    bank_transfer_ttl: float = Field(86_400.0, description="Seconds a customer has to pay a "
+                                     "bank transfer into its virtual account.")
+    auto_complete_after: float = Field(14 * 86_400.0, description="Seconds after delivery an "
+                                       "order completes unless the customer confirmed earlier.")
+    carrier_pickup_after: float = Field(2.0, description="Seconds the simulated courier takes "
+                                        "to collect a parcel (the window to cancel a paid "
+                                        "order) or a return.")
+    carrier_step_after: float = Field(0.5, description="Seconds between the simulated "
+                                      "courier's later parcel updates.")
+    timer_interval: float = Field(1.0, description="Seconds between rounds of firing due "
+                                  "timers (expiries, auto-completion, stuck orders).")
     stuck_check_interval: float = Field(60.0, description="Seconds between counts of stuck "
                                         "orders (a scan of the orders event store).")
 
@@ -81,6 +99,11 @@ class Settings(BaseSettings):
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def payments_url(self) -> str:
+        """Where the gateway reaches the payments service (its callback base URL)."""
+        return f"http://{self.payments_host}:{self.payments_port}"
 
     @property
     def gateway_url(self) -> str:

@@ -8,20 +8,31 @@ Every charge needs an `Idempotency-Key`: the same key with the same request retu
 answer (never a second charge); the same key with a different request is refused with 422.
 Charges are kept in PostgreSQL (schema `gateway_sim`), so they survive restarts and tests can
 count them.
+
+Bank transfers: `POST /v1/virtual-accounts` opens an account for an order (idempotent like a
+charge). `POST /v1/virtual-accounts/{number}/transfers` plays the customer's bank paying into
+it: the simulator records the transfer and reports it to the account's callback URL, signed
+(HMAC-SHA256, `Gateway-Timestamp` / `Gateway-Signature`, see alur.runtime.signing), retrying a
+few times. Refunds (`POST /v1/refunds`) are idempotent per key like charges.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 import asyncpg
+import httpx
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
+
+from alur.runtime.signing import signed_headers
 
 SCHEMA = "gateway_sim"
 DDL = f"""
@@ -38,9 +49,59 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.charges (
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS charges_reference ON {SCHEMA}.charges (reference);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.virtual_accounts (
+    idempotency_key text PRIMARY KEY,
+    account_number  text NOT NULL UNIQUE,
+    reference       text NOT NULL,
+    amount          bigint NOT NULL,
+    currency        text NOT NULL,
+    expires_at      timestamptz NOT NULL,
+    callback_url    text NOT NULL,
+    request_hash    text NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.transfers (
+    id             text PRIMARY KEY,
+    account_number text NOT NULL,
+    amount         bigint NOT NULL,
+    currency       text NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.refunds (
+    idempotency_key   text PRIMARY KEY,
+    id                text NOT NULL UNIQUE,
+    reference         text NOT NULL,
+    amount            bigint NOT NULL,
+    currency          text NOT NULL,
+    payment_reference text NOT NULL,
+    request_hash      text NOT NULL,
+    created_at        timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS refunds_reference ON {SCHEMA}.refunds (reference);
 """
+CALLBACK_ATTEMPTS = 5
 OUTCOMES = {"tok_decline": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
 FLAKY = "_flaky"
+
+
+class VirtualAccountRequest(BaseModel):
+    reference: str = Field(min_length=1, description="The merchant's order id.")
+    amount: int = Field(gt=0, description="Minor units the customer must transfer.")
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    expires_at: AwareDatetime
+    callback_url: str = Field(min_length=1, description="Where the transfer is reported.")
+
+
+class TransferRequest(BaseModel):
+    amount: int = Field(gt=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+class RefundRequest(BaseModel):
+    reference: str = Field(min_length=1)
+    amount: int = Field(gt=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    payment_reference: str = Field(min_length=1, description="The capture paid back.")
 
 
 class ChargeRequest(BaseModel):
@@ -50,13 +111,41 @@ class ChargeRequest(BaseModel):
     token: str | None = None
 
 
+def _public(r: asyncpg.Record) -> dict[str, object]:
+    return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items()
+            if k not in ("idempotency_key", "request_hash")}
+
+
+async def _call_back(url: str, body: bytes, secret: str) -> int:
+    """POST the signed report; retried with backoff while the merchant answers 5xx or not at
+    all. Returns the last status (0 when never reached)."""
+    path = httpx.URL(url).raw_path.decode()
+    status = 0
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        for attempt in range(CALLBACK_ATTEMPTS):
+            headers = {"Content-Type": "application/json",
+                       **signed_headers(secret, "POST", path, body, prefix="Gateway")}
+            try:
+                status = (await client.post(url, content=body, headers=headers)).status_code
+            except httpx.HTTPError:
+                status = 0
+            if 0 < status < 500:
+                return status
+            await asyncio.sleep(0.2 * 2 ** attempt)
+    return status
+
+
 def _row(r: asyncpg.Record) -> dict[str, object]:
     return {"id": r["id"], "reference": r["reference"], "amount": r["amount"],
             "currency": r["currency"], "status": r["status"],
             "failure_reason": r["failure_reason"]}
 
 
-def create_app(dsn: str) -> FastAPI:
+def _digest(body: BaseModel) -> str:
+    return hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+
+
+def create_app(dsn: str, callback_secret: str) -> FastAPI:
     pools: dict[str, asyncpg.Pool] = {}
 
     @asynccontextmanager
@@ -107,6 +196,62 @@ def create_app(dsn: str) -> FastAPI:
             return JSONResponse({"error": "idempotency key reused with another request"},
                                 status_code=422)
         return JSONResponse(_row(first), status_code=200, headers={"Idempotent-Replayed": "true"})
+
+    async def once(table: str, key: str, digest: str, values: dict[str, object]) -> JSONResponse:
+        """Insert the row for a new key; the same key again answers with the first row."""
+        columns = ["idempotency_key", "request_hash", *values]
+        row = await pools["db"].fetchrow(
+            f"INSERT INTO {SCHEMA}.{table} ({', '.join(columns)}) VALUES "
+            f"({', '.join(f'${i + 1}' for i in range(len(columns)))}) "
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+            key, digest, *values.values())
+        if row is not None:
+            return JSONResponse(_public(row), status_code=201)
+        first = await pools["db"].fetchrow(
+            f"SELECT * FROM {SCHEMA}.{table} WHERE idempotency_key = $1", key)
+        if first["request_hash"] != digest:
+            return JSONResponse({"error": "idempotency key reused with another request"},
+                                status_code=422)
+        return JSONResponse(_public(first), headers={"Idempotent-Replayed": "true"})
+
+    @app.post("/v1/virtual-accounts")
+    async def open_virtual_account(body: VirtualAccountRequest,
+                                   idempotency_key: str = Header(min_length=1)) -> JSONResponse:
+        """Open a virtual account for one bank transfer; idempotent per Idempotency-Key."""
+        return await once("virtual_accounts", idempotency_key, _digest(body), {
+            "account_number": f"VA{uuid.uuid4().int % 10**14:014d}", **body.model_dump()})
+
+    @app.post("/v1/virtual-accounts/{account_number}/transfers")
+    async def transfer(account_number: str, body: TransferRequest) -> JSONResponse:
+        """Simulation only: the customer's bank pays into the account; the merchant is told."""
+        account = await pools["db"].fetchrow(
+            f"SELECT * FROM {SCHEMA}.virtual_accounts WHERE account_number = $1", account_number)
+        if account is None:
+            return JSONResponse({"error": "no such account"}, status_code=404)
+        transfer_id = f"tr_{uuid.uuid4().hex[:24]}"
+        await pools["db"].execute(
+            f"INSERT INTO {SCHEMA}.transfers (id, account_number, amount, currency) "
+            "VALUES ($1, $2, $3, $4)", transfer_id, account_number, body.amount, body.currency)
+        report = json.dumps({
+            "type": "transfer.received", "id": transfer_id, "reference": account["reference"],
+            "account_number": account_number, "amount": body.amount,
+            "currency": body.currency}).encode()
+        status = await _call_back(account["callback_url"], report, callback_secret)
+        return JSONResponse({"id": transfer_id, "callback_status": status}, status_code=201)
+
+    @app.post("/v1/refunds")
+    async def refund(body: RefundRequest,
+                     idempotency_key: str = Header(min_length=1)) -> JSONResponse:
+        """Pay (part of) a capture back; idempotent per Idempotency-Key."""
+        return await once("refunds", idempotency_key, _digest(body), {
+            "id": f"re_{uuid.uuid4().hex[:24]}", **body.model_dump()})
+
+    @app.get("/v1/refunds")
+    async def list_refunds(reference: str) -> list[dict[str, object]]:
+        """Refunds made for one merchant reference (order id)."""
+        rows = await pools["db"].fetch(
+            f"SELECT * FROM {SCHEMA}.refunds WHERE reference = $1 ORDER BY created_at", reference)
+        return [_public(r) for r in rows]
 
     @app.get("/v1/charges")
     async def list_charges(reference: str) -> list[dict[str, object]]:

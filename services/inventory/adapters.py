@@ -7,7 +7,7 @@ from typing import Protocol
 
 import asyncpg
 
-from schemas import StockLine
+from schemas import ReturnLine, StockLine
 from services.inventory.domain import Levels, choose_location, short_skus
 
 
@@ -26,6 +26,9 @@ class Stock(Protocol):
 
     async def release(self, order_id: str) -> None:
         """The order will not ship: its reserved units are available again."""
+
+    async def restock(self, location: str, lines: Sequence[ReturnLine]) -> None:
+        """Returned units are on the shelf again: on_hand goes up."""
 
 
 class PostgresStock:
@@ -80,6 +83,12 @@ class PostgresStock:
 
     async def release(self, order_id: str) -> None:
         await self._settle(order_id, "released", shipped=False)
+
+    async def restock(self, location: str, lines: Sequence[ReturnLine]) -> None:
+        await (await self._connection()).executemany(
+            "UPDATE stock SET on_hand = on_hand + $3, updated_at = now() "
+            "WHERE location = $1 AND sku = $2",
+            [(location, line.sku, line.quantity) for line in sorted(lines, key=lambda x: x.sku)])
 
     async def _settle(self, order_id: str, status: str, *, shipped: bool) -> None:
         """End the order's held lines: the units leave the shelf (shipped) or go back on sale."""
@@ -137,6 +146,10 @@ class InMemoryStock:
 
     async def release(self, order_id: str) -> None:
         self._settle(order_id, "released", shipped=False)
+
+    async def restock(self, location: str, lines: Sequence[ReturnLine]) -> None:
+        for line in lines:
+            self._stock[(location, line.sku)]["on_hand"] += line.quantity
 
     def _settle(self, order_id: str, status: str, *, shipped: bool) -> None:
         for (oid, sku), line in self._lines.items():

@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 
 from alur.runtime import metrics
-from alur.runtime.aggregate import Decider, handler_for
+from alur.runtime.aggregate import Decider, Perform, handler_for, timers_for
 from alur.runtime.memory import InMemoryUnitOfWork
 from alur.runtime.ports import UnitOfWork
 from alur.runtime.postgres import PostgresUnitOfWork
@@ -20,18 +20,19 @@ from schemas import (
     Event,
     Model,
     StockCommittedData,
+    StockLine,
     StockRejectedData,
     StockReleasedData,
     StockReservedData,
+    StockRestockedData,
     now,
 )
 from services.inventory import domain
 from services.inventory.adapters import InMemoryStock, PostgresStock, Stock
 
 SOURCE = "alur/inventory"
-RESERVATION_TTL = timedelta(minutes=15)
 DECIDER = Decider(domain.ReservationState(), domain.evolve, domain.decide, domain.RELEVANT,
-                  domain.OUTCOMES)
+                  domain.OUTCOMES, domain.deadlines, domain.on_timer)
 
 
 def stock_of(uow: UnitOfWork) -> Stock:
@@ -43,7 +44,8 @@ def stock_of(uow: UnitOfWork) -> Stock:
     raise TypeError(f"no stock adapter for {type(uow).__name__}")
 
 
-def make_handler(stock: Callable[[UnitOfWork], Stock] = stock_of) -> Handler:
+def make_perform(reservation_ttl: float,
+                 stock: Callable[[UnitOfWork], Stock] = stock_of) -> Perform:
     async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
         if isinstance(command, domain.Reserve):
             location, short = await stock(uow).reserve(
@@ -52,7 +54,8 @@ def make_handler(stock: Callable[[UnitOfWork], Stock] = stock_of) -> Handler:
                 return [StockRejectedData(order_id=command.order_id, short_skus=short)]
             return [StockReservedData(
                 order_id=command.order_id, reservation_id=command.reservation_id,
-                location=location, lines=list(command.lines), expires_at=now() + RESERVATION_TTL)]
+                location=location, lines=list(command.lines),
+                expires_at=now() + timedelta(seconds=reservation_ttl))]
         if isinstance(command, domain.Release):
             await stock(uow).release(command.order_id)
             return [StockReleasedData(order_id=command.order_id,
@@ -63,16 +66,29 @@ def make_handler(stock: Callable[[UnitOfWork], Stock] = stock_of) -> Handler:
             return [StockCommittedData(order_id=command.order_id,
                                        reservation_id=command.reservation_id,
                                        location=command.location)]
+        if isinstance(command, domain.Restock):
+            await stock(uow).restock(command.location, command.lines)
+            return [StockRestockedData(order_id=command.order_id, return_id=command.return_id,
+                                       location=command.location, lines=[
+                                           StockLine(sku=x.sku, quantity=x.quantity)
+                                           for x in command.lines])]
         raise TypeError(f"unknown command {command!r}")
 
-    return handler_for(DECIDER, source=SOURCE, perform=perform)
+    return perform
+
+
+def make_handler(reservation_ttl: float = 900.0,
+                 stock: Callable[[UnitOfWork], Stock] = stock_of) -> Handler:
+    return handler_for(DECIDER, source=SOURCE, perform=make_perform(reservation_ttl, stock))
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
     metrics.initialise(metrics.COMPENSATIONS, ("inventory", "StockReleased"))
-    return ServiceParts(handler=make_handler())
+    perform = make_perform(settings.reservation_ttl)
+    return ServiceParts(handler=handler_for(DECIDER, source=SOURCE, perform=perform),
+                        timers=timers_for(DECIDER, source=SOURCE, perform=perform))
 
 
 DEFINITION = ServiceDefinition(
-    name="inventory", subscriptions=("orders", "shipping"),
+    name="inventory", subscriptions=("orders", "payments", "shipping"),
     migrations=Path(__file__).parent / "migrations", build=build)

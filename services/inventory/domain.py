@@ -1,11 +1,17 @@
-"""Reservations: all-or-nothing per order, from one location. Pure, no I/O, no clock."""
+"""Reservations: all-or-nothing per order, from one location. Pure, no I/O, no clock.
+
+A reservation holds units until the order ships, or expires at its `expires_at` unless
+something took it over first: a confirmed or pending payment (a bank transfer has its own
+expiry), or a shipment booked for cash on delivery.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import datetime
 
-from schemas import Event, StockLine
+from schemas import Event, Model, ReservationExpiredData, ReturnLine, StockLine
 
 # available units per location per SKU: {location: {sku: available}}
 Levels = Mapping[str, Mapping[str, int]]
@@ -39,11 +45,29 @@ class Release:
 
 
 @dataclass(frozen=True)
+class Restock:
+    """Command: returned units are back on the shelf of the location they left."""
+
+    order_id: str
+    return_id: str
+    location: str
+    lines: tuple[ReturnLine, ...]
+
+
+@dataclass(frozen=True)
 class ReservationState:
-    status: str | None = None          # reserved | rejected | committed | released
+    status: str | None = None          # reserved | rejected | committed | released | expired
+    order_id: str | None = None
     reservation_id: str | None = None
     location: str | None = None
     lines: tuple[StockLine, ...] = ()
+    expires_at: datetime | None = None
+    taken_over: bool = False            # paid, payment pending or shipment booked: no expiry
+    restocked: bool = False
+
+    @property
+    def expiry(self) -> datetime | None:
+        return self.expires_at if self.status == "reserved" and not self.taken_over else None
 
 
 def choose_location(levels: Levels, lines: Sequence[StockLine]) -> str | None:
@@ -65,8 +89,16 @@ def short_skus(levels: Levels, lines: Sequence[StockLine]) -> list[str]:
 
 def evolve(state: ReservationState, event: Event) -> ReservationState:
     if event.type == "StockReserved":
-        return replace(state, status="reserved", reservation_id=event.data.reservation_id,
-                       location=event.data.location, lines=tuple(event.data.lines))
+        return replace(state, status="reserved", order_id=event.data.order_id,
+                       reservation_id=event.data.reservation_id,
+                       location=event.data.location, lines=tuple(event.data.lines),
+                       expires_at=event.data.expires_at)
+    if event.type in TAKE_OVER:
+        return replace(state, taken_over=True)
+    if event.type == "ReservationExpired":
+        return replace(state, status="expired")
+    if event.type == "StockRestocked":
+        return replace(state, restocked=True)
     if event.type == "StockRejected":
         return replace(state, status="rejected")
     if event.type == "StockCommitted":
@@ -81,23 +113,46 @@ def release_reason(cancel_reason: str) -> str:
     return cancel_reason if cancel_reason in ("payment_failed", "payment_expired") else "cancelled"
 
 
-def decide(state: ReservationState, event: Event) -> list[Reserve | Commit | Release]:
+Command = Reserve | Commit | Release | Restock
+
+
+def decide(state: ReservationState, event: Event) -> list[Command]:
     if event.type == "OrderPlaced" and state.status is None:
         lines = tuple(StockLine(sku=line.sku, quantity=line.quantity) for line in event.data.lines)
         return [Reserve(event.subject, f"res_{event.subject}", lines)]
-    if event.type == "Shipped" and state.status == "reserved":
+    if event.type in ("Shipped", "PickedUp") and state.status == "reserved":
         assert state.reservation_id is not None and state.location is not None
         return [Commit(event.subject, state.reservation_id, state.location)]
     if event.type == "OrderCancelled" and state.status == "reserved":
         assert state.reservation_id is not None
         return [Release(event.subject, state.reservation_id, release_reason(event.data.reason))]
+    if event.type == "ReturnReceived" and state.status == "committed" and not state.restocked:
+        assert state.location is not None
+        return [Restock(event.subject, event.data.return_id, state.location,
+                        tuple(event.data.lines))]
     return []
 
 
-RELEVANT = frozenset({"OrderPlaced", "Shipped", "OrderCancelled"})
+def deadlines(state: ReservationState) -> dict[str, datetime]:
+    return {"reservation_expiry": state.expiry} if state.expiry is not None else {}
+
+
+def on_timer(state: ReservationState, kind: str) -> list[Model | Command]:
+    """The reservation expired unpaid: say so, and put its units back on sale."""
+    if kind != "reservation_expiry" or state.expiry is None:
+        return []
+    assert state.order_id is not None and state.reservation_id is not None
+    return [ReservationExpiredData(order_id=state.order_id, reservation_id=state.reservation_id),
+            Release(state.order_id, state.reservation_id, "expired")]
+
+
+TAKE_OVER = frozenset({"PaymentConfirmed", "PaymentPending", "ShipmentCreated"})
+RELEVANT = frozenset({"OrderPlaced", "Shipped", "PickedUp", "OrderCancelled", "ReturnReceived"}
+                     | TAKE_OVER)
 # What carrying out each command can record (see alur replay handlers).
 OUTCOMES: dict[type, frozenset[str]] = {
     Reserve: frozenset({"StockReserved", "StockRejected"}),
     Commit: frozenset({"StockCommitted"}),
     Release: frozenset({"StockReleased"}),
+    Restock: frozenset({"StockRestocked"}),
 }

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from alur.runtime import metrics
-from alur.runtime.aggregate import Decider, handler_for
+from alur.runtime.aggregate import Decider, Perform, handler_for
 from alur.runtime.ports import UnitOfWork
 from alur.runtime.processing import Handler
 from alur.runtime.worker import ServiceDefinition, ServiceParts
@@ -23,7 +23,7 @@ DECIDER = Decider(domain.NotificationState(), domain.evolve, domain.decide, doma
 _failed_emails = metrics.NOTIFICATION_DELIVERIES.labels("email", "failed")
 
 
-def make_handler(mailer: Mailer) -> Handler:
+def make_perform(mailer: Mailer) -> Perform:
     async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
         if not isinstance(command, domain.SendEmail):
             raise TypeError(f"unknown command {command!r}")
@@ -38,7 +38,11 @@ def make_handler(mailer: Mailer) -> Handler:
             order_id=command.about.subject, notification_id=command.notification_id,
             channel="email", template=command.template, about_event_id=command.about.id)]
 
-    return handler_for(DECIDER, source=SOURCE, perform=perform)
+    return perform
+
+
+def make_handler(mailer: Mailer) -> Handler:
+    return handler_for(DECIDER, source=SOURCE, perform=make_perform(mailer))
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:

@@ -13,8 +13,9 @@ from dataclasses import dataclass, replace
 from schemas import Event
 
 CUSTOMER_FACING = frozenset({
-    "OrderPlaced", "OrderCancelled", "PaymentConfirmed", "PaymentFailed", "ShipmentCreated",
-    "Shipped", "Delivered",
+    "OrderPlaced", "OrderCancelled", "PaymentConfirmed", "PaymentFailed", "PaymentPending",
+    "PaymentExpired", "RefundIssued", "ShipmentCreated", "Shipped", "DeliveryFailed",
+    "Delivered", "ReadyForPickup", "ReturnReceived", "OrderReturned",
 })
 
 

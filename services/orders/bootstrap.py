@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
-import uvicorn
 
 from alur.runtime import metrics
-from alur.runtime.aggregate import Decider, handler_for
+from alur.runtime.aggregate import Decider, handler_for, timers_for
 from alur.runtime.db import every
+from alur.runtime.http import embedded_server
 from alur.runtime.postgres import PostgresUnitOfWork
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
@@ -22,7 +21,17 @@ from services.orders.api import ApiConfig, create_app
 from services.orders.api.writes import prune
 
 SOURCE = "alur/orders"
-DECIDER = Decider(domain.OrderState(), domain.evolve, domain.decide, domain.RELEVANT)
+
+
+DEFAULT_POLICY = domain.Policy()
+
+
+def decider(policy: domain.Policy = DEFAULT_POLICY) -> Decider[domain.OrderState]:
+    return Decider(domain.OrderState(), domain.evolve, domain.decide, domain.RELEVANT,
+                   deadlines=domain.deadlines_under(policy), on_timer=domain.on_timer)
+
+
+DECIDER = decider()
 log = logging.getLogger("alur.orders")
 PRUNE_API_RECORDS_EVERY = 300.0  # seconds
 _transitions = metrics.Children(metrics.ORDER_TRANSITIONS)
@@ -56,28 +65,12 @@ async def count_stuck_orders(pool: asyncpg.Pool, stuck_after: float) -> int:
         list(domain.SETTLED_EVENTS), stuck_after))
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside the faust worker: the worker owns the signals, not uvicorn."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
     def new_uow() -> PostgresUnitOfWork:
         return PostgresUnitOfWork(pool, "orders")
 
     app = create_app(pool, new_uow, api_config(settings), observe=observe_order)
-    server = _EmbeddedServer(uvicorn.Config(
-        app, host=settings.listen_host, port=settings.api_port, log_level=settings.log_level,
-        access_log=False, lifespan="off"))
-
-    async def serve_api() -> None:
-        try:
-            await server.serve()
-        finally:
-            server.should_exit = True
+    serve_api = embedded_server(app, settings.listen_host, settings.api_port, settings.log_level)
 
     stuck = metrics.ORDERS_STUCK.labels("orders")
     metrics.initialise(metrics.COMPENSATIONS, ("orders", "OrderCancelled"))
@@ -93,8 +86,15 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
             pool.execute, settings.idempotency_ttl, settings.signature_tolerance),
             "prune idempotency keys and signatures", log)
 
-    return ServiceParts(handler=handle,
+    chosen = decider(policy_of(settings))
+    return ServiceParts(handler=handler_for(chosen, source=SOURCE, observe=observe_order),
+                        timers=timers_for(chosen, source=SOURCE, observe=observe_order),
                         background=[serve_api, watch_stuck_orders, prune_api_records])
+
+
+def policy_of(settings: Settings) -> domain.Policy:
+    return domain.Policy(complete_after=timedelta(seconds=settings.auto_complete_after),
+                         stuck_after=timedelta(seconds=settings.stuck_after))
 
 
 def api_config(settings: Settings) -> ApiConfig:
@@ -102,7 +102,8 @@ def api_config(settings: Settings) -> ApiConfig:
         body_limit=settings.api_body_limit, rate_per_second=settings.api_rate_per_second,
         burst=settings.api_burst, signature_tolerance=settings.signature_tolerance,
         idempotency_ttl=settings.idempotency_ttl,
-        return_window_days=settings.return_window_days)
+        return_window_days=settings.return_window_days,
+        deadlines=domain.deadlines_under(policy_of(settings)))
 
 
 DEFINITION = ServiceDefinition(

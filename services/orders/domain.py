@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from schemas import (
     Customer,
     Delivery,
     Event,
+    LoyaltyPointsAccruedData,
+    LoyaltyPointsReversedData,
     Model,
     Money,
     OrderCancelledData,
     OrderCompletedData,
     OrderLine,
     OrderPlacedData,
+    OrderReturnedData,
+    OrderStuckData,
     PaymentInstruction,
     ReceiptConfirmedData,
     ReturnLine,
@@ -24,24 +28,43 @@ from schemas import (
 )
 
 # Status moves forward only; an event that arrives late (another topic lagging) cannot move
-# the order back.
+# the order back. A return moves on from delivered/completed: return_requested ->
+# return_received -> returned.
 STAGES: tuple[str, ...] = (
-    "placed", "reserved", "paid", "shipment_created", "shipped", "delivered", "completed",
+    "placed", "reserved", "awaiting_payment", "paid", "shipment_created", "shipped",
+    "in_transit", "out_for_delivery", "ready_for_pickup", "delivered", "completed",
 )
 TERMINAL = frozenset({"completed", "cancelled", "returned"})
-# Settled: nothing more is due from the platform. Delivered orders wait for the customer (and,
-# later, for auto-completion), so stuck-order counts and traces treat them as settled.
+# Settled: nothing more is due from the platform. Delivered orders wait for the customer (and
+# auto-completion), so stuck-order counts and traces treat them as settled.
 SETTLED_EVENTS = ("OrderCompleted", "OrderCancelled", "OrderReturned", "Delivered")
 STAGE_OF_EVENT = {
-    "OrderPlaced": "placed", "StockReserved": "reserved", "PaymentConfirmed": "paid",
-    "ShipmentCreated": "shipment_created", "Shipped": "shipped", "Delivered": "delivered",
+    "OrderPlaced": "placed", "StockReserved": "reserved", "PaymentPending": "awaiting_payment",
+    "PaymentConfirmed": "paid", "ShipmentCreated": "shipment_created", "Shipped": "shipped",
+    "InTransit": "in_transit", "OutForDelivery": "out_for_delivery",
+    "ReadyForPickup": "ready_for_pickup", "Delivered": "delivered", "PickedUp": "delivered",
     "OrderCompleted": "completed",
 }
-SUPPORTED_PAYMENT_METHODS = frozenset({"card", "ewallet"})
-# Until payment: refunds (issue 3) are not there yet, so a paid order is not cancelled here.
-CANCELLABLE = frozenset({"placed", "reserved"})
+# What the platform's "no" is called when it ends an order.
+CANCELS = {"StockRejected": "out_of_stock", "PaymentFailed": "payment_failed",
+           "PaymentExpired": "payment_expired", "ReservationExpired": "reservation_expired"}
+SUPPORTED_PAYMENT_METHODS = frozenset({"card", "ewallet", "bank_transfer", "cod"})
+SUPPORTED_DELIVERY_METHODS = frozenset({"home_delivery", "click_and_collect"})
+# Until the parcel leaves: compensations (release, refund) follow a cancellation.
+CANCELLABLE = frozenset({"placed", "reserved", "awaiting_payment", "paid", "shipment_created"})
 MAX_AMOUNT = 10**13  # minor units: far above any order, far below PostgreSQL's bigint
 AFTER_DELIVERY = frozenset({"delivered", "completed"})
+# Waiting on the customer, each with its own deadline: not "stuck" on the platform.
+CUSTOMER_WAITS = frozenset({"awaiting_payment", "ready_for_pickup", "delivered"})
+RETURNING = ("return_requested", "return_received")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Deadlines of an order: auto-completion after delivery, the stuck-order threshold."""
+
+    complete_after: timedelta = timedelta(days=14)
+    stuck_after: timedelta = timedelta(minutes=15)
 
 
 class InvalidOrder(ValueError):
@@ -62,10 +85,21 @@ class OrderState:
     cancel_reason: str | None = None
     placed_at: datetime | None = None
     since: datetime | None = None  # when the order entered `status` (the event's time)
+    order_id: str | None = None
+    customer_id: str | None = None
+    total: Money | None = None
     lines: tuple[tuple[str, int], ...] = ()
     delivered_at: datetime | None = None
     reviewed: bool = False
-    return_requested: bool = False
+    return_id: str | None = None
+    refunded_return: bool = False
+    restocked: bool = False
+    points: int = 0  # loyalty points accrued and not reversed
+    stuck_reported: datetime | None = None  # the `since` an OrderStuck was emitted for
+
+    @property
+    def return_requested(self) -> bool:
+        return self.return_id is not None
 
 
 def place_order(
@@ -91,10 +125,14 @@ def place_order(
         raise InvalidOrder(f"payment method {payment.method!r} is not supported yet")
     if payment.method in ("card", "ewallet") and not payment.token:
         raise InvalidOrder(f"payment method {payment.method!r} needs a gateway token")
-    if delivery.method != "home_delivery":
+    if delivery.method not in SUPPORTED_DELIVERY_METHODS:
         raise InvalidOrder(f"delivery method {delivery.method!r} is not supported yet")
-    if delivery.address is None:
+    if delivery.method == "home_delivery" and delivery.address is None:
         raise InvalidOrder("home delivery needs an address")
+    if delivery.method == "click_and_collect" and not delivery.store_id:
+        raise InvalidOrder("click-and-collect needs a store_id")
+    if delivery.method == "click_and_collect" and payment.method == "cod":
+        raise InvalidOrder("cash on delivery needs home delivery")
     total = Money(amount=0, currency=currencies.pop())
     for line in lines:
         total = total + line.unit_price.times(line.quantity)
@@ -107,7 +145,7 @@ def place_order(
 
 
 def cancel(state: OrderState, order_id: str) -> OrderCancelledData:
-    """The customer (through the shop) cancels: allowed until the order is paid."""
+    """The customer (through the shop) cancels: allowed until the parcel leaves."""
     if state.status not in CANCELLABLE:
         raise NotAllowedNow(f"an order that is {state.status} can no longer be cancelled")
     return OrderCancelledData(order_id=order_id, reason="customer_request")
@@ -117,7 +155,21 @@ def confirm_receipt(state: OrderState, order_id: str) -> list[Model]:
     """The customer has the parcel: the order is complete."""
     if state.status != "delivered":
         raise NotAllowedNow(f"receipt can be confirmed once delivered; the order is {state.status}")
-    return [ReceiptConfirmedData(order_id=order_id), OrderCompletedData(order_id=order_id)]
+    return [ReceiptConfirmedData(order_id=order_id), *complete(state, order_id)]
+
+
+def complete(state: OrderState, order_id: str) -> list[Model]:
+    """The order completes, and its customer earns a loyalty point per whole currency unit."""
+    done: list[Model] = [OrderCompletedData(order_id=order_id)]
+    points = loyalty_points(state.total)
+    if points > 0 and state.customer_id is not None:
+        done.append(LoyaltyPointsAccruedData(order_id=order_id, customer_id=state.customer_id,
+                                             points=points))
+    return done
+
+
+def loyalty_points(total: Money | None) -> int:
+    return 0 if total is None else total.amount // 100
 
 
 def review(state: OrderState, order_id: str, rating: int, text: str) -> ReviewSubmittedData:
@@ -151,43 +203,110 @@ def request_return(
             raise InvalidOrder(f"{line.quantity} x {line.sku} returned but {ordered[line.sku]} "
                                "ordered")
         seen.add(line.sku)
+    if sorted((x.sku, x.quantity) for x in lines) != sorted(state.lines):
+        # Refunds are whole: captured minus refunded stays 0 or the order total.
+        raise InvalidOrder("a return takes back the whole order: every line, in full")
     return ReturnRequestedData(order_id=order_id, return_id=return_id, lines=list(lines),
                                reason=reason)
 
 
 def evolve(state: OrderState, event: Event) -> OrderState:
     # Facts that do not move the status, recorded whatever the status is.
-    if event.type == "ReviewSubmitted":
+    kind = event.type
+    if kind == "OrderPlaced":
+        data = event.data
+        state = replace(state, order_id=data.order_id, customer_id=data.customer.customer_id,
+                        total=data.total, lines=tuple((x.sku, x.quantity) for x in data.lines))
+    elif kind == "ReviewSubmitted":
         return replace(state, reviewed=True)
-    if event.type == "Delivered":
+    elif kind in ("Delivered", "PickedUp"):
         state = replace(state, delivered_at=state.delivered_at or event.time)
-    if event.type == "OrderPlaced":
-        state = replace(state, lines=tuple((x.sku, x.quantity) for x in event.data.lines))
-    if event.type == "ReturnRequested":
-        return replace(state, return_requested=True, status="return_requested", since=event.time)
-    if state.status in TERMINAL or state.return_requested:
+    elif kind == "LoyaltyPointsAccrued":
+        return replace(state, points=state.points + event.data.points)
+    elif kind == "LoyaltyPointsReversed":
+        return replace(state, points=state.points - event.data.points)
+    elif kind == "OrderStuck":
+        return replace(state, stuck_reported=event.data.since)
+    elif kind == "RefundIssued" and event.data.reason == "returned":
+        return replace(state, refunded_return=True)
+    elif kind == "StockRestocked":
+        return replace(state, restocked=True)
+    if kind == "ReturnRequested":
+        return _enter(replace(state, return_id=event.data.return_id), "return_requested", event)
+    if kind == "ReturnReceived" and state.status == "return_requested":
+        return _enter(state, "return_received", event)
+    if kind == "OrderReturned":
+        return _enter(state, "returned", event)
+    if state.status in TERMINAL or state.status in RETURNING:
         return state
-    if event.type == "OrderCancelled":
-        return replace(state, status="cancelled", cancel_reason=event.data.reason,
-                       since=event.time)
-    stage = STAGE_OF_EVENT.get(event.type)
+    if kind == "OrderCancelled":
+        return _enter(replace(state, cancel_reason=event.data.reason), "cancelled", event)
+    stage = STAGE_OF_EVENT.get(kind)
     if stage is None:
         return state
     if state.status is None or STAGES.index(stage) > STAGES.index(state.status):
         placed_at = event.time if stage == "placed" else state.placed_at
-        return replace(state, status=stage, since=event.time, placed_at=placed_at)
+        return replace(_enter(state, stage, event), placed_at=placed_at)
     return state
 
 
+def _enter(state: OrderState, status: str, event: Event) -> OrderState:
+    return replace(state, status=status, since=event.time)
+
+
 def decide(state: OrderState, event: Event) -> list[Model]:
-    if state.status in TERMINAL:
-        return []
-    if event.type == "StockRejected":
-        return [OrderCancelledData(order_id=event.subject, reason="out_of_stock")]
-    if event.type == "PaymentFailed":
-        return [OrderCancelledData(order_id=event.subject, reason="payment_failed")]
+    """The platform's answers: cancel on a business "no", complete a picked-up order, close a
+    return once its money and stock are back."""
+    after = evolve(state, event)
+    if event.type in CANCELS and state.status not in TERMINAL and state.status in CANCELLABLE:
+        return [OrderCancelledData(order_id=event.subject, reason=CANCELS[event.type])]
+    if event.type == "PickedUp" and after.status == "delivered":
+        return complete(after, event.subject)
+    if _return_closable(after) and not _return_closable(state):
+        return _close_return(after, event.subject)
     return []
 
 
-RELEVANT = frozenset({"StockReserved", "StockRejected", "PaymentConfirmed", "PaymentFailed",
-                      "ShipmentCreated", "Shipped", "Delivered"})
+def _return_closable(state: OrderState) -> bool:
+    """The returned parcel arrived, its money went back and its units are on the shelf."""
+    return state.status == "return_received" and state.refunded_return and state.restocked
+
+
+def _close_return(state: OrderState, order_id: str) -> list[Model]:
+    assert state.return_id is not None and state.total is not None
+    closed: list[Model] = [OrderReturnedData(order_id=order_id, return_id=state.return_id,
+                                             refunded=state.total)]
+    if state.points > 0 and state.customer_id is not None:
+        closed.append(LoyaltyPointsReversedData(order_id=order_id, customer_id=state.customer_id,
+                                                points=state.points))
+    return closed
+
+
+def deadlines_under(policy: Policy) -> Callable[[OrderState], dict[str, datetime]]:
+    def deadlines(state: OrderState) -> dict[str, datetime]:
+        due: dict[str, datetime] = {}
+        if state.status == "delivered" and state.delivered_at is not None:
+            due["auto_complete"] = state.delivered_at + policy.complete_after
+        if (state.status not in TERMINAL and state.status not in CUSTOMER_WAITS
+                and state.since is not None and state.stuck_reported != state.since):
+            due["stuck"] = state.since + policy.stuck_after
+        return due
+
+    return deadlines
+
+
+def on_timer(state: OrderState, kind: str) -> list[Model]:
+    assert state.order_id is not None
+    if kind == "auto_complete" and state.status == "delivered":
+        return complete(state, state.order_id)
+    if kind == "stuck" and state.status is not None and state.since is not None:
+        return [OrderStuckData(order_id=state.order_id, status=state.status, since=state.since)]
+    return []
+
+
+RELEVANT = frozenset({
+    "StockReserved", "StockRejected", "ReservationExpired", "StockRestocked",
+    "PaymentPending", "PaymentConfirmed", "PaymentFailed", "PaymentExpired", "RefundIssued",
+    "ShipmentCreated", "Shipped", "InTransit", "OutForDelivery", "DeliveryFailed", "Delivered",
+    "ReadyForPickup", "PickedUp", "ReturnReceived",
+})

@@ -1,49 +1,88 @@
-"""Builds the payments service: charges through the gateway once stock is reserved."""
+"""Builds the payments service: charges, bank transfers and refunds through the gateway."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 import asyncpg
 
 from alur.runtime import metrics
-from alur.runtime.aggregate import DECLINE_REASONS, Decider, handler_for
+from alur.runtime.aggregate import DECLINE_REASONS, Decider, Perform, handler_for, timers_for
+from alur.runtime.http import embedded_server
 from alur.runtime.ports import UnitOfWork
+from alur.runtime.postgres import PostgresUnitOfWork
 from alur.runtime.processing import Handler
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
-from schemas import Event, Model, PaymentConfirmedData, PaymentFailedData
-from services.payments import domain
+from schemas import (
+    Event,
+    Model,
+    PaymentConfirmedData,
+    PaymentFailedData,
+    PaymentPendingData,
+    RefundIssuedData,
+    now,
+)
+from services.payments import callbacks, domain
 from services.payments.gateway import Gateway, HttpGateway
 
 SOURCE = "alur/payments"
 DECIDER = Decider(domain.PaymentState(), domain.evolve, domain.decide, domain.RELEVANT,
-                  domain.OUTCOMES)
+                  domain.OUTCOMES, domain.deadlines, domain.on_timer)
+
+
+def make_perform(gateway: Gateway, callback_url: str = "http://127.0.0.1:8082",
+                 transfer_ttl: float = 86_400.0) -> Perform:
+    async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
+        if isinstance(command, domain.Charge):
+            result = await gateway.charge(command.idempotency_key, command.order_id,
+                                          command.amount, command.instruction.token)
+            if result.succeeded:
+                return [PaymentConfirmedData(
+                    order_id=command.order_id, payment_id=command.payment_id,
+                    method=command.instruction.method, amount=command.amount,
+                    gateway_reference=result.charge_id)]
+            return [PaymentFailedData(order_id=command.order_id, payment_id=command.payment_id,
+                                      amount=command.amount, reason=result.reason or "declined")]
+        if isinstance(command, domain.OpenTransfer):
+            expires_at = now() + timedelta(seconds=transfer_ttl)
+            account = await gateway.open_transfer(
+                command.idempotency_key, command.order_id, command.amount, expires_at,
+                callback_url + callbacks.CALLBACK_PATH)
+            return [PaymentPendingData(order_id=command.order_id, payment_id=command.payment_id,
+                                       amount=command.amount, virtual_account=account,
+                                       expires_at=expires_at)]
+        if isinstance(command, domain.Refund):
+            refund_id = await gateway.refund(command.idempotency_key, command.order_id,
+                                             command.amount, command.gateway_reference)
+            return [RefundIssuedData(order_id=command.order_id, refund_id=refund_id,
+                                     amount=command.amount, reason=command.reason)]
+        raise TypeError(f"unknown command {command!r}")
+
+    return perform
 
 
 def make_handler(gateway: Gateway) -> Handler:
-    async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
-        if not isinstance(command, domain.Charge):
-            raise TypeError(f"unknown command {command!r}")
-        result = await gateway.charge(command.idempotency_key, command.order_id,
-                                      command.amount, command.instruction.token)
-        if result.succeeded:
-            return [PaymentConfirmedData(
-                order_id=command.order_id, payment_id=command.payment_id,
-                method=command.instruction.method, amount=command.amount,
-                gateway_reference=result.charge_id)]
-        return [PaymentFailedData(order_id=command.order_id, payment_id=command.payment_id,
-                                  amount=command.amount, reason=result.reason or "declined")]
-
-    return handler_for(DECIDER, source=SOURCE, perform=perform)
+    return handler_for(DECIDER, source=SOURCE, perform=make_perform(gateway))
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
     metrics.initialise(metrics.PAYMENT_DECLINES, *((r,) for r in DECLINE_REASONS), ("other",))
     metrics.initialise(metrics.COMPENSATIONS, ("payments", "RefundIssued"))
     gateway = HttpGateway(settings.gateway_url)
-    return ServiceParts(handler=make_handler(gateway), close=gateway.close)
+    perform = make_perform(gateway, settings.payments_url, settings.bank_transfer_ttl)
+    app = callbacks.create_app(
+        lambda: PostgresUnitOfWork(pool, "payments"), DECIDER, perform, source=SOURCE,
+        secret=settings.gateway_callback_secret, tolerance=settings.signature_tolerance)
+    return ServiceParts(
+        handler=handler_for(DECIDER, source=SOURCE, perform=perform),
+        timers=timers_for(DECIDER, source=SOURCE, perform=perform),
+        background=[embedded_server(app, settings.listen_host, settings.payments_port,
+                                    settings.log_level)],
+        close=gateway.close)
 
 
 DEFINITION = ServiceDefinition(
-    name="payments", subscriptions=("orders", "inventory"), migrations=None, build=build)
+    name="payments", subscriptions=("orders", "inventory", "shipping"), migrations=None,
+    build=build)

@@ -1,10 +1,30 @@
-"""A payment per order: charge once stock is reserved and the order is known. Pure."""
+"""A payment per order, from the first charge to the last refund. Pure, no I/O, no clock.
+
+- `card`, `ewallet`: captured through the gateway once stock is reserved.
+- `bank_transfer`: a virtual account is opened once stock is reserved (`PaymentPending`); the
+  gateway's callback confirms it, else it expires. Money that arrives for an order that was
+  cancelled or expired meanwhile goes straight back.
+- `cod`: confirmed when the parcel is delivered (the courier collected the cash).
+- `cash`: a point-of-sale order arrives paid; recorded when the order is known.
+Captured money goes back (`Refund`) when the order is cancelled or its return received: once,
+in full, so captured minus refunded is always 0 or the order total.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 
-from schemas import Event, Money, PaymentInstruction
+from schemas import (
+    Event,
+    Model,
+    Money,
+    PaymentConfirmedData,
+    PaymentExpiredData,
+    PaymentInstruction,
+)
+
+GATEWAY_METHODS = frozenset({"card", "ewallet"})
 
 
 @dataclass(frozen=True)
@@ -19,45 +39,168 @@ class Charge:
 
 
 @dataclass(frozen=True)
+class OpenTransfer:
+    """Command: open a virtual bank account the customer pays the order total into."""
+
+    order_id: str
+    payment_id: str
+    amount: Money
+    idempotency_key: str
+
+
+@dataclass(frozen=True)
+class Refund:
+    """Command: pay the captured amount back, under an idempotency key."""
+
+    order_id: str
+    payment_id: str
+    amount: Money
+    gateway_reference: str
+    reason: str
+    idempotency_key: str
+
+
+class TransferMismatch(ValueError):
+    """A transfer callback that does not fit the order (amount, currency or account)."""
+
+
+@dataclass(frozen=True)
 class PaymentState:
+    order_id: str | None = None
     amount: Money | None = None
     instruction: PaymentInstruction | None = None
     stock_reserved: bool = False
-    status: str | None = None  # confirmed | failed
+    status: str | None = None  # pending | confirmed | failed | expired
     cancelled: bool = False
+    virtual_account: str | None = None
+    expires_at: datetime | None = None
+    captured: Money | None = None
+    gateway_reference: str | None = None
+    refunded: bool = False
+
+    @property
+    def method(self) -> str | None:
+        return self.instruction.method if self.instruction else None
 
     @property
     def ready_to_charge(self) -> bool:
         return (self.amount is not None and self.stock_reserved and self.status is None
                 and not self.cancelled)
 
+    @property
+    def refundable(self) -> bool:
+        return self.captured is not None and not self.refunded
+
 
 def evolve(state: PaymentState, event: Event) -> PaymentState:
     if event.type == "OrderPlaced":
-        return replace(state, amount=event.data.total, instruction=event.data.payment)
+        return replace(state, order_id=event.data.order_id, amount=event.data.total,
+                       instruction=event.data.payment)
     if event.type == "StockReserved":
         return replace(state, stock_reserved=True)
     if event.type == "OrderCancelled":
         return replace(state, cancelled=True)
+    if event.type == "PaymentPending":
+        return replace(state, status="pending", virtual_account=event.data.virtual_account,
+                       expires_at=event.data.expires_at)
     if event.type == "PaymentConfirmed":
-        return replace(state, status="confirmed")
+        return replace(state, status="confirmed", captured=event.data.amount,
+                       gateway_reference=event.data.gateway_reference)
     if event.type == "PaymentFailed":
         return replace(state, status="failed")
+    if event.type == "PaymentExpired":
+        return replace(state, status="expired")
+    if event.type == "RefundIssued":
+        return replace(state, refunded=True)
     return state
 
 
-def decide(state: PaymentState, event: Event) -> list[Charge]:
-    """Charge exactly when the order becomes chargeable, whichever of its two facts came last."""
+Decision = Charge | OpenTransfer | Refund | Model
+
+
+def decide(state: PaymentState, event: Event) -> list[Decision]:
     after = evolve(state, event)
+    if event.type == "OrderPlaced" and after.method == "cash" and after.status is None:
+        assert after.amount is not None
+        return [PaymentConfirmedData(order_id=event.subject, payment_id=_payment_id(event.subject),
+                                     method="cash", amount=after.amount,
+                                     gateway_reference=f"till:{event.subject}")]
     if after.ready_to_charge and not state.ready_to_charge:
-        assert after.amount is not None and after.instruction is not None
-        return [Charge(event.subject, f"pay_{event.subject}", after.amount, after.instruction,
-                       idempotency_key=f"{event.subject}:capture")]
+        return _start(after, event.subject)
+    if event.type == "Delivered" and after.method == "cod" and after.status is None \
+            and not after.cancelled:
+        assert after.amount is not None
+        return [PaymentConfirmedData(order_id=event.subject, payment_id=_payment_id(event.subject),
+                                     method="cod", amount=after.amount,
+                                     gateway_reference=f"cod:{event.data.tracking_number}")]
+    if event.type == "OrderCancelled" and state.refundable:
+        return [_refund(state, event.subject, "cancelled")]
+    if event.type == "ReturnReceived" and state.refundable:
+        return [_refund(state, event.subject, "returned")]
     return []
 
 
-RELEVANT = frozenset({"OrderPlaced", "StockReserved", "OrderCancelled"})
+def _start(state: PaymentState, order_id: str) -> list[Decision]:
+    assert state.amount is not None and state.instruction is not None
+    if state.method in GATEWAY_METHODS:
+        return [Charge(order_id, _payment_id(order_id), state.amount, state.instruction,
+                       idempotency_key=f"{order_id}:capture")]
+    if state.method == "bank_transfer":
+        return [OpenTransfer(order_id, _payment_id(order_id), state.amount,
+                             idempotency_key=f"{order_id}:transfer")]
+    return []  # cod waits for the delivery; cash was recorded with the order
+
+
+def transfer_received(state: PaymentState, order_id: str, amount: Money,
+                      virtual_account: str, transfer_id: str) -> list[Decision]:
+    """The gateway says the customer paid into the order's virtual account."""
+    if state.virtual_account is None or state.amount is None:
+        raise TransferMismatch(f"order {order_id} has no virtual account")
+    if virtual_account != state.virtual_account:
+        raise TransferMismatch(f"account {virtual_account} is not this order's")
+    if amount != state.amount:
+        raise TransferMismatch(f"{amount.amount} {amount.currency} received, "
+                               f"{state.amount.amount} {state.amount.currency} due")
+    if state.status != "pending" and not (state.status == "expired" and not state.refunded):
+        return []  # the same transfer reported again
+    confirmed = PaymentConfirmedData(order_id=order_id, payment_id=_payment_id(order_id),
+                                     method="bank_transfer", amount=amount,
+                                     gateway_reference=transfer_id)
+    if state.status == "pending" and not state.cancelled:
+        return [confirmed]
+    late = replace(state, captured=amount, gateway_reference=transfer_id)
+    return [confirmed, _refund(late, order_id, "late_transfer")]
+
+
+def deadlines(state: PaymentState) -> dict[str, datetime]:
+    if state.status == "pending" and not state.cancelled and state.expires_at is not None:
+        return {"payment_expiry": state.expires_at}
+    return {}
+
+
+def on_timer(state: PaymentState, kind: str) -> list[Decision]:
+    if kind == "payment_expiry" and "payment_expiry" in deadlines(state):
+        assert state.order_id is not None
+        order_id = state.order_id
+        return [PaymentExpiredData(order_id=order_id, payment_id=_payment_id(order_id))]
+    return []
+
+
+def _refund(state: PaymentState, order_id: str, reason: str) -> Refund:
+    assert state.captured is not None and state.gateway_reference is not None
+    return Refund(order_id, _payment_id(order_id), state.captured, state.gateway_reference,
+                  reason, idempotency_key=f"{order_id}:refund")
+
+
+def _payment_id(order_id: str) -> str:
+    return f"pay_{order_id}"
+
+
+RELEVANT = frozenset({"OrderPlaced", "StockReserved", "OrderCancelled", "Delivered",
+                      "ReturnReceived"})
 # What carrying out each command can record (see alur replay handlers).
 OUTCOMES: dict[type, frozenset[str]] = {
     Charge: frozenset({"PaymentConfirmed", "PaymentFailed"}),
+    OpenTransfer: frozenset({"PaymentPending"}),
+    Refund: frozenset({"RefundIssued"}),
 }

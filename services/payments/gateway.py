@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import Any, Protocol
 
 import httpx
 
@@ -23,6 +24,15 @@ class Gateway(Protocol):
                      token: str | None) -> ChargeResult:
         """Capture `amount`; the same key returns the first answer and never charges twice."""
 
+    async def open_transfer(self, idempotency_key: str, reference: str, amount: Money,
+                            expires_at: datetime, callback_url: str) -> str:
+        """Open a virtual account for a bank transfer of `amount`; returns its number. The
+        gateway reports the transfer to `callback_url`, signed. Same key, same account."""
+
+    async def refund(self, idempotency_key: str, reference: str, amount: Money,
+                     payment_reference: str) -> str:
+        """Pay `amount` of a capture back; returns the refund's id. Same key, one refund."""
+
 
 class HttpGateway:
     def __init__(self, base_url: str, timeout: float = 5.0) -> None:
@@ -30,13 +40,31 @@ class HttpGateway:
 
     async def charge(self, idempotency_key: str, reference: str, amount: Money,
                      token: str | None) -> ChargeResult:
+        body = await self._post("/v1/charges", idempotency_key, {
+            "reference": reference, "amount": amount.amount, "currency": amount.currency,
+            "token": token})
+        return ChargeResult(body["status"] == "succeeded", body["id"], body.get("failure_reason"))
+
+    async def open_transfer(self, idempotency_key: str, reference: str, amount: Money,
+                            expires_at: datetime, callback_url: str) -> str:
+        body = await self._post("/v1/virtual-accounts", idempotency_key, {
+            "reference": reference, "amount": amount.amount, "currency": amount.currency,
+            "expires_at": expires_at.isoformat(), "callback_url": callback_url})
+        return str(body["account_number"])
+
+    async def refund(self, idempotency_key: str, reference: str, amount: Money,
+                     payment_reference: str) -> str:
+        body = await self._post("/v1/refunds", idempotency_key, {
+            "reference": reference, "amount": amount.amount, "currency": amount.currency,
+            "payment_reference": payment_reference})
+        return str(body["id"])
+
+    async def _post(self, path: str, idempotency_key: str, json: dict[str, Any]) -> Any:
         try:
             response = await self._client.post(
-                "/v1/charges", headers={"Idempotency-Key": idempotency_key},
-                json={"reference": reference, "amount": amount.amount,
-                      "currency": amount.currency, "token": token})
+                path, headers={"Idempotency-Key": idempotency_key}, json=json)
         except httpx.HTTPError as exc:
-            # A timeout may or may not have charged: retrying with the same key is safe.
+            # A timeout may or may not have taken effect: retrying with the same key is safe.
             raise InfrastructureError(f"gateway unreachable: {exc!r}") from exc
         if response.status_code >= 500 or response.status_code == 409:
             raise InfrastructureError(f"gateway answered {response.status_code}")
@@ -44,8 +72,7 @@ class HttpGateway:
             raise InfrastructureError(
                 f"gateway refused the request: {response.status_code} {response.text}",
                 retriable=False)
-        body = response.json()
-        return ChargeResult(body["status"] == "succeeded", body["id"], body.get("failure_reason"))
+        return response.json()
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -58,6 +85,8 @@ class InMemoryGateway:
 
     def __init__(self) -> None:
         self.charges: dict[str, tuple[tuple[str, int, str, str | None], ChargeResult]] = {}
+        self.transfers: dict[str, tuple[tuple[str, int, str], str]] = {}
+        self.refunds: dict[str, tuple[tuple[str, int, str, str], str]] = {}
 
     async def charge(self, idempotency_key: str, reference: str, amount: Money,
                      token: str | None) -> ChargeResult:
@@ -72,6 +101,32 @@ class InMemoryGateway:
         result = ChargeResult(reason is None, f"ch_fake_{len(self.charges) + 1}", reason)
         self.charges[idempotency_key] = (request, result)
         return result
+
+    async def open_transfer(self, idempotency_key: str, reference: str, amount: Money,
+                            expires_at: datetime, callback_url: str) -> str:
+        return self._once(self.transfers, idempotency_key,
+                          (reference, amount.amount, amount.currency),
+                          f"VA{len(self.transfers) + 1:010d}")
+
+    async def refund(self, idempotency_key: str, reference: str, amount: Money,
+                     payment_reference: str) -> str:
+        return self._once(self.refunds, idempotency_key,
+                          (reference, amount.amount, amount.currency, payment_reference),
+                          f"re_fake_{len(self.refunds) + 1}")
+
+    @staticmethod
+    def _once(done: dict[str, Any], key: str, request: tuple[Any, ...], new_id: str) -> str:
+        if key in done:
+            first, made = done[key]
+            if first != request:
+                raise InfrastructureError("idempotency key reused with another request",
+                                          retriable=False)
+            return str(made)
+        done[key] = (request, new_id)
+        return new_id
+
+    def refunded(self, reference: str) -> int:
+        return sum(1 for (ref, *_), _id in self.refunds.values() if ref == reference)
 
     def charged(self, reference: str) -> int:
         return sum(1 for (ref, *_), r in self.charges.values() if ref == reference and r.succeeded)

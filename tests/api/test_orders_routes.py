@@ -118,15 +118,19 @@ async def test_receipt_review_and_return_after_delivery(api: Api) -> None:
     too_many = {"lines": [{"sku": "SKU-MUG", "quantity": 3}], "reason": "chipped"}
     assert (await api.client.post(f"/v1/orders/{order_id}/returns", json=too_many,
                                   headers=bearer(key))).status_code == 422
-    ok = {"lines": [{"sku": "SKU-MUG", "quantity": 1}], "reason": "chipped"}
+    part = {"lines": [{"sku": "SKU-MUG", "quantity": 1}], "reason": "chipped"}
+    refused = await api.client.post(f"/v1/orders/{order_id}/returns", json=part,
+                                    headers=bearer(key))
+    assert refused.status_code == 422 and "whole order" in refused.json()["detail"]
+    ok = {"lines": [{"sku": "SKU-MUG", "quantity": 2}], "reason": "chipped"}
     accepted = await api.client.post(f"/v1/orders/{order_id}/returns", json=ok,
                                      headers=bearer(key))
     assert accepted.status_code == 202 and accepted.json()["return_id"].startswith("ret_")
     view = (await api.client.get(f"/v1/orders/{order_id}", headers=bearer(key))).json()
     assert view["status"] == "return_requested"
     assert [t["type"] for t in view["timeline"]] == [
-        "OrderPlaced", "Delivered", "ReceiptConfirmed", "OrderCompleted", "ReviewSubmitted",
-        "ReturnRequested"]
+        "OrderPlaced", "Delivered", "ReceiptConfirmed", "OrderCompleted",
+        "LoyaltyPointsAccrued", "ReviewSubmitted", "ReturnRequested"]
     late = await place(api, key)
     await deliver(api, late, days_ago=31)
     assert (await api.client.post(f"/v1/orders/{late}/returns", json=ok, headers=bearer(key))

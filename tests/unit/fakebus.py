@@ -4,28 +4,28 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
+from alur.runtime.aggregate import act, handler_for, keep_timers, timers_for
 from alur.runtime.memory import InMemoryOutbox, InMemoryUnitOfWork, MemoryState
 from alur.runtime.processing import BatchProcessor, Message
 from schemas import Event, decode
+from services.inventory import bootstrap as inventory
 from services.inventory.adapters import InMemoryStock
-from services.inventory.bootstrap import make_handler as inventory_handler
-from services.notifications.bootstrap import make_handler as notifications_handler
+from services.notifications import bootstrap as notifications
 from services.notifications.mailer import InMemoryMailer
-from services.orders.bootstrap import handle as orders_handler
-from services.payments.bootstrap import make_handler as payments_handler
+from services.orders import bootstrap as orders
+from services.orders.domain import OrderState
+from services.payments import bootstrap as payments
+from services.payments.domain import transfer_received
 from services.payments.gateway import InMemoryGateway
-from services.shipping.bootstrap import make_handler as shipping_handler
+from services.shipping import bootstrap as shipping
 from services.shipping.carrier import SimulatedCourier
 
-SUBSCRIPTIONS = {
-    "orders": ("inventory", "payments", "shipping"),
-    "inventory": ("orders", "shipping"),
-    "payments": ("orders", "inventory"),
-    "shipping": ("orders", "payments", "shipping"),
-    "notifications": ("orders", "payments", "shipping"),
-}
+SERVICES = {m.DEFINITION.name: m for m in (orders, inventory, payments, shipping, notifications)}
+SUBSCRIPTIONS = {name: m.DEFINITION.subscriptions for name, m in SERVICES.items()}
 
 
 async def _no_sleep(_: float) -> None:
@@ -40,17 +40,25 @@ class FakePlatform:
         default_factory=lambda: {name: MemoryState() for name in SUBSCRIPTIONS})
     topics: dict[str, list[Message]] = field(default_factory=lambda: defaultdict(list))
     positions: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    clock: datetime = field(default_factory=lambda: datetime.now(UTC))
+    paused: set[str] = field(default_factory=set)  # services that neither consume nor fire
 
     def __post_init__(self) -> None:
-        handlers = {
-            "orders": orders_handler, "inventory": inventory_handler(),
-            "payments": payments_handler(self.gateway),
-            "shipping": shipping_handler(SimulatedCourier()),
-            "notifications": notifications_handler(self.mailer),
+        self.performs = performs = {
+            "inventory": inventory.make_perform(900.0),
+            "payments": payments.make_perform(self.gateway),
+            "shipping": shipping.make_perform(SimulatedCourier()),
+            "notifications": notifications.make_perform(self.mailer),
         }
+        deciders = {name: m.DECIDER for name, m in SERVICES.items()}
         self.processors = {
-            name: BatchProcessor(name, handlers[name], self._uow_factory(name), sleep=_no_sleep)
+            name: BatchProcessor(name, handler_for(deciders[name], source=f"alur/{name}",
+                                                   perform=performs.get(name)),
+                                 self._uow_factory(name), sleep=_no_sleep)
             for name in SUBSCRIPTIONS}
+        self.timers = {name: timers_for(deciders[name], source=f"alur/{name}",
+                                        perform=performs.get(name))
+                       for name in SUBSCRIPTIONS if deciders[name].deadlines is not None}
 
     def _uow_factory(self, name: str):  # noqa: ANN202
         return lambda: InMemoryUnitOfWork(self.states[name])
@@ -63,6 +71,8 @@ class FakePlatform:
         async with InMemoryUnitOfWork(self.states["orders"]) as uow:
             await uow.append(placed.subject, 0, [placed], ["own"])
             uow.publish(placed)
+            keep_timers(uow, placed.subject, {},
+                        orders.DECIDER.due(orders.DECIDER.fold([placed])))
 
     def produce_raw(self, topic: str, key: bytes, value: bytes) -> None:
         self.topics[topic].append(Message(topic, 0, len(self.topics[topic]), key, value))
@@ -78,11 +88,49 @@ class FakePlatform:
             moved += len(rows)
         return moved
 
-    async def run(self, max_rounds: int = 50) -> None:
+    async def run(self, for_: timedelta = timedelta(minutes=1)) -> None:
+        """Settle, then let time pass: the clock jumps to each next due timer within `for_`,
+        fires it, and the platform settles again."""
+        horizon = self.clock + for_
+        await self.settle()
+        while (due := self.next_due()) is not None and due <= horizon:
+            self.clock = max(self.clock, due)
+            for name, fire in self.timers.items():
+                if name in self.paused:
+                    continue
+                async with InMemoryUnitOfWork(self.states[name]) as uow:
+                    await fire(uow, self.clock)
+            await self.settle()
+        self.clock = max(self.clock, horizon)
+
+    def next_due(self) -> datetime | None:
+        return min((due for name, state in self.states.items() if name not in self.paused
+                    for due in state.timers.values()), default=None)
+
+    async def customer(self, order_id: str,
+                       choose: Callable[[OrderState], Sequence[object]]) -> None:
+        """What the orders API does for a shop's request (cancel, receipt, return)."""
+        async with InMemoryUnitOfWork(self.states["orders"]) as uow:
+            await act(uow, orders.DECIDER, order_id, choose, source="alur/orders")
+
+    async def transfer_arrives(self, order_id: str) -> None:
+        """What the payments callback does when the gateway reports the bank transfer."""
+        state = self.states["payments"]
+        pending = next(s.event.data for s in state.streams[order_id]
+                       if s.event.type == "PaymentPending")
+        async with InMemoryUnitOfWork(state) as uow:
+            await act(uow, payments.DECIDER, order_id, lambda s: transfer_received(
+                s, order_id, pending.amount, pending.virtual_account, f"tr_{order_id}"),
+                source="alur/payments", perform=self.performs["payments"])
+
+
+    async def settle(self, max_rounds: int = 50) -> None:
         """Relay and consume until nothing moves."""
         for _ in range(max_rounds):
             moved = await self.relay()
             for service, topics in SUBSCRIPTIONS.items():
+                if service in self.paused:
+                    continue
                 for topic in topics:
                     start = self.positions[(service, topic)]
                     batch = self.topics[topic][start:]

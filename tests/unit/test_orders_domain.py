@@ -26,7 +26,10 @@ def test_place_order_totals_the_lines() -> None:
     ([line("A", 1, 0)], CARD, HOME, "positive"),
     ([line("A", 1, 100)], PaymentInstruction(method="card"), HOME, "token"),
     ([line("A", 1, 100)], CARD, Delivery(method="home_delivery"), "address"),
-    ([line("A", 1, 100)], PaymentInstruction(method="bank_transfer"), HOME, "not supported"),
+    ([line("A", 1, 100)], PaymentInstruction(method="cash"), HOME, "not supported"),
+    ([line("A", 1, 100)], CARD, Delivery(method="click_and_collect"), "store_id"),
+    ([line("A", 1, 100)], PaymentInstruction(method="cod"),
+     Delivery(method="click_and_collect", store_id="ST-1"), "home delivery"),
 ])
 def test_place_order_refuses_what_cannot_be_placed(lines, payment, delivery, message) -> None:
     with pytest.raises(domain.InvalidOrder, match=message):

@@ -7,8 +7,8 @@ orders and webhooks: anyone else's answer 404. Errors are RFC 9457 problem+json.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -22,6 +22,7 @@ from services.orders.api.orders import AUTH, Observe
 from services.orders.api.problems import responses
 from services.orders.api.security import BodyLimit, Caller, Limits, RateLimiter, authenticator
 from services.orders.api.writes import Writes
+from services.orders.domain import OrderState, Policy, deadlines_under
 from services.orders.reports import report_on
 from services.orders.shops import ShopRegistry
 
@@ -37,6 +38,9 @@ class ApiConfig:
     idempotency_ttl: float = 86_400.0
     return_window_days: float = 30.0
     webhook_rotation_overlap: float = 86_400.0
+    # The order's deadlines (auto-completion, stuck), kept in step with what the API records.
+    deadlines: Callable[[OrderState], Mapping[str, datetime]] = field(
+        default=deadlines_under(Policy()))
 
 
 def create_app(pool: asyncpg.Pool, new_uow: Callable[[], PostgresUnitOfWork],
@@ -51,7 +55,7 @@ def create_app(pool: asyncpg.Pool, new_uow: Callable[[], PostgresUnitOfWork],
     writes = Writes(new_uow, config.idempotency_ttl)
     authenticated = Depends(authenticate)
     app.include_router(orders.router(new_uow, registry, writes, authenticate, observe,
-                                     config.return_window_days))
+                                     config.return_window_days, config.deadlines))
     app.include_router(webhooks.router(pool, writes, authenticate,
                                        config.webhook_rotation_overlap))
 

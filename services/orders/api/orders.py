@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import reduce
 from typing import Annotated, Any
@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
+from alur.runtime.aggregate import keep_timers
 from alur.runtime.ports import StoredEvent
 from alur.runtime.postgres import PostgresUnitOfWork
 from schemas import Channel, Event, Model, caused_by, first_event
@@ -85,7 +86,7 @@ def _uncursor(cursor: str) -> tuple[datetime, str]:
 
 def router(new_uow: Callable[[], PostgresUnitOfWork], registry: ShopRegistry, writes: Writes,
            authenticate: Callable[..., Any], observe: Observe, return_window_days: float,
-           ) -> APIRouter:
+           deadlines: Callable[[domain.OrderState], Mapping[str, datetime]]) -> APIRouter:
     api = APIRouter(prefix="/v1/orders", tags=["orders"])
     authenticated = Depends(authenticate)
 
@@ -129,6 +130,7 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], registry: ShopRegistry, wr
         async def work(uow: PostgresUnitOfWork) -> tuple[int, Accepted]:
             await uow.append(order_id, 0, [event], ["own"])
             uow.publish(event)
+            keep_timers(uow, order_id, {}, deadlines(fold([event])))
             return 202, Accepted(order_id=order_id, status_url=f"/v1/orders/{order_id}")
 
         response = await writes.run(caller, request, idempotency_key, work)
@@ -208,7 +210,9 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], registry: ShopRegistry, wr
                 uow.publish(e)
             stored = [*stream, *(StoredEvent(len(stream) + i + 1, "own", e)
                                  for i, e in enumerate(events))]
-            observed[:] = [(before, fold([s.event for s in stored]), e) for e in events[-1:]]
+            after = fold([s.event for s in stored])
+            keep_timers(uow, order_id, deadlines(before), deadlines(after))
+            observed[:] = [(before, after, e) for e in events[-1:]]
             return status, answer(order_view(stored))
 
         response = await writes.run(caller, request, key, work)

@@ -1,0 +1,76 @@
+"""The gateway's callback endpoint: a bank transfer arrived in an order's virtual account.
+
+The gateway signs each callback (HMAC-SHA256 over timestamp, method, path and body with the
+shared secret); a callback's id goes in the payments inbox, so a repeated report changes
+nothing. Answers: 200 recorded (or already), 401 bad signature, 404 unknown order, 422 the
+transfer does not fit the order, 503 try again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from alur.runtime.aggregate import Decider, Perform, act
+from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
+from alur.runtime.ports import UnitOfWork
+from alur.runtime.signing import BadSignature, verify
+from schemas import Money
+from services.payments import domain
+
+CALLBACK_PATH = "/v1/gateway/callbacks"
+# Callback ids live in the inbox next to Kafka event ids; a namespace keeps them apart.
+CALLBACK_NAMESPACE = uuid.UUID("5b0f7c5e-8a8c-4a43-9d0e-6f3f3b2b7a11")
+
+
+class TransferReport(BaseModel):
+    type: str = Field(pattern="^transfer.received$")
+    id: str = Field(min_length=1, description="The gateway's id for the transfer.")
+    reference: str = Field(min_length=1, description="The order id.")
+    account_number: str
+    amount: int = Field(gt=0)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+
+def _error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"status": status, "detail": detail}, status_code=status)
+
+
+def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.PaymentState],
+               perform: Perform, *, source: str, secret: str, tolerance: float) -> FastAPI:
+    app = FastAPI(title="Alur payments: gateway callbacks")
+
+    @app.post(CALLBACK_PATH)
+    async def gateway_callback(request: Request) -> JSONResponse:
+        """A transfer into an order's virtual account, reported by the gateway."""
+        raw = await request.body()
+        try:
+            verify(secret, request.headers.get("Gateway-Timestamp"),
+                   request.headers.get("Gateway-Signature"), "POST", CALLBACK_PATH, raw,
+                   tolerance)
+            report = TransferReport.model_validate_json(raw)
+        except BadSignature as exc:
+            return _error(401, str(exc))
+        except ValidationError as exc:
+            return _error(422, f"not a transfer report: {exc.error_count()} invalid field(s)")
+        amount = Money(amount=report.amount, currency=report.currency)
+        try:
+            async with new_uow() as uow:
+                if not await uow.remember(uuid.uuid5(CALLBACK_NAMESPACE, report.id)):
+                    return JSONResponse({"status": "already recorded"})
+                await act(uow, decider, report.reference, lambda state: domain.transfer_received(
+                    state, report.reference, amount, report.account_number, report.id),
+                    source=source, perform=perform)
+        except LookupError:
+            return _error(404, f"no order {report.reference}")
+        except domain.TransferMismatch as exc:
+            return _error(422, str(exc))
+        except (ConcurrencyConflict, InfrastructureError) as exc:
+            return _error(503, f"try again: {exc}")
+        return JSONResponse({"status": "recorded"})
+
+    return app

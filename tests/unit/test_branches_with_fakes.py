@@ -1,0 +1,147 @@
+"""Every branch of the sales flow over in-memory fakes, with a clock that jumps to each timer."""
+
+from datetime import timedelta
+
+from schemas import Address, Delivery, PaymentInstruction, ReturnLine
+from services.orders import domain as orders
+from tests.unit.fakebus import FakePlatform
+from tests.unit.test_flow_with_fakes import placed
+
+FLOW = ["OrderPlaced", "StockReserved", "PaymentConfirmed", "ShipmentCreated", "Shipped",
+        "InTransit", "OutForDelivery", "Delivered"]
+
+
+def paying(order_id: str, method: str, **changes: object):  # noqa: ANN201
+    order = placed(order_id)
+    token = "tok_visa" if method in ("card", "ewallet") else None
+    data = order.data.model_copy(update={
+        "payment": PaymentInstruction(method=method, token=token), **changes})  # type: ignore[arg-type]
+    return order.model_copy(update={"data": data})
+
+
+async def stocked(on_hand: int = 10) -> FakePlatform:
+    platform = FakePlatform()
+    await platform.set_stock("WH-1", "MUG", on_hand)
+    return platform
+
+
+def stock(platform: FakePlatform) -> dict[str, int]:
+    return platform.states["inventory"].extra["stock"][("WH-1", "MUG")]
+
+
+def reasons(platform: FakePlatform, topic: str, type_: str) -> list[str]:
+    return [e.data.reason for e in platform.events(topic) if e.type == type_]
+
+
+async def test_a_bank_transfer_paid_in_time_is_shipped() -> None:
+    platform = await stocked()
+    await platform.place(paying("o1", "bank_transfer"))
+    await platform.run()
+    assert platform.stream("orders", "o1")[-1] == "PaymentPending"
+    await platform.transfer_arrives("o1")
+    await platform.transfer_arrives("o1")  # reported twice: recorded once
+    await platform.run()
+    assert platform.stream("orders", "o1") == [*FLOW[:2], "PaymentPending", *FLOW[2:]]
+    assert platform.gateway.charged("o1") == 0 and len(platform.gateway.transfers) == 1
+    assert stock(platform) == {"on_hand": 8, "reserved": 0}
+
+
+async def test_an_unpaid_bank_transfer_expires_and_the_stock_goes_back() -> None:
+    platform = await stocked()
+    await platform.place(paying("o1", "bank_transfer"))
+    await platform.run(timedelta(hours=25))
+    assert platform.stream("payments", "o1")[-2:] == ["PaymentExpired", "OrderCancelled"]
+    assert reasons(platform, "orders", "OrderCancelled") == ["payment_expired"]
+    assert reasons(platform, "inventory", "StockReleased") == ["payment_expired"]
+    assert stock(platform) == {"on_hand": 10, "reserved": 0}
+    await platform.transfer_arrives("o1")  # the customer paid too late: the money goes back
+    await platform.run()
+    assert reasons(platform, "payments", "RefundIssued") == ["late_transfer"]
+
+
+async def test_cash_on_delivery_is_confirmed_when_delivered() -> None:
+    platform = await stocked()
+    await platform.place(paying("o1", "cod"))
+    await platform.run()
+    assert platform.stream("payments", "o1")[-2:] == ["Delivered", "PaymentConfirmed"]
+    assert platform.stream("orders", "o1") == [*FLOW[:2], *FLOW[3:], "PaymentConfirmed"]
+    assert [e.data.method for e in platform.events("payments")] == ["cod"]
+    assert platform.gateway.charged("o1") == 0
+
+
+async def test_cancelling_a_paid_order_before_it_leaves_refunds_and_releases() -> None:
+    platform = await stocked()
+    await platform.place(placed("o1"))
+    await platform.settle()  # paid, shipment booked, not collected yet
+    assert platform.stream("orders", "o1")[-1] == "ShipmentCreated"
+    await platform.customer("o1", lambda s: [orders.cancel(s, "o1")])
+    await platform.run()
+    assert reasons(platform, "payments", "RefundIssued") == ["cancelled"]
+    assert platform.gateway.refunded("o1") == 1
+    assert stock(platform) == {"on_hand": 10, "reserved": 0}
+    assert "Shipped" not in platform.stream("shipping", "o1")
+
+
+async def test_a_return_refunds_restocks_and_reverses_the_loyalty_points() -> None:
+    platform = await stocked()
+    await platform.place(placed("o1"))
+    await platform.run()
+    await platform.customer("o1", lambda s: orders.confirm_receipt(s, "o1"))
+    await platform.run()
+    accrued = [e for e in platform.events("orders") if e.type == "LoyaltyPointsAccrued"]
+    assert [e.data.points for e in accrued] == [49]  # 2 x 24.99 EUR
+    lines = [ReturnLine(sku="MUG", quantity=2)]
+    await platform.customer("o1", lambda s: [orders.request_return(
+        s, "o1", "ret_1", lines, "too small", platform.clock, 30)])
+    await platform.run()
+    assert platform.stream("orders", "o1")[-2:] == ["OrderReturned", "LoyaltyPointsReversed"]
+    assert reasons(platform, "payments", "RefundIssued") == ["returned"]
+    assert stock(platform) == {"on_hand": 10, "reserved": 0}
+
+
+async def test_a_failed_delivery_is_tried_again() -> None:
+    platform = await stocked()
+    address = Address(line1="1 Rua", city="Porto", postal_code="0000-001", country="PT")
+    await platform.place(paying("o1", "card", delivery=Delivery(method="home_delivery",
+                                                                 address=address)))
+    await platform.run()
+    assert platform.stream("shipping", "o1")[-4:] == [
+        "OutForDelivery", "DeliveryFailed", "OutForDelivery", "Delivered"]
+
+
+async def test_an_unpaid_reservation_expires() -> None:
+    platform = await stocked()
+    platform.paused.add("payments")  # the payment never starts
+    await platform.place(placed("o1"))
+    await platform.run(timedelta(minutes=16))
+    assert platform.stream("inventory", "o1")[2:4] == ["ReservationExpired", "StockReleased"]
+    assert reasons(platform, "orders", "OrderCancelled") == ["reservation_expired"]
+    platform.paused.clear()
+    await platform.run()
+    assert platform.gateway.charged("o1") == 0 and stock(platform)["reserved"] == 0
+
+
+async def test_a_delivered_order_completes_by_itself_and_earns_points() -> None:
+    platform = await stocked()
+    await platform.place(placed("o1"))
+    await platform.run(timedelta(days=15))
+    assert platform.stream("orders", "o1")[-2:] == ["OrderCompleted", "LoyaltyPointsAccrued"]
+
+
+async def test_a_stuck_order_is_reported_once() -> None:
+    platform = await stocked()
+    platform.paused.add("inventory")
+    await platform.place(placed("o1"))
+    await platform.run(timedelta(hours=3))
+    stuck = [e for e in platform.events("orders") if e.type == "OrderStuck"]
+    assert [e.data.status for e in stuck] == ["placed"]
+
+
+async def test_click_and_collect_completes_when_picked_up() -> None:
+    platform = await stocked()
+    await platform.place(paying("o1", "card", delivery=Delivery(method="click_and_collect",
+                                                                 store_id="ST-1")))
+    await platform.run()
+    assert platform.stream("orders", "o1")[-4:] == [
+        "ReadyForPickup", "PickedUp", "OrderCompleted", "LoyaltyPointsAccrued"]
+    assert stock(platform) == {"on_hand": 8, "reserved": 0}
