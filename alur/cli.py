@@ -324,6 +324,28 @@ def _report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _check(order_ids: list[str], settings: Settings) -> int:
+    import asyncpg
+
+    from alur.tools.invariants import check
+
+    async def go() -> int:
+        conn = await asyncpg.connect(settings.pg_dsn)
+        try:
+            report = await check(conn, order_ids or None)
+        finally:
+            await conn.close()
+        print(f"{report.orders} orders checked, {len(report.violations)} violation(s), "
+              f"{len(report.unsettled)} not settled yet")
+        for v in report.violations:
+            print(f"  {v.invariant:<24} {v.order_id or '-':<38} {v.detail}")
+        for order_id, last in report.unsettled[:20]:
+            print(f"  {'unsettled':<24} {order_id:<38} last: {last}")
+        return 1 if report.violations else 0
+
+    return asyncio.run(go())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alur", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -358,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     trace = sub.add_parser("trace", help="an order's cross-service timeline, with every hop")
     trace.add_argument("order_id")
     trace.add_argument("--json", action="store_true", help="machine-readable output")
+    chk = sub.add_parser("check", help="verify DESIGN.md's invariants across all services' "
+                         "tables; exit 1 naming each violating order")
+    chk.add_argument("order_id", nargs="*", help="only these orders (default: all)")
     ev = sub.add_parser("events", help="read or tail the event topics, filtered")
     ev.add_argument("--topic", action="append", help="a topic (repeatable; default: all)")
     ev.add_argument("--type", action="append", help="an event type (repeatable)")
@@ -438,6 +463,8 @@ def main(argv: list[str] | None = None) -> int:
             return _trace(args.order_id, args.json, settings)
         elif args.command == "events":
             return _events(args, settings)
+        elif args.command == "check":
+            return _check(args.order_id, settings)
         elif args.command == "replay":
             return _replay(args, settings)
         elif args.command == "report":

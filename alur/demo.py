@@ -18,69 +18,56 @@ from alur.infra import prometheus, stack
 from alur.infra.procs import StartError
 from alur.progress import Progress
 from alur.settings import SERVICES, Settings
+from alur.simulators.customers import CATALOGUE, SCARCE, STORES, Customers, order_body, plan
 from alur.simulators.smtp import read_messages
+from alur.tools.invariants import Report, check
 from services.inventory.seed import set_stock
 from services.notifications.domain import CUSTOMER_FACING
 from services.orders.admin import onboard
 
-CATALOGUE = [("SKU-MUG", 1250), ("SKU-PLATE", 1800), ("SKU-BOWL", 1500), ("SKU-CUP", 900),
-             ("SKU-VASE", 4200), ("SKU-TRAY", 2600)]
-SCARCE = ("SKU-LAMP", 8900)  # a handful in stock: some orders for it are rejected
-SETTLED = ("Delivered", "OrderCancelled")
+# Deadlines short enough to be seen within a demo run: an unpaid bank transfer expires after
+# 20 s (a real one has a day).
+DEMO_DEADLINES = {"bank_transfer_ttl": 20.0}
 
 
 @dataclass
 class Run:
+    customers: Customers
     orders: list[str] = field(default_factory=list)
     placing_seconds: float = 0.0
     slowed_down: int = 0  # 429 answers waited out
 
 
-def _order(shop: str, rng: random.Random) -> dict[str, object]:
-    scarce = rng.random() < 0.05
-    sku, price = SCARCE if scarce else rng.choice(CATALOGUE)
-    token = "tok_decline" if rng.random() < 0.04 else "tok_visa"
-    return {
-        "shop_id": shop, "channel": "online",
-        "customer": {"customer_id": f"cus-{rng.randrange(10**6)}",
-                     "email": f"customer{rng.randrange(1000)}@example.com", "name": "Customer"},
-        "lines": [{"sku": sku, "quantity": rng.randint(1, 3),
-                   "unit_price": {"amount": price, "currency": "EUR"}}],
-        "payment": {"method": "card", "token": token},
-        "delivery": {"method": "home_delivery", "address": {
-            "line1": "1 Main St", "city": "Lisbon", "postal_code": "1000-001", "country": "PT"}},
-    }
-
-
-async def _place(settings: Settings, total: int, shops: int) -> Run:
-    """Each shop is registered with an API key, as a real one would be onboarded, and sends
+async def _place(total: int, customers: Customers) -> Run:
+    """Each shop was registered with an API key, as a real one would be onboarded, and sends
     its orders like a well-behaved client: an Idempotency-Key per order, kept across retries,
     and a pause for as long as a 429 asks."""
-    run, progress, rng = Run(), Progress("placing", total), random.Random(7)
-    shop_ids = [f"shop-{i + 1}" for i in range(shops)]
-    skus = [sku for sku, _ in CATALOGUE] + [SCARCE[0]]
-    keys = {s: (await onboard(settings, s, "EUR", skus))[0] for s in shop_ids}
+    run, progress, rng = Run(customers), Progress("placing", total), random.Random(7)
+    shop_ids = list(customers.keys)
     started = time.monotonic()
-    async with httpx.AsyncClient(base_url=settings.api_url, timeout=30) as client:
-        async def shop(shop_id: str, count: int) -> None:
-            for _ in range(count):
-                body = _order(shop_id, rng)
-                headers = {"Authorization": f"Bearer {keys[shop_id]}",
-                           "Idempotency-Key": f"demo-{rng.getrandbits(64):016x}"}
-                response = await client.post("/v1/orders", json=body, headers=headers)
-                while response.status_code in (409, 429):
-                    run.slowed_down += 1
-                    await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
-                    response = await client.post("/v1/orders", json=body, headers=headers)
-                if response.status_code != 202:
-                    raise RuntimeError(f"{shop_id}: {response.status_code} {response.text}")
-                run.orders.append(response.json()["order_id"])
-                progress.show(len(run.orders))
 
-        share = [total // shops + (1 if i < total % shops else 0) for i in range(shops)]
-        # each shop sends from a few tills at once
-        await asyncio.gather(*(shop(s, n // 4 + (1 if k < n % 4 else 0))
-                               for s, n in zip(shop_ids, share, strict=True) for k in range(4)))
+    async def shop(shop_id: str, count: int) -> None:
+        for _ in range(count):
+            p = plan(rng)
+            body = order_body(shop_id, p, rng)
+            headers = {"Authorization": f"Bearer {customers.keys[shop_id]}",
+                       "Idempotency-Key": f"demo-{rng.getrandbits(64):016x}"}
+            response = await customers.api.post("/v1/orders", json=body, headers=headers)
+            while response.status_code in (409, 429):
+                run.slowed_down += 1
+                await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+                response = await customers.api.post("/v1/orders", json=body, headers=headers)
+            if response.status_code != 202:
+                raise RuntimeError(f"{shop_id}: {response.status_code} {response.text}")
+            run.orders.append(response.json()["order_id"])
+            customers.add(run.orders[-1], shop_id, p, body)
+            progress.show(len(run.orders))
+
+    shops = len(shop_ids)
+    share = [total // shops + (1 if i < total % shops else 0) for i in range(shops)]
+    # each shop sends from a few tills at once
+    await asyncio.gather(*(shop(s, n // 4 + (1 if k < n % 4 else 0))
+                           for s, n in zip(shop_ids, share, strict=True) for k in range(4)))
     run.placing_seconds = time.monotonic() - started
     progress.finish(len(run.orders))
     return run
@@ -102,12 +89,11 @@ async def _wait(label: str, total: int, count: Callable[[], Awaitable[int]],
 
 
 async def _settle(db: asyncpg.Pool, run: Run, timeout: float) -> int:
-    async def settled() -> int:
-        return int(await db.fetchval(
-            "SELECT count(DISTINCT stream_id) FROM orders.events WHERE type = ANY($1::text[]) "
-            "AND stream_id = ANY($2::text[])", list(SETTLED), run.orders))
-
-    return await _wait("settling", len(run.orders), settled, timeout)
+    """The customers act on their orders until every order has run its course."""
+    progress = Progress("settling", len(run.orders))
+    left = await run.customers.act_until_done(db, timeout, progress.show)
+    progress.finish(len(run.orders) - left)
+    return len(run.orders) - left
 
 
 async def _notify(db: asyncpg.Pool, run: Run, timeout: float) -> int:
@@ -134,14 +120,55 @@ def _percentile(values: list[float], q: int) -> float:
     return float(statistics.quantiles(values, n=100, method="inclusive")[q - 1])
 
 
-async def _summary(settings: Settings, db: asyncpg.Pool, run: Run, due_mails: int) -> str:
+async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[str, str]]:
+    """How the run's orders went, branch by branch, from the orders event store."""
+    rows = await db.fetch(
+        "SELECT type, coalesce(body->'data'->>'reason', '') AS reason, count(*) AS n,"
+        " coalesce(sum((body->'data'->>'points')::int), 0) AS points FROM orders.events"
+        " WHERE stream_id = ANY($1::text[]) GROUP BY 1, 2", run.orders)
+    n: dict[str, int] = {}
+    reasons: dict[str, dict[str, int]] = {}
+    points: dict[str, int] = {}
+    for r in rows:
+        n[r["type"]] = n.get(r["type"], 0) + r["n"]
+        reasons.setdefault(r["type"], {})[r["reason"]] = r["n"]
+        points[r["type"]] = points.get(r["type"], 0) + r["points"]
+    plans = [p for _, p in run.customers.orders.values()]
+    methods: dict[str, int] = {}
+    for p in plans:
+        methods[p.method] = methods.get(p.method, 0) + 1
+
+    def by_reason(event_type: str) -> str:
+        found = reasons.get(event_type, {})
+        return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(found.items())) or "0"
+
+    violations = report.by_invariant()
+    return [
+        ("payment methods", ", ".join(f"{k} {v}" for k, v in sorted(methods.items()))),
+        ("click-and-collect", f"{sum(p.pickup for p in plans)} ordered, "
+                              f"{n.get('PickedUp', 0)} picked up"),
+        ("bank transfers", f"{n.get('PaymentPending', 0)} opened, "
+                           f"{n.get('PaymentExpired', 0)} expired unpaid"),
+        ("cards declined", str(n.get("PaymentFailed", 0))),
+        ("out of stock", str(n.get("StockRejected", 0))),
+        ("cancelled", by_reason("OrderCancelled")),
+        ("cancels refused (parcel left)", str(run.customers.refused["cancel"])),
+        ("delivery re-attempts", str(n.get("DeliveryFailed", 0))),
+        ("delivered", str(n.get("Delivered", 0) + n.get("PickedUp", 0))),
+        ("completed", str(n.get("OrderCompleted", 0))),
+        ("returned", str(n.get("OrderReturned", 0))),
+        ("refunds", by_reason("RefundIssued")),
+        ("reviews", str(n.get("ReviewSubmitted", 0))),
+        ("loyalty points", f"{points.get('LoyaltyPointsAccrued', 0)} accrued, "
+                           f"{points.get('LoyaltyPointsReversed', 0)} reversed"),
+        ("invariant violations", ", ".join(f"{k}: {v}" for k, v in violations.items())
+         or f"none ({report.orders} orders checked)"),
+    ]
+
+
+async def _summary(settings: Settings, db: asyncpg.Pool, run: Run, due_mails: int,
+                   report: Report) -> str:
     ids = run.orders
-    finals = await db.fetch(
-        "SELECT DISTINCT ON (stream_id) stream_id, type FROM orders.events "
-        "WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version DESC", ids)
-    by_state: dict[str, int] = {}
-    for r in finals:
-        by_state[r["type"]] = by_state.get(r["type"], 0) + 1
     timing = await db.fetch(
         "SELECT p.stream_id, (p.body->>'time')::timestamptz AS placed, "
         "(d.body->>'time')::timestamptz AS delivered FROM orders.events p "
@@ -166,7 +193,7 @@ async def _summary(settings: Settings, db: asyncpg.Pool, run: Run, due_mails: in
     rows = [("orders placed", f"{len(ids)}"),
             ("intake rate", f"{len(ids) / run.placing_seconds:.0f} orders/s over HTTP"),
             ("rate-limit waits (429)", str(run.slowed_down)),
-            *[(f"final: {k}", str(v)) for k, v in sorted(by_state.items())],
+            *await _branches(db, run, report),
             ("accepted -> delivered p50", f"{_percentile(latencies, 50) * 1000:.0f} ms"),
             ("accepted -> delivered p99", f"{_percentile(latencies, 99) * 1000:.0f} ms"),
             ("end-to-end rate", f"{len(ids) / seconds:.0f} orders/s" if seconds else "n/a"),
@@ -225,24 +252,33 @@ def _order_of(raw: bytes) -> str | None:
 
 
 async def _drive(settings: Settings, orders: int, shops: int) -> tuple[int, str]:
-    await set_stock(settings, [(loc, sku, 100_000) for loc in ("WH-1", "WH-2")
+    await set_stock(settings, [(loc, sku, 100_000) for loc in ("WH-1", "WH-2", *STORES)
                                for sku, _ in CATALOGUE] + [("WH-1", SCARCE[0], 6)])
-    run = await _place(settings, orders, shops)
+    skus = [sku for sku, _ in CATALOGUE] + [SCARCE[0]]
+    keys = {s: (await onboard(settings, s, "EUR", skus))[0]
+            for s in (f"shop-{i + 1}" for i in range(shops))}
     db = await asyncpg.create_pool(settings.pg_dsn, min_size=1, max_size=2)
     try:
-        settled = await _settle(db, run, timeout=max(120.0, orders / 5))
+        async with httpx.AsyncClient(base_url=settings.api_url, timeout=30) as api, \
+                httpx.AsyncClient(base_url=settings.gateway_url, timeout=30) as gateway:
+            run = await _place(orders, Customers(api, gateway, keys))
+            settled = await _settle(db, run, timeout=max(180.0, orders / 4))
         due_mails = await _notify(db, run, timeout=60.0)
-        summary = await _summary(settings, db, run, due_mails)
+        async with db.acquire() as conn:
+            report = await check(conn, run.orders)
+        summary = await _summary(settings, db, run, due_mails, report)
         delivered = await db.fetchval(
             "SELECT count(DISTINCT stream_id) FROM orders.events WHERE type = 'Delivered' "
             "AND stream_id = ANY($1::text[])", run.orders)
         ops = await _as_prometheus_sees_it(settings, delivered)
-        return len(run.orders) - settled, f"{summary}\n{ops}"
+        failed = len(run.orders) - settled + len(report.violations)
+        return failed, f"{summary}\n{ops}"
     finally:
         await db.close()
 
 
 def run_demo(settings: Settings, orders: int, shops: int, keep_running: bool) -> int:
+    settings = settings.model_copy(update=DEMO_DEADLINES)
     before = {name for name, state, *_ in stack.status(settings) if state.startswith("running")}
     print(f"Alur demo: {orders} orders from {shops} simulated shops "
           f"(state in {settings.state_dir}, logs in {settings.log_dir})")
@@ -259,7 +295,8 @@ def run_demo(settings: Settings, orders: int, shops: int, keep_running: bool) ->
                   f"{settings.api_url}/docs, metrics on ports {settings.metrics_port_base}-"
                   f"{settings.metrics_port_base + len(SERVICES) - 1}; `alur infra down` stops it")
         if unsettled:
-            print(f"{unsettled} orders did not settle; see the logs in {settings.log_dir}")
+            print(f"{unsettled} orders did not settle or broke an invariant; see the logs in "
+                  f"{settings.log_dir} and `alur check`")
         return 1 if unsettled else 0
     except StartError as exc:
         print(f"demo failed: {exc}", file=sys.stderr)

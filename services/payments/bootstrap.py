@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -28,6 +29,7 @@ from services.payments import callbacks, domain
 from services.payments.gateway import Gateway, HttpGateway
 
 SOURCE = "alur/payments"
+log = logging.getLogger("alur.payments")
 DECIDER = Decider(domain.PaymentState(), domain.evolve, domain.decide, domain.RELEVANT,
                   domain.OUTCOMES, domain.deadlines, domain.on_timer)
 
@@ -35,6 +37,9 @@ DECIDER = Decider(domain.PaymentState(), domain.evolve, domain.decide, domain.RE
 def make_perform(gateway: Gateway, callback_url: str = "http://127.0.0.1:8082",
                  transfer_ttl: float = 86_400.0) -> Perform:
     async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
+        if isinstance(command, domain.Charge | domain.OpenTransfer) and lapsed(command):
+            log.warning("not paying %s: its stock reservation lapsed", command.order_id)
+            return []
         if isinstance(command, domain.Charge):
             result = await gateway.charge(command.idempotency_key, command.order_id,
                                           command.amount, command.instruction.token)
@@ -61,6 +66,10 @@ def make_perform(gateway: Gateway, callback_url: str = "http://127.0.0.1:8082",
         raise TypeError(f"unknown command {command!r}")
 
     return perform
+
+
+def lapsed(command: domain.Charge | domain.OpenTransfer) -> bool:
+    return command.reserved_until is not None and now() > command.reserved_until
 
 
 def make_handler(gateway: Gateway) -> Handler:

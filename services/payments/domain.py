@@ -36,6 +36,9 @@ class Charge:
     amount: Money
     instruction: PaymentInstruction
     idempotency_key: str
+    # Not carried out once the stock reservation lapsed (a payments service that was down
+    # longer than the reservation): the expiry cancels the order instead.
+    reserved_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class OpenTransfer:
     payment_id: str
     amount: Money
     idempotency_key: str
+    reserved_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class PaymentState:
     amount: Money | None = None
     instruction: PaymentInstruction | None = None
     stock_reserved: bool = False
+    reserved_until: datetime | None = None
     status: str | None = None  # pending | confirmed | failed | expired
     cancelled: bool = False
     virtual_account: str | None = None
@@ -97,7 +102,7 @@ def evolve(state: PaymentState, event: Event) -> PaymentState:
         return replace(state, order_id=event.data.order_id, amount=event.data.total,
                        instruction=event.data.payment)
     if event.type == "StockReserved":
-        return replace(state, stock_reserved=True)
+        return replace(state, stock_reserved=True, reserved_until=event.data.expires_at)
     if event.type == "OrderCancelled":
         return replace(state, cancelled=True)
     if event.type == "PaymentPending":
@@ -144,10 +149,12 @@ def _start(state: PaymentState, order_id: str) -> list[Decision]:
     assert state.amount is not None and state.instruction is not None
     if state.method in GATEWAY_METHODS:
         return [Charge(order_id, _payment_id(order_id), state.amount, state.instruction,
-                       idempotency_key=f"{order_id}:capture")]
+                       idempotency_key=f"{order_id}:capture",
+                       reserved_until=state.reserved_until)]
     if state.method == "bank_transfer":
         return [OpenTransfer(order_id, _payment_id(order_id), state.amount,
-                             idempotency_key=f"{order_id}:transfer")]
+                             idempotency_key=f"{order_id}:transfer",
+                             reserved_until=state.reserved_until)]
     return []  # cod waits for the delivery; cash was recorded with the order
 
 

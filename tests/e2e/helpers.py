@@ -52,17 +52,23 @@ def new_sku() -> str:
 
 
 def order_body(sku: str, quantity: int = 1, token: str = "tok_visa",
-               shop: str = DEFAULT_SHOP) -> dict[str, object]:
+               shop: str = DEFAULT_SHOP, method: str = "card", store_id: str | None = None,
+               postal_code: str = "1000-001") -> dict[str, object]:
+    """An online order; `method` picks the payment, `store_id` makes it click-and-collect."""
+    delivery: dict[str, object] = (
+        {"method": "click_and_collect", "store_id": store_id} if store_id else
+        {"method": "home_delivery", "address": {
+            "line1": "1 Main St", "city": "Lisbon", "postal_code": postal_code,
+            "country": "PT"}})
     return {
         "shop_id": shop, "channel": "online",
         "customer": {"customer_id": f"cus-{uuid.uuid4().hex[:8]}",
                      "email": "ada@example.com", "name": "Ada Lovelace"},
         "lines": [{"sku": sku, "quantity": quantity,
                    "unit_price": {"amount": 1250, "currency": "EUR"}}],
-        "payment": {"method": "card", "token": token},
-        "delivery": {"method": "home_delivery", "address": {
-            "line1": "1 Main St", "city": "Lisbon", "postal_code": "1000-001",
-            "country": "PT"}},
+        "payment": {"method": method,
+                    "token": token if method in ("card", "ewallet") else None},
+        "delivery": delivery,
     }
 
 

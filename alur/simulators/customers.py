@@ -1,0 +1,180 @@
+"""Simulated customers for the demo: each order gets a plan over every branch of the sales
+flow, and the customers act on their orders as the orders move (pay a bank transfer, cancel,
+confirm receipt, review, return), through the shop API and the gateway simulator.
+
+One loop reads every order's progress from the orders event store per round (one query,
+not a poll per order) and sends the few requests that are due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import Counter
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+
+CATALOGUE = [("SKU-MUG", 1250), ("SKU-PLATE", 1800), ("SKU-BOWL", 1500), ("SKU-CUP", 900),
+             ("SKU-VASE", 4200), ("SKU-TRAY", 2600)]
+SCARCE = ("SKU-LAMP", 8900)  # a handful in stock: some orders for it are rejected
+STORES = ("ST-LISBON", "ST-PORTO")
+FAILS_FIRST_ATTEMPT = "0000-100"  # the simulated courier misses the first delivery here
+
+
+@dataclass
+class Plan:
+    method: str
+    token: str | None = None
+    pickup: bool = False
+    pays_transfer: bool = True
+    cancel: str | None = None      # "before_payment" | "after_payment"
+    returns: bool = False
+    reviews: bool = False
+    confirms: bool = False
+    done: set[str] = field(default_factory=set)  # actions taken
+
+    @property
+    def branch(self) -> str:
+        return f"{self.method}{' (declined)' if self.token == 'tok_decline' else ''}"
+
+
+def plan(rng: random.Random) -> Plan:
+    roll = rng.random()
+    method = ("card" if roll < 0.55 else "ewallet" if roll < 0.65
+              else "bank_transfer" if roll < 0.85 else "cod")
+    p = Plan(method=method)
+    if method in ("card", "ewallet"):
+        p.token = "tok_decline" if rng.random() < 0.06 else "tok_visa"
+    p.pickup = method != "cod" and rng.random() < 0.15
+    p.pays_transfer = rng.random() < 0.8
+    cancel = rng.random()
+    p.cancel = "before_payment" if cancel < 0.04 else "after_payment" if cancel < 0.08 else None
+    after = rng.random()
+    p.returns, p.confirms = after < 0.07, 0.07 <= after < 0.6
+    p.reviews = rng.random() < 0.3
+    return p
+
+
+def order_body(shop: str, p: Plan, rng: random.Random) -> dict[str, object]:
+    sku, price = SCARCE if rng.random() < 0.04 else rng.choice(CATALOGUE)
+    postal = FAILS_FIRST_ATTEMPT if rng.random() < 0.08 else "1000-001"
+    delivery: dict[str, object] = (
+        {"method": "click_and_collect", "store_id": rng.choice(STORES)} if p.pickup else
+        {"method": "home_delivery", "address": {
+            "line1": "1 Main St", "city": "Lisbon", "postal_code": postal, "country": "PT"}})
+    return {
+        "shop_id": shop, "channel": "online",
+        "customer": {"customer_id": f"cus-{rng.randrange(2000)}",
+                     "email": f"customer{rng.randrange(1000)}@example.com", "name": "Customer"},
+        "lines": [{"sku": sku, "quantity": rng.randint(1, 3),
+                   "unit_price": {"amount": price, "currency": "EUR"}}],
+        "payment": {"method": p.method, "token": p.token},
+        "delivery": delivery,
+    }
+
+
+@dataclass
+class Customers:
+    """Acts for every order of the run; `refused` counts requests the order's state refused
+    (a cancellation that came after the parcel left)."""
+
+    api: httpx.AsyncClient
+    gateway: httpx.AsyncClient
+    keys: dict[str, str]                      # shop -> API key
+    orders: dict[str, tuple[str, Plan]] = field(default_factory=dict)  # order -> (shop, plan)
+    lines: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+    refused: Counter[str] = field(default_factory=Counter)
+
+    def add(self, order_id: str, shop: str, p: Plan, body: dict[str, object]) -> None:
+        self.orders[order_id] = (shop, p)
+        self.lines[order_id] = [{"sku": x["sku"], "quantity": x["quantity"]}
+                                for x in body["lines"]]  # type: ignore[attr-defined]
+
+    async def act_until_done(self, db: asyncpg.Pool, timeout: float,
+                             show: Callable[[int], None]) -> int:
+        """Rounds until every order is cancelled, returned, or delivered with nothing left
+        for its customer to do; returns how many were not by the timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        open_ = set(self.orders)
+        while open_ and loop.time() < deadline:
+            rows = await db.fetch(
+                "SELECT stream_id, array_agg(type ORDER BY version) AS types,"
+                " max(body->'data'->>'virtual_account') AS account,"
+                " max((body->'data'->'amount'->>'amount')::bigint) FILTER"
+                "   (WHERE type = 'PaymentPending') AS due"
+                " FROM orders.events WHERE stream_id = ANY($1::text[]) GROUP BY stream_id",
+                list(open_))
+            steps = []
+            for r in rows:
+                order_id, types = r["stream_id"], set(r["types"])
+                p = self.orders[order_id][1]
+                if self._finished(p, types):
+                    open_.discard(order_id)
+                elif (step := self._next(order_id, p, types, r["account"], r["due"])):
+                    steps.append(step)
+            await asyncio.gather(*steps)
+            show(len(self.orders) - len(open_))
+            await asyncio.sleep(0.5)
+        return len(open_)
+
+    @staticmethod
+    def _pending(p: Plan, types: set[str]) -> list[str]:
+        wanted = [("review", p.reviews), ("return", p.returns),
+                  ("receipt", p.confirms and not p.returns and "OrderCompleted" not in types)]
+        return [action for action, on in wanted if on and action not in p.done]
+
+    def _finished(self, p: Plan, types: set[str]) -> bool:
+        if types & {"OrderCancelled", "OrderReturned"}:
+            return True
+        if not types & {"Delivered", "PickedUp"}:
+            return False
+        return not self._pending(p, types) and not p.returns
+
+    def _next(self, order_id: str, p: Plan, types: set[str], account: str | None,
+              due: int | None) -> Coroutine[Any, Any, None] | None:
+        if "OrderCancelled" in types:
+            return None
+        if p.cancel == "before_payment" and "cancel" not in p.done:
+            return self._post(order_id, p, "cancel", "cancel")
+        if (p.method == "bank_transfer" and p.pays_transfer and account and due
+                and "transfer" not in p.done and "PaymentExpired" not in types):
+            return self._pay(p, account, due)
+        if p.cancel == "after_payment" and "PaymentConfirmed" in types and "cancel" not in p.done:
+            return self._post(order_id, p, "cancel", "cancel")
+        if not types & {"Delivered", "PickedUp"}:
+            return None
+        pending = self._pending(p, types)
+        if not pending:
+            return None
+        action = pending[0]
+        if action == "review":
+            return self._post(order_id, p, "review", "reviews",
+                              {"rating": 1 + int(order_id[-2:], 16) % 5, "text": "demo"})
+        if action == "return":
+            return self._post(order_id, p, "return", "returns",
+                              {"lines": self.lines[order_id], "reason": "changed my mind"})
+        return self._post(order_id, p, "receipt", "receipt")
+
+    async def _post(self, order_id: str, p: Plan, action: str, path: str,
+                    body: dict[str, object] | None = None) -> None:
+        shop = self.orders[order_id][0]
+        headers = {"Authorization": f"Bearer {self.keys[shop]}",
+                   "Idempotency-Key": f"demo-{action}-{order_id}"}
+        response = await self.api.post(f"/v1/orders/{order_id}/{path}", json=body,
+                                       headers=headers)
+        if response.status_code in (409, 429) and "Retry-After" in response.headers:
+            return  # busy or rate-limited: next round
+        if response.status_code >= 400:
+            self.refused[action] += 1
+        p.done.add(action)
+
+    async def _pay(self, p: Plan, account: str, amount: int) -> None:
+        response = await self.gateway.post(f"/v1/virtual-accounts/{account}/transfers",
+                                           json={"amount": amount, "currency": "EUR"})
+        if response.status_code == 201:
+            p.done.add("transfer")

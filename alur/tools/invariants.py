@@ -1,0 +1,171 @@
+"""The invariant checker: DESIGN.md's invariants, verified across every service's tables.
+
+Used by the end-to-end tests, the demo's summary and `alur check`. Each check reads the
+services' event stores, audit logs and the stock table (and the gateway simulator's ledger,
+when there is one) and names every violating order. Reading several schemas at once is what
+a checker is for; no service does it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from alur.settings import SERVICES
+
+TERMINAL = ("OrderCompleted", "OrderCancelled", "OrderReturned")
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: str
+    order_id: str | None
+    detail: str
+
+
+@dataclass
+class Report:
+    orders: int = 0
+    violations: list[Violation] = field(default_factory=list)
+    unsettled: list[tuple[str, str]] = field(default_factory=list)  # (order, last event)
+
+    def add(self, invariant: str, rows: Sequence[asyncpg.Record], detail: str) -> None:
+        self.violations += [Violation(invariant, r["order_id"], detail.format(**dict(r)))
+                            for r in rows]
+
+    def by_invariant(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for v in self.violations:
+            counts[v.invariant] = counts.get(v.invariant, 0) + 1
+        return counts
+
+
+async def check(conn: asyncpg.Connection, order_ids: Sequence[str] | None = None) -> Report:
+    """Check the given orders (all orders when None)."""
+    ids = list(order_ids) if order_ids is not None else None
+    report = Report(orders=int(await conn.fetchval(
+        "SELECT count(*) FROM orders.events WHERE type = 'OrderPlaced'"
+        " AND ($1::text[] IS NULL OR stream_id = ANY($1))", ids)))
+    await _one_terminal_state(conn, ids, report)
+    await _no_oversell(conn, ids, report)
+    await _money(conn, ids, report)
+    await _no_duplicate_effects(conn, ids, report)
+    await _order_and_audit(conn, ids, report)
+    return report
+
+
+async def _one_terminal_state(conn: asyncpg.Connection, ids: list[str] | None,
+                              report: Report) -> None:
+    rows = await conn.fetch(
+        "SELECT stream_id AS order_id,"
+        " count(*) FILTER (WHERE type = 'OrderCancelled') AS cancelled,"
+        " count(*) FILTER (WHERE type = 'OrderCompleted') AS completed,"
+        " count(*) FILTER (WHERE type = 'OrderReturned') AS returned,"
+        " bool_or(type = 'Delivered' OR type = 'PickedUp') AS delivered,"
+        " (array_agg(type ORDER BY version DESC))[1] AS last"
+        " FROM orders.events WHERE ($1::text[] IS NULL OR stream_id = ANY($1))"
+        " GROUP BY stream_id", ids)
+    report.add("1 one terminal state", [
+        r for r in rows if r["cancelled"] > 1 or r["completed"] > 1 or r["returned"] > 1
+        or (r["cancelled"] and (r["completed"] or r["returned"]))],
+        "cancelled {cancelled}x, completed {completed}x, returned {returned}x")
+    # Delivered orders wait for the customer or for auto-completion: settled for the platform.
+    report.unsettled = [(r["order_id"], r["last"]) for r in rows
+                        if not (r["cancelled"] or r["completed"] or r["returned"]
+                                or r["delivered"])]
+
+
+async def _no_oversell(conn: asyncpg.Connection, ids: list[str] | None, report: Report) -> None:
+    report.add("2 no oversell", await conn.fetch(
+        "SELECT NULL AS order_id, location, sku, on_hand, reserved FROM inventory.stock"
+        " WHERE reserved < 0 OR reserved > on_hand OR on_hand < 0"),
+        "{location}/{sku}: reserved {reserved} of {on_hand} on hand")
+    report.add("2 no oversell", await conn.fetch(
+        "SELECT NULL AS order_id, s.location, s.sku, s.reserved, coalesce(l.held, 0) AS held"
+        " FROM inventory.stock s LEFT JOIN (SELECT location, sku, sum(quantity) AS held"
+        "   FROM inventory.reservation_lines WHERE status = 'reserved' GROUP BY 1, 2) l"
+        " USING (location, sku) WHERE s.reserved <> coalesce(l.held, 0)"),
+        "{location}/{sku}: stock says {reserved} reserved, reservations hold {held}")
+    report.add("2 no oversell", await conn.fetch(
+        "SELECT DISTINCT r.order_id FROM inventory.reservation_lines r"
+        " JOIN orders.events e ON e.stream_id = r.order_id AND e.type = 'OrderCancelled'"
+        " WHERE r.status = 'reserved' AND ($1::text[] IS NULL OR r.order_id = ANY($1))", ids),
+        "a cancelled order still holds stock")
+
+
+async def _money(conn: asyncpg.Connection, ids: list[str] | None, report: Report) -> None:
+    rows = await conn.fetch(
+        "WITH p AS (SELECT stream_id AS order_id,"
+        "   count(*) FILTER (WHERE type = 'PaymentConfirmed') AS captures,"
+        "   coalesce(sum((body->'data'->'amount'->>'amount')::bigint)"
+        "     FILTER (WHERE type = 'PaymentConfirmed'), 0) AS captured,"
+        "   coalesce(sum((body->'data'->'amount'->>'amount')::bigint)"
+        "     FILTER (WHERE type = 'RefundIssued'), 0) AS refunded"
+        "   FROM payments.events WHERE origin = 'own' GROUP BY stream_id),"
+        " o AS (SELECT stream_id AS order_id,"
+        "   max((body->'data'->'total'->>'amount')::bigint)"
+        "     FILTER (WHERE type = 'OrderPlaced') AS total,"
+        "   bool_or(type IN ('OrderCancelled', 'OrderReturned')) AS undone,"
+        "   bool_or(type = 'OrderCompleted') AND NOT bool_or(type = 'OrderReturned') AS kept"
+        "   FROM orders.events GROUP BY stream_id)"
+        " SELECT o.order_id, o.total, coalesce(p.captures, 0) AS captures,"
+        "   coalesce(p.captured, 0) AS captured, coalesce(p.refunded, 0) AS refunded,"
+        "   o.undone, o.kept"
+        " FROM o LEFT JOIN p USING (order_id)"
+        " WHERE ($1::text[] IS NULL OR o.order_id = ANY($1))", ids)
+    report.add("3 money", [r for r in rows if r["captures"] > 1],
+               "{captures} captures")
+    report.add("3 money", [r for r in rows
+                           if r["captured"] - r["refunded"] not in (0, r["total"])],
+               "captured {captured} - refunded {refunded} is neither 0 nor {total}")
+    report.add("3 money", [r for r in rows if r["undone"]
+                           and r["captured"] - r["refunded"] != 0],
+               "cancelled or returned but {captured} captured, {refunded} refunded")
+    report.add("3 money", [r for r in rows if r["kept"]
+                           and r["captured"] - r["refunded"] != r["total"]],
+               "completed but {captured} captured, {refunded} refunded of {total}")
+    if await conn.fetchval("SELECT to_regclass('gateway_sim.charges') IS NOT NULL"):
+        report.add("3 money", await conn.fetch(
+            "SELECT reference AS order_id, count(*) AS n FROM gateway_sim.charges"
+            " WHERE status = 'succeeded' AND ($1::text[] IS NULL OR reference = ANY($1))"
+            " GROUP BY reference HAVING count(*) > 1", ids), "the gateway charged {n} times")
+        report.add("3 money", await conn.fetch(
+            "SELECT reference AS order_id, count(*) AS n FROM gateway_sim.refunds"
+            " WHERE ($1::text[] IS NULL OR reference = ANY($1))"
+            " GROUP BY reference HAVING count(*) > 1", ids), "the gateway refunded {n} times")
+
+
+async def _no_duplicate_effects(conn: asyncpg.Connection, ids: list[str] | None,
+                                report: Report) -> None:
+    for event_type, schema in (("ShipmentCreated", "shipping"), ("PaymentPending", "payments"),
+                               ("RefundIssued", "payments"), ("StockReserved", "inventory"),
+                               ("StockRestocked", "inventory")):
+        report.add("4 no duplicate effect", await conn.fetch(
+            f"SELECT stream_id AS order_id, count(*) AS n FROM {schema}.events"
+            " WHERE type = $1 AND origin = 'own'"
+            " AND ($2::text[] IS NULL OR stream_id = ANY($2))"
+            " GROUP BY stream_id HAVING count(*) > 1", event_type, ids),
+            f"{event_type} recorded {{n}} times")
+    report.add("4 no duplicate effect", await conn.fetch(
+        "SELECT stream_id AS order_id, body->'data'->>'about_event_id' AS about,"
+        " body->'data'->>'channel' AS channel, count(*) AS n FROM notifications.events"
+        " WHERE type = 'NotificationSent' AND ($1::text[] IS NULL OR stream_id = ANY($1))"
+        " GROUP BY 1, 2, 3 HAVING count(*) > 1", ids), "{n} {channel} messages about {about}")
+
+
+async def _order_and_audit(conn: asyncpg.Connection, ids: list[str] | None,
+                           report: Report) -> None:
+    for service in SERVICES:
+        report.add("5 per-order order", await conn.fetch(
+            f"SELECT stream_id AS order_id, count(*) AS n, max(version) AS top"
+            f" FROM {service}.events WHERE ($1::text[] IS NULL OR stream_id = ANY($1))"
+            " GROUP BY stream_id HAVING count(*) <> max(version)", ids),
+            f"{service}: {{n}} events but version {{top}}")
+        report.add("6 audit reconstructs", await conn.fetch(
+            f"SELECT e.stream_id AS order_id, count(*) AS n FROM {service}.events e"
+            f" WHERE e.origin = 'own' AND ($1::text[] IS NULL OR e.stream_id = ANY($1))"
+            f" AND NOT EXISTS (SELECT 1 FROM {service}.audit a WHERE a.event_id = e.event_id"
+            "   AND a.direction = 'out') GROUP BY e.stream_id", ids),
+            f"{service}: {{n}} emitted events missing from the audit log")

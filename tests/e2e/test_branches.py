@@ -1,0 +1,206 @@
+"""One test per branch of the sales flow, over HTTP, with real Kafka, PostgreSQL, the gateway
+simulator and the five services as processes. Each ends by running the invariant checker on
+its orders."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+
+from alur.infra import stack
+from alur.tools.invariants import check
+from tests.e2e.helpers import new_sku, order_body, place, set_stock, statuses, wait_until
+
+HOME = ["OrderPlaced", "StockReserved", "PaymentConfirmed", "ShipmentCreated", "Shipped",
+        "InTransit", "OutForDelivery", "Delivered"]
+
+
+async def reach(db, order_id: str, event_type: str, timeout: float = 60) -> list[str]:  # noqa: ANN001
+    """Wait until the orders service recorded `event_type` for the order; its event types."""
+    async def seen() -> bool:
+        return event_type in (await statuses(db, [order_id]))[order_id]
+
+    await wait_until(seen, timeout, f"{event_type} of {order_id}")
+    return (await statuses(db, [order_id]))[order_id]
+
+
+async def events_of(db, schema: str, order_id: str) -> list[dict]:  # noqa: ANN001
+    rows = await db.fetch(f"SELECT type, body FROM {schema}.events WHERE stream_id = $1 "
+                          "ORDER BY version", order_id)
+    import json
+    return [{"type": r["type"], **json.loads(r["body"])["data"]} for r in rows]
+
+
+async def stock_of(db, sku: str) -> tuple[int, int]:  # noqa: ANN001
+    row = await db.fetchrow("SELECT sum(on_hand) AS h, sum(reserved) AS r FROM inventory.stock "
+                            "WHERE sku = $1", sku)
+    return int(row["h"]), int(row["r"])
+
+
+async def no_violations(services, db, order_ids: list[str]) -> None:  # noqa: ANN001
+    async with db.acquire() as conn:
+        report = await check(conn, order_ids)
+    assert report.violations == [], report.violations
+
+
+async def stocked(services, units: int = 10) -> str:  # noqa: ANN001
+    sku = new_sku()
+    await set_stock(services, [("WH-1", sku, units)])
+    return sku
+
+
+async def test_out_of_stock_is_cancelled_naming_the_short_sku(services, api, db) -> None:
+    sku = await stocked(services, 1)
+    order_id = await place(api, order_body(sku, quantity=2))
+    assert (await reach(db, order_id, "OrderCancelled"))[-2:] == ["StockRejected",
+                                                                   "OrderCancelled"]
+    rejected = [e for e in await events_of(db, "inventory", order_id)
+                if e["type"] == "StockRejected"]
+    assert rejected[0]["short_skus"] == [sku]
+    await no_violations(services, db, [order_id])
+
+
+async def test_a_declined_card_cancels_and_releases_the_stock(services, api, db) -> None:
+    sku = await stocked(services)
+    order_id = await place(api, order_body(sku, token="tok_decline"))
+    await reach(db, order_id, "OrderCancelled")
+
+    async def released() -> bool:
+        return await stock_of(db, sku) == (10, 0)
+
+    await wait_until(released, 30, "the stock to be released")
+    await no_violations(services, db, [order_id])
+
+
+async def test_a_bank_transfer_paid_through_the_gateway_is_delivered(services, api, db) -> None:
+    sku = await stocked(services)
+    order_id = await place(api, order_body(sku, method="bank_transfer"))
+    await reach(db, order_id, "PaymentPending")
+    [pending] = [e for e in await events_of(db, "payments", order_id)
+                 if e["type"] == "PaymentPending"]
+    async with httpx.AsyncClient(base_url=services.gateway_url, timeout=10) as gateway:
+        paid = await gateway.post(
+            f"/v1/virtual-accounts/{pending['virtual_account']}/transfers",
+            json={"amount": pending["amount"]["amount"], "currency": "EUR"})
+    assert paid.status_code == 201 and paid.json()["callback_status"] == 200
+    types = await reach(db, order_id, "Delivered")
+    assert types == [*HOME[:2], "PaymentPending", *HOME[2:]]
+    await no_violations(services, db, [order_id])
+
+
+async def test_an_unpaid_bank_transfer_expires(services, api, db) -> None:
+    sku = await stocked(services)
+    order_id = await place(api, order_body(sku, method="bank_transfer"))
+    types = await reach(db, order_id, "OrderCancelled", timeout=60)
+    assert types[-2:] == ["PaymentExpired", "OrderCancelled"]
+    view = (await api.get(f"/v1/orders/{order_id}")).json()
+    assert view["status"] == "cancelled"
+
+    async def released() -> bool:
+        return await stock_of(db, sku) == (10, 0)
+
+    await wait_until(released, 30, "the stock to be released")
+    await no_violations(services, db, [order_id])
+
+
+async def test_cash_on_delivery_is_paid_when_delivered(services, api, db) -> None:
+    sku = await stocked(services)
+    order_id = await place(api, order_body(sku, method="cod"))
+    types = await reach(db, order_id, "PaymentConfirmed")
+    assert types == [*HOME[:2], *HOME[3:], "PaymentConfirmed"]
+    await no_violations(services, db, [order_id])
+
+
+async def test_click_and_collect_completes_when_picked_up(services, api, db) -> None:
+    sku = await stocked(services)
+    order_id = await place(api, order_body(sku, store_id="ST-LIS-1"))
+    types = await reach(db, order_id, "OrderCompleted")
+    assert types[-4:] == ["ReadyForPickup", "PickedUp", "OrderCompleted",
+                          "LoyaltyPointsAccrued"]
+
+    async def committed() -> bool:
+        return await stock_of(db, sku) == (9, 0)
+
+    await wait_until(committed, 30, "the picked-up units to leave the shelf")
+    await no_violations(services, db, [order_id])
+
+
+async def test_cancel_before_payment_and_after_payment(services, api, db) -> None:
+    sku = await stocked(services)
+    unpaid = await place(api, order_body(sku, method="bank_transfer"))
+    await reach(db, unpaid, "PaymentPending")
+    assert (await api.post(f"/v1/orders/{unpaid}/cancel")).status_code == 200
+
+    paid = await place(api, order_body(sku))
+    await reach(db, paid, "PaymentConfirmed")  # the courier collects 2 s after booking
+    cancelled = await api.post(f"/v1/orders/{paid}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+
+    async def refunded() -> bool:
+        return any(e["type"] == "RefundIssued" for e in await events_of(db, "payments", paid))
+
+    await wait_until(refunded, 30, "the refund")
+    async with httpx.AsyncClient(base_url=services.gateway_url) as gateway:
+        assert len((await gateway.get("/v1/refunds", params={"reference": paid})).json()) == 1
+        assert (await gateway.get("/v1/refunds", params={"reference": unpaid})).json() == []
+
+    async def released() -> bool:
+        return await stock_of(db, sku) == (10, 0)
+
+    await wait_until(released, 30, "both reservations to be released")
+    assert "Shipped" not in (await statuses(db, [paid]))[paid]
+    await no_violations(services, db, [unpaid, paid])
+
+
+async def test_a_return_is_refunded_restocked_and_its_points_reversed(services, api, db) -> None:
+    sku = await stocked(services)
+    order_id = await place(api, order_body(sku, quantity=2))
+    await reach(db, order_id, "Delivered")
+    assert (await api.post(f"/v1/orders/{order_id}/receipt")).json()["status"] == "completed"
+    review = await api.post(f"/v1/orders/{order_id}/reviews", json={"rating": 5, "text": "ok"})
+    assert review.status_code == 201
+    returned = await api.post(f"/v1/orders/{order_id}/returns", json={
+        "lines": [{"sku": sku, "quantity": 2}], "reason": "wrong size"})
+    assert returned.status_code == 202, returned.text
+    types = await reach(db, order_id, "OrderReturned")
+    assert types[-2:] == ["OrderReturned", "LoyaltyPointsReversed"]
+    loyalty = [e for e in await events_of(db, "orders", order_id) if "points" in e]
+    assert [(e["type"], e["points"]) for e in loyalty] == [
+        ("LoyaltyPointsAccrued", 25), ("LoyaltyPointsReversed", 25)]
+
+    async def restocked() -> bool:
+        return await stock_of(db, sku) == (10, 0)
+
+    await wait_until(restocked, 30, "the returned units back on the shelf")
+    await no_violations(services, db, [order_id])
+
+
+async def test_a_failed_delivery_is_attempted_again(services, api, db) -> None:
+    sku = await stocked(services)
+    order_id = await place(api, order_body(sku, postal_code="0000-123"))
+    types = await reach(db, order_id, "Delivered")
+    assert types[-4:] == ["OutForDelivery", "DeliveryFailed", "OutForDelivery", "Delivered"][-4:]
+    assert "DeliveryFailed" in types
+    await no_violations(services, db, [order_id])
+
+
+async def test_an_unpaid_reservation_expires(services, api, db) -> None:
+    sku = await stocked(services)
+    stack.services_down(services, ("payments",))  # nobody takes the payment up
+    try:
+        order_id = await place(api, order_body(sku))
+        types = await reach(db, order_id, "OrderCancelled", timeout=60)
+        assert types[-2:] == ["ReservationExpired", "OrderCancelled"]
+    finally:
+        await asyncio.to_thread(stack.start_process, services, "payments")
+
+    async def seen_by_payments() -> bool:
+        return bool(await db.fetchval("SELECT count(*) FROM payments.events WHERE stream_id = $1"
+                                      " AND type = 'OrderCancelled'", order_id))
+
+    await wait_until(seen_by_payments, 60, "payments to catch up")
+    assert await stock_of(db, sku) == (10, 0)
+    async with httpx.AsyncClient(base_url=services.gateway_url) as gateway:
+        assert (await gateway.get("/v1/charges", params={"reference": order_id})).json() == []
+    await no_violations(services, db, [order_id])
