@@ -6,6 +6,7 @@ deploy/k8s/, where a hand-written kustomization.yaml ties them together.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,11 @@ POSTGRES_SECRET = "alur-pg-app"                   # CloudNativePG's app user sec
 UID = 10001                                       # the Dockerfile's user
 
 
+# Services that serve HTTP besides /metrics: the shop API, the gateway's callbacks.
+HTTP_PORTS: dict[str, Callable[[Settings], int]] = {
+    "orders": lambda s: s.api_port, "payments": lambda s: s.payments_port}
+
+
 def _labels(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "service"}
 
@@ -36,6 +42,8 @@ def config(settings: Settings) -> dict[str, str]:
         "ALUR_PG_HOST": POSTGRES_HOST, "ALUR_PG_PORT": "5432", "ALUR_PG_DATABASE": "app",
         "ALUR_SMTP_HOST": "smtp-sink", "ALUR_SMTP_PORT": str(settings.smtp_port),
         "ALUR_GATEWAY_HOST": "gateway-sim", "ALUR_GATEWAY_PORT": str(settings.gateway_port),
+        # The gateway calls payments back through its Service (port 80 -> payments_port).
+        "ALUR_PAYMENTS_HOST": "payments", "ALUR_PAYMENTS_PORT": str(settings.payments_port),
         "ALUR_LISTEN_HOST": "0.0.0.0", "ALUR_PARTITIONS": str(PARTITIONS),
         "ALUR_METRICS_PORT_BASE": str(settings.metrics_port_base),
         "ALUR_STATE_DIR": "/tmp/alur", "ALUR_LOG_LEVEL": "info",
@@ -60,8 +68,8 @@ def _base_container(name: str) -> dict[str, Any]:
 
 def _container(name: str, settings: Settings) -> dict[str, Any]:
     ports = [{"name": "metrics", "containerPort": settings.metrics_port(name)}]
-    if name == "orders":
-        ports.append({"name": "http", "containerPort": settings.api_port})
+    if name in HTTP_PORTS:
+        ports.append({"name": "http", "containerPort": HTTP_PORTS[name](settings)})
     probe = {"httpGet": {"path": "/healthz", "port": "metrics"}, "periodSeconds": 10,
              "timeoutSeconds": 3, "failureThreshold": 6}
     return {
@@ -104,6 +112,9 @@ def service_resources(name: str, settings: Settings) -> list[dict[str, Any]]:
     ports = [{"name": "metrics", "port": settings.metrics_port(name), "targetPort": "metrics"}]
     if name == "orders":
         ports.insert(0, {"name": "http", "port": 80, "targetPort": "http"})
+    elif name in HTTP_PORTS:
+        port = HTTP_PORTS[name](settings)
+        ports.insert(0, {"name": "http", "port": port, "targetPort": "http"})
     service = {"apiVersion": "v1", "kind": "Service",
                "metadata": {"name": name, "labels": labels},
                "spec": {"selector": labels, "ports": ports}}
