@@ -22,7 +22,7 @@ from functools import reduce
 from typing import Generic, Literal, TypeVar
 
 from alur.runtime import metrics
-from alur.runtime.ports import Timer, UnitOfWork
+from alur.runtime.ports import StoredEvent, Timer, UnitOfWork
 from alur.runtime.processing import Handler, HandlerResult
 from schemas import Event, Model, caused_by
 from schemas.envelope import EVENT_FOR_DATA
@@ -74,16 +74,8 @@ async def handle_event(
     origins: list[Literal["own", "observed"]] = ["own"] * len(new_events)
     if not own_echo:
         origins.insert(0, "observed")
-    if recorded:
-        await uow.append(event.subject, len(history), recorded, origins)
-    for e in new_events:
-        uow.publish(e)
-    after = reduce(decider.evolve, recorded, state)
-    keep_timers(uow, event.subject, decider.due(state), decider.due(after))
-    if observe is not None:
-        metrics.on_commit(lambda: observe(state, after, event))
-    if new_events:
-        metrics.on_commit(lambda: _count_emitted(source, new_events))
+    await _record(uow, decider, event.subject, len(history), state, recorded, origins,
+                  new_events, source=source, observe=observe, observed=event)
     return "processed"
 
 
@@ -103,9 +95,9 @@ async def fire_due_timers(
             # Moved or gone since it was written (the table lags the state only by a crash).
             uow.schedule(timer.stream_id, timer.kind, deadline)
             continue
-        after = await act(uow, decider, timer.stream_id,
-                          _timer_choice(decider.on_timer, timer.kind),
-                          source=source, perform=perform, observe=observe)
+        after = await _act_on(uow, decider, timer.stream_id, history, state,
+                              decider.on_timer(state, timer.kind), source=source,
+                              perform=perform, observe=observe)
         if decider.due(after).get(timer.kind) == deadline:
             # on_timer must settle its deadline; a timer that would fire forever is dropped.
             log.error("timer %s of %s left its deadline in place; dropped", timer.kind,
@@ -113,11 +105,6 @@ async def fire_due_timers(
             uow.schedule(timer.stream_id, timer.kind, None)
         fired.append(timer)
     return fired
-
-
-def _timer_choice(on_timer: Callable[[S, str], Sequence[object]],
-                  kind: str) -> Callable[[S], Sequence[object]]:
-    return lambda state: on_timer(state, kind)
 
 
 async def act(
@@ -132,17 +119,41 @@ async def act(
     if not history:
         raise LookupError(f"no stream {stream_id}")
     state = decider.fold([stored.event for stored in history])
-    new_events = await _carry_out(choose(state), uow, history[-1].event, source, perform)
+    return await _act_on(uow, decider, stream_id, history, state, choose(state),
+                         source=source, perform=perform, observe=observe)
+
+
+async def _act_on(
+    uow: UnitOfWork, decider: Decider[S], stream_id: str, history: Sequence[StoredEvent],
+    state: S, items: Sequence[object], *, source: str, perform: Perform | None,
+    observe: Observe[S] | None,
+) -> S:
+    """`act` on a stream already loaded and folded."""
+    new_events = await _carry_out(items, uow, history[-1].event, source, perform)
     if not new_events:
         return state
-    await uow.append(stream_id, len(history), new_events, ["own"] * len(new_events))
+    return await _record(uow, decider, stream_id, len(history), state, new_events,
+                         ["own"] * len(new_events), new_events, source=source,
+                         observe=observe, observed=new_events[0])
+
+
+async def _record(
+    uow: UnitOfWork, decider: Decider[S], stream_id: str, version: int, state: S,
+    recorded: list[Event], origins: list[Literal["own", "observed"]], new_events: list[Event],
+    *, source: str, observe: Observe[S] | None, observed: Event,
+) -> S:
+    """Append `recorded` after `version`, publish the new events, keep the stream's timers in
+    step, and count it all once the transaction commits. Returns the state after."""
+    if recorded:
+        await uow.append(stream_id, version, recorded, origins)
     for e in new_events:
         uow.publish(e)
-    after = reduce(decider.evolve, new_events, state)
+    after = reduce(decider.evolve, recorded, state)
     keep_timers(uow, stream_id, decider.due(state), decider.due(after))
     if observe is not None:
-        metrics.on_commit(lambda: observe(state, after, new_events[0]))
-    metrics.on_commit(lambda: _count_emitted(source, new_events))
+        metrics.on_commit(lambda: observe(state, after, observed))
+    if new_events:
+        metrics.on_commit(lambda: _count_emitted(source, new_events))
     return after
 
 
