@@ -13,7 +13,6 @@ from alur.runtime.aggregate import Decider, Perform, handler_for, timers_for
 from alur.runtime.memory import InMemoryUnitOfWork
 from alur.runtime.ports import UnitOfWork
 from alur.runtime.postgres import PostgresUnitOfWork
-from alur.runtime.processing import Handler
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
 from schemas import (
@@ -75,11 +74,6 @@ def make_perform(reservation_ttl: float,
         raise TypeError(f"unknown command {command!r}")
 
     return perform
-
-
-def make_handler(reservation_ttl: float = 900.0,
-                 stock: Callable[[UnitOfWork], Stock] = stock_of) -> Handler:
-    return handler_for(DECIDER, source=SOURCE, perform=make_perform(reservation_ttl, stock))
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:

@@ -13,7 +13,6 @@ from alur.runtime.aggregate import DECLINE_REASONS, Decider, Perform, handler_fo
 from alur.runtime.http import embedded_server
 from alur.runtime.ports import UnitOfWork
 from alur.runtime.postgres import PostgresUnitOfWork
-from alur.runtime.processing import Handler
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
 from schemas import (
@@ -34,8 +33,7 @@ DECIDER = Decider(domain.PaymentState(), domain.evolve, domain.decide, domain.RE
                   domain.OUTCOMES, domain.deadlines, domain.on_timer)
 
 
-def make_perform(gateway: Gateway, callback_url: str = "http://127.0.0.1:8082",
-                 transfer_ttl: float = 86_400.0) -> Perform:
+def make_perform(gateway: Gateway, callback_url: str, transfer_ttl: float) -> Perform:
     async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
         if isinstance(command, domain.Charge | domain.OpenTransfer) and lapsed(command):
             log.warning("not paying %s: its stock reservation lapsed", command.order_id)
@@ -70,10 +68,6 @@ def make_perform(gateway: Gateway, callback_url: str = "http://127.0.0.1:8082",
 
 def lapsed(command: domain.Charge | domain.OpenTransfer) -> bool:
     return command.reserved_until is not None and now() > command.reserved_until
-
-
-def make_handler(gateway: Gateway) -> Handler:
-    return handler_for(DECIDER, source=SOURCE, perform=make_perform(gateway))
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:

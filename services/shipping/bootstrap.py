@@ -10,7 +10,6 @@ import asyncpg
 
 from alur.runtime.aggregate import Decider, Perform, handler_for, timers_for
 from alur.runtime.ports import UnitOfWork
-from alur.runtime.processing import Handler
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
 from schemas import (
@@ -78,10 +77,6 @@ async def _track(carrier: Carrier, command: domain.TrackParcel, event: Event,
     if status == "picked_up":
         return PickedUpData(**parcel, store_id=store)
     raise ValueError(f"carrier answered an unknown status {status!r}")
-
-
-def make_handler(carrier: Carrier) -> Handler:
-    return handler_for(DECIDER, source=SOURCE, perform=make_perform(carrier))
 
 
 def policy_of(settings: Settings) -> domain.Policy:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from alur.runtime.aggregate import act, handler_for, keep_timers, timers_for
 from alur.runtime.memory import InMemoryOutbox, InMemoryUnitOfWork, MemoryState
 from alur.runtime.processing import BatchProcessor, Message
+from alur.settings import Settings
 from schemas import Event, decode
 from services.inventory import bootstrap as inventory
 from services.inventory.adapters import InMemoryStock
@@ -44,9 +45,11 @@ class FakePlatform:
     paused: set[str] = field(default_factory=set)  # services that neither consume nor fire
 
     def __post_init__(self) -> None:
+        settings = Settings()
         self.performs = performs = {
-            "inventory": inventory.make_perform(900.0),
-            "payments": payments.make_perform(self.gateway),
+            "inventory": inventory.make_perform(settings.reservation_ttl),
+            "payments": payments.make_perform(self.gateway, settings.payments_url,
+                                              settings.bank_transfer_ttl),
             "shipping": shipping.make_perform(SimulatedCourier()),
             "notifications": notifications.make_perform(self.mailer),
         }
