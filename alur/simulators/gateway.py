@@ -22,7 +22,7 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -168,6 +168,26 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
         await pools["db"].fetchval("SELECT 1")
         return {"status": "ok"}
 
+    async def once(table: str, key: str, digest: str, values: dict[str, object],
+                   render: Callable[[asyncpg.Record], dict[str, object]] = _public,
+                   ) -> JSONResponse:
+        """Insert the row for a new key; the same key again answers with the first row, and
+        with another request (`digest`) 422."""
+        columns = ["idempotency_key", "request_hash", *values]
+        row = await pools["db"].fetchrow(
+            f"INSERT INTO {SCHEMA}.{table} ({', '.join(columns)}) VALUES "
+            f"({', '.join(f'${i + 1}' for i in range(len(columns)))}) "
+            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
+            key, digest, *values.values())
+        if row is not None:
+            return JSONResponse(render(row), status_code=201)
+        first = await pools["db"].fetchrow(
+            f"SELECT * FROM {SCHEMA}.{table} WHERE idempotency_key = $1", key)
+        if first["request_hash"] != digest:
+            return JSONResponse({"error": "idempotency key reused with another request"},
+                                status_code=422)
+        return JSONResponse(render(first), headers={"Idempotent-Replayed": "true"})
+
     stumbled: set[str] = set()  # idempotency keys a _flaky token already failed once
 
     @app.post("/v1/charges")
@@ -182,37 +202,10 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
             token = token.removesuffix(FLAKY)
         digest = hashlib.sha256(json.dumps(body.model_dump(), sort_keys=True).encode()).hexdigest()
         reason = OUTCOMES.get(token)
-        row = await pools["db"].fetchrow(
-            f"INSERT INTO {SCHEMA}.charges (idempotency_key, id, reference, amount, currency,"
-            " status, failure_reason, request_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-            " ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
-            idempotency_key, f"ch_{uuid.uuid4().hex[:24]}", body.reference, body.amount,
-            body.currency, "failed" if reason else "succeeded", reason, digest)
-        if row is not None:
-            return JSONResponse(_row(row), status_code=201)
-        first = await pools["db"].fetchrow(
-            f"SELECT * FROM {SCHEMA}.charges WHERE idempotency_key = $1", idempotency_key)
-        if first["request_hash"] != digest:
-            return JSONResponse({"error": "idempotency key reused with another request"},
-                                status_code=422)
-        return JSONResponse(_row(first), status_code=200, headers={"Idempotent-Replayed": "true"})
-
-    async def once(table: str, key: str, digest: str, values: dict[str, object]) -> JSONResponse:
-        """Insert the row for a new key; the same key again answers with the first row."""
-        columns = ["idempotency_key", "request_hash", *values]
-        row = await pools["db"].fetchrow(
-            f"INSERT INTO {SCHEMA}.{table} ({', '.join(columns)}) VALUES "
-            f"({', '.join(f'${i + 1}' for i in range(len(columns)))}) "
-            "ON CONFLICT (idempotency_key) DO NOTHING RETURNING *",
-            key, digest, *values.values())
-        if row is not None:
-            return JSONResponse(_public(row), status_code=201)
-        first = await pools["db"].fetchrow(
-            f"SELECT * FROM {SCHEMA}.{table} WHERE idempotency_key = $1", key)
-        if first["request_hash"] != digest:
-            return JSONResponse({"error": "idempotency key reused with another request"},
-                                status_code=422)
-        return JSONResponse(_public(first), headers={"Idempotent-Replayed": "true"})
+        return await once("charges", idempotency_key, digest, {
+            "id": f"ch_{uuid.uuid4().hex[:24]}", "reference": body.reference,
+            "amount": body.amount, "currency": body.currency,
+            "status": "failed" if reason else "succeeded", "failure_reason": reason}, _row)
 
     @app.post("/v1/virtual-accounts")
     async def open_virtual_account(body: VirtualAccountRequest,
