@@ -5,6 +5,7 @@ its orders."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 
@@ -28,7 +29,6 @@ async def reach(db, order_id: str, event_type: str, timeout: float = 60) -> list
 async def events_of(db, schema: str, order_id: str) -> list[dict]:  # noqa: ANN001
     rows = await db.fetch(f"SELECT type, body FROM {schema}.events WHERE stream_id = $1 "
                           "ORDER BY version", order_id)
-    import json
     return [{"type": r["type"], **json.loads(r["body"])["data"]} for r in rows]
 
 
@@ -180,7 +180,7 @@ async def test_a_failed_delivery_is_attempted_again(services, api, db) -> None:
     sku = await stocked(services)
     order_id = await place(api, order_body(sku, postal_code="0000-123"))
     types = await reach(db, order_id, "Delivered")
-    assert types[-4:] == ["OutForDelivery", "DeliveryFailed", "OutForDelivery", "Delivered"][-4:]
+    assert types[-4:] == ["OutForDelivery", "DeliveryFailed", "OutForDelivery", "Delivered"]
     assert "DeliveryFailed" in types
     await no_violations(services, db, [order_id])
 
