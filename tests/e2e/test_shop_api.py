@@ -16,6 +16,7 @@ from schemathesis import checks
 from alur.settings import Settings
 from services.orders.api import openapi
 from tests.e2e.helpers import (
+    all_delivered,
     auth,
     key_for,
     new_sku,
@@ -51,17 +52,19 @@ async def test_rejected_requests_leave_no_event_on_kafka_and_no_row(
     first = await api.post("/v1/orders", json=body, headers={"Idempotency-Key": sku})
     assert first.status_code == 202
     other = await auth("shop-e2e-other")
+    order_id = first.json()["order_id"]
+    # the courier takes a few timer steps; a cancel must find the parcel delivered
+    await wait_until(lambda: all_delivered(db, [order_id]), 60, "the first order's delivery")
     before: list[object] = []
 
     async def quiet() -> bool:  # earlier tests' orders may still be moving
         now = [await end_offsets(services), await table_counts(db, "orders")]
         settled, before[:] = now == before, now
         if not settled:
-            await asyncio.sleep(1)
+            await asyncio.sleep(2)
         return settled
 
     await wait_until(quiet, 60, "the orders service to go quiet")
-    order_id = first.json()["order_id"]
     bad_line = order_body(new_sku())
     for method, path, headers, payload, status in [
         ("POST", "/v1/orders", {"Authorization": "Bearer alur_sk_wrong"}, body, 401),
