@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, description="Orders HTTP API.")
     gateway_port: int = Field(8090, description="Payment gateway simulator.")
     payments_port: int = Field(8082, description="Payments HTTP endpoint (gateway callbacks).")
+    inventory_port: int = Field(8084, description="Inventory admin API (stock, thresholds).")
+    inventory_admin_token: str = Field(
+        "alur-local-inventory-admin", description="Bearer token of the inventory admin API "
+        "(set a real one outside local runs).")
     gateway_callback_secret: str = Field(
         "alur-local-gateway-secret", description="Shared secret the gateway signs its "
         "callbacks with (set a real one outside local runs).")

@@ -37,6 +37,9 @@ class StockCommittedData(Model):
     order_id: str
     reservation_id: str
     location: str
+    recounted: list[StockLine] = Field(default_factory=list, description=(
+        "Point-of-sale: units the till sold beyond what the books held; on hand was counted "
+        "up by these before the sale was committed."))
 
 
 class StockRestockedData(Model):

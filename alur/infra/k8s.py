@@ -26,9 +26,11 @@ POSTGRES_SECRET = "alur-pg-app"                   # CloudNativePG's app user sec
 UID = 10001                                       # the Dockerfile's user
 
 
-# Services that serve HTTP besides /metrics: the shop API, the gateway's callbacks.
+# Services that serve HTTP besides /metrics: the shop API, the gateway's callbacks, the
+# inventory admin API.
 HTTP_PORTS: dict[str, Callable[[Settings], int]] = {
-    "orders": lambda s: s.api_port, "payments": lambda s: s.payments_port}
+    "orders": lambda s: s.api_port, "payments": lambda s: s.payments_port,
+    "inventory": lambda s: s.inventory_port}
 
 
 def _labels(name: str) -> dict[str, str]:

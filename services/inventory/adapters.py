@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -29,6 +29,19 @@ class Stock(Protocol):
 
     async def restock(self, location: str, lines: Sequence[ReturnLine]) -> None:
         """Returned units are on the shelf again: on_hand goes up."""
+
+    async def sell(self, order_id: str, reservation_id: str, location: str,
+                   lines: Sequence[StockLine]) -> list[StockLine]:
+        """A till sold these units at `location`: they left the shelf (on_hand goes down).
+        Where the books held fewer than were sold, on_hand is first counted up to cover the
+        sale; the units counted up are returned. Nothing reserved is touched."""
+
+    async def set_threshold(self, sku: str, threshold: int) -> None: ...
+
+    async def below_threshold(self, location: str,
+                              lines: Sequence[StockLine]) -> list[tuple[str, int, int]]:
+        """(sku, available, threshold) for each line whose units, just taken, brought the
+        location's available units under the SKU's threshold."""
 
 
 class PostgresStock:
@@ -90,6 +103,43 @@ class PostgresStock:
             "WHERE location = $1 AND sku = $2",
             [(location, line.sku, line.quantity) for line in sorted(lines, key=lambda x: x.sku)])
 
+    async def sell(self, order_id: str, reservation_id: str, location: str,
+                   lines: Sequence[StockLine]) -> list[StockLine]:
+        conn = await self._connection()
+        ordered = sorted(lines, key=lambda x: x.sku)
+        # Lock (or create) the rows in the global (location, sku) order, then look.
+        await conn.executemany(
+            "INSERT INTO stock (location, sku, on_hand) VALUES ($1, $2, 0) "
+            "ON CONFLICT (location, sku) DO NOTHING", [(location, x.sku) for x in ordered])
+        rows = await conn.fetch(
+            "SELECT sku, on_hand - reserved AS available FROM stock "
+            "WHERE location = $1 AND sku = ANY($2::text[]) ORDER BY sku FOR UPDATE",
+            location, [x.sku for x in ordered])
+        short = {r["sku"]: max(0, x.quantity - r["available"])
+                 for r, x in zip(rows, ordered, strict=True)}
+        await conn.executemany(  # counted up by what the books lacked, then sold
+            "UPDATE stock SET on_hand = on_hand + $3 - $4, updated_at = now() "
+            "WHERE location = $1 AND sku = $2",
+            [(location, x.sku, short[x.sku], x.quantity) for x in ordered])
+        await conn.executemany(
+            "INSERT INTO reservation_lines (order_id, reservation_id, location, sku, quantity,"
+            " status) VALUES ($1, $2, $3, $4, $5, 'committed') ON CONFLICT DO NOTHING",
+            [(order_id, reservation_id, location, x.sku, x.quantity) for x in ordered])
+        return [StockLine(sku=sku, quantity=n) for sku, n in short.items() if n > 0]
+
+    async def set_threshold(self, sku: str, threshold: int) -> None:
+        await (await self._connection()).execute(
+            "INSERT INTO low_stock_thresholds (sku, threshold) VALUES ($1, $2) "
+            "ON CONFLICT (sku) DO UPDATE SET threshold = $2, updated_at = now()", sku, threshold)
+
+    async def below_threshold(self, location: str,
+                              lines: Sequence[StockLine]) -> list[tuple[str, int, int]]:
+        rows = await (await self._connection()).fetch(
+            "SELECT s.sku, s.on_hand - s.reserved AS available, t.threshold FROM stock s"
+            " JOIN low_stock_thresholds t USING (sku) WHERE s.location = $1"
+            " AND s.sku = ANY($2::text[]) ORDER BY s.sku", location, [x.sku for x in lines])
+        return crossed(rows, lines)
+
     async def _settle(self, order_id: str, status: str, *, shipped: bool) -> None:
         """End the order's held lines: the units leave the shelf (shipped) or go back on sale."""
         conn = await self._connection()
@@ -103,6 +153,15 @@ class PostgresStock:
             [(r["location"], r["sku"], r["quantity"], int(shipped)) for r in rows])
 
 
+def crossed(rows: Sequence[Mapping[str, Any]],
+            lines: Sequence[StockLine]) -> list[tuple[str, int, int]]:
+    """The rows (sku, available, threshold) that the lines' units just took under their
+    threshold: under it now, at or over it before."""
+    taken = {x.sku: x.quantity for x in lines}
+    return [(r["sku"], r["available"], r["threshold"]) for r in rows
+            if r["available"] < r["threshold"] <= r["available"] + taken[r["sku"]]]
+
+
 class OversoldError(Exception):
     """The fake's stand-in for the database's stock_never_oversold check violation."""
 
@@ -114,6 +173,7 @@ class InMemoryStock:
         self._stock: dict[tuple[str, str], dict[str, int]] = tables.setdefault("stock", {})
         self._lines: dict[tuple[str, str], dict[str, object]] = tables.setdefault(
             "reservation_lines", {})
+        self._thresholds: dict[str, int] = tables.setdefault("low_stock_thresholds", {})
 
     async def set_on_hand(self, location: str, sku: str, on_hand: int) -> None:
         row = self._stock.setdefault((location, sku), {"on_hand": 0, "reserved": 0})
@@ -150,6 +210,34 @@ class InMemoryStock:
     async def restock(self, location: str, lines: Sequence[ReturnLine]) -> None:
         for line in lines:
             self._stock[(location, line.sku)]["on_hand"] += line.quantity
+
+    async def sell(self, order_id: str, reservation_id: str, location: str,
+                   lines: Sequence[StockLine]) -> list[StockLine]:
+        recounted = []
+        for line in sorted(lines, key=lambda x: x.sku):
+            row = self._stock.setdefault((location, line.sku), {"on_hand": 0, "reserved": 0})
+            short = line.quantity - (row["on_hand"] - row["reserved"])
+            if short > 0:
+                recounted.append(StockLine(sku=line.sku, quantity=short))
+                row["on_hand"] += short
+            row["on_hand"] -= line.quantity
+            self._lines.setdefault((order_id, line.sku), {
+                "location": location, "quantity": line.quantity, "status": "committed"})
+        return recounted
+
+    async def set_threshold(self, sku: str, threshold: int) -> None:
+        if threshold < 0:
+            raise ValueError("a threshold is never negative")
+        self._thresholds[sku] = threshold
+
+    async def below_threshold(self, location: str,
+                              lines: Sequence[StockLine]) -> list[tuple[str, int, int]]:
+        rows = [{"sku": x.sku, "threshold": self._thresholds[x.sku],
+                 "available": self._stock[(location, x.sku)]["on_hand"]
+                 - self._stock[(location, x.sku)]["reserved"]}
+                for x in sorted(lines, key=lambda x: x.sku)
+                if x.sku in self._thresholds and (location, x.sku) in self._stock]
+        return crossed(rows, lines)
 
     def _settle(self, order_id: str, status: str, *, shipped: bool) -> None:
         for (oid, sku), line in self._lines.items():

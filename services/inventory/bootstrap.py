@@ -10,6 +10,7 @@ import asyncpg
 
 from alur.runtime import metrics
 from alur.runtime.aggregate import Decider, Perform, handler_for, timers_for
+from alur.runtime.http import embedded_server
 from alur.runtime.memory import InMemoryUnitOfWork
 from alur.runtime.ports import UnitOfWork
 from alur.runtime.postgres import PostgresUnitOfWork
@@ -17,6 +18,7 @@ from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
 from schemas import (
     Event,
+    LowStockData,
     Model,
     StockCommittedData,
     StockLine,
@@ -26,7 +28,7 @@ from schemas import (
     StockRestockedData,
     now,
 )
-from services.inventory import domain
+from services.inventory import admin_api, domain
 from services.inventory.adapters import InMemoryStock, PostgresStock, Stock
 
 SOURCE = "alur/inventory"
@@ -54,7 +56,15 @@ def make_perform(reservation_ttl: float,
             return [StockReservedData(
                 order_id=command.order_id, reservation_id=command.reservation_id,
                 location=location, lines=list(command.lines),
-                expires_at=now() + timedelta(seconds=reservation_ttl))]
+                expires_at=now() + timedelta(seconds=reservation_ttl)),
+                *await low_stock(stock(uow), location, command.lines)]
+        if isinstance(command, domain.Sell):
+            recounted = await stock(uow).sell(command.order_id, command.reservation_id,
+                                              command.location, command.lines)
+            return [StockCommittedData(order_id=command.order_id,
+                                       reservation_id=command.reservation_id,
+                                       location=command.location, recounted=recounted),
+                    *await low_stock(stock(uow), command.location, command.lines)]
         if isinstance(command, domain.Release):
             await stock(uow).release(command.order_id)
             return [StockReleasedData(order_id=command.order_id,
@@ -76,11 +86,21 @@ def make_perform(reservation_ttl: float,
     return perform
 
 
+async def low_stock(stock: Stock, location: str,
+                    lines: Sequence[StockLine]) -> list[LowStockData]:
+    """LowStock for each SKU these units just took under its threshold at `location`."""
+    return [LowStockData(sku=sku, location=location, available=available, threshold=threshold)
+            for sku, available, threshold in await stock.below_threshold(location, lines)]
+
+
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
     metrics.initialise(metrics.COMPENSATIONS, ("inventory", "StockReleased"))
     perform = make_perform(settings.reservation_ttl)
+    admin = admin_api.create_app(pool, settings.inventory_admin_token)
     return ServiceParts(handler=handler_for(DECIDER, source=SOURCE, perform=perform),
-                        timers=timers_for(DECIDER, source=SOURCE, perform=perform))
+                        timers=timers_for(DECIDER, source=SOURCE, perform=perform),
+                        background=[embedded_server(admin, settings.listen_host,
+                                                    settings.inventory_port, settings.log_level)])
 
 
 DEFINITION = ServiceDefinition(

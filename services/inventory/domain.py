@@ -36,6 +36,16 @@ class Commit:
 
 
 @dataclass(frozen=True)
+class Sell:
+    """Command: a till sold the order's lines in its store; they left that store's shelf."""
+
+    order_id: str
+    reservation_id: str
+    location: str
+    lines: tuple[StockLine, ...]
+
+
+@dataclass(frozen=True)
 class Release:
     """Command: the order was cancelled before it shipped, so its units go back on sale."""
 
@@ -102,7 +112,8 @@ def evolve(state: ReservationState, event: Event) -> ReservationState:
     if event.type == "StockRejected":
         return replace(state, status="rejected")
     if event.type == "StockCommitted":
-        return replace(state, status="committed")
+        return replace(state, status="committed", order_id=event.data.order_id,
+                       reservation_id=event.data.reservation_id, location=event.data.location)
     if event.type == "StockReleased":
         return replace(state, status="released")
     return state
@@ -113,12 +124,16 @@ def release_reason(cancel_reason: str) -> str:
     return cancel_reason if cancel_reason in ("payment_failed", "payment_expired") else "cancelled"
 
 
-Command = Reserve | Commit | Release | Restock
+Command = Reserve | Sell | Commit | Release | Restock
 
 
 def decide(state: ReservationState, event: Event) -> list[Command]:
     if event.type == "OrderPlaced" and state.status is None:
         lines = tuple(StockLine(sku=line.sku, quantity=line.quantity) for line in event.data.lines)
+        if event.channel == "pos":
+            store = event.data.delivery.store_id
+            assert store is not None  # a till sale names its store
+            return [Sell(event.subject, f"res_{event.subject}", store, lines)]
         return [Reserve(event.subject, f"res_{event.subject}", lines)]
     if event.type in ("Shipped", "PickedUp") and state.status == "reserved":
         assert state.reservation_id is not None and state.location is not None
@@ -151,7 +166,8 @@ RELEVANT = frozenset({"OrderPlaced", "Shipped", "PickedUp", "OrderCancelled", "R
                      | TAKE_OVER)
 # What carrying out each command can record (see alur replay handlers).
 OUTCOMES: dict[type, frozenset[str]] = {
-    Reserve: frozenset({"StockReserved", "StockRejected"}),
+    Reserve: frozenset({"StockReserved", "StockRejected", "LowStock"}),
+    Sell: frozenset({"StockCommitted", "LowStock"}),
     Commit: frozenset({"StockCommitted"}),
     Release: frozenset({"StockReleased"}),
     Restock: frozenset({"StockRestocked"}),

@@ -1,4 +1,4 @@
-"""Setting stock levels from the command line and the demo (the admin API is to come)."""
+"""Setting stock levels from the command line and the demo (people use the admin API)."""
 
 from __future__ import annotations
 

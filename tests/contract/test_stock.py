@@ -89,3 +89,30 @@ async def test_concurrent_reservations_never_hold_more_than_on_hand(postgres_sto
     results = await asyncio.gather(*(reserve(i) for i in range(12)))
     assert sum(r is not None for r in results) == 4
     assert await levels(postgres_store, "MUG") == {"WH-1": {"MUG": 1}}
+
+
+async def test_a_till_sale_leaves_the_shelf_and_counts_up_what_the_books_lacked(store) -> None:
+    await seed(store, [("ST-1", "MUG", 3)])
+    async with store.new_uow() as uow:
+        await stock_of(uow).reserve("o1", "r1", [StockLine(sku="MUG", quantity=2)])
+    async with store.new_uow() as uow:  # 1 available, 2 sold: the count was 1 short
+        assert await stock_of(uow).sell("o2", "r2", "ST-1", [MUG]) == [
+            StockLine(sku="MUG", quantity=1)]
+    async with store.new_uow() as uow:  # never seen at this store: counted up from 0
+        assert await stock_of(uow).sell("o3", "r3", "ST-1", [PLATE]) == [PLATE]
+    assert await levels(store, "MUG", "PLATE") == {"ST-1": {"MUG": 0, "PLATE": 0}}
+    async with store.new_uow() as uow:  # the online reservation still ships
+        await stock_of(uow).commit("o1")
+    assert await levels(store, "MUG") == {"ST-1": {"MUG": 0}}
+
+
+async def test_low_stock_names_the_skus_just_taken_under_their_threshold(store) -> None:
+    await seed(store, [("WH-1", "MUG", 5), ("WH-1", "PLATE", 5)])
+    async with store.new_uow() as uow:
+        await stock_of(uow).set_threshold("MUG", 3)
+    for order, expected in (("o1", []), ("o2", [("MUG", 1, 3)]), ("o3", [])):
+        async with store.new_uow() as uow:
+            location, _ = await stock_of(uow).reserve(order, order, [MUG, PLATE])
+            assert location == ("WH-1" if order != "o3" else None)
+            if location is not None:
+                assert await stock_of(uow).below_threshold(location, [MUG, PLATE]) == expected

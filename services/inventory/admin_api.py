@@ -1,0 +1,149 @@
+"""The inventory admin API: stock counts and low-stock thresholds, for the people who run the
+warehouses and stores.
+
+Every route needs `Authorization: Bearer <ALUR_INVENTORY_ADMIN_TOKEN>`. A change runs in one
+transaction that locks the stock row, applies the change and logs it in `stock_adjustments`
+(who, why, before and after). The database refuses a count below what open reservations hold;
+the answer is then 409 and nothing changes. Errors are `{"status", "detail"}` JSON.
+
+- `GET  /v1/stock/{sku}`: per location on hand, reserved, available; the SKU's threshold.
+- `PUT  /v1/stock/{location}/{sku}`: `{"on_hand": n, "reason": "..."}`, a count.
+- `POST /v1/stock/{location}/{sku}/adjustments`: `{"delta": n, "reason": "..."}`, a delivery
+  in (positive) or breakage out (negative).
+- `PUT  /v1/thresholds/{sku}`: `{"threshold": n}`; LowStock is emitted when a reservation or a
+  till sale takes a location's available units under it.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import Depends, FastAPI, Header, Path, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.inventory.adapters import PostgresStock
+
+Name = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
+
+
+class AdminError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
+class Count(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    on_hand: int = Field(ge=0, le=10**9, description="Units on the shelf, counted.")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class Adjustment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    delta: int = Field(ge=-10**9, le=10**9, description="Units in (+) or out (-); not 0.")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class Threshold(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    threshold: int = Field(ge=0, le=10**9)
+
+
+class Level(BaseModel):
+    location: str
+    on_hand: int
+    reserved: int
+    available: int
+
+
+class StockView(BaseModel):
+    sku: str
+    threshold: int | None
+    locations: list[Level]
+
+
+def create_app(pool: asyncpg.Pool, token: str) -> FastAPI:
+    app = FastAPI(title="Alur inventory admin", description=__doc__)
+
+    @app.exception_handler(AdminError)
+    async def _admin_error(_: Request, exc: AdminError) -> JSONResponse:
+        return JSONResponse({"status": exc.status, "detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                          for e in exc.errors()[:5])
+        return JSONResponse({"status": 422, "detail": where}, status_code=422)
+
+    def admin(authorization: Annotated[str | None, Header()] = None,
+              actor: Annotated[str | None, Header(alias="Alur-Actor", max_length=100)] = None,
+              ) -> str:
+        """The caller's name for the adjustment log, once the token checks out."""
+        scheme, _, given = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
+            raise AdminError(401, "send Authorization: Bearer <the inventory admin token>")
+        return actor or "admin"
+
+    caller = Depends(admin)
+
+    async def view(conn: asyncpg.Connection, sku: str) -> StockView:
+        rows = await conn.fetch("SELECT location, on_hand, reserved FROM stock WHERE sku = $1"
+                                " ORDER BY location", sku)
+        threshold = await conn.fetchval(
+            "SELECT threshold FROM low_stock_thresholds WHERE sku = $1", sku)
+        return StockView(sku=sku, threshold=threshold, locations=[
+            Level(location=r["location"], on_hand=r["on_hand"], reserved=r["reserved"],
+                  available=r["on_hand"] - r["reserved"]) for r in rows])
+
+    async def change(location: str, sku: str, actor: str, reason: str,
+                     to: Any) -> StockView:
+        """Lock the row, set on hand to `to(current)`, log it; 409 if reservations hold more."""
+        async with pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow("SELECT on_hand, reserved FROM stock WHERE location = $1"
+                                      " AND sku = $2 FOR UPDATE", location, sku)
+            was = None if row is None else int(row["on_hand"])
+            on_hand = to(was or 0)
+            reserved = 0 if row is None else int(row["reserved"])
+            if on_hand < reserved:
+                raise AdminError(409, f"{location}/{sku}: {reserved} units are reserved for "
+                                      f"open orders; on hand cannot go to {on_hand}")
+            if on_hand < 0:
+                raise AdminError(409, f"{location}/{sku}: on hand cannot go to {on_hand}")
+            await PostgresStock.on(conn).set_on_hand(location, sku, on_hand)
+            await conn.execute(
+                "INSERT INTO stock_adjustments (location, sku, on_hand_was, on_hand, reason,"
+                " actor) VALUES ($1, $2, $3, $4, $5, $6)",
+                location, sku, was, on_hand, reason, actor)
+            return await view(conn, sku)
+
+    @app.get("/v1/stock/{sku}", response_model=StockView)
+    async def get_stock(sku: Name, _: str = caller) -> StockView:
+        async with pool.acquire() as conn:
+            found = await view(conn, sku)
+        if not found.locations and found.threshold is None:
+            raise AdminError(404, f"no stock of {sku} anywhere")
+        return found
+
+    @app.put("/v1/stock/{location}/{sku}", response_model=StockView)
+    async def count(location: Name, sku: Name, body: Count, actor: str = caller) -> StockView:
+        return await change(location, sku, actor, body.reason, lambda _: body.on_hand)
+
+    @app.post("/v1/stock/{location}/{sku}/adjustments", response_model=StockView)
+    async def adjust(location: Name, sku: Name, body: Adjustment,
+                     actor: str = caller) -> StockView:
+        if body.delta == 0:
+            raise AdminError(422, "delta: an adjustment moves at least one unit")
+        return await change(location, sku, actor, body.reason,
+                            lambda current: current + body.delta)
+
+    @app.put("/v1/thresholds/{sku}", response_model=StockView)
+    async def set_threshold(sku: Name, body: Threshold, _: str = caller) -> StockView:
+        async with pool.acquire() as conn, conn.transaction():
+            await PostgresStock.on(conn).set_threshold(sku, body.threshold)
+            return await view(conn, sku)
+
+    return app
