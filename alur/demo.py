@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
@@ -18,11 +19,20 @@ from alur.infra import prometheus, stack
 from alur.infra.procs import StartError
 from alur.progress import Progress
 from alur.settings import SERVICES, Settings
-from alur.simulators.customers import CATALOGUE, SCARCE, STORES, Customers, order_body, plan
+from alur.simulators.customers import (
+    CATALOGUE,
+    SCARCE,
+    STORES,
+    Customers,
+    order_body,
+    plan,
+    till_plan,
+    till_sale,
+)
 from alur.simulators.smtp import read_messages
 from alur.tools.invariants import Report, check
 from services.inventory.seed import set_stock
-from services.notifications.domain import CUSTOMER_FACING
+from services.notifications.domain import CUSTOMER_FACING, POS_FACING
 from services.orders.admin import onboard
 
 # Deadlines short enough to be seen within a demo run: an unpaid bank transfer expires after
@@ -36,6 +46,11 @@ class Run:
     orders: list[str] = field(default_factory=list)
     placing_seconds: float = 0.0
     slowed_down: int = 0  # 429 answers waited out
+    till_batches: int = 0
+
+    @property
+    def till_orders(self) -> list[str]:
+        return [o for o, (_, p) in self.customers.orders.items() if p.till]
 
 
 async def _place(total: int, customers: Customers) -> Run:
@@ -46,28 +61,56 @@ async def _place(total: int, customers: Customers) -> Run:
     shop_ids = list(customers.keys)
     started = time.monotonic()
 
+    async def patiently(path: str, body: object, headers: dict[str, str]) -> httpx.Response:
+        """POST, waiting as long as a 409 (same key in flight) or a 429 asks."""
+        while True:
+            response = await customers.api.post(path, json=body, headers=headers)
+            if response.status_code not in (409, 429):
+                return response
+            run.slowed_down += 1
+            await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
+
     async def shop(shop_id: str, count: int) -> None:
         for _ in range(count):
             p = plan(rng)
             body = order_body(shop_id, p, rng)
             headers = {"Authorization": f"Bearer {customers.keys[shop_id]}",
                        "Idempotency-Key": f"demo-{rng.getrandbits(64):016x}"}
-            response = await customers.api.post("/v1/orders", json=body, headers=headers)
-            while response.status_code in (409, 429):
-                run.slowed_down += 1
-                await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
-                response = await customers.api.post("/v1/orders", json=body, headers=headers)
+            response = await patiently("/v1/orders", body, headers)
             if response.status_code != 202:
                 raise RuntimeError(f"{shop_id}: {response.status_code} {response.text}")
             run.orders.append(response.json()["order_id"])
             customers.add(run.orders[-1], shop_id, p, body)
             progress.show(len(run.orders))
 
+    async def till(shop_id: str, count: int) -> None:
+        """A store's till, offline for hours, uploads its sales in batches of up to 10."""
+        store = rng.choice(STORES)
+        while count > 0:
+            plans = [till_plan(rng) for _ in range(min(10, count))]
+            sales = [till_sale(p, rng, datetime.now(UTC) - timedelta(hours=rng.uniform(1, 8)))
+                     for p in plans]
+            headers = {"Authorization": f"Bearer {customers.keys[shop_id]}",
+                       "Idempotency-Key": f"demo-till-{rng.getrandbits(64):016x}"}
+            body = {"store_id": store, "sales": sales}
+            response = await patiently("/v1/pos/sales", body, headers)
+            if response.status_code != 202:
+                raise RuntimeError(f"{shop_id} till: {response.status_code} {response.text}")
+            for p, sale, recorded in zip(plans, sales, response.json()["sales"], strict=True):
+                run.orders.append(recorded["order_id"])
+                customers.add(recorded["order_id"], shop_id, p, sale)
+            run.till_batches += 1
+            count -= len(plans)
+            progress.show(len(run.orders))
+
     shops = len(shop_ids)
     share = [total // shops + (1 if i < total % shops else 0) for i in range(shops)]
-    # each shop sends from a few tills at once
-    await asyncio.gather(*(shop(s, n // 4 + (1 if k < n % 4 else 0))
-                           for s, n in zip(shop_ids, share, strict=True) for k in range(4)))
+    tills = [n // 10 for n in share]  # a tenth of each shop's sales are made at its tills
+    # each shop sends from a few web servers at once, and one store till uploads late
+    await asyncio.gather(*(shop(s, (n - t) // 4 + (1 if k < (n - t) % 4 else 0))
+                           for s, n, t in zip(shop_ids, share, tills, strict=True)
+                           for k in range(4)),
+                         *(till(s, t) for s, t in zip(shop_ids, tills, strict=True)))
     run.placing_seconds = time.monotonic() - started
     progress.finish(len(run.orders))
     return run
@@ -97,11 +140,15 @@ async def _settle(db: asyncpg.Pool, run: Run, timeout: float) -> int:
 
 
 async def _notify(db: asyncpg.Pool, run: Run, timeout: float) -> int:
-    """Wait until every customer-facing event of the run has had its e-mail."""
+    """Wait until every customer-facing event of the run has had its e-mail: each step of an
+    online order, a till sale's receipt."""
+    tills = set(run.till_orders)
+    online = [o for o in run.orders if o not in tills]
     due = sum([int(await db.fetchval(
         f"SELECT count(*) FROM {service}.audit WHERE direction = 'out' "
         "AND type = ANY($1::text[]) AND order_id = ANY($2::text[])",
-        list(CUSTOMER_FACING), run.orders)) for service in ("orders", "payments", "shipping")])
+        list(facing), ids)) for service in ("orders", "payments", "shipping")
+        for facing, ids in ((CUSTOMER_FACING, online), (POS_FACING, list(tills)))])
 
     async def sent() -> int:
         return int(await db.fetchval(
@@ -136,7 +183,8 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
     plans = [p for _, p in run.customers.orders.values()]
     methods: dict[str, int] = {}
     for p in plans:
-        methods[p.method] = methods.get(p.method, 0) + 1
+        if not p.till:
+            methods[p.method] = methods.get(p.method, 0) + 1
 
     def by_reason(event_type: str) -> str:
         found = reasons.get(event_type, {})
@@ -144,7 +192,9 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
 
     violations = report.by_invariant()
     return [
-        ("payment methods", ", ".join(f"{k} {v}" for k, v in sorted(methods.items()))),
+        ("online payment methods", ", ".join(f"{k} {v}" for k, v in sorted(methods.items()))),
+        ("till sales (pos)", f"{len(run.till_orders)} uploaded late in {run.till_batches} "
+                             "batches"),
         ("click-and-collect", f"{sum(p.pickup for p in plans)} ordered, "
                               f"{n.get('PickedUp', 0)} picked up"),
         ("bank transfers", f"{n.get('PaymentPending', 0)} opened, "

@@ -51,6 +51,10 @@ class OrderPlacedData(Model):
     total: Money
     payment: PaymentInstruction
     delivery: Delivery
+    sold_at: AwareDatetime | None = Field(None, description=(
+        "Point-of-sale only: when the till sold it. The upload may come hours later."))
+    sale_id: str | None = Field(None, max_length=64, description=(
+        "Point-of-sale only: the till's receipt number, unique per shop and store."))
 
 
 class OrderCancelledData(Model):

@@ -1,5 +1,6 @@
 """Simulated customers for the demo: each order gets a plan over every branch of the sales
-flow, and the customers act on their orders as the orders move (pay a bank transfer, cancel,
+flow (a share of them are till sales a store uploads late, in batches), and the customers act
+on their orders as the orders move (pay a bank transfer, cancel,
 confirm receipt, review, return), through the shop API and the gateway simulator.
 
 One loop reads every order's progress from the orders event store per round (one query,
@@ -13,6 +14,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -35,10 +37,13 @@ class Plan:
     returns: bool = False
     reviews: bool = False
     confirms: bool = False
+    till: bool = False             # a point-of-sale sale, uploaded by a store's till
     done: set[str] = field(default_factory=set)  # actions taken
 
     @property
     def branch(self) -> str:
+        if self.till:
+            return f"till {self.method}"
         return f"{self.method}{' (declined)' if self.token == 'tok_decline' else ''}"
 
 
@@ -75,6 +80,22 @@ def order_body(shop: str, p: Plan, rng: random.Random) -> dict[str, object]:
         "payment": {"method": p.method, "token": p.token},
         "delivery": delivery,
     }
+
+
+def till_sale(p: Plan, rng: random.Random, sold_at: datetime) -> dict[str, object]:
+    """A sale as a store's till recorded it, paid at the counter."""
+    sku, price = rng.choice(CATALOGUE)
+    return {"sale_id": f"R-{rng.getrandbits(48):012x}", "sold_at": sold_at.isoformat(),
+            "customer": {"customer_id": f"cus-{rng.randrange(2000)}",
+                         "email": f"customer{rng.randrange(1000)}@example.com",
+                         "name": "Customer"},
+            "lines": [{"sku": sku, "quantity": rng.randint(1, 3),
+                       "unit_price": {"amount": price, "currency": "EUR"}}],
+            "payment": {"method": p.method}}
+
+
+def till_plan(rng: random.Random) -> Plan:
+    return Plan(method="cash" if rng.random() < 0.6 else "card", till=True)
 
 
 @dataclass
@@ -129,6 +150,8 @@ class Customers:
         return [action for action, on in wanted if on and action not in p.done]
 
     def _finished(self, p: Plan, types: set[str]) -> bool:
+        if p.till:
+            return "OrderCompleted" in types
         if types & {"OrderCancelled", "OrderReturned"}:
             return True
         if not types & {"Delivered", "PickedUp"}:
@@ -137,7 +160,7 @@ class Customers:
 
     def _next(self, order_id: str, p: Plan, types: set[str], account: str | None,
               due: int | None) -> Coroutine[Any, Any, None] | None:
-        if "OrderCancelled" in types:
+        if "OrderCancelled" in types or p.till:
             return None
         if p.cancel == "before_payment" and "cancel" not in p.done:
             return self._post(order_id, p, "cancel", "cancel")

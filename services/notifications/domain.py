@@ -17,6 +17,12 @@ CUSTOMER_FACING = frozenset({
     "PaymentExpired", "RefundIssued", "ShipmentCreated", "Shipped", "DeliveryFailed",
     "Delivered", "ReadyForPickup", "ReturnReceived", "OrderReturned",
 })
+# A till sale: the customer gets one receipt once it is recorded, nothing about each step.
+POS_FACING = frozenset({"OrderCompleted"})
+
+
+def customer_facing(event: Event) -> bool:
+    return event.type in (POS_FACING if event.channel == "pos" else CUSTOMER_FACING)
 
 
 @dataclass(frozen=True)
@@ -52,20 +58,20 @@ def evolve(state: NotificationState, event: Event) -> NotificationState:
     if event.type == "OrderPlaced":
         customer = event.data.customer
         return replace(state, recipient=Recipient(str(customer.email), customer.name))
-    if event.type in CUSTOMER_FACING and state.recipient is None:
+    if customer_facing(event) and state.recipient is None:
         return replace(state, held=state.held + (event,))
     return state
 
 
 def decide(state: NotificationState, event: Event) -> list[SendEmail]:
     after = evolve(state, event)
-    if after.recipient is None or event.type not in CUSTOMER_FACING:
+    if after.recipient is None or not customer_facing(event):
         return []
     due = after.held + (event,) if event.type == "OrderPlaced" else (event,)
     return [SendEmail(after.recipient, e, f"ntf_{e.id.hex}") for e in due
             if e.id not in after.notified]
 
 
-RELEVANT = CUSTOMER_FACING
+RELEVANT = CUSTOMER_FACING | POS_FACING
 # What carrying out each command can record (see alur replay handlers).
 OUTCOMES: dict[type, frozenset[str]] = {SendEmail: frozenset({"NotificationSent"})}

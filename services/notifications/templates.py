@@ -1,4 +1,5 @@
-"""E-mail templates, one per customer-facing event type."""
+"""E-mail templates, one per customer-facing event type (OrderCompleted: a till sale's
+receipt)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ SUBJECTS = {
     "ShipmentCreated": "Your order {order} is being prepared for shipping",
     "Shipped": "Your order {order} is on its way",
     "Delivered": "Your order {order} was delivered",
+    "OrderCompleted": "Your receipt for order {order}",
 }
 
 

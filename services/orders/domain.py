@@ -50,6 +50,9 @@ CANCELS = {"StockRejected": "out_of_stock", "PaymentFailed": "payment_failed",
            "PaymentExpired": "payment_expired", "ReservationExpired": "reservation_expired"}
 SUPPORTED_PAYMENT_METHODS = frozenset({"card", "ewallet", "bank_transfer", "cod"})
 SUPPORTED_DELIVERY_METHODS = frozenset({"home_delivery", "click_and_collect"})
+# A till sale was paid at the counter (cash, or card on the till's own terminal) and the goods
+# were handed over: it completes once payments has recorded the payment.
+POS_PAYMENT_METHODS = frozenset({"cash", "card"})
 # Until the parcel leaves: compensations (release, refund) follow a cancellation.
 CANCELLABLE = frozenset({"placed", "reserved", "awaiting_payment", "paid", "shipment_created"})
 MAX_AMOUNT = 10**13  # minor units: far above any order, far below PostgreSQL's bigint
@@ -96,6 +99,8 @@ class OrderState:
     restocked: bool = False
     points: int = 0  # loyalty points accrued and not reversed
     stuck_reported: datetime | None = None  # the `since` an OrderStuck was emitted for
+    channel: str = "online"
+    sold_at: datetime | None = None  # point-of-sale: when the till sold it
 
     @property
     def return_requested(self) -> bool:
@@ -106,7 +111,50 @@ def place_order(
     order_id: str, customer: Customer, lines: Sequence[OrderLine],
     payment: PaymentInstruction, delivery: Delivery, currency: str | None = None,
 ) -> OrderPlacedData:
-    """Validate a new order and compute its total; `currency`, when given, is the shop's."""
+    """Validate a new online order and compute its total; `currency`, when given, is the
+    shop's."""
+    total = _total(lines, currency)
+    if payment.method not in SUPPORTED_PAYMENT_METHODS:
+        raise InvalidOrder(f"payment method {payment.method!r} is not supported online")
+    if payment.method in ("card", "ewallet") and not payment.token:
+        raise InvalidOrder(f"payment method {payment.method!r} needs a gateway token")
+    if delivery.method not in SUPPORTED_DELIVERY_METHODS:
+        raise InvalidOrder(f"delivery method {delivery.method!r} is for point-of-sale only")
+    if delivery.method == "home_delivery" and delivery.address is None:
+        raise InvalidOrder("home delivery needs an address")
+    if delivery.method == "click_and_collect" and not delivery.store_id:
+        raise InvalidOrder("click-and-collect needs a store_id")
+    if delivery.method == "click_and_collect" and payment.method == "cod":
+        raise InvalidOrder("cash on delivery needs home delivery")
+    return OrderPlacedData(order_id=order_id, customer=customer, lines=list(lines), total=total,
+                           payment=payment, delivery=delivery)
+
+
+def record_sale(
+    order_id: str, customer: Customer, lines: Sequence[OrderLine], method: str, store_id: str,
+    sale_id: str, sold_at: datetime, now: datetime, currency: str | None = None,
+    max_age: timedelta = timedelta(days=30), skew: timedelta = timedelta(minutes=5),
+) -> OrderPlacedData:
+    """Validate a till's sale: paid at the counter and handed over in the store at `sold_at`,
+    uploaded now (possibly hours later)."""
+    total = _total(lines, currency)
+    if method not in POS_PAYMENT_METHODS:
+        raise InvalidOrder(f"a till sale is paid by {' or '.join(sorted(POS_PAYMENT_METHODS))}"
+                           f", not {method!r}")
+    if sold_at > now + skew:
+        raise InvalidOrder(f"sold_at {sold_at.isoformat()} is in the future")
+    if sold_at < now - max_age:
+        raise InvalidOrder(f"sold_at {sold_at.isoformat()} is more than "
+                           f"{max_age.days} days ago; record it as a stock adjustment instead")
+    return OrderPlacedData(
+        order_id=order_id, customer=customer, lines=list(lines), total=total,
+        payment=PaymentInstruction(method=method),
+        delivery=Delivery(method="in_store", store_id=store_id), sold_at=sold_at,
+        sale_id=sale_id)
+
+
+def _total(lines: Sequence[OrderLine], currency: str | None) -> Money:
+    """The lines' total, once they pass the checks every order must."""
     if not lines:
         raise InvalidOrder("an order needs at least one line")
     currencies = {line.unit_price.currency for line in lines}
@@ -121,18 +169,6 @@ def place_order(
     skus = [line.sku for line in lines]
     if len(set(skus)) != len(skus):
         raise InvalidOrder("each SKU may appear on one line only")
-    if payment.method not in SUPPORTED_PAYMENT_METHODS:
-        raise InvalidOrder(f"payment method {payment.method!r} is not supported yet")
-    if payment.method in ("card", "ewallet") and not payment.token:
-        raise InvalidOrder(f"payment method {payment.method!r} needs a gateway token")
-    if delivery.method not in SUPPORTED_DELIVERY_METHODS:
-        raise InvalidOrder(f"delivery method {delivery.method!r} is not supported yet")
-    if delivery.method == "home_delivery" and delivery.address is None:
-        raise InvalidOrder("home delivery needs an address")
-    if delivery.method == "click_and_collect" and not delivery.store_id:
-        raise InvalidOrder("click-and-collect needs a store_id")
-    if delivery.method == "click_and_collect" and payment.method == "cod":
-        raise InvalidOrder("cash on delivery needs home delivery")
     total = Money(amount=0, currency=currencies.pop())
     for line in lines:
         total = total + line.unit_price.times(line.quantity)
@@ -140,12 +176,13 @@ def place_order(
         raise InvalidOrder(f"the order total is at most {MAX_AMOUNT} minor units")
     if total.amount <= 0:
         raise InvalidOrder("the order total must be positive")
-    return OrderPlacedData(order_id=order_id, customer=customer, lines=list(lines), total=total,
-                           payment=payment, delivery=delivery)
+    return total
 
 
 def cancel(state: OrderState, order_id: str) -> OrderCancelledData:
     """The customer (through the shop) cancels: allowed until the parcel leaves."""
+    if state.channel == "pos":
+        raise NotAllowedNow("a till sale was handed over already; it cannot be cancelled")
     if state.status not in CANCELLABLE:
         raise NotAllowedNow(f"an order that is {state.status} can no longer be cancelled")
     return OrderCancelledData(order_id=order_id, reason="customer_request")
@@ -186,6 +223,8 @@ def request_return(
     now: datetime, window_days: float,
 ) -> ReturnRequestedData:
     """A return of delivered units, within the window after delivery."""
+    if state.channel == "pos":
+        raise NotAllowedNow("a point-of-sale sale is returned at the till")
     if state.delivered_at is None or state.status not in AFTER_DELIVERY:
         raise NotAllowedNow(f"only a delivered order can be returned; the order is {state.status}")
     if state.return_requested:
@@ -216,7 +255,11 @@ def evolve(state: OrderState, event: Event) -> OrderState:
     if kind == "OrderPlaced":
         data = event.data
         state = replace(state, order_id=data.order_id, customer_id=data.customer.customer_id,
-                        total=data.total, lines=tuple((x.sku, x.quantity) for x in data.lines))
+                        total=data.total, lines=tuple((x.sku, x.quantity) for x in data.lines),
+                        channel=event.channel, sold_at=data.sold_at)
+    elif kind == "OrderCompleted" and state.channel == "pos":
+        # Handed over at the counter: reviews are open from the sale.
+        state = replace(state, delivered_at=state.sold_at or event.time)
     elif kind == "ReviewSubmitted":
         return replace(state, reviewed=True)
     elif kind in ("Delivered", "PickedUp"):
@@ -262,9 +305,17 @@ def decide(state: OrderState, event: Event) -> list[Model]:
         return [OrderCancelledData(order_id=event.subject, reason=CANCELS[event.type])]
     if event.type == "PickedUp" and after.status == "delivered":
         return complete(after, event.subject)
+    if _sale_recorded(after) and not _sale_recorded(state):
+        return complete(after, event.subject)
     if _return_closable(after) and not _return_closable(state):
         return _close_return(after, event.subject)
     return []
+
+
+def _sale_recorded(state: OrderState) -> bool:
+    """A till sale whose payment is recorded: it was handed over at the counter already, so
+    it completes (inventory takes its units off the store's books on its own time)."""
+    return state.channel == "pos" and state.status == "paid"
 
 
 def _return_closable(state: OrderState) -> bool:

@@ -5,7 +5,8 @@
   gateway's callback confirms it, else it expires. Money that arrives for an order that was
   cancelled or expired meanwhile goes straight back.
 - `cod`: confirmed when the parcel is delivered (the courier collected the cash).
-- `cash`: a point-of-sale order arrives paid; recorded when the order is known.
+- point of sale (`cash`, or `card` on the till's terminal): the sale arrives paid; the
+  payment is recorded when the order is known, without the gateway.
 Captured money goes back (`Refund`) when the order is cancelled or its return received: once,
 in full, so captured minus refunded is always 0 or the order total.
 """
@@ -125,11 +126,11 @@ Decision = Charge | OpenTransfer | Refund | Model
 
 def decide(state: PaymentState, event: Event) -> list[Decision]:
     after = evolve(state, event)
-    if event.type == "OrderPlaced" and after.method == "cash" and after.status is None:
-        assert after.amount is not None
+    if event.type == "OrderPlaced" and event.channel == "pos" and after.status is None:
+        assert after.amount is not None and after.instruction is not None
         return [PaymentConfirmedData(order_id=event.subject, payment_id=_payment_id(event.subject),
-                                     method="cash", amount=after.amount,
-                                     gateway_reference=f"till:{event.subject}")]
+                                     method=after.instruction.method, amount=after.amount,
+                                     gateway_reference=f"till:{event.data.sale_id}")]
     if after.ready_to_charge and not state.ready_to_charge:
         return _start(after, event.subject)
     if event.type == "Delivered" and after.method == "cod" and after.status is None \

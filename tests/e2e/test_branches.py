@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
+from datetime import UTC, datetime, timedelta
 
 import httpx
 
@@ -204,3 +206,51 @@ async def test_an_unpaid_reservation_expires(services, api, db) -> None:
     async with httpx.AsyncClient(base_url=services.gateway_url) as gateway:
         assert (await gateway.get("/v1/charges", params={"reference": order_id})).json() == []
     await no_violations(services, db, [order_id])
+
+
+def till_sale(sku: str, quantity: int, sold_at: datetime, method: str = "cash") -> dict:
+    body = order_body(sku, quantity=quantity)
+    return {"sale_id": f"R-{uuid.uuid4().hex[:10]}", "sold_at": sold_at.isoformat(),
+            "customer": body["customer"], "lines": body["lines"], "payment": {"method": method}}
+
+
+async def test_a_late_point_of_sale_batch_completes_without_shipping(services, api, db) -> None:
+    sku, store = new_sku(), f"ST-{uuid.uuid4().hex[:6]}"
+    await set_stock(services, [(store, sku, 4)])
+    morning = datetime.now(UTC) - timedelta(hours=6)  # the till was offline since the morning
+    sales = [till_sale(sku, 1, morning), till_sale(sku, 2, morning + timedelta(hours=1), "card"),
+             till_sale(sku, 3, morning + timedelta(hours=2))]  # 6 sold, the books held 4
+    bad = [sales[0], {**till_sale(sku, 1, datetime.now(UTC) + timedelta(hours=1))},
+           till_sale("SKU-NOT-SOLD-HERE", 1, morning)]
+    refused = await api.post("/v1/pos/sales", json={"store_id": store, "sales": bad})
+    assert refused.status_code == 422, refused.text
+    assert {e["field"] for e in refused.json()["errors"]} == {"sales.1", "sales.2.lines.0.sku"}
+    first = await api.post("/v1/pos/sales", json={"store_id": store, "sales": sales})
+    assert first.status_code == 202, first.text
+    recorded = first.json()["sales"]
+    assert [s["already_recorded"] for s in recorded] == [False] * 3
+    again = await api.post("/v1/pos/sales", json={"store_id": store, "sales": sales})
+    assert [(s["order_id"], s["already_recorded"]) for s in again.json()["sales"]] == [
+        (s["order_id"], True) for s in recorded]
+    order_ids = [s["order_id"] for s in recorded]
+    for order_id in order_ids:
+        types = await reach(db, order_id, "OrderCompleted")
+        assert not {"StockReserved", "ShipmentCreated", "Delivered"} & set(types)
+        placed = (await events_of(db, "orders", order_id))[0]
+        assert placed["sold_at"] is not None and placed["delivery"]["store_id"] == store
+    payments = [e for o in order_ids for e in await events_of(db, "payments", o)
+                if e["type"] == "PaymentConfirmed"]
+    assert [p["method"] for p in payments] == ["cash", "card", "cash"]
+    assert await db.fetchval("SELECT count(*) FROM gateway_sim.charges WHERE reference ="
+                             " ANY($1::text[])", order_ids) == 0
+
+    async def off_the_shelf() -> bool:
+        return await stock_of(db, sku) == (0, 0)
+
+    await wait_until(off_the_shelf, 30, "the store's stock to be committed")
+    commits = [e for o in order_ids for e in await events_of(db, "inventory", o)
+               if e["type"] == "StockCommitted"]
+    assert sum(x["quantity"] for c in commits for x in c["recounted"]) == 2
+    cancel = await api.post(f"/v1/orders/{order_ids[0]}/cancel")
+    assert cancel.status_code == 409
+    await no_violations(services, db, order_ids)

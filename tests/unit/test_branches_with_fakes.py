@@ -2,7 +2,10 @@
 
 from datetime import timedelta
 
-from schemas import Address, Delivery, PaymentInstruction, ReturnLine
+import pytest
+
+from schemas import Address, Delivery, PaymentInstruction, ReturnLine, first_event
+from services.inventory.adapters import InMemoryStock
 from services.orders import domain as orders
 from tests.unit.fakebus import FakePlatform
 from tests.unit.test_flow_with_fakes import placed
@@ -145,3 +148,47 @@ async def test_click_and_collect_completes_when_picked_up() -> None:
     assert platform.stream("orders", "o1")[-4:] == [
         "ReadyForPickup", "PickedUp", "OrderCompleted", "LoyaltyPointsAccrued"]
     assert stock(platform) == {"on_hand": 8, "reserved": 0}
+
+
+def till_sale(order_id: str, qty: int, method: str = "cash", store: str = "ST-1"):  # noqa: ANN201
+    base = placed(order_id, qty=qty)
+    at = base.time - timedelta(hours=5)  # the till was offline all morning
+    data = orders.record_sale(order_id, base.data.customer, base.data.lines, method, store,
+                              f"R-{order_id}", at, base.time)
+    return first_event(data, source="alur/orders", subject=order_id, shop_id=base.shop_id,
+                       channel="pos")
+
+
+async def test_a_till_sale_completes_without_shipping_or_gateway() -> None:
+    platform = await stocked()
+    await platform.set_stock("ST-1", "MUG", 3)
+    await platform.place(till_sale("o1", 2))
+    await platform.place(till_sale("o2", 2, method="card"))  # more than the books hold
+    await platform.run()
+    for order in ("o1", "o2"):
+        assert set(platform.stream("orders", order)[-2:]) <= {
+            "OrderCompleted", "LoyaltyPointsAccrued"}
+        assert "ShipmentCreated" not in platform.stream("shipping", order)
+    assert platform.gateway.charged("o1") == platform.gateway.charged("o2") == 0
+    committed = [e.data for e in platform.events("inventory") if e.type == "StockCommitted"]
+    assert [(c.location, [(x.sku, x.quantity) for x in c.recounted]) for c in committed] == [
+        ("ST-1", []), ("ST-1", [("MUG", 1)])]
+    assert platform.states["inventory"].extra["stock"][("ST-1", "MUG")] == {
+        "on_hand": 0, "reserved": 0}
+    assert stock(platform) == {"on_hand": 10, "reserved": 0}  # the warehouse is untouched
+    assert [m["subject"] for m in platform.mailer.sent] == [
+        "Your receipt for order o1", "Your receipt for order o2"]
+    with pytest.raises(orders.NotAllowedNow):
+        await platform.customer("o1", lambda s: [orders.cancel(s, "o1")])
+
+
+async def test_low_stock_is_reported_when_a_sku_falls_under_its_threshold_once() -> None:
+    platform = await stocked(on_hand=6)
+    await InMemoryStock(platform.states["inventory"].extra).set_threshold("MUG", 3)
+    for order in ("o1", "o2", "o3"):
+        await platform.place(placed(order, qty=2))
+        await platform.run()
+    low = [e.data for e in platform.events("inventory") if e.type == "LowStock"]
+    assert [(x.sku, x.location, x.available, x.threshold, e) for x, e in zip(
+        low, [e.subject for e in platform.events("inventory") if e.type == "LowStock"],
+        strict=True)] == [("MUG", "WH-1", 2, 3, "o2")]

@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, Query
 
 from alur.runtime.postgres import PostgresUnitOfWork
 from alur.tools.slice import Slice
-from services.orders.api import orders, problems, webhooks
+from services.orders.api import orders, pos, problems, webhooks
 from services.orders.api.orders import AUTH, Observe
 from services.orders.api.problems import responses
 from services.orders.api.security import BodyLimit, Caller, Limits, RateLimiter, authenticator
@@ -56,6 +56,7 @@ def create_app(pool: asyncpg.Pool, new_uow: Callable[[], PostgresUnitOfWork],
     authenticated = Depends(authenticate)
     app.include_router(orders.router(new_uow, registry, writes, authenticate, observe,
                                      config.return_window_days, config.deadlines))
+    app.include_router(pos.router(registry, writes, authenticate, observe, config.deadlines))
     app.include_router(webhooks.router(pool, writes, authenticate,
                                        config.webhook_rotation_overlap))
 

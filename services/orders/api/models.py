@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from schemas import Channel, Customer, Delivery, OrderLine, PaymentInstruction
 from schemas.envelope import EVENT_FOR_DATA
@@ -69,6 +69,53 @@ class PlaceOrder(_Body):
         f"1 to {MAX_LINES} lines, one per SKU, all in the shop's currency."))
     payment: PaymentInstruction
     delivery: Delivery
+
+
+MAX_SALES = 500
+
+
+class TillPayment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    method: Literal["cash", "card"] = Field(
+        description="Paid at the counter: cash, or card on the till's own terminal.")
+
+
+class TillSale(BaseModel):
+    """One sale as the till recorded it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sale_id: str = Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$", description=(
+        "The till's receipt number, unique per store: uploading it again is harmless."))
+    sold_at: AwareDatetime = Field(description="When the till sold it, with its offset.")
+    customer: Customer
+    lines: list[OrderLine] = Field(min_length=1, max_length=MAX_LINES)
+    payment: TillPayment
+
+
+class SalesBatch(_Body):
+    """A till's upload: sales already paid and handed over in one store."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "store_id": "ST-LIS",
+        "sales": [{"sale_id": "LIS-0001-000123", "sold_at": "2026-11-22T09:41:00+00:00",
+                   "customer": EXAMPLE_ORDER["customer"], "lines": EXAMPLE_ORDER["lines"],
+                   "payment": {"method": "cash"}}]}]})
+
+    store_id: str = Field(min_length=1, max_length=64, description="The store the till is in.")
+    sales: list[TillSale] = Field(min_length=1, max_length=MAX_SALES, description=(
+        f"1 to {MAX_SALES} sales. Either every sale is recorded or none is."))
+
+
+class RecordedSale(BaseModel):
+    sale_id: str
+    order_id: str
+    already_recorded: bool = Field(description="True when an earlier upload recorded it.")
+
+
+class SalesRecorded(BaseModel):
+    sales: list[RecordedSale]
 
 
 class Accepted(BaseModel):

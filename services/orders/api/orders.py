@@ -108,7 +108,7 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], registry: ShopRegistry, wr
             raise ApiError("validation-error", "See `errors`.", errors=[
                 {"field": "shop_id", "message": "must be the shop of the API key"}])
         if body.channel == "pos":
-            raise ApiError("invalid-order", "Point-of-sale orders are not accepted yet.")
+            raise ApiError("invalid-order", "A till's sales are uploaded to POST /v1/pos/sales.")
         unknown = set(await registry.unknown_skus([line.sku for line in body.lines]))
         if unknown:
             raise ApiError("unknown-sku", f"Not in the catalogue: {', '.join(sorted(unknown))}.",
