@@ -62,6 +62,31 @@ def start_process(settings: Settings, name: str) -> int:
     return pid
 
 
+def replica_settings(settings: Settings, n: int) -> Settings:
+    """Replica n (2, 3, ...) of a service: the same consumer group and database, its own
+    HTTP ports (metrics base, payments callbacks, inventory admin shifted by 10 * (n - 1) and
+    100 * (n - 1)) so it can run next to the first on one machine."""
+    k = n - 1
+    return settings.model_copy(update={
+        "metrics_port_base": settings.metrics_port_base + 10 * k,
+        "payments_port": settings.payments_port + 100 * k,
+        "inventory_port": settings.inventory_port + 100 * k})
+
+
+def start_replica(settings: Settings, name: str, n: int) -> int:
+    """Start replica n >= 2 of service NAME (`NAME-n` in the run and log dirs)."""
+    if n < 2:
+        raise ValueError("replica 1 is the service itself; start it with start_process")
+    shifted = replica_settings(settings, n)
+    p = proc(settings, f"{name}-{n}")
+    if (pid := p.pid()) is not None:
+        return pid
+    pid = p.start([sys.executable, "-m", "alur.cli", "run", name], env=settings_env(shifted),
+                  cwd=ROOT)
+    wait_port(shifted.metrics_port(name), p)
+    return pid
+
+
 def infra_up(settings: Settings, say: Callable[[str], None] = print) -> None:
     """Idempotent: what runs already is reused."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
@@ -108,7 +133,11 @@ def services_up(settings: Settings, names: tuple[str, ...] = SERVICES) -> dict[s
 
 
 def services_down(settings: Settings, names: tuple[str, ...] = SERVICES) -> None:
+    """Stop the services, and any replicas of them, by the PIDs they were started with."""
+    run_dir = settings.state_dir / "run"
     for name in names:
+        for replica in sorted(run_dir.glob(f"{name}-[0-9]*.pid")):
+            proc(settings, replica.stem).stop()
         proc(settings, name).stop()
 
 

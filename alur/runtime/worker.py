@@ -95,7 +95,8 @@ class _Runtime:
 
 def build_app(definition: ServiceDefinition, settings: Settings) -> faust.App:
     name = definition.name
-    datadir = settings.state_dir / "faust" / name
+    # One per process on this host: replicas of a service (own metrics ports) run side by side.
+    datadir = settings.state_dir / "faust" / f"{name}-{settings.metrics_port(name)}"
     datadir.parent.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
     app = faust.App(
         f"alur-{name}",
