@@ -81,10 +81,14 @@ async def test_a_bank_transfer_paid_through_the_gateway_is_delivered(services, a
     await reach(db, order_id, "PaymentPending")
     [pending] = [e for e in await events_of(db, "payments", order_id)
                  if e["type"] == "PaymentPending"]
+    shown = (await api.get(f"/v1/orders/{order_id}")).json()  # what the shop tells its customer
+    assert shown["status"] == "awaiting_payment"
+    assert shown["bank_transfer"]["virtual_account"] == pending["virtual_account"]
+    transfer = shown["bank_transfer"]
     async with httpx.AsyncClient(base_url=services.gateway_url, timeout=10) as gateway:
         paid = await gateway.post(
-            f"/v1/virtual-accounts/{pending['virtual_account']}/transfers",
-            json={"amount": pending["amount"]["amount"], "currency": "EUR"})
+            f"/v1/virtual-accounts/{transfer['virtual_account']}/transfers",
+            json={"amount": transfer["amount"], "currency": transfer["currency"]})
     assert paid.status_code == 201 and paid.json()["callback_status"] == 200
     types = await reach(db, order_id, "Delivered")
     assert types == [*HOME[:2], "PaymentPending", *HOME[2:]]

@@ -137,6 +137,13 @@ class Tracking(BaseModel):
     shipment_id: str
 
 
+class BankTransfer(BaseModel):
+    virtual_account: str = Field(description="The account the customer pays the total into.")
+    amount: int = Field(description="Integer minor units to transfer.")
+    currency: str
+    pay_before: datetime = Field(description="Unpaid by then, the order is cancelled.")
+
+
 class OrderView(BaseModel):
     order_id: str
     shop_id: str
@@ -147,6 +154,8 @@ class OrderView(BaseModel):
     currency: str
     placed_at: datetime
     tracking: Tracking | None = Field(None, description="Once the parcel is booked.")
+    bank_transfer: BankTransfer | None = Field(
+        None, description="For a bank-transfer order once its virtual account is open.")
     timeline: list[TimelineEntry]
 
 

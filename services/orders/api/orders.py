@@ -22,6 +22,7 @@ from schemas.envelope import now
 from services.orders import domain
 from services.orders.api.models import (
     Accepted,
+    BankTransfer,
     OrderPage,
     OrderSummary,
     OrderView,
@@ -57,6 +58,7 @@ def order_view(stream: Sequence[StoredEvent]) -> OrderView:
     state = fold([s.event for s in stream])
     shipment = next((s.event.data for s in reversed(stream)
                      if s.event.type == "ShipmentCreated"), None)
+    pending = next((s.event.data for s in stream if s.event.type == "PaymentPending"), None)
     return OrderView(
         order_id=placed.subject, shop_id=placed.shop_id, channel=placed.channel,
         status=state.status or "unknown", total_amount=placed.data.total.amount,
@@ -64,6 +66,9 @@ def order_view(stream: Sequence[StoredEvent]) -> OrderView:
         tracking=None if shipment is None else Tracking(
             carrier=shipment.carrier, tracking_number=shipment.tracking_number,
             shipment_id=shipment.shipment_id),
+        bank_transfer=None if pending is None else BankTransfer(
+            virtual_account=pending.virtual_account, amount=pending.amount.amount,
+            currency=pending.amount.currency, pay_before=pending.expires_at),
         timeline=[TimelineEntry(version=s.version, type=s.event.type, source=s.event.source,
                                 time=s.event.time, event_id=str(s.event.id)) for s in stream],
     )
