@@ -88,6 +88,12 @@ class Settings(BaseSettings):
                                       "courier's later parcel updates.")
     timer_interval: float = Field(1.0, description="Seconds between rounds of firing due "
                                   "timers (expiries, auto-completion, stuck orders).")
+    webhook_backoff: float = Field(1.0, description="Seconds before a failed shop webhook "
+                                   "delivery is tried again; doubles per attempt.")
+    webhook_max_attempts: int = Field(8, ge=1, description="Attempts before a webhook delivery "
+                                      "is marked failed.")
+    webhook_interval: float = Field(0.5, description="Seconds between rounds of webhook "
+                                    "deliveries.")
     stuck_check_interval: float = Field(60.0, description="Seconds between counts of stuck "
                                         "orders (a scan of the orders event store).")
 

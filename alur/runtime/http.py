@@ -9,7 +9,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 
-class _EmbeddedServer(uvicorn.Server):
+class EmbeddedServer(uvicorn.Server):
     """uvicorn inside the faust worker: the worker owns the signals, not uvicorn."""
 
     @contextlib.contextmanager
@@ -20,7 +20,7 @@ class _EmbeddedServer(uvicorn.Server):
 def embedded_server(app: ASGIApp, host: str, port: int,
                     log_level: str) -> Callable[[], Awaitable[None]]:
     """A background job for ServiceParts that serves `app` until the worker stops."""
-    server = _EmbeddedServer(uvicorn.Config(
+    server = EmbeddedServer(uvicorn.Config(
         app, host=host, port=port, log_level=log_level, access_log=False, lifespan="off"))
 
     async def serve() -> None:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
+import httpx
 
 from alur.runtime import metrics
 from alur.runtime.aggregate import Decider, handler_for, timers_for
@@ -16,7 +17,7 @@ from alur.runtime.postgres import PostgresUnitOfWork
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
 from schemas import Event
-from services.orders import domain
+from services.orders import domain, webhook_delivery
 from services.orders.api import ApiConfig, create_app
 from services.orders.api.writes import prune
 
@@ -86,10 +87,22 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
             pool.execute, settings.idempotency_ttl, settings.signature_tolerance),
             "prune idempotency keys and signatures", log)
 
+    policy = webhook_delivery.DeliveryPolicy(backoff=settings.webhook_backoff,
+                                             max_attempts=settings.webhook_max_attempts)
+    client = httpx.AsyncClient(timeout=policy.timeout)
+
+    async def deliver_webhooks() -> None:
+        async def round_() -> None:
+            await webhook_delivery.deliver_due(pool, client, policy)
+
+        await every(settings.webhook_interval, round_, "deliver webhooks", log)
+
     chosen = decider(policy_of(settings))
     return ServiceParts(handler=handler_for(chosen, source=SOURCE, observe=observe_order),
                         timers=timers_for(chosen, source=SOURCE, observe=observe_order),
-                        background=[serve_api, watch_stuck_orders, prune_api_records])
+                        background=[serve_api, watch_stuck_orders, prune_api_records,
+                                    deliver_webhooks],
+                        close=client.aclose)
 
 
 def policy_of(settings: Settings) -> domain.Policy:

@@ -10,10 +10,12 @@ from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, mo
 from schemas import Channel, Customer, Delivery, OrderLine, PaymentInstruction
 from schemas.envelope import EVENT_FOR_DATA
 from schemas.orders import ReturnLine
+from services.orders.domain import RELEVANT
 
 MAX_LINES = 100
-WEBHOOK_EVENTS = sorted(str(cls.model_fields["type"].default) for cls in EVENT_FOR_DATA.values()
-                        if cls.topic != "notifications")
+# What an order's timeline in the orders service holds: its own events and those it observes.
+WEBHOOK_EVENTS = sorted({str(cls.model_fields["type"].default) for cls in EVENT_FOR_DATA.values()
+                         if cls.topic == "orders"} | RELEVANT)
 
 EXAMPLE_ORDER: dict[str, Any] = {
     "channel": "online",

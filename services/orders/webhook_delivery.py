@@ -1,0 +1,101 @@
+"""Delivering the shops' webhooks from the delivery log (`webhook_deliveries`).
+
+A trigger on the event store queues one delivery per subscription and event, in the same
+transaction as the event (see migration 102), so nothing is lost and nothing queued twice.
+This loop takes due deliveries with `FOR UPDATE SKIP LOCKED` (any replica of the orders
+service may run it) and POSTs each event's CloudEvents JSON to the subscription's URL:
+
+- `Alur-Timestamp`, `Alur-Signature`: HMAC-SHA256 (alur.runtime.signing) over timestamp,
+  method, path and body with the subscription's secret; during a rotation the header holds
+  two signatures, new secret first, separated by a space.
+- `Alur-Delivery`: the event id. A delivery whose answer was lost (a crash between the POST
+  and the commit) is sent again with the same id, so the shop can tell it saw it already.
+- Any 2xx is delivered. Anything else, or no answer within the timeout, is tried again after
+  `backoff * 2 ** (attempts - 1)` seconds, up to `max_attempts`; then the delivery is marked
+  failed. Every attempt leaves its status code or error in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from urllib.parse import urlsplit
+
+import asyncpg
+import httpx
+
+from alur.runtime.signing import sign, signed_headers
+
+log = logging.getLogger("alur.orders.webhooks")
+
+
+@dataclass(frozen=True)
+class DeliveryPolicy:
+    backoff: float = 1.0
+    max_attempts: int = 8
+    timeout: float = 5.0
+    batch: int = 50
+
+
+def signature_headers(secret: str, previous: str | None, url: str, body: bytes) -> dict[str, str]:
+    split = urlsplit(url)
+    path = split.path or "/"
+    if split.query:
+        path += "?" + split.query
+    headers = signed_headers(secret, "POST", path, body)
+    if previous is not None:
+        headers["Alur-Signature"] += " " + sign(previous, headers["Alur-Timestamp"], "POST",
+                                                 path, body)
+    return headers
+
+
+def next_attempt(now: datetime, attempts: int, policy: DeliveryPolicy) -> datetime:
+    return now + timedelta(seconds=policy.backoff * 2 ** (attempts - 1))
+
+
+async def deliver_due(pool: asyncpg.Pool, client: httpx.AsyncClient,
+                      policy: DeliveryPolicy) -> int:
+    """One round: POST every due delivery (up to `policy.batch`); how many were attempted."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            "SELECT d.webhook_id, d.event_id, d.attempts, w.url, w.secret,"
+            " CASE WHEN w.previous_until > now() THEN w.previous_secret END AS previous,"
+            " e.body::text AS body, now() AS now"
+            " FROM webhook_deliveries d JOIN webhooks w USING (webhook_id)"
+            " JOIN events e USING (event_id)"
+            " WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
+            " ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED", policy.batch)
+        if not rows:
+            return 0
+        outcomes = await asyncio.gather(*(_post(client, r) for r in rows))
+        for r, (status, error) in zip(rows, outcomes, strict=True):
+            attempts = r["attempts"] + 1
+            ok = status is not None and 200 <= status < 300
+            state = "delivered" if ok else "failed" if attempts >= policy.max_attempts \
+                else "pending"
+            if state == "failed":
+                log.warning("webhook %s gave up on event %s after %d attempts: %s",
+                            r["webhook_id"], r["event_id"], attempts, error or status)
+            await conn.execute(
+                "UPDATE webhook_deliveries SET status = $3, attempts = $4, last_status = $5,"
+                " last_error = $6, next_attempt_at = $7,"
+                " delivered_at = CASE WHEN $3 = 'delivered' THEN now() END"
+                " WHERE webhook_id = $1 AND event_id = $2",
+                r["webhook_id"], r["event_id"], state, attempts, status, error,
+                next_attempt(r["now"], attempts, policy))
+        return len(rows)
+
+
+async def _post(client: httpx.AsyncClient, row: asyncpg.Record) -> tuple[int | None, str | None]:
+    body = row["body"].encode()
+    headers = {"Content-Type": "application/cloudevents+json",
+               "Alur-Delivery": str(row["event_id"]),
+               **signature_headers(row["secret"], row["previous"], row["url"], body)}
+    try:
+        response = await client.post(row["url"], content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        return None, f"{type(exc).__name__}: {exc}"[:500]
+    error = None if response.is_success else response.text[:200] or response.reason_phrase
+    return response.status_code, error
