@@ -232,11 +232,10 @@ class InMemoryStock:
 
     async def below_threshold(self, location: str,
                               lines: Sequence[StockLine]) -> list[tuple[str, int, int]]:
-        rows = [{"sku": x.sku, "threshold": self._thresholds[x.sku],
-                 "available": self._stock[(location, x.sku)]["on_hand"]
-                 - self._stock[(location, x.sku)]["reserved"]}
-                for x in sorted(lines, key=lambda x: x.sku)
-                if x.sku in self._thresholds and (location, x.sku) in self._stock]
+        rows = [{"sku": sku, "threshold": self._thresholds[sku],
+                 "available": row["on_hand"] - row["reserved"]}
+                for sku in sorted(x.sku for x in lines)
+                if sku in self._thresholds and (row := self._stock.get((location, sku)))]
         return crossed(rows, lines)
 
     def _settle(self, order_id: str, status: str, *, shipped: bool) -> None:

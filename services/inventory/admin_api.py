@@ -17,7 +17,8 @@ the answer is then 409 and nothing changes. Errors are `{"status", "detail"}` JS
 from __future__ import annotations
 
 import hmac
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated
 
 import asyncpg
 from fastapi import Depends, FastAPI, Header, Path, Request
@@ -100,7 +101,7 @@ def create_app(pool: asyncpg.Pool, token: str) -> FastAPI:
                   available=r["on_hand"] - r["reserved"]) for r in rows])
 
     async def change(location: str, sku: str, actor: str, reason: str,
-                     to: Any) -> StockView:
+                     to: Callable[[int], int]) -> StockView:
         """Lock the row, set on hand to `to(current)`, log it; 409 if reservations hold more."""
         async with pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow("SELECT on_hand, reserved FROM stock WHERE location = $1"
@@ -108,11 +109,11 @@ def create_app(pool: asyncpg.Pool, token: str) -> FastAPI:
             was = None if row is None else int(row["on_hand"])
             on_hand = to(was or 0)
             reserved = 0 if row is None else int(row["reserved"])
+            if on_hand < 0:
+                raise AdminError(409, f"{location}/{sku}: on hand cannot go to {on_hand}")
             if on_hand < reserved:
                 raise AdminError(409, f"{location}/{sku}: {reserved} units are reserved for "
                                       f"open orders; on hand cannot go to {on_hand}")
-            if on_hand < 0:
-                raise AdminError(409, f"{location}/{sku}: on hand cannot go to {on_hand}")
             await PostgresStock.on(conn).set_on_hand(location, sku, on_hand)
             await conn.execute(
                 "INSERT INTO stock_adjustments (location, sku, on_hand_was, on_hand, reason,"

@@ -53,6 +53,14 @@ def fold(events: Sequence[Event]) -> domain.OrderState:
     return reduce(domain.evolve, events, domain.OrderState())
 
 
+async def open_stream(uow: PostgresUnitOfWork, event: Event,
+                      deadlines: Callable[[domain.OrderState], Mapping[str, datetime]]) -> None:
+    """Record a new order's first event: append, publish, and schedule its deadlines."""
+    await uow.append(event.subject, 0, [event], ["own"])
+    uow.publish(event)
+    keep_timers(uow, event.subject, {}, deadlines(fold([event])))
+
+
 def order_view(stream: Sequence[StoredEvent]) -> OrderView:
     placed = stream[0].event
     state = fold([s.event for s in stream])
@@ -133,9 +141,7 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], registry: ShopRegistry, wr
                             channel=body.channel)
 
         async def work(uow: PostgresUnitOfWork) -> tuple[int, Accepted]:
-            await uow.append(order_id, 0, [event], ["own"])
-            uow.publish(event)
-            keep_timers(uow, order_id, {}, deadlines(fold([event])))
+            await open_stream(uow, event, deadlines)
             return 202, Accepted(order_id=order_id, status_url=f"/v1/orders/{order_id}")
 
         response = await writes.run(caller, request, idempotency_key, work)

@@ -16,13 +16,19 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from alur.runtime.aggregate import keep_timers
 from alur.runtime.postgres import PostgresUnitOfWork
 from schemas import Event, first_event
 from schemas.envelope import now
 from services.orders import domain
 from services.orders.api.models import RecordedSale, SalesBatch, SalesRecorded
-from services.orders.api.orders import POST, SOURCE, IdempotencyKey, Observe, fold
+from services.orders.api.orders import (
+    POST,
+    SOURCE,
+    IdempotencyKey,
+    Observe,
+    fold,
+    open_stream,
+)
 from services.orders.api.problems import ApiError, responses
 from services.orders.api.security import Caller
 from services.orders.api.writes import Writes
@@ -47,7 +53,8 @@ def router(registry: ShopRegistry, writes: Writes, authenticate: Callable[..., A
                            caller: Caller = authenticated,
                            idempotency_key: IdempotencyKey = None) -> JSONResponse:
         """Record a till's sales (paid, handed over): all of them, or none if one is invalid.
-        Each completes once payments and inventory have recorded it."""
+        Each completes once payments has recorded its payment; inventory takes the units off
+        the store's shelf."""
         shop = caller.shop
         errors: list[dict[str, str]] = []
         seen: set[str] = set()
@@ -84,9 +91,7 @@ def router(registry: ShopRegistry, writes: Writes, authenticate: Callable[..., A
             for event in events:
                 known = bool(await uow.load(event.subject))
                 if not known:
-                    await uow.append(event.subject, 0, [event], ["own"])
-                    uow.publish(event)
-                    keep_timers(uow, event.subject, {}, deadlines(fold([event])))
+                    await open_stream(uow, event, deadlines)
                     recorded.append(event)
                 answer.append(RecordedSale(sale_id=str(event.data.sale_id),
                                            order_id=event.subject, already_recorded=known))
