@@ -8,6 +8,7 @@ connection itself (e.g. the stock table).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -40,6 +41,13 @@ CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.Interface
 
 def notify_channel(schema: str) -> str:
     return f"alur_outbox_{schema}"
+
+
+def stream_lock_key(schema: str, stream_id: str) -> int:
+    """The advisory lock of one stream: every writer of the stream (the consumer's batch, a
+    timer round, a partner's callback, an API request) holds it until its transaction ends."""
+    digest = hashlib.blake2b(f"{schema}/{stream_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 class PostgresUnitOfWork:
@@ -178,6 +186,12 @@ class PostgresUnitOfWork:
         if not wanted:
             return
         assert self.conn is not None
+        # Lock before reading, in one global order (sorted keys), so that two writers of a
+        # stream take turns instead of one failing at commit; a batch then never redoes its
+        # work because a callback wrote one of its orders meanwhile.
+        keys = sorted({stream_lock_key(self._schema, s) for s in wanted})
+        await self.conn.execute(
+            "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k", keys)
         rows = await self.conn.fetch(
             "SELECT stream_id, version, origin, body FROM events "
             "WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version", wanted)

@@ -1,5 +1,7 @@
 """The core store contract: inbox, event store, outbox, audit, savepoints, atomicity."""
 
+import asyncio
+
 import pytest
 
 from alur.runtime.errors import ConcurrencyConflict
@@ -156,16 +158,22 @@ async def test_a_savepoint_rollback_also_undoes_appends_to_loaded_streams(store)
         assert [s.event.type for s in await uow.load("o1")] == ["OrderPlaced", "Delivered"]
 
 
-async def test_two_concurrent_writers_to_one_stream_cannot_both_commit(postgres_store) -> None:
+async def test_two_concurrent_writers_to_one_stream_take_turns(postgres_store) -> None:
     async with postgres_store.new_uow() as uow:
         await uow.append("o1", 0, [event("OrderPlaced", "o1")], ["own"])
     first, second = postgres_store.new_uow(), postgres_store.new_uow()
     await first.__aenter__()
     await second.__aenter__()
     await first.append("o1", 1, [event("StockReserved", "o1")], ["observed"])
-    await second.append("o1", 1, [event("StockRejected", "o1")], ["observed"])
+    # The second writer waits on the stream's lock until the first commits, then sees its
+    # append: writing after version 1 is a conflict it learns of before doing any work.
+    waiting = asyncio.create_task(second.load("o1"))
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
     await first.__aexit__(None, None, None)
+    assert [s.version for s in await waiting] == [1, 2]
     with pytest.raises(ConcurrencyConflict):
-        await second.__aexit__(None, None, None)
+        await second.append("o1", 1, [event("StockRejected", "o1")], ["observed"])
+    await second.__aexit__(None, None, None)
     async with postgres_store.new_uow() as uow:
         assert [s.event.type for s in await uow.load("o1")] == ["OrderPlaced", "StockReserved"]
