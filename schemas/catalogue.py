@@ -43,6 +43,7 @@ from schemas.shipping import (
     PickedUp,
     ReadyForPickup,
     ReturnReceived,
+    ReturnShipmentCreated,
     ShipmentCreated,
     Shipped,
 )
@@ -55,7 +56,7 @@ AnyEvent = Annotated[
     | ReservationExpired
     | PaymentConfirmed | PaymentPending | PaymentFailed | PaymentExpired | RefundIssued
     | ShipmentCreated | Shipped | InTransit | OutForDelivery | DeliveryFailed | Delivered
-    | ReadyForPickup | PickedUp | ReturnReceived
+    | ReadyForPickup | PickedUp | ReturnShipmentCreated | ReturnReceived
     | NotificationSent | NotificationFailed,
     Field(discriminator="type"),
 ]

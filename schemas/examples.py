@@ -71,6 +71,9 @@ PAYLOADS: dict[str, Model] = {
     "ReadyForPickup": s.ReadyForPickupData(order_id=ORDER, shipment_id="shp_1",
                                            store_id="ST-LIS"),
     "PickedUp": s.PickedUpData(order_id=ORDER, shipment_id="shp_1", store_id="ST-LIS"),
+    "ReturnShipmentCreated": s.ReturnShipmentCreatedData(
+        order_id=ORDER, return_id="ret_1", shipment_id="shp_2", carrier="kilat",
+        tracking_number="KIL000000000000001"),
     "ReturnReceived": s.ReturnReceivedData(order_id=ORDER, return_id="ret_1", lines=RLINES),
     "NotificationSent": s.NotificationSentData(
         order_id=ORDER, notification_id="ntf_1", channel="email",

@@ -45,6 +45,16 @@ class PickedUpData(Model):
     store_id: str
 
 
+class ReturnShipmentCreatedData(Model):
+    """The carrier is booked to collect a return from the customer (or their store)."""
+
+    order_id: str
+    return_id: str
+    shipment_id: str
+    carrier: str
+    tracking_number: str = Field(description="The carrier's tracking number of the return.")
+
+
 class ReturnReceivedData(Model):
     order_id: str
     return_id: str
@@ -109,6 +119,11 @@ class ReadyForPickup(_ShippingEvent):
 class PickedUp(_ShippingEvent):
     type: Literal["PickedUp"] = "PickedUp"
     data: PickedUpData
+
+
+class ReturnShipmentCreated(_ShippingEvent):
+    type: Literal["ReturnShipmentCreated"] = "ReturnShipmentCreated"
+    data: ReturnShipmentCreatedData
 
 
 class ReturnReceived(_ShippingEvent):
