@@ -15,7 +15,7 @@ from schemas import Event
 CUSTOMER_FACING = frozenset({
     "OrderPlaced", "OrderCancelled", "PaymentConfirmed", "PaymentFailed", "PaymentPending",
     "PaymentExpired", "RefundIssued", "ShipmentCreated", "Shipped", "DeliveryFailed",
-    "Delivered", "ReadyForPickup", "ReturnReceived", "OrderReturned",
+    "Delivered", "ReadyForPickup", "ReturnShipmentCreated", "ReturnReceived", "OrderReturned",
 })
 # A till sale: the customer gets one receipt once it is recorded, nothing about each step.
 POS_FACING = frozenset({"OrderCompleted"})

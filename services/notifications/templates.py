@@ -15,6 +15,7 @@ SUBJECTS = {
     "RefundIssued": "We refunded order {order}",
     "DeliveryFailed": "We missed you: delivery of order {order} will be tried again",
     "ReadyForPickup": "Your order {order} is ready for pickup",
+    "ReturnShipmentCreated": "A courier will collect the return of order {order}",
     "ReturnReceived": "We received the return of order {order}",
     "OrderReturned": "The return of order {order} is complete",
     "ShipmentCreated": "Your order {order} is being prepared for shipping",
@@ -33,8 +34,11 @@ def render(event: Event, name: str) -> tuple[str, str]:
     if event.type == "OrderPlaced":
         total = data.total
         lines.append(f"Total: {total.amount / 100:.2f} {total.currency}.")
-    if event.type in ("ShipmentCreated", "Shipped", "DeliveryFailed", "Delivered"):
+    if event.type in ("ShipmentCreated", "Shipped", "DeliveryFailed", "Delivered",
+                      "ReturnShipmentCreated"):
         lines.append(f"Tracking number: {data.tracking_number}.")
+    if event.type in ("ShipmentCreated", "ReturnShipmentCreated"):
+        lines.append(f"Carrier: {data.carrier}.")
     if event.type == "PaymentPending":
         amount = data.amount
         lines.append(f"Transfer {amount.amount / 100:.2f} {amount.currency} to account "

@@ -359,5 +359,5 @@ RELEVANT = frozenset({
     "StockReserved", "StockRejected", "ReservationExpired", "StockRestocked",
     "PaymentPending", "PaymentConfirmed", "PaymentFailed", "PaymentExpired", "RefundIssued",
     "ShipmentCreated", "Shipped", "InTransit", "OutForDelivery", "DeliveryFailed", "Delivered",
-    "ReadyForPickup", "PickedUp", "ReturnReceived",
+    "ReadyForPickup", "PickedUp", "ReturnShipmentCreated", "ReturnReceived",
 })

@@ -156,6 +156,8 @@ class OrderView(BaseModel):
     currency: str
     placed_at: datetime
     tracking: Tracking | None = Field(None, description="Once the parcel is booked.")
+    return_tracking: Tracking | None = Field(None, description="Once the carrier is booked "
+                                             "to collect a requested return.")
     bank_transfer: BankTransfer | None = Field(
         None, description="For a bank-transfer order once its virtual account is open.")
     timeline: list[TimelineEntry]

@@ -66,6 +66,8 @@ def order_view(stream: Sequence[StoredEvent]) -> OrderView:
     state = fold([s.event for s in stream])
     shipment = next((s.event.data for s in reversed(stream)
                      if s.event.type == "ShipmentCreated"), None)
+    back = next((s.event.data for s in reversed(stream)
+                 if s.event.type == "ReturnShipmentCreated"), None)
     pending = next((s.event.data for s in stream if s.event.type == "PaymentPending"), None)
     return OrderView(
         order_id=placed.subject, shop_id=placed.shop_id, channel=placed.channel,
@@ -74,6 +76,9 @@ def order_view(stream: Sequence[StoredEvent]) -> OrderView:
         tracking=None if shipment is None else Tracking(
             carrier=shipment.carrier, tracking_number=shipment.tracking_number,
             shipment_id=shipment.shipment_id),
+        return_tracking=None if back is None else Tracking(
+            carrier=back.carrier, tracking_number=back.tracking_number,
+            shipment_id=back.shipment_id),
         bank_transfer=None if pending is None else BankTransfer(
             virtual_account=pending.virtual_account, amount=pending.amount.amount,
             currency=pending.amount.currency, pay_before=pending.expires_at),
