@@ -1,12 +1,53 @@
-"""An HTTP app served inside a service's faust worker (the orders API, payment callbacks)."""
+"""An HTTP app served inside a service's faust worker (the orders API, payment callbacks,
+carrier webhooks), and how such an app reads a signed request from a partner."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import uvicorn
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp
+
+from alur.runtime.signing import BadSignature, verify
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def problem(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"status": status, "detail": detail}, status_code=status)
+
+
+class Refused(Exception):
+    """A partner's request that is answered with `status` before it is looked at."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+    def response(self) -> JSONResponse:
+        return problem(self.status, self.detail)
+
+
+async def read_signed(request: Request, model: type[M], *, secret: str, prefix: str,
+                      tolerance: float, what: str) -> M:
+    """The body as `model`, once `<prefix>-Timestamp` / `<prefix>-Signature` prove it was
+    signed with `secret`; Refused 401 (not signed so) or 422 (not `what`)."""
+    raw = await request.body()
+    try:
+        verify(secret, request.headers.get(f"{prefix}-Timestamp"),
+               request.headers.get(f"{prefix}-Signature"), "POST", request.url.path, raw,
+               tolerance)
+    except BadSignature as exc:
+        raise Refused(401, str(exc)) from exc
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise Refused(422, f"not {what}: {exc.error_count()} invalid field(s)") from exc
 
 
 class EmbeddedServer(uvicorn.Server):

@@ -13,12 +13,12 @@ from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from alur.runtime.aggregate import Decider, Perform, act
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
+from alur.runtime.http import Refused, problem, read_signed
 from alur.runtime.ports import UnitOfWork
-from alur.runtime.signing import BadSignature, verify
 from schemas import Money
 from services.payments import domain
 
@@ -36,10 +36,6 @@ class TransferReport(BaseModel):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
 
 
-def _error(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"status": status, "detail": detail}, status_code=status)
-
-
 def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.PaymentState],
                perform: Perform, *, source: str, secret: str, tolerance: float) -> FastAPI:
     app = FastAPI(title="Alur payments: gateway callbacks")
@@ -47,16 +43,11 @@ def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.Paymen
     @app.post(CALLBACK_PATH)
     async def gateway_callback(request: Request) -> JSONResponse:
         """A transfer into an order's virtual account, reported by the gateway."""
-        raw = await request.body()
         try:
-            verify(secret, request.headers.get("Gateway-Timestamp"),
-                   request.headers.get("Gateway-Signature"), "POST", CALLBACK_PATH, raw,
-                   tolerance)
-            report = TransferReport.model_validate_json(raw)
-        except BadSignature as exc:
-            return _error(401, str(exc))
-        except ValidationError as exc:
-            return _error(422, f"not a transfer report: {exc.error_count()} invalid field(s)")
+            report = await read_signed(request, TransferReport, secret=secret, prefix="Gateway",
+                                       tolerance=tolerance, what="a transfer report")
+        except Refused as exc:
+            return exc.response()
         amount = Money(amount=report.amount, currency=report.currency)
         try:
             async with new_uow() as uow:
@@ -66,11 +57,11 @@ def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.Paymen
                     state, report.reference, amount, report.account_number, report.id),
                     source=source, perform=perform)
         except LookupError:
-            return _error(404, f"no order {report.reference}")
+            return problem(404, f"no order {report.reference}")
         except domain.TransferMismatch as exc:
-            return _error(422, str(exc))
+            return problem(422, str(exc))
         except (ConcurrencyConflict, InfrastructureError) as exc:
-            return _error(503, f"try again: {exc}")
+            return problem(503, f"try again: {exc}")
         return JSONResponse({"status": "recorded"})
 
     return app
