@@ -53,6 +53,16 @@ def _expected(decision: object, decider: Decider[Any]) -> frozenset[str]:
     return decider.outcomes.get(type(decision), frozenset())
 
 
+def _recorded_at_all(decision: object, decider: Decider[Any]) -> bool:
+    """False for a command that never records an event (e.g. cancelling a carrier booking)."""
+    outcomes = decider.outcomes.get(type(decision))
+    return outcomes is None or bool(outcomes)
+
+
+def _decide(decider: Decider[Any], state: Any, event: Event) -> list[object]:
+    return [d for d in decider.decide(state, event) if _recorded_at_all(d, decider)]
+
+
 def _describe(decision: object, decider: Decider[Any]) -> str:
     kinds = "|".join(sorted(_expected(decision, decider))) or "?"
     if isinstance(decision, Model):
@@ -70,7 +80,7 @@ def differences(stream: Sequence[StoredEvent], decider: Decider[Any],
     for position, event in ignored:
         if event.type not in decider.relevant:
             continue
-        decisions = list(decider.decide(decider.fold(events[:position]), event))
+        decisions = _decide(decider, decider.fold(events[:position]), event)
         if decisions:
             found.append(Difference(
                 order_id=event.subject, version=position, event_type=event.type,
@@ -84,7 +94,7 @@ def differences(stream: Sequence[StoredEvent], decider: Decider[Any],
         if echo and event.topic not in own_topics:
             continue  # an own event this service never reads back
         state = decider.fold(events[:i + 1] if echo else events[:i])
-        decisions = list(decider.decide(state, event))
+        decisions = _decide(decider, state, event)
         recorded = [s.event.type for s in stream
                     if s.origin == "own" and s.event.causation_id == event.id]
         same = len(recorded) == len(decisions) and all(

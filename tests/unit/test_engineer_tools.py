@@ -136,3 +136,20 @@ def test_a_changed_decision_is_reported_against_what_was_recorded() -> None:
     [diff] = differences(stream, lazy, frozenset({"orders", "shipping"}))
     assert (diff.event_type, diff.recorded, diff.would_decide) == (
         "OrderPlaced", ["StockReserved"], [])
+
+
+def test_a_command_that_records_nothing_is_not_a_difference() -> None:
+    from alur.runtime.ports import StoredEvent
+    from alur.tools.redecide import differences
+    from schemas import caused_by
+    from services.shipping.bootstrap import DECIDER
+
+    placed, paid = event("OrderPlaced", "ord_8"), event("PaymentConfirmed", "ord_8")
+    booked = caused_by(paid, event("ShipmentCreated", "ord_8").data, source="alur/shipping")
+    cancelled = event("OrderCancelled", "ord_8")
+    stream = [StoredEvent(1, "observed", placed), StoredEvent(2, "observed", paid),
+              StoredEvent(3, "own", booked), StoredEvent(4, "observed", cancelled)]
+    # the cancellation cancels the carrier booking, which is not an event
+    assert differences(stream, DECIDER, frozenset()) == []
+    [diff] = differences(stream[:2] + stream[3:], DECIDER, frozenset())
+    assert diff.would_decide == ["CreateShipment -> ShipmentCreated"] and diff.recorded == []
