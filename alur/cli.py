@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from alur.infra.procs import StartError
-from alur.settings import SERVICES, Settings
+from alur.settings import CARRIERS, SERVICES, Settings
 
 
 def _run(name: str, settings: Settings) -> None:
@@ -28,6 +28,18 @@ def _run(name: str, settings: Settings) -> None:
 
         app = create_app(settings.pg_dsn, settings.gateway_callback_secret)
         uvicorn.run(app, host=settings.listen_host, port=settings.gateway_port,
+                    log_level=settings.log_level, access_log=False,
+                    log_config=logging_config(name, settings.log_level))
+    elif name.startswith("carrier-"):
+        import uvicorn
+
+        from alur.runtime.logs import logging_config
+        from alur.simulators import carrier
+
+        which = name.removeprefix("carrier-")
+        app = carrier.create_app(which, settings.pg_dsn, settings.carrier_secret(which),
+                                 settings.carrier_pickup_after, settings.carrier_step_after)
+        uvicorn.run(app, host=settings.listen_host, port=settings.carrier_port(which),
                     log_level=settings.log_level, access_log=False,
                     log_config=logging_config(name, settings.log_level))
     elif name == "smtp-sink":
@@ -350,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="alur", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one component in the foreground")
-    run.add_argument("name", choices=[*SERVICES, "gateway-sim", "smtp-sink"])
+    run.add_argument("name", choices=[*SERVICES, "gateway-sim", "smtp-sink",
+                                      *(f"carrier-{c}" for c in CARRIERS)])
     infra = sub.add_parser("infra", help="local Kafka, PostgreSQL, SMTP sink, gateway simulator")
     infra.add_argument("action", choices=["up", "down", "status"])
     stack = sub.add_parser("stack", help="the five services as background processes")

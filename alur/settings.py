@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES: tuple[str, ...] = ("orders", "inventory", "payments", "shipping", "notifications")
+CARRIERS: tuple[str, ...] = ("kilat", "nusapost")  # simulated; each has a port and a secret
 
 
 class Settings(BaseSettings):
@@ -23,6 +24,9 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     gateway_host: str = "127.0.0.1"
     payments_host: str = Field("127.0.0.1", description="Host the gateway calls back.")
+    carrier_host: str = Field("127.0.0.1", description="Host of the carrier simulators; "
+                              "'{carrier}' in it becomes the carrier's name.")
+    shipping_host: str = Field("127.0.0.1", description="Host the carriers call back.")
     listen_host: str = Field("127.0.0.1", description="Address the API and /metrics bind to.")
 
     kafka_port: int = 19092
@@ -40,6 +44,13 @@ class Settings(BaseSettings):
     api_port: int = Field(8080, description="Orders HTTP API.")
     gateway_port: int = Field(8090, description="Payment gateway simulator.")
     payments_port: int = Field(8082, description="Payments HTTP endpoint (gateway callbacks).")
+    shipping_port: int = Field(8100, description="Shipping HTTP endpoint (carrier webhooks).")
+    kilat_port: int = Field(8101, description="The `kilat` carrier simulator.")
+    nusapost_port: int = Field(8102, description="The `nusapost` carrier simulator.")
+    kilat_secret: str = Field("alur-local-kilat-secret", description="Shared secret `kilat` "
+                              "signs its webhooks with (set a real one outside local runs).")
+    nusapost_secret: str = Field("alur-local-nusapost-secret", description="Shared secret "
+                                 "`nusapost` signs its webhooks with.")
     inventory_port: int = Field(8084, description="Inventory admin API (stock, thresholds).")
     inventory_admin_token: str = Field(
         "alur-local-inventory-admin", description="Bearer token of the inventory admin API "
@@ -81,11 +92,11 @@ class Settings(BaseSettings):
                                      "bank transfer into its virtual account.")
     auto_complete_after: float = Field(14 * 86_400.0, description="Seconds after delivery an "
                                        "order completes unless the customer confirmed earlier.")
-    carrier_pickup_after: float = Field(2.0, description="Seconds the simulated courier takes "
+    carrier_pickup_after: float = Field(2.0, description="Seconds the simulated carriers take "
                                         "to collect a parcel (the window to cancel a paid "
                                         "order) or a return.")
     carrier_step_after: float = Field(0.5, description="Seconds between the simulated "
-                                      "courier's later parcel updates.")
+                                      "carriers' later parcel updates.")
     timer_interval: float = Field(1.0, description="Seconds between rounds of firing due "
                                   "timers (expiries, auto-completion, stuck orders).")
     webhook_backoff: float = Field(1.0, description="Seconds before a failed shop webhook "
@@ -118,6 +129,20 @@ class Settings(BaseSettings):
     @property
     def gateway_url(self) -> str:
         return f"http://{self.gateway_host}:{self.gateway_port}"
+
+    @property
+    def shipping_url(self) -> str:
+        """Where the carriers reach the shipping service (its webhook base URL)."""
+        return f"http://{self.shipping_host}:{self.shipping_port}"
+
+    def carrier_port(self, carrier: str) -> int:
+        return int(getattr(self, f"{carrier}_port"))
+
+    def carrier_secret(self, carrier: str) -> str:
+        return str(getattr(self, f"{carrier}_secret"))
+
+    def carrier_url(self, carrier: str) -> str:
+        return f"http://{self.carrier_host.format(carrier=carrier)}:{self.carrier_port(carrier)}"
 
     def metrics_port(self, service: str) -> int:
         return self.metrics_port_base + SERVICES.index(service)

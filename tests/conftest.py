@@ -26,6 +26,7 @@ def test_settings() -> Settings:
         api_port=8081, gateway_port=8091, metrics_port_base=9500, partitions=4,
         session_timeout=6.0, log_level="info", relay_interval=0.2, prometheus_port=9590,
         scrape_interval=1.0, sample_interval=1.0, payments_port=8083, inventory_port=8085,
+        shipping_port=8110, kilat_port=8111, nusapost_port=8112,
         # Short business deadlines, so that tests see them pass: a reservation unpaid for 20 s
         # (payments stopped) and a bank transfer unpaid for 8 s expire.
         reservation_ttl=20.0, bank_transfer_ttl=8.0)

@@ -200,6 +200,9 @@ FUNNEL = Dashboard(
             Panel("Payment declines per second, by reason",
                   (q(f"sum by (reason) (rate(alur_payment_declines_total[{RATE}]))",
                      "{{reason}}"),), "ops"),
+            Panel("Carrier webhook reports per second, by carrier and answer",
+                  (q(f"sum by (carrier, outcome) (rate(alur_carrier_reports_total[{RATE}]))",
+                     "{{carrier}} {{outcome}}"),), "ops"),
             Panel("Notification deliveries per second, by channel and outcome",
                   (q(f"sum by (channel, outcome) "
                      f"(rate(alur_notification_deliveries_total[{RATE}]))",

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from alur.infra import prometheus
-from alur.settings import SERVICES, Settings
+from alur.settings import CARRIERS, SERVICES, Settings
 from schemas.catalogue import ALL_TOPICS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
@@ -27,10 +27,10 @@ UID = 10001                                       # the Dockerfile's user
 
 
 # Services that serve HTTP besides /metrics: the shop API, the gateway's callbacks, the
-# inventory admin API.
+# inventory admin API, the carriers' webhooks.
 HTTP_PORTS: dict[str, Callable[[Settings], int]] = {
     "orders": lambda s: s.api_port, "payments": lambda s: s.payments_port,
-    "inventory": lambda s: s.inventory_port}
+    "inventory": lambda s: s.inventory_port, "shipping": lambda s: s.shipping_port}
 
 
 def _labels(name: str) -> dict[str, str]:
@@ -46,6 +46,9 @@ def config(settings: Settings) -> dict[str, str]:
         "ALUR_GATEWAY_HOST": "gateway-sim", "ALUR_GATEWAY_PORT": str(settings.gateway_port),
         # The gateway calls payments back through its Service (port 80 -> payments_port).
         "ALUR_PAYMENTS_HOST": "payments", "ALUR_PAYMENTS_PORT": str(settings.payments_port),
+        # Each carrier simulator has a Service named carrier-<name>; carriers call shipping.
+        "ALUR_CARRIER_HOST": "carrier-{carrier}",
+        "ALUR_SHIPPING_HOST": "shipping", "ALUR_SHIPPING_PORT": str(settings.shipping_port),
         "ALUR_LISTEN_HOST": "0.0.0.0", "ALUR_PARTITIONS": str(PARTITIONS),
         "ALUR_METRICS_PORT_BASE": str(settings.metrics_port_base),
         "ALUR_STATE_DIR": "/tmp/alur", "ALUR_LOG_LEVEL": "info",
@@ -174,9 +177,12 @@ def kafka_topics() -> list[dict[str, Any]]:
 
 
 def simulators(settings: Settings) -> list[dict[str, Any]]:
-    """The gateway simulator and SMTP sink, for a cluster that has no real ones (staging)."""
+    """The gateway and carrier simulators and the SMTP sink, for a cluster that has no real
+    ones (staging)."""
     out: list[dict[str, Any]] = []
-    for name, port in (("gateway-sim", settings.gateway_port), ("smtp-sink", settings.smtp_port)):
+    carriers = [(f"carrier-{c}", settings.carrier_port(c)) for c in CARRIERS]
+    for name, port in (("gateway-sim", settings.gateway_port), ("smtp-sink", settings.smtp_port),
+                       *carriers):
         labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/component": "simulator"}
         container = _base_container(name)
         container.update(
@@ -213,7 +219,8 @@ def files(settings: Settings) -> dict[str, str]:
                                    "Prometheus Operator: scrape every service pod; the rules and "
                                    "alerts of deploy/prometheus/rules.")
     out["kafka-topics.yaml"] = _dump(kafka_topics(), "Strimzi topics with their partition counts.")
-    out["simulators.yaml"] = _dump(simulators(settings), "Gateway simulator and SMTP sink.")
+    out["simulators.yaml"] = _dump(simulators(settings), "Gateway and carrier simulators, "
+                                                          "SMTP sink.")
     out["config.env"] = "".join(f"{k}={v}\n" for k, v in config(settings).items())
     return out
 

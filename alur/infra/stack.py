@@ -17,7 +17,7 @@ from alur.runtime.topics import ensure_topics
 from alur.settings import SERVICES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SIMULATORS = ("smtp-sink", "gateway-sim")
+SIMULATORS = ("smtp-sink", "gateway-sim", "carrier-kilat", "carrier-nusapost")
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -34,6 +34,8 @@ def _port(name: str, settings: Settings) -> int:
         return settings.smtp_port
     if name == "gateway-sim":
         return settings.gateway_port
+    if name.startswith("carrier-"):
+        return settings.carrier_port(name.removeprefix("carrier-"))
     return settings.metrics_port(name)
 
 
@@ -64,12 +66,13 @@ def start_process(settings: Settings, name: str) -> int:
 
 def replica_settings(settings: Settings, n: int) -> Settings:
     """Replica n (2, 3, ...) of a service: the same consumer group and database, its own
-    HTTP ports (metrics base, payments callbacks, inventory admin shifted by 10 * (n - 1) and
-    100 * (n - 1)) so it can run next to the first on one machine."""
+    HTTP ports (metrics base shifted by 10 * (n - 1); payments callbacks, carrier webhooks and
+    inventory admin by 100 * (n - 1)) so it can run next to the first on one machine."""
     k = n - 1
     return settings.model_copy(update={
         "metrics_port_base": settings.metrics_port_base + 10 * k,
         "payments_port": settings.payments_port + 100 * k,
+        "shipping_port": settings.shipping_port + 100 * k,
         "inventory_port": settings.inventory_port + 100 * k})
 
 

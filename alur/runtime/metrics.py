@@ -85,6 +85,10 @@ PAYMENT_DECLINES = Counter(
 TIMERS_FIRED = Counter(
     "alur_timers_fired_total", "Deadlines that passed and were acted on (reservation_expiry, "
     "payment_expiry, auto_complete, stuck), by the replica that fired them.", ["service", "kind"])
+CARRIER_REPORTS = Counter(
+    "alur_carrier_reports_total", "Parcel reports on the carrier webhook, by carrier and answer "
+    "(recorded, duplicate, bad_signature, invalid, unknown, out_of_sequence, retry).",
+    ["carrier", "outcome"])
 NOTIFICATION_DELIVERIES = Counter(
     "alur_notification_deliveries_total", "Notification delivery attempts by channel and "
     "outcome (sent, failed).", ["channel", "outcome"])

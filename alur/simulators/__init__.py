@@ -1,1 +1,1 @@
-"""Stand-ins for the outside world: payment gateway, courier, SMTP server."""
+"""Stand-ins for the outside world: payment gateway, parcel carriers, SMTP server."""

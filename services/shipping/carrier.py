@@ -1,26 +1,36 @@
-"""The carrier port and a simulated courier.
+"""The carrier port, its HTTP adapter, and the in-memory fake.
 
-The simulated courier is deterministic: the same idempotency key always gives the same
-shipment id and tracking number, and each time it is asked a parcel moves one step:
-home delivery created -> shipped -> in_transit -> out_for_delivery -> delivered; a delivery
-address whose postal code starts with `FAILS_FIRST_ATTEMPT` fails its first attempt
-(delivery_failed, then out for delivery again); click-and-collect created -> shipped ->
-ready_for_pickup -> picked_up (the simulated customer comes by). Real couriers (HTTP,
-webhooks) plug in behind the same port.
+A carrier books a parcel (home delivery, to a store, or a return) and returns a shipment id
+and a tracking number; the same idempotency key always returns the same booking. A parcel
+not yet collected can be cancelled. After that the carrier moves the parcel itself and tells
+the shipping service about each step on its signed webhook (services/shipping/webhooks.py).
+
+Which carrier takes which parcel is `carrier_for`: click-and-collect goes to `nusapost` (whose
+counters are in the stores), home deliveries by postal region, and a return goes back with the
+carrier that delivered the order.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
+import httpx
+
+from alur.runtime.errors import InfrastructureError
+from alur.settings import CARRIERS
+from alur.simulators.carrier import next_status, report, tracking_for, wait_after
 from schemas import Address
 
-FAILS_FIRST_ATTEMPT = "0000"
-HOME = {"created": "shipped", "shipped": "in_transit", "in_transit": "out_for_delivery",
-        "delivery_failed": "out_for_delivery"}
-PICKUP = {"created": "shipped", "shipped": "ready_for_pickup", "ready_for_pickup": "picked_up"}
+__all__ = ["CARRIERS", "Booking", "Carrier", "HttpCarrier", "InMemoryCarrier", "carrier_for"]
+
+
+def carrier_for(address: Address | None, store_id: str | None) -> str:
+    """`nusapost` for click-and-collect and postal codes starting 5-9; `kilat` otherwise."""
+    if store_id is not None or address is None:
+        return "nusapost"
+    return "nusapost" if address.postal_code[:1] in "56789" else "kilat"
 
 
 @dataclass(frozen=True)
@@ -33,28 +43,151 @@ class Booking:
 class Carrier(Protocol):
     name: str
 
-    async def book(self, idempotency_key: str, address: Address | None,
-                   store_id: str | None) -> Booking:
-        """Book a parcel to an address, or to a store for click-and-collect."""
+    async def book(self, idempotency_key: str, reference: str, service: str,
+                   address: Address | None, store_id: str | None) -> Booking:
+        """Book a parcel: `service` is home, store or return. Same key, same booking."""
 
-    async def next_status(self, tracking_number: str, status: str, failed_attempts: int,
-                          address: Address | None) -> str:
-        """The parcel's status after `status`."""
+    async def cancel(self, tracking_number: str) -> bool:
+        """Stop a parcel not yet collected: True if it is (or was already) cancelled, False
+        when the courier has collected it already."""
 
 
-class SimulatedCourier:
-    name = "simcourier"
+def _request(reference: str, service: str, address: Address | None,
+             store_id: str | None) -> dict[str, Any]:
+    return {"reference": reference, "service": service, "store_id": store_id,
+            "address": None if address is None else {
+                "line1": address.line1, "city": address.city,
+                "postal_code": address.postal_code, "country": address.country}}
 
-    async def book(self, idempotency_key: str, address: Address | None,
-                   store_id: str | None) -> Booking:
-        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
-        return Booking(self.name, f"shp_{digest[:16]}", f"SIM{int(digest[:12], 16):015d}")
 
-    async def next_status(self, tracking_number: str, status: str, failed_attempts: int,
-                          address: Address | None) -> str:
-        if address is None:
-            return PICKUP[status]
-        if status == "out_for_delivery":
-            fails = address.postal_code.startswith(FAILS_FIRST_ATTEMPT) and failed_attempts == 0
-            return "delivery_failed" if fails else "delivered"
-        return HOME[status]
+class HttpCarrier:
+    def __init__(self, name: str, base_url: str, callback_url: str,
+                 timeout: float = 5.0) -> None:
+        self.name = name
+        self.callback_url = callback_url
+        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+
+    async def book(self, idempotency_key: str, reference: str, service: str,
+                   address: Address | None, store_id: str | None) -> Booking:
+        body = _request(reference, service, address, store_id)
+        answer = await self._call("/v1/shipments", {**body, "callback_url": self.callback_url},
+                                  {"Idempotency-Key": idempotency_key})
+        payload = answer.json()
+        return Booking(self.name, payload["shipment_id"], payload["tracking_number"])
+
+    async def cancel(self, tracking_number: str) -> bool:
+        answer = await self._call(f"/v1/shipments/{tracking_number}/cancel", None, {},
+                                  allow=(409,))
+        return answer.status_code != 409
+
+    async def _call(self, path: str, json: dict[str, Any] | None, headers: dict[str, str],
+                    allow: tuple[int, ...] = ()) -> httpx.Response:
+        try:
+            response = await self._client.post(path, json=json, headers=headers)
+        except httpx.HTTPError as exc:
+            # A timeout may or may not have taken effect: the same key books the same parcel.
+            raise InfrastructureError(f"carrier {self.name} unreachable: {exc!r}") from exc
+        if response.status_code in allow:
+            return response
+        if response.status_code >= 500:
+            raise InfrastructureError(f"carrier {self.name} answered {response.status_code}")
+        if response.status_code >= 400:
+            raise InfrastructureError(
+                f"carrier {self.name} refused the request: {response.status_code} "
+                f"{response.text}", retriable=False)
+        return response
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+@dataclass
+class FakeParcel:
+    request: dict[str, Any]
+    booking: Booking
+    status: str = "created"
+    failed_attempts: int = 0
+    updates: int = 0
+    next_step_at: datetime | None = None
+
+
+@dataclass
+class InMemoryCarrier:
+    """The fake: same bookings, idempotency rule, cancel rule and parcel steps as the
+    simulator (alur.simulators.carrier). `due(now)` gives the reports the simulator would send
+    by then; `acknowledged(update)` moves the parcel on, as a 2xx answer does."""
+
+    name: str
+    pickup_after: float = 2.0
+    step_after: float = 0.5
+    parcels: dict[str, FakeParcel] = field(default_factory=dict)  # by idempotency key
+    clock: Any = None  # () -> datetime; the booking time of a parcel
+
+    async def book(self, idempotency_key: str, reference: str, service: str,
+                   address: Address | None, store_id: str | None) -> Booking:
+        request = _request(reference, service, address, store_id)
+        if (known := self.parcels.get(idempotency_key)) is not None:
+            if known.request != request:
+                raise InfrastructureError(
+                    f"carrier {self.name} refused the request: 422 idempotency key reused "
+                    "with another request", retriable=False)
+            return known.booking
+        shipment_id, tracking = tracking_for(self.name, idempotency_key)
+        booking = Booking(self.name, shipment_id, tracking)
+        booked_at = self.clock() if self.clock else datetime.now().astimezone()
+        self.parcels[idempotency_key] = FakeParcel(
+            request, booking, next_step_at=booked_at + timedelta(seconds=self.pickup_after))
+        return booking
+
+    async def cancel(self, tracking_number: str) -> bool:
+        parcel = self._by_tracking(tracking_number)
+        if parcel.status not in ("created", "cancelled"):
+            return False
+        parcel.status, parcel.next_step_at = "cancelled", None
+        return True
+
+    def _by_tracking(self, tracking_number: str) -> FakeParcel:
+        for parcel in self.parcels.values():
+            if parcel.booking.tracking_number == tracking_number:
+                return parcel
+        raise InfrastructureError(f"carrier {self.name} refused the request: 404 no such "
+                                  "parcel", retriable=False)
+
+    def next_due(self) -> datetime | None:
+        return min((p.next_step_at for p in self.parcels.values() if p.next_step_at),
+                   default=None)
+
+    def due(self, now: datetime) -> list[dict[str, Any]]:
+        """The reports of every parcel whose next step is due by `now`."""
+        reports = []
+        for parcel in self.parcels.values():
+            if parcel.next_step_at is None or parcel.next_step_at > now:
+                continue
+            status = self._next(parcel)
+            if status is not None:
+                reports.append(report(self.name, self._row(parcel), status,
+                                      parcel.next_step_at, self.step_after))
+        return reports
+
+    def acknowledged(self, update: dict[str, Any]) -> None:
+        parcel = self._by_tracking(update["tracking_number"])
+        parcel.status = update["status"]
+        parcel.updates += 1
+        parcel.failed_attempts += update["status"] == "delivery_failed"
+        at = datetime.fromisoformat(update["occurred_at"])
+        more = self._next(parcel) is not None
+        wait = timedelta(seconds=wait_after(parcel.status, self.pickup_after, self.step_after))
+        parcel.next_step_at = at + wait if more else None
+
+    def _next(self, parcel: FakeParcel) -> str | None:
+        if parcel.status == "cancelled":
+            return None
+        address = parcel.request["address"]
+        return next_status(parcel.request["service"], parcel.status, parcel.failed_attempts,
+                           address["postal_code"] if address else None)
+
+    @staticmethod
+    def _row(parcel: FakeParcel) -> dict[str, object]:
+        return {"tracking_number": parcel.booking.tracking_number, "seq": parcel.updates,
+                "reference": parcel.request["reference"],
+                "store_id": parcel.request["store_id"]}

@@ -1,57 +1,103 @@
-"""A shipment per order: booked once the order may ship, then followed step by step. Pure.
+"""A shipment per order: booked with a carrier once the order may ship, then followed by the
+carrier's reports. Pure.
 
 An order may ship once it is paid, or once its stock is reserved when the courier collects
-the cash on delivery. Home delivery goes created -> shipped -> in transit -> out for delivery
--> delivered, with a failed attempt sending the parcel out again; click-and-collect goes
-created -> shipped -> ready for pickup -> picked up. The carrier is asked for the next step
-when the parcel's timer passes (`deadlines`), and its answer is recorded as the event. An order
-cancelled before the parcel left is not followed further. A return is collected one step after
-it was requested.
+the cash on delivery. The carrier (see carrier.py) moves the parcel itself and reports each
+step on the signed carrier webhook; `carrier_update` checks a report against the shipment and
+turns it into the event to record. Home delivery goes created -> shipped -> in transit -> out
+for delivery -> delivered, a failed attempt sending the parcel out for delivery again;
+click-and-collect goes created -> shipped -> ready for pickup -> picked up. An order cancelled
+while its parcel still waits for the courier has the booking cancelled. A requested return is
+booked with the carrier that delivered the order, and received when that carrier delivers it
+back to the warehouse.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from schemas import Address, Event, Model, ReturnLine, ReturnReceivedData
+from schemas import (
+    Address,
+    DeliveredData,
+    DeliveryFailedData,
+    Event,
+    InTransitData,
+    Model,
+    OutForDeliveryData,
+    PickedUpData,
+    ReadyForPickupData,
+    ReturnLine,
+    ReturnReceivedData,
+    ShippedData,
+)
+from services.shipping.carrier import carrier_for
 
 PARCEL_EVENTS = {
     "ShipmentCreated": "created", "Shipped": "shipped", "InTransit": "in_transit",
     "OutForDelivery": "out_for_delivery", "DeliveryFailed": "delivery_failed",
     "Delivered": "delivered", "ReadyForPickup": "ready_for_pickup", "PickedUp": "picked_up",
 }
-DONE = frozenset({"delivered", "picked_up"})
+# The steps a carrier may report after each status, for a parcel to an address or to a store.
+HOME_NEXT = {"created": {"shipped"}, "shipped": {"in_transit"},
+             "in_transit": {"out_for_delivery"},
+             "out_for_delivery": {"delivered", "delivery_failed"},
+             "delivery_failed": {"out_for_delivery"}}
+STORE_NEXT = {"created": {"shipped"}, "shipped": {"ready_for_pickup"},
+              "ready_for_pickup": {"picked_up"}}
+RETURN_STEPS = frozenset({"shipped", "in_transit", "delivered"})
+PARCEL_DATA: dict[str, type[Model]] = {
+    "shipped": ShippedData, "in_transit": InTransitData,
+    "out_for_delivery": OutForDeliveryData, "delivered": DeliveredData}
 
 
 @dataclass(frozen=True)
 class CreateShipment:
     order_id: str
+    carrier: str
+    service: str  # home | store
     address: Address | None
     store_id: str | None
     idempotency_key: str
 
 
 @dataclass(frozen=True)
-class TrackParcel:
-    """Command: ask the carrier what happened next to the parcel."""
+class CancelShipment:
+    """Command: the order was cancelled before the courier collected its parcel."""
 
     order_id: str
-    shipment_id: str
+    carrier: str
     tracking_number: str
-    status: str
-    failed_attempts: int
-    address: Address | None
-    store_id: str | None
 
 
 @dataclass(frozen=True)
-class Policy:
-    """How long the (simulated) courier takes: to collect the parcel, then for each step."""
+class BookReturn:
+    order_id: str
+    return_id: str
+    carrier: str
+    address: Address | None
+    store_id: str | None
+    idempotency_key: str
 
-    pickup_after: timedelta = timedelta(seconds=2)
-    step_after: timedelta = timedelta(seconds=0.5)
+
+@dataclass(frozen=True)
+class ParcelUpdate:
+    """A carrier's report of a parcel's step."""
+
+    carrier: str
+    tracking_number: str
+    status: str
+    occurred_at: datetime
+    reason: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+class UnknownParcel(LookupError):
+    """The report is about a parcel this order does not have."""
+
+
+class UpdateRefused(ValueError):
+    """The report does not follow from the parcel's status."""
 
 
 @dataclass(frozen=True)
@@ -64,13 +110,14 @@ class ShipmentState:
     paid: bool = False
     cancelled: bool = False
     shipment_id: str | None = None
+    carrier: str | None = None
     tracking_number: str | None = None
     status: str | None = None
-    moved_at: datetime | None = None  # when the parcel last changed status
     failed_attempts: int = 0
     return_id: str | None = None
     return_lines: tuple[ReturnLine, ...] = ()
-    return_requested_at: datetime | None = None
+    return_carrier: str | None = None
+    return_tracking_number: str | None = None
     return_received: bool = False
 
     @property
@@ -78,13 +125,6 @@ class ShipmentState:
         deliverable = self.address is not None or self.store_id is not None
         may = self.paid or (self.cod and self.stock_reserved)
         return deliverable and may and not self.cancelled and self.shipment_id is None
-
-    @property
-    def moving(self) -> bool:
-        """The parcel has a next step coming (an order cancelled before it left has none)."""
-        if self.status is None or self.status in DONE:
-            return False
-        return not (self.cancelled and self.status == "created")
 
 
 def evolve(state: ShipmentState, event: Event) -> ShipmentState:
@@ -103,52 +143,85 @@ def evolve(state: ShipmentState, event: Event) -> ShipmentState:
         return replace(state, cancelled=True)
     if event.type == "ReturnRequested":
         return replace(state, return_id=event.data.return_id,
-                       return_lines=tuple(event.data.lines), return_requested_at=event.time)
+                       return_lines=tuple(event.data.lines))
+    if event.type == "ReturnShipmentCreated":
+        return replace(state, return_carrier=event.data.carrier,
+                       return_tracking_number=event.data.tracking_number)
     if event.type == "ReturnReceived":
         return replace(state, return_received=True)
     status = PARCEL_EVENTS.get(event.type)
     if status is None:
         return state
     if event.type == "ShipmentCreated":
-        state = replace(state, shipment_id=event.data.shipment_id,
+        state = replace(state, shipment_id=event.data.shipment_id, carrier=event.data.carrier,
                         tracking_number=event.data.tracking_number)
     failed = state.failed_attempts + (event.type == "DeliveryFailed")
-    return replace(state, status=status, moved_at=event.time, failed_attempts=failed)
+    return replace(state, status=status, failed_attempts=failed)
 
 
-def decide(state: ShipmentState, event: Event) -> list[CreateShipment]:
+def decide(state: ShipmentState, event: Event) -> list[object]:
     after = evolve(state, event)
     if after.ready_to_ship and not state.ready_to_ship:
         assert after.order_id is not None
-        return [CreateShipment(after.order_id, None if after.store_id else after.address,
-                               after.store_id, f"{after.order_id}:shipment")]
+        to_store = after.store_id is not None
+        return [CreateShipment(after.order_id, carrier_for(after.address, after.store_id),
+                               "store" if to_store else "home",
+                               None if to_store else after.address, after.store_id,
+                               f"{after.order_id}:shipment")]
+    if event.type == "OrderCancelled" and not state.cancelled and after.status == "created":
+        assert after.order_id and after.carrier and after.tracking_number
+        return [CancelShipment(after.order_id, after.carrier, after.tracking_number)]
+    if (event.type == "ReturnRequested" and after.carrier is not None
+            and after.return_tracking_number is None and after.return_id != state.return_id):
+        assert after.order_id and after.return_id
+        return [BookReturn(after.order_id, after.return_id, after.carrier,
+                           None if after.store_id else after.address, after.store_id,
+                           f"{after.order_id}:{after.return_id}:return")]
     return []
 
 
-def deadlines_under(policy: Policy) -> Callable[[ShipmentState], dict[str, datetime]]:
-    def deadlines(state: ShipmentState) -> dict[str, datetime]:
-        due: dict[str, datetime] = {}
-        if state.moving and state.moved_at is not None:
-            wait = policy.pickup_after if state.status == "created" else policy.step_after
-            due["parcel"] = state.moved_at + wait
-        if state.return_requested_at is not None and not state.return_received:
-            due["return"] = state.return_requested_at + policy.pickup_after
-        return due
+def carrier_update(state: ShipmentState, update: ParcelUpdate) -> list[Model]:
+    """What a carrier's report records: the parcel's next step, nothing for a report already
+    recorded, ReturnReceived when the return reaches the warehouse. Raises UnknownParcel or
+    UpdateRefused."""
+    if (update.carrier, update.tracking_number) == (state.carrier, state.tracking_number):
+        return _outbound(state, update)
+    if (update.carrier, update.tracking_number) == (state.return_carrier,
+                                                    state.return_tracking_number):
+        return _returning(state, update)
+    raise UnknownParcel(f"order {state.order_id} has no parcel {update.tracking_number} with "
+                        f"{update.carrier}")
 
-    return deadlines
+
+def _outbound(state: ShipmentState, update: ParcelUpdate) -> list[Model]:
+    assert state.order_id and state.shipment_id and state.tracking_number and state.status
+    if update.status == state.status:
+        return []  # the same step reported again
+    steps = STORE_NEXT if state.store_id else HOME_NEXT
+    if update.status not in steps.get(state.status, set()):
+        raise UpdateRefused(f"parcel {update.tracking_number} is {state.status}; it cannot be "
+                            f"{update.status} next")
+    parcel = dict(order_id=state.order_id, shipment_id=state.shipment_id)
+    if update.status in PARCEL_DATA:
+        return [PARCEL_DATA[update.status](**parcel, tracking_number=state.tracking_number)]
+    if update.status == "delivery_failed":
+        return [DeliveryFailedData(**parcel, tracking_number=state.tracking_number,
+                                   reason=update.reason or "delivery failed",
+                                   next_attempt_at=update.next_attempt_at)]
+    assert state.store_id is not None
+    if update.status == "ready_for_pickup":
+        return [ReadyForPickupData(**parcel, store_id=state.store_id)]
+    return [PickedUpData(**parcel, store_id=state.store_id)]
 
 
-def on_timer(state: ShipmentState, kind: str) -> list[TrackParcel | Model]:
-    assert state.order_id is not None
-    if kind == "parcel" and state.moving:
-        assert state.shipment_id is not None and state.tracking_number is not None
-        assert state.status is not None
-        return [TrackParcel(state.order_id, state.shipment_id, state.tracking_number,
-                            state.status, state.failed_attempts, state.address, state.store_id)]
-    if kind == "return" and state.return_id is not None and not state.return_received:
-        return [ReturnReceivedData(order_id=state.order_id, return_id=state.return_id,
-                                   lines=list(state.return_lines))]
-    return []
+def _returning(state: ShipmentState, update: ParcelUpdate) -> list[Model]:
+    assert state.order_id and state.return_id
+    if update.status not in RETURN_STEPS:
+        raise UpdateRefused(f"return parcel {update.tracking_number} cannot be {update.status}")
+    if update.status != "delivered" or state.return_received:
+        return []  # on its way back: nothing to record until it arrives
+    return [ReturnReceivedData(order_id=state.order_id, return_id=state.return_id,
+                               lines=list(state.return_lines))]
 
 
 RELEVANT = frozenset({"OrderPlaced", "StockReserved", "PaymentConfirmed", "OrderCancelled",
@@ -156,6 +229,6 @@ RELEVANT = frozenset({"OrderPlaced", "StockReserved", "PaymentConfirmed", "Order
 # What carrying out each command can record (see alur replay handlers).
 OUTCOMES: dict[type, frozenset[str]] = {
     CreateShipment: frozenset({"ShipmentCreated"}),
-    TrackParcel: frozenset({"Shipped", "InTransit", "OutForDelivery", "DeliveryFailed",
-                            "Delivered", "ReadyForPickup", "PickedUp"}),
+    CancelShipment: frozenset(),
+    BookReturn: frozenset({"ReturnShipmentCreated"}),
 }

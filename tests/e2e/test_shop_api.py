@@ -53,7 +53,7 @@ async def test_rejected_requests_leave_no_event_on_kafka_and_no_row(
     assert first.status_code == 202
     other = await auth("shop-e2e-other")
     order_id = first.json()["order_id"]
-    # the courier takes a few timer steps; a cancel must find the parcel delivered
+    # the carrier reports a few steps first; a cancel must find the parcel delivered
     await wait_until(lambda: all_delivered(db, [order_id]), 60, "the first order's delivery")
     before: list[object] = []
 

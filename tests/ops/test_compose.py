@@ -13,13 +13,13 @@ import yaml
 
 from alur.cli import build_parser
 from alur.infra import prometheus
-from alur.settings import SERVICES, Settings
+from alur.settings import CARRIERS, SERVICES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 CONTAINERS: dict[str, dict[str, Any]] = COMPOSE["services"]
 OURS = {name: c for name, c in CONTAINERS.items() if "build" in c}
-SIMULATORS = ("smtp-sink", "gateway-sim")
+SIMULATORS = ("smtp-sink", "gateway-sim", "carrier-kilat", "carrier-nusapost")
 
 
 @pytest.fixture
@@ -63,6 +63,9 @@ def test_ports_and_credentials_agree_with_the_settings(compose_settings: Setting
         (s.pg_user, s.pg_password, s.pg_database)
     assert (s.pg_host, s.pg_port) == ("postgres", 5432)
     assert (s.smtp_host, s.gateway_host, s.kafka_host) == ("smtp-sink", "gateway-sim", "kafka")
+    assert {s.carrier_url(c) for c in CARRIERS} == {
+        f"http://carrier-{c}:{s.carrier_port(c)}" for c in CARRIERS}
+    assert s.shipping_url == f"http://shipping:{s.shipping_port}"
     assert CONTAINERS["orders"]["ports"] == [f"{s.api_port}:{s.api_port}"]
     assert s.listen_host == "0.0.0.0"
 
@@ -81,6 +84,8 @@ def test_healthchecks_probe_the_ports_the_processes_listen_on(compose_settings: 
         assert _probe_port(name) == s.metrics_port(name)
     assert _probe_port("gateway-sim") == s.gateway_port
     assert _probe_port("smtp-sink") == s.smtp_port
+    for carrier in CARRIERS:
+        assert _probe_port(f"carrier-{carrier}") == s.carrier_port(carrier)
 
 
 def test_dependencies_exist_and_health_conditions_have_healthchecks() -> None:

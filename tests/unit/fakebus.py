@@ -23,7 +23,8 @@ from services.payments import bootstrap as payments
 from services.payments.domain import transfer_received
 from services.payments.gateway import InMemoryGateway
 from services.shipping import bootstrap as shipping
-from services.shipping.carrier import SimulatedCourier
+from services.shipping.carrier import CARRIERS, InMemoryCarrier
+from services.shipping.webhooks import CarrierReport, record_report
 
 SERVICES = {m.DEFINITION.name: m for m in (orders, inventory, payments, shipping, notifications)}
 SUBSCRIPTIONS = {name: m.DEFINITION.subscriptions for name, m in SERVICES.items()}
@@ -46,11 +47,15 @@ class FakePlatform:
 
     def __post_init__(self) -> None:
         settings = Settings()
+        self.carriers = {name: InMemoryCarrier(name, settings.carrier_pickup_after,
+                                               settings.carrier_step_after,
+                                               clock=lambda: self.clock)
+                         for name in CARRIERS}
         self.performs = performs = {
             "inventory": inventory.make_perform(settings.reservation_ttl),
             "payments": payments.make_perform(self.gateway, settings.payments_url,
                                               settings.bank_transfer_ttl),
-            "shipping": shipping.make_perform(SimulatedCourier()),
+            "shipping": shipping.make_perform(self.carriers),
             "notifications": notifications.make_perform(self.mailer),
         }
         deciders = {name: m.DECIDER for name, m in SERVICES.items()}
@@ -92,8 +97,8 @@ class FakePlatform:
         return moved
 
     async def run(self, for_: timedelta = timedelta(minutes=1)) -> None:
-        """Settle, then let time pass: the clock jumps to each next due timer within `for_`,
-        fires it, and the platform settles again."""
+        """Settle, then let time pass: the clock jumps to each next due timer or carrier step
+        within `for_`, fires it, and the platform settles again."""
         horizon = self.clock + for_
         await self.settle()
         while (due := self.next_due()) is not None and due <= horizon:
@@ -103,12 +108,28 @@ class FakePlatform:
                     continue
                 async with InMemoryUnitOfWork(self.states[name]) as uow:
                     await fire(uow, self.clock)
+            await self.carriers_report()
             await self.settle()
         self.clock = max(self.clock, horizon)
 
+    async def carriers_report(self) -> None:
+        """What the carrier webhook does with each report due by now (while shipping runs)."""
+        if "shipping" in self.paused:
+            return
+        for carrier in self.carriers.values():
+            for report in carrier.due(self.clock):
+                async with InMemoryUnitOfWork(self.states["shipping"]) as uow:
+                    await record_report(uow, shipping.DECIDER,
+                                        CarrierReport.model_validate(report),
+                                        source="alur/shipping")
+                carrier.acknowledged(report)
+
     def next_due(self) -> datetime | None:
-        return min((due for name, state in self.states.items() if name not in self.paused
-                    for due in state.timers.values()), default=None)
+        timers = [due for name, state in self.states.items() if name not in self.paused
+                  for due in state.timers.values()]
+        if "shipping" not in self.paused:
+            timers += [due for c in self.carriers.values() if (due := c.next_due()) is not None]
+        return min(timers, default=None)
 
     async def customer(self, order_id: str,
                        choose: Callable[[OrderState], Sequence[object]]) -> None:

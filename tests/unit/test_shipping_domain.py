@@ -1,4 +1,10 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from schemas.envelope import EVENT_FOR_DATA
 from services.shipping import domain
+from services.shipping.carrier import carrier_for
 from services.shipping.domain import ShipmentState
 from tests.unit.builders import event
 
@@ -20,23 +26,58 @@ def test_unpaid_orders_do_not_ship() -> None:
     assert domain.decide(ShipmentState(), event("OrderPlaced", "o1")) == []
 
 
-DEADLINES = domain.deadlines_under(domain.Policy())
+def report(state: ShipmentState, status: str, **changes: object) -> domain.ParcelUpdate:
+    fields = dict(carrier=state.carrier, tracking_number=state.tracking_number, status=status,
+                  occurred_at=datetime.now(UTC))
+    return domain.ParcelUpdate(**{**fields, **changes})  # type: ignore[arg-type]
 
 
-def test_the_parcel_moves_on_its_timer_until_delivered() -> None:
-    created = fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated")
-    assert DEADLINES(created)["parcel"] - created.moved_at == domain.Policy().pickup_after
-    [track] = domain.on_timer(created, "parcel")
-    assert isinstance(track, domain.TrackParcel) and track.status == "created"
-    shipped = domain.evolve(created, event("Shipped", "o1"))
-    assert DEADLINES(shipped)["parcel"] - shipped.moved_at == domain.Policy().step_after
-    delivered = domain.evolve(shipped, event("Delivered", "o1"))
-    assert DEADLINES(delivered) == {} and domain.on_timer(delivered, "parcel") == []
+def step(state: ShipmentState, status: str) -> ShipmentState:
+    for data in domain.carrier_update(state, report(state, status)):
+        state = domain.evolve(state, event(EVENT_FOR_DATA[type(data)].__name__, "o1", data))
+    return state
 
 
-def test_a_parcel_cancelled_before_it_left_is_not_followed() -> None:
-    cancelled = fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated", "OrderCancelled")
-    assert DEADLINES(cancelled) == {}
+def test_the_carriers_reports_move_the_parcel_until_delivered() -> None:
+    state = fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated")
+    for status in ("shipped", "in_transit", "out_for_delivery", "delivery_failed",
+                   "out_for_delivery", "delivered"):
+        state = step(state, status)
+        assert state.status == status
+    assert state.failed_attempts == 1
+
+
+def test_a_report_again_records_nothing_and_a_skipped_step_is_refused() -> None:
+    shipped = step(fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated"), "shipped")
+    assert domain.carrier_update(shipped, report(shipped, "shipped")) == []
+    with pytest.raises(domain.UpdateRefused, match="cannot be delivered next"):
+        domain.carrier_update(shipped, report(shipped, "delivered"))
+    with pytest.raises(domain.UpdateRefused):  # a home delivery never waits in a store
+        domain.carrier_update(shipped, report(shipped, "ready_for_pickup"))
+
+
+def test_a_report_about_another_parcel_or_carrier_is_unknown() -> None:
+    state = fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated")
+    with pytest.raises(domain.UnknownParcel):
+        domain.carrier_update(state, report(state, "shipped", tracking_number="KIL000"))
+    with pytest.raises(domain.UnknownParcel):
+        domain.carrier_update(state, report(state, "shipped", carrier="nusapost"))
+
+
+def test_an_order_cancelled_before_the_courier_came_cancels_the_booking() -> None:
+    booked = fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated")
+    [cancel] = domain.decide(booked, event("OrderCancelled", "o1"))
+    assert cancel == domain.CancelShipment("o1", booked.carrier, booked.tracking_number)
+    shipped = step(booked, "shipped")
+    assert domain.decide(shipped, event("OrderCancelled", "o1")) == []
+
+
+def test_home_deliveries_go_by_postal_region_and_store_pickups_to_nusapost() -> None:
+    placed = event("OrderPlaced", "o1")
+    address = placed.data.delivery.address
+    assert carrier_for(address.model_copy(update={"postal_code": "1000-001"}), None) == "kilat"
+    assert carrier_for(address.model_copy(update={"postal_code": "8000-001"}), None) == "nusapost"
+    assert carrier_for(None, "ST-LIS") == "nusapost"
 
 
 def test_cash_on_delivery_ships_once_stock_is_reserved() -> None:
@@ -48,13 +89,19 @@ def test_cash_on_delivery_ships_once_stock_is_reserved() -> None:
     assert isinstance(book, domain.CreateShipment)
 
 
-def test_a_requested_return_is_collected_once() -> None:
-    delivered = fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated", "Delivered",
-                     "ReturnRequested")
-    [received] = domain.on_timer(delivered, "return")
-    assert received.return_id == delivered.return_id
-    done = domain.evolve(delivered, event("ReturnReceived", "o1"))
-    assert "return" not in DEADLINES(done) and domain.on_timer(done, "return") == []
+def test_a_return_is_booked_with_the_same_carrier_and_received_once() -> None:
+    delivered = fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated", "Delivered")
+    [book] = domain.decide(delivered, event("ReturnRequested", "o1"))
+    assert isinstance(book, domain.BookReturn) and book.carrier == delivered.carrier
+    requested = fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated", "Delivered",
+                     "ReturnRequested", "ReturnShipmentCreated")
+    back = dict(carrier=requested.return_carrier,
+                tracking_number=requested.return_tracking_number)
+    assert domain.carrier_update(requested, report(requested, "in_transit", **back)) == []
+    [received] = domain.carrier_update(requested, report(requested, "delivered", **back))
+    assert received.return_id == requested.return_id
+    done = domain.evolve(requested, event("ReturnReceived", "o1"))
+    assert domain.carrier_update(done, report(done, "delivered", **back)) == []
 
 
 def test_booking_happens_once() -> None:

@@ -1,0 +1,335 @@
+"""A parcel carrier simulator that talks HTTP like a real courier, as its own process.
+
+Two carriers run from this module, each as its own process with its own port and secret:
+`kilat` and `nusapost` (see CARRIERS). A merchant books a shipment (`POST /v1/shipments`,
+idempotent per `Idempotency-Key`) and gets a shipment id and a tracking number. From then on
+the carrier moves the parcel by itself and reports every status change to the booking's
+`callback_url`, signed (HMAC-SHA256, `Carrier-Timestamp` / `Carrier-Signature`, see
+alur.runtime.signing), as a real carrier's webhook would:
+
+- home delivery: shipped -> in_transit -> out_for_delivery -> delivered. The first attempt at
+  an address whose postal code starts with `FAILS_FIRST_ATTEMPT` fails (delivery_failed, with
+  the next attempt's time), and the parcel goes out for delivery again.
+- to a store (click-and-collect): shipped -> ready_for_pickup -> picked_up.
+- a return, collected from the customer (or the store) back to the warehouse:
+  shipped -> in_transit -> delivered.
+
+The first step comes `pickup_after` seconds after booking (until then `POST
+/v1/shipments/{tracking}/cancel` stops the parcel; afterwards it answers 409), each later one
+`step_after` seconds after the previous. The next step waits until the merchant has
+acknowledged the report with a 2xx: a report that fails is sent again, with the same id, after
+a growing delay. Parcels live in PostgreSQL (schema `carrier_sim`), so a restarted carrier goes
+on where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from datetime import datetime, timedelta
+from typing import Literal
+
+import asyncpg
+import httpx
+from fastapi import FastAPI, Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, model_validator
+
+from alur.runtime.signing import signed_headers
+from alur.settings import CARRIERS
+
+FAILS_FIRST_ATTEMPT = "0000"
+Service = Literal["home", "store", "return"]
+ROUTES: dict[str, dict[str, str]] = {
+    "home": {"created": "shipped", "shipped": "in_transit", "in_transit": "out_for_delivery",
+             "delivery_failed": "out_for_delivery"},
+    "store": {"created": "shipped", "shipped": "ready_for_pickup",
+              "ready_for_pickup": "picked_up"},
+    "return": {"created": "shipped", "shipped": "in_transit", "in_transit": "delivered"},
+}
+SIGNATURE_PREFIX = "Carrier"
+REPORT_TIMEOUT = 5.0
+GIVE_UP_AFTER_REFUSALS = 10  # 4xx answers to one report before the carrier stops reporting
+log = logging.getLogger("alur.carrier")
+
+
+def next_status(service: str, status: str, failed_attempts: int, postal_code: str | None
+                ) -> str | None:
+    """Where the parcel goes after `status`; None when it has arrived or was cancelled."""
+    if service == "home" and status == "out_for_delivery":
+        misses = (postal_code or "").startswith(FAILS_FIRST_ATTEMPT) and failed_attempts == 0
+        return "delivery_failed" if misses else "delivered"
+    return ROUTES[service].get(status)
+
+
+def wait_after(status: str, pickup_after: float, step_after: float) -> float:
+    """Seconds until the parcel's next step, once it is in `status`."""
+    return pickup_after if status == "created" else step_after
+
+
+def retry_after(attempts: int) -> float:
+    """Seconds before a report that failed `attempts` times is sent again."""
+    return min(0.25 * 2.0 ** (attempts - 1), 30.0)
+
+
+def tracking_for(carrier: str, idempotency_key: str) -> tuple[str, str]:
+    """(shipment id, tracking number): the same for the same carrier and key."""
+    digest = hashlib.sha256(f"{carrier}:{idempotency_key}".encode()).hexdigest()
+    return f"shp_{digest[:16]}", f"{carrier[:3].upper()}{int(digest[:12], 16):015d}"
+
+
+def report(carrier: str, parcel: dict[str, object], status: str, occurred_at: datetime,
+           step_after: float) -> dict[str, object]:
+    """The webhook body for a parcel's next step. Its id is the same on every retry."""
+    body: dict[str, object] = {
+        "id": f"{parcel['tracking_number']}.{int(str(parcel['seq'])) + 1}", "carrier": carrier,
+        "tracking_number": parcel["tracking_number"], "reference": parcel["reference"],
+        "status": status, "occurred_at": occurred_at.isoformat()}
+    if status == "delivery_failed":
+        body["reason"] = "nobody home"
+        body["next_attempt_at"] = (occurred_at + timedelta(seconds=step_after)).isoformat()
+    if parcel.get("store_id") and status in ("ready_for_pickup", "picked_up"):
+        body["store_id"] = parcel["store_id"]
+    return body
+
+
+SCHEMA = "carrier_sim"
+DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCHEMA}.parcels (
+    carrier         text NOT NULL,
+    idempotency_key text NOT NULL,
+    request_hash    text NOT NULL,
+    shipment_id     text NOT NULL,
+    tracking_number text NOT NULL UNIQUE,
+    reference       text NOT NULL,
+    service         text NOT NULL,
+    postal_code     text,
+    store_id        text,
+    callback_url    text NOT NULL,
+    status          text NOT NULL DEFAULT 'created',
+    seq             integer NOT NULL DEFAULT 0,
+    failed_attempts integer NOT NULL DEFAULT 0,
+    next_step_at    timestamptz,  -- when the next step happens (NULL: nothing more to come)
+    report_attempts integer NOT NULL DEFAULT 0,
+    retry_at        timestamptz,
+    last_report     integer,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (carrier, idempotency_key)
+);
+CREATE INDEX IF NOT EXISTS parcels_due ON {SCHEMA}.parcels
+    (carrier, (coalesce(retry_at, next_step_at))) WHERE next_step_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS parcels_reference ON {SCHEMA}.parcels (reference);
+"""
+
+
+class AddressIn(BaseModel):
+    line1: str = Field(min_length=1)
+    city: str = Field(min_length=1)
+    postal_code: str = Field(min_length=1)
+    country: str = Field(min_length=2, max_length=2)
+
+
+class ShipmentRequest(BaseModel):
+    reference: str = Field(min_length=1, description="The merchant's order id.")
+    service: Service = Field(description="home delivery, to a store, or a return.")
+    address: AddressIn | None = Field(None, description="Deliver to / collect from here.")
+    store_id: str | None = Field(None, description="The store for click-and-collect (or "
+                                 "where a return is dropped off).")
+    callback_url: str = Field(min_length=1, description="Where status updates are sent.")
+
+    @model_validator(mode="after")
+    def _somewhere(self) -> ShipmentRequest:
+        if self.service == "store" and not self.store_id:
+            raise ValueError("a store shipment needs store_id")
+        if self.service == "home" and self.address is None:
+            raise ValueError("a home delivery needs an address")
+        if self.address is None and not self.store_id:
+            raise ValueError("a shipment needs an address or a store")
+        return self
+
+
+def _public(row: asyncpg.Record) -> dict[str, object]:
+    return {"shipment_id": row["shipment_id"], "tracking_number": row["tracking_number"],
+            "reference": row["reference"], "service": row["service"], "status": row["status"],
+            "failed_attempts": row["failed_attempts"], "updates_acknowledged": row["seq"],
+            "last_report_status": row["last_report"]}
+
+
+class Courier:
+    """Moves one carrier's due parcels and reports each step to the merchant."""
+
+    def __init__(self, carrier: str, pool: asyncpg.Pool, secret: str, pickup_after: float,
+                 step_after: float, concurrency: int = 32) -> None:
+        self.carrier, self.pool, self.secret = carrier, pool, secret
+        self.pickup_after, self.step_after = pickup_after, step_after
+        self._slots = asyncio.Semaphore(concurrency)
+
+    async def run(self, interval: float = 0.1) -> None:
+        async with httpx.AsyncClient(timeout=REPORT_TIMEOUT) as client:
+            while True:
+                try:
+                    moved = await self.round(client)
+                except Exception:  # the courier keeps going: a bad round is retried
+                    log.exception("carrier round failed; trying again")
+                    moved = 0
+                if moved == 0:
+                    await asyncio.sleep(interval)
+
+    async def round(self, client: httpx.AsyncClient, limit: int = 200) -> int:
+        """Report the next step of every due parcel (locked meanwhile: a cancel is refused
+        while a report is in flight); returns how many were reported."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                f"SELECT * FROM {SCHEMA}.parcels WHERE carrier = $1 AND next_step_at IS NOT NULL"
+                " AND coalesce(retry_at, next_step_at) <= now()"
+                " ORDER BY coalesce(retry_at, next_step_at) LIMIT $2 FOR UPDATE SKIP LOCKED",
+                self.carrier, limit)
+            answers = await asyncio.gather(*(self._report(client, r) for r in rows))
+            for row, (status, answer) in zip(rows, answers, strict=True):
+                await self._after_report(conn, row, status, answer)
+        return len(rows)
+
+    async def _report(self, client: httpx.AsyncClient, parcel: asyncpg.Record
+                      ) -> tuple[str, int]:
+        status = next_status(parcel["service"], parcel["status"], parcel["failed_attempts"],
+                             parcel["postal_code"])
+        if status is None:
+            return "", 0
+        # The step happened when it was due; a retried report says the same.
+        body = json.dumps(report(self.carrier, dict(parcel), status, parcel["next_step_at"],
+                                 self.step_after)).encode()
+        url = str(parcel["callback_url"])
+        headers = {"Content-Type": "application/json",
+                   **signed_headers(self.secret, "POST", httpx.URL(url).raw_path.decode(), body,
+                                    prefix=SIGNATURE_PREFIX)}
+        async with self._slots:
+            try:
+                return status, (await client.post(url, content=body, headers=headers)).status_code
+            except httpx.HTTPError as exc:
+                log.info("report %s of %s failed: %r", status, parcel["tracking_number"], exc)
+                return status, 0
+
+    async def _after_report(self, conn: asyncpg.Connection, row: asyncpg.Record, status: str,
+                            answer: int) -> None:
+        table = f"{SCHEMA}.parcels"
+        key = (row["carrier"], row["idempotency_key"])
+        if not status:  # nothing further (should not be due)
+            await conn.execute(f"UPDATE {table} SET next_step_at = NULL WHERE carrier = $1 AND "
+                               "idempotency_key = $2", *key)
+            return
+        if 200 <= answer < 300:
+            after = next_status(row["service"], status, row["failed_attempts"]
+                                + (status == "delivery_failed"), row["postal_code"])
+            wait = wait_after(status, self.pickup_after, self.step_after)
+            await conn.execute(
+                f"UPDATE {table} SET status = $3, seq = seq + 1, "
+                "failed_attempts = failed_attempts + $4::int, report_attempts = 0, "
+                "retry_at = NULL, last_report = $5, "
+                "next_step_at = CASE WHEN $6 THEN now() + make_interval(secs => $7) END "
+                "WHERE carrier = $1 AND idempotency_key = $2",
+                *key, status, int(status == "delivery_failed"), answer, after is not None, wait)
+            return
+        attempts = row["report_attempts"] + 1
+        give_up = 400 <= answer < 500 and attempts >= GIVE_UP_AFTER_REFUSALS
+        if give_up:
+            log.error("%s: %s refused the %s report of %s %d times (last %d); giving up",
+                      self.carrier, row["callback_url"], status, row["tracking_number"],
+                      attempts, answer)
+        await conn.execute(
+            f"UPDATE {table} SET report_attempts = $3, last_report = $4, "
+            "retry_at = now() + make_interval(secs => $5), "
+            "next_step_at = CASE WHEN $6 THEN NULL ELSE next_step_at END "
+            "WHERE carrier = $1 AND idempotency_key = $2",
+            *key, attempts, answer, retry_after(attempts), give_up)
+
+
+def create_app(carrier: str, dsn: str, secret: str, pickup_after: float,
+               step_after: float) -> FastAPI:
+    if carrier not in CARRIERS:
+        raise ValueError(f"unknown carrier {carrier!r}; one of {', '.join(CARRIERS)}")
+    pools: dict[str, asyncpg.Pool] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute("SELECT pg_advisory_lock(4243)")  # two carriers, one schema
+            await conn.execute(DDL)
+        finally:
+            await conn.close()
+        pools["db"] = pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+        courier = Courier(carrier, pool, secret, pickup_after, step_after)
+        moving = asyncio.create_task(courier.run(), name=f"{carrier}-courier")
+        yield
+        moving.cancel()
+        with suppress(asyncio.CancelledError):
+            await moving
+        await pool.close()
+
+    app = FastAPI(title=f"Alur carrier simulator: {carrier}", lifespan=lifespan)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Alive and its database answers."""
+        await pools["db"].fetchval("SELECT 1")
+        return {"status": "ok", "carrier": carrier}
+
+    @app.post("/v1/shipments")
+    async def book(body: ShipmentRequest,
+                   idempotency_key: str = Header(min_length=1)) -> JSONResponse:
+        """Book a parcel; the same key returns the first booking, another request 422."""
+        digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+        shipment_id, tracking = tracking_for(carrier, idempotency_key)
+        row = await pools["db"].fetchrow(
+            f"INSERT INTO {SCHEMA}.parcels (carrier, idempotency_key, request_hash, shipment_id,"
+            " tracking_number, reference, service, postal_code, store_id, callback_url,"
+            " next_step_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10,"
+            " now() + make_interval(secs => $11)) ON CONFLICT DO NOTHING RETURNING *",
+            carrier, idempotency_key, digest, shipment_id, tracking, body.reference,
+            body.service, body.address.postal_code if body.address else None, body.store_id,
+            body.callback_url, pickup_after)
+        if row is not None:
+            return JSONResponse(_public(row), status_code=201)
+        first = await pools["db"].fetchrow(
+            f"SELECT * FROM {SCHEMA}.parcels WHERE carrier = $1 AND idempotency_key = $2",
+            carrier, idempotency_key)
+        if first is None or first["request_hash"] != digest:
+            return JSONResponse({"error": "idempotency key reused with another request"},
+                                status_code=422)
+        return JSONResponse(_public(first), headers={"Idempotent-Replayed": "true"})
+
+    @app.post("/v1/shipments/{tracking_number}/cancel")
+    async def cancel(tracking_number: str) -> JSONResponse:
+        """Stop a parcel the courier has not collected yet (409 once it has)."""
+        async with pools["db"].acquire() as conn, conn.transaction():
+            try:  # locked: the courier is reporting a step of it right now
+                row = await conn.fetchrow(
+                    f"SELECT * FROM {SCHEMA}.parcels WHERE carrier = $1 AND tracking_number = $2"
+                    " FOR UPDATE NOWAIT", carrier, tracking_number)
+            except asyncpg.LockNotAvailableError:
+                return JSONResponse({"error": "the courier is collecting the parcel",
+                                     "status": "collecting"}, status_code=409)
+            if row is None:
+                return JSONResponse({"error": "no such parcel"}, status_code=404)
+            if row["status"] not in ("created", "cancelled"):
+                return JSONResponse({"error": f"the parcel is already {row['status']}",
+                                     "status": row["status"]}, status_code=409)
+            await conn.execute(
+                f"UPDATE {SCHEMA}.parcels SET status = 'cancelled', next_step_at = NULL "
+                "WHERE carrier = $1 AND tracking_number = $2", carrier, tracking_number)
+        return JSONResponse({"tracking_number": tracking_number, "status": "cancelled"})
+
+    @app.get("/v1/shipments")
+    async def list_shipments(reference: str) -> list[dict[str, object]]:
+        """Parcels booked for one merchant reference (order id)."""
+        rows = await pools["db"].fetch(
+            f"SELECT * FROM {SCHEMA}.parcels WHERE carrier = $1 AND reference = $2 "
+            "ORDER BY created_at", carrier, reference)
+        return [_public(r) for r in rows]
+
+    return app
