@@ -190,6 +190,14 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         found = reasons.get(event_type, {})
         return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(found.items())) or "0"
 
+    carriers = await db.fetch(
+        "SELECT type, body->'data'->>'carrier' AS carrier, count(*) AS n FROM orders.events"
+        " WHERE type IN ('ShipmentCreated', 'ReturnShipmentCreated')"
+        " AND stream_id = ANY($1::text[]) GROUP BY 1, 2 ORDER BY 2", run.orders)
+    parcels = ", ".join(f"{r['carrier']} {r['n']}" for r in carriers
+                        if r["type"] == "ShipmentCreated")
+    returns = ", ".join(f"{r['carrier']} {r['n']}" for r in carriers
+                        if r["type"] == "ReturnShipmentCreated")
     violations = report.by_invariant()
     return [
         ("online payment methods", ", ".join(f"{k} {v}" for k, v in sorted(methods.items()))),
@@ -203,6 +211,8 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         ("out of stock", str(n.get("StockRejected", 0))),
         ("cancelled", by_reason("OrderCancelled")),
         ("cancels refused (parcel left)", str(run.customers.refused["cancel"])),
+        ("parcels by carrier", parcels or "0"),
+        ("returns collected by", returns or "0"),
         ("delivery re-attempts", str(n.get("DeliveryFailed", 0))),
         ("delivered", str(n.get("Delivered", 0) + n.get("PickedUp", 0))),
         ("completed", str(n.get("OrderCompleted", 0))),

@@ -24,7 +24,10 @@ CATALOGUE = [("SKU-MUG", 1250), ("SKU-PLATE", 1800), ("SKU-BOWL", 1500), ("SKU-C
              ("SKU-VASE", 4200), ("SKU-TRAY", 2600)]
 SCARCE = ("SKU-LAMP", 8900)  # a handful in stock: some orders for it are rejected
 STORES = ("ST-LISBON", "ST-PORTO")
-FAILS_FIRST_ATTEMPT = "0000-100"  # the simulated courier misses the first delivery here
+FAILS_FIRST_ATTEMPT = "0000-100"  # the simulated carriers miss the first delivery here
+# Home addresses: the postal region picks the carrier (services/shipping/carrier.py).
+TOWNS = (("Lisbon", "1000-001"), ("Porto", "4000-001"), ("Faro", "8000-001"),
+         ("Evora", "7000-001"))
 
 
 @dataclass
@@ -66,11 +69,11 @@ def plan(rng: random.Random) -> Plan:
 
 def order_body(shop: str, p: Plan, rng: random.Random) -> dict[str, object]:
     sku, price = SCARCE if rng.random() < 0.04 else rng.choice(CATALOGUE)
-    postal = FAILS_FIRST_ATTEMPT if rng.random() < 0.08 else "1000-001"
+    city, postal = ("Lisbon", FAILS_FIRST_ATTEMPT) if rng.random() < 0.08 else rng.choice(TOWNS)
     delivery: dict[str, object] = (
         {"method": "click_and_collect", "store_id": rng.choice(STORES)} if p.pickup else
         {"method": "home_delivery", "address": {
-            "line1": "1 Main St", "city": "Lisbon", "postal_code": postal, "country": "PT"}})
+            "line1": "1 Main St", "city": city, "postal_code": postal, "country": "PT"}})
     return {
         "shop_id": shop, "channel": "online",
         "customer": {"customer_id": f"cus-{rng.randrange(2000)}",
