@@ -66,8 +66,11 @@ def next_status(service: str, status: str, failed_attempts: int, postal_code: st
     return ROUTES[service].get(status)
 
 
-def wait_after(status: str, pickup_after: float, step_after: float) -> float:
-    """Seconds until the parcel's next step, once it is in `status`."""
+def next_step_in(service: str, status: str, failed_attempts: int, postal_code: str | None,
+                 pickup_after: float, step_after: float) -> float | None:
+    """Seconds from reaching `status` to the parcel's next step; None when none follows."""
+    if next_status(service, status, failed_attempts, postal_code) is None:
+        return None
     return pickup_after if status == "created" else step_after
 
 
@@ -223,16 +226,16 @@ class Courier:
                                "idempotency_key = $2", *key)
             return
         if 200 <= answer < 300:
-            after = next_status(row["service"], status, row["failed_attempts"]
-                                + (status == "delivery_failed"), row["postal_code"])
-            wait = wait_after(status, self.pickup_after, self.step_after)
+            wait = next_step_in(row["service"], status, row["failed_attempts"]
+                                + (status == "delivery_failed"), row["postal_code"],
+                                self.pickup_after, self.step_after)
             await conn.execute(
                 f"UPDATE {table} SET status = $3, seq = seq + 1, "
                 "failed_attempts = failed_attempts + $4::int, report_attempts = 0, "
                 "retry_at = NULL, last_report = $5, "
-                "next_step_at = CASE WHEN $6 THEN now() + make_interval(secs => $7) END "
+                "next_step_at = now() + make_interval(secs => $6) "
                 "WHERE carrier = $1 AND idempotency_key = $2",
-                *key, status, int(status == "delivery_failed"), answer, after is not None, wait)
+                *key, status, int(status == "delivery_failed"), answer, wait)
             return
         attempts = row["report_attempts"] + 1
         give_up = 400 <= answer < 500 and attempts >= GIVE_UP_AFTER_REFUSALS

@@ -15,10 +15,10 @@ from alur.runtime.http import embedded_server
 from alur.runtime.ports import UnitOfWork
 from alur.runtime.postgres import PostgresUnitOfWork
 from alur.runtime.worker import ServiceDefinition, ServiceParts
-from alur.settings import Settings
+from alur.settings import CARRIERS, Settings
 from schemas import Event, Model, ReturnShipmentCreatedData, ShipmentCreatedData
 from services.shipping import domain, webhooks
-from services.shipping.carrier import CARRIERS, Carrier, HttpCarrier
+from services.shipping.carrier import Carrier, HttpCarrier
 
 SOURCE = "alur/shipping"
 log = logging.getLogger("alur.shipping")

@@ -12,6 +12,7 @@ carrier that delivered the order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -19,11 +20,8 @@ from typing import Any, Protocol
 import httpx
 
 from alur.runtime.errors import InfrastructureError
-from alur.settings import CARRIERS
-from alur.simulators.carrier import next_status, report, tracking_for, wait_after
+from alur.simulators.carrier import next_status, next_step_in, report, tracking_for
 from schemas import Address
-
-__all__ = ["CARRIERS", "Booking", "Carrier", "HttpCarrier", "InMemoryCarrier", "carrier_for"]
 
 
 def carrier_for(address: Address | None, store_id: str | None) -> str:
@@ -121,7 +119,7 @@ class InMemoryCarrier:
     pickup_after: float = 2.0
     step_after: float = 0.5
     parcels: dict[str, FakeParcel] = field(default_factory=dict)  # by idempotency key
-    clock: Any = None  # () -> datetime; the booking time of a parcel
+    clock: Callable[[], datetime] | None = None  # the booking time of a parcel
 
     async def book(self, idempotency_key: str, reference: str, service: str,
                    address: Address | None, store_id: str | None) -> Booking:
@@ -174,10 +172,12 @@ class InMemoryCarrier:
         parcel.status = update["status"]
         parcel.updates += 1
         parcel.failed_attempts += update["status"] == "delivery_failed"
+        address = parcel.request["address"]
+        wait = next_step_in(parcel.request["service"], parcel.status, parcel.failed_attempts,
+                            address["postal_code"] if address else None, self.pickup_after,
+                            self.step_after)
         at = datetime.fromisoformat(update["occurred_at"])
-        more = self._next(parcel) is not None
-        wait = timedelta(seconds=wait_after(parcel.status, self.pickup_after, self.step_after))
-        parcel.next_step_at = at + wait if more else None
+        parcel.next_step_at = None if wait is None else at + timedelta(seconds=wait)
 
     def _next(self, parcel: FakeParcel) -> str | None:
         if parcel.status == "cancelled":

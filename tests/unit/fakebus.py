@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from alur.runtime.aggregate import act, handler_for, keep_timers, timers_for
 from alur.runtime.memory import InMemoryOutbox, InMemoryUnitOfWork, MemoryState
 from alur.runtime.processing import BatchProcessor, Message
-from alur.settings import Settings
+from alur.settings import CARRIERS, Settings
 from schemas import Event, decode
 from services.inventory import bootstrap as inventory
 from services.inventory.adapters import InMemoryStock
@@ -23,7 +23,7 @@ from services.payments import bootstrap as payments
 from services.payments.domain import transfer_received
 from services.payments.gateway import InMemoryGateway
 from services.shipping import bootstrap as shipping
-from services.shipping.carrier import CARRIERS, InMemoryCarrier
+from services.shipping.carrier import InMemoryCarrier
 from services.shipping.webhooks import CarrierReport, record_report
 
 SERVICES = {m.DEFINITION.name: m for m in (orders, inventory, payments, shipping, notifications)}
