@@ -135,8 +135,13 @@ async def _settle(db: asyncpg.Pool, run: Run, timeout: float) -> int:
     """The customers act on their orders until every order has run its course."""
     progress = Progress("settling", len(run.orders))
     left = await run.customers.act_until_done(db, timeout, progress.show)
-    progress.finish(len(run.orders) - left)
-    return len(run.orders) - left
+    progress.finish(len(run.orders) - len(left))
+    if left:
+        print(f"{len(left)} orders did not run their course; where each stopped:",
+              file=sys.stderr)
+        for line in (await run.customers.explain(db, left))[:20]:
+            print(f"  {line}", file=sys.stderr)
+    return len(run.orders) - len(left)
 
 
 async def _notify(db: asyncpg.Pool, run: Run, timeout: float) -> int:

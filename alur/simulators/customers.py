@@ -119,9 +119,9 @@ class Customers:
                                 for x in body["lines"]]  # type: ignore[attr-defined]
 
     async def act_until_done(self, db: asyncpg.Pool, timeout: float,
-                             show: Callable[[int], None]) -> int:
+                             show: Callable[[int], None]) -> set[str]:
         """Rounds until every order is cancelled, returned, or delivered with nothing left
-        for its customer to do; returns how many were not by the timeout."""
+        for its customer to do; returns the orders that were not by the timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         open_ = set(self.orders)
@@ -144,7 +144,30 @@ class Customers:
             await asyncio.gather(*steps)
             show(len(self.orders) - len(open_))
             await asyncio.sleep(0.5)
-        return len(open_)
+        return open_
+
+    async def explain(self, db: asyncpg.Pool, order_ids: set[str]) -> list[str]:
+        """A line per order: its plan, what its customer did, and each service's events in
+        order, so that an order that did not run its course says where it stopped."""
+        rows = await db.fetch(
+            "SELECT stream_id, service, string_agg(type, ' ' ORDER BY version) AS types FROM ("
+            + " UNION ALL ".join(
+                f"SELECT stream_id, '{s}' AS service, type, version FROM {s}.events"
+                " WHERE origin = 'own' AND stream_id = ANY($1::text[])"
+                for s in ("orders", "inventory", "payments", "shipping"))
+            + ") e GROUP BY stream_id, service ORDER BY stream_id, service", list(order_ids))
+        seen: dict[str, list[str]] = {}
+        for r in rows:
+            seen.setdefault(r["stream_id"], []).append(f"{r['service']}: {r['types']}")
+        lines = []
+        for order_id in sorted(order_ids):
+            p = self.orders[order_id][1]
+            wants = [w for w, on in (("pickup", p.pickup), ("cancel " + (p.cancel or ""),
+                                     p.cancel), ("return", p.returns), ("review", p.reviews),
+                                    ("receipt", p.confirms)) if on]
+            lines.append(f"{order_id} {p.branch} wants [{', '.join(wants)}] did "
+                         f"[{', '.join(sorted(p.done))}] | " + " | ".join(seen.get(order_id, [])))
+        return lines
 
     @staticmethod
     def _pending(p: Plan, types: set[str]) -> list[str]:

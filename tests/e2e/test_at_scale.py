@@ -84,8 +84,9 @@ async def test_a_mixed_run_over_every_branch_keeps_every_invariant(services, db)
             customers.add(response.json()["order_id"], shop, p, body)
 
         await asyncio.gather(*(one(shops[i % 2]) for i in range(MIXED)))
-        left = await customers.act_until_done(db, 600, lambda done: None)
-    assert left == 0, f"{left} orders did not run their course"
+        left = await customers.act_until_done(db, 300, lambda done: None)
+    assert not left, "\n".join([f"{len(left)} orders did not run their course:",
+                                 *await customers.explain(db, left)])
     order_ids = list(customers.orders)
     async with db.acquire() as conn:
         report = await check(conn, order_ids)
