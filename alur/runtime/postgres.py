@@ -37,6 +37,11 @@ _EVENT_COLUMNS = ("stream_id", "version", "event_id", "type", "origin", "body")
 # Errors after which the connection or the server is gone: the whole batch is retried.
 CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
                      asyncpg.CannotConnectNowError)
+# Errors that end the transaction as a whole, not one message's savepoint: the connection is
+# gone, or the server chose this transaction as a deadlock's (or serialization failure's)
+# victim. A deadlock's other side waits for locks this transaction took for *earlier*
+# messages, so retrying only the message meets it again; rolling back frees them.
+TRANSACTION_ERRORS = (*CONNECTION_ERRORS, asyncpg.TransactionRollbackError)
 
 
 def notify_channel(schema: str) -> str:

@@ -4,8 +4,9 @@ For every message: decode, record its id in the inbox (a duplicate does nothing)
 service's handler (load, decide, append, publish), write the audit row. A message whose handler
 raises a retriable error is retried with backoff; one that still fails, or can never succeed
 (undecodable, a bug), goes to `<topic>.dlq` through the outbox with its error and origin, so the
-partition moves on. An error of the transaction itself (database gone) propagates: the caller
-retries the whole batch and acks nothing until it commits.
+partition moves on. An error of the transaction itself (database gone, or the transaction chosen
+as a deadlock's victim) propagates: the caller retries the whole batch and acks nothing until it
+commits.
 """
 
 from __future__ import annotations
@@ -113,9 +114,9 @@ class BatchProcessor:
                 return Result(message, outcome, event.type, attempt)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
-                if _is_connection_loss(exc):
+                if _ends_transaction(exc):
                     raise
-                if _retriable(exc) and attempt < self._attempts:
+                if is_retriable(exc) and attempt < self._attempts:
                     self._retries.inc()
                     log.warning("retrying %s %s (attempt %d): %s", event.type, event.subject,
                                 attempt, error)
@@ -159,14 +160,9 @@ def dead_letter_record(service: str, message: Message, error: str, attempts: int
     }).encode()
 
 
-def _retriable(exc: BaseException) -> bool:
-    import asyncpg
+def _ends_transaction(exc: BaseException) -> bool:
+    """The database lost the connection or picked this transaction as a deadlock's victim:
+    the caller retries the whole batch."""
+    from alur.runtime.postgres import TRANSACTION_ERRORS  # asyncpg only where it is used
 
-    # Deadlocks and serialization failures succeed when tried again.
-    return is_retriable(exc) or isinstance(exc, asyncpg.TransactionRollbackError)
-
-
-def _is_connection_loss(exc: BaseException) -> bool:
-    from alur.runtime.postgres import CONNECTION_ERRORS  # asyncpg only where it is used
-
-    return isinstance(exc, CONNECTION_ERRORS)
+    return isinstance(exc, TRANSACTION_ERRORS)

@@ -2,6 +2,9 @@
 
 import json
 
+import asyncpg
+import pytest
+
 from alur.runtime.errors import InfrastructureError
 from alur.runtime.memory import InMemoryUnitOfWork, MemoryState
 from alur.runtime.processing import BatchProcessor, Message
@@ -92,3 +95,21 @@ async def test_the_same_event_twice_is_a_duplicate() -> None:
     results = await processor(handler, state).process(
         [message(encode(ev), 0), message(encode(ev), 1)])
     assert [r.outcome for r in results] == ["processed", "duplicate"] and handler.calls == 1
+
+
+async def test_a_deadlock_victim_gives_up_the_whole_batch_instead_of_dead_lettering() -> None:
+    """Retrying one message would wait again for the locks its batch took for earlier ones:
+    the batch is rolled back (and retried whole by the worker), nothing is dead-lettered."""
+    class Victim(Flaky):
+        async def __call__(self, uow, ev):  # noqa: ANN001, ANN204
+            if ev.subject == "o1":
+                raise asyncpg.DeadlockDetectedError("deadlock detected")
+            return await super().__call__(uow, ev)
+
+    state, handler = MemoryState(), Victim(0)
+    batch = [message(encode(event("OrderPlaced", f"o{i}")), i) for i in range(3)]
+    with pytest.raises(asyncpg.DeadlockDetectedError):
+        await processor(handler, state).process(batch)
+    assert handler.calls == 1  # o0 only; o1 was not retried on its own
+    assert state.streams == {} and state.outbox == [] and state.inbox == set()
+    assert state.audit == []
