@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,8 +32,9 @@ class MemoryState:
     audit: list[AuditRow] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
     timers: dict[tuple[str, str], datetime] = field(default_factory=dict)
-    # Timers some open unit of work holds (the fake's FOR UPDATE SKIP LOCKED).
-    held_timers: set[tuple[str, str]] = field(default_factory=set)
+    # Streams some open unit of work reads or writes (the fake's stream locks): their timers
+    # are not due to anyone else until it ends.
+    held_streams: set[str] = field(default_factory=set)
     next_outbox_id: int = 1
 
 
@@ -43,17 +44,27 @@ class InMemoryUnitOfWork:
     def __init__(self, state: MemoryState) -> None:
         self._committed = state
         self.state = state
-        self._held: set[tuple[str, str]] = set()
+        self._held: set[str] = set()
+        self._timers_before: dict[tuple[str, str], datetime] = {}
 
     async def __aenter__(self) -> InMemoryUnitOfWork:
         self.state = copy.deepcopy(self._committed)
+        self._timers_before = dict(self.state.timers)
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
-        held = self._committed.held_timers
+        held = self._committed.held_streams
         if exc_type is None:
+            # Timers are rows of their own: only those this unit of work changed are written,
+            # over what units of work that ended meanwhile wrote.
+            timers = dict(self._committed.timers)
+            for key in self._timers_before.keys() - self.state.timers.keys():
+                timers.pop(key, None)
+            timers.update({key: due for key, due in self.state.timers.items()
+                           if self._timers_before.get(key) != due})
             self._committed.__dict__.update(self.state.__dict__)
-        self._committed.held_timers = held - self._held
+            self._committed.timers = timers
+        self._committed.held_streams = held - self._held
         self._held = set()
         self.state = self._committed
 
@@ -81,15 +92,21 @@ class InMemoryUnitOfWork:
         self.state.inbox.discard(event_id)
 
     async def preload(self, stream_ids: Sequence[str]) -> None:
-        return None  # everything is in memory already
+        self._hold(stream_ids)  # everything else is in memory already
 
     async def load(self, stream_id: str) -> list[StoredEvent]:
+        self._hold([stream_id])
         return list(self.state.streams.get(stream_id, []))
+
+    def _hold(self, stream_ids: Iterable[str]) -> None:
+        self._held |= set(stream_ids)
+        self._committed.held_streams |= self._held
 
     async def append(
         self, stream_id: str, expected_version: int, events: Sequence[Event],
         origins: Sequence[Literal["own", "observed"]],
     ) -> None:
+        self._hold([stream_id])
         stream = self.state.streams.setdefault(stream_id, [])
         if len(stream) != expected_version:
             raise ConcurrencyConflict(f"stream {stream_id} moved past version {expected_version}")
@@ -126,11 +143,10 @@ class InMemoryUnitOfWork:
             self.state.timers[(stream_id, kind)] = due_at
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
-        held = self._committed.held_timers
+        others = self._committed.held_streams - self._held
         due = sorted((t, s, k) for (s, k), t in self.state.timers.items()
-                     if t <= now and (s, k) not in held)[:limit]
-        self._held |= {(s, k) for _, s, k in due}
-        held |= self._held
+                     if t <= now and s not in others)[:limit]
+        self._hold(s for _, s, _ in due)
         return [Timer(s, k, t) for t, s, k in due]
 
 

@@ -115,7 +115,8 @@ class UnitOfWork(Protocol):
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
         """Up to `limit` timers due by `now`, earliest first, held by this unit of work until
-        it ends: a concurrent unit of work (another replica) does not see them."""
+        it ends: a concurrent unit of work (another replica) does not see them, nor the timers
+        of a stream another unit of work is writing (they come due again next round)."""
 
 
 class Outbox(Protocol):

@@ -241,11 +241,21 @@ class PostgresUnitOfWork:
         self._timers[(stream_id, kind)] = due_at
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:
+        # A timer is held through its stream's lock, taken without waiting: a stream another
+        # unit of work holds (a batch, another replica's round) waits for the next round.
+        # Locking the timer rows instead, then waiting for the streams, would deadlock with a
+        # batch that holds a stream and writes its timer row at commit. Every writer of a
+        # timer row holds its stream's lock, so the rows need no lock of their own.
         conn = await self.connection()
         rows = await conn.fetch(
             "SELECT stream_id, kind, due_at FROM timers WHERE due_at <= $1 "
-            "ORDER BY due_at LIMIT $2 FOR UPDATE SKIP LOCKED", now, limit)
-        return [Timer(r["stream_id"], r["kind"], r["due_at"]) for r in rows]
+            "ORDER BY due_at, stream_id, kind LIMIT $2", now, 2 * limit)
+        held = await conn.fetch(
+            "SELECT n FROM unnest($1::bigint[]) WITH ORDINALITY AS u(k, n) "
+            "WHERE pg_try_advisory_xact_lock(k) LIMIT $2",
+            [stream_lock_key(self._schema, r["stream_id"]) for r in rows], limit)
+        return [Timer(rows[n - 1]["stream_id"], rows[n - 1]["kind"], rows[n - 1]["due_at"])
+                for n in sorted(h["n"] for h in held)]
 
 
 class PostgresOutbox:

@@ -76,3 +76,18 @@ async def test_a_timer_held_by_a_failed_unit_of_work_comes_due_again(store) -> N
             uow.schedule("o1", "stuck", None)
             raise RuntimeError("crash while firing")
     assert await due(store, at(5)) == [("o1", "stuck", at(1))]
+
+
+async def test_the_timers_of_a_stream_being_written_wait_for_the_writer(store) -> None:
+    """A timer round does not wait for a stream another unit of work holds (a consumer's
+    batch): it leaves that stream's timers for a later round, and takes the rest."""
+    async with store.new_uow() as uow:
+        uow.schedule("o1", "stuck", at(1))
+        uow.schedule("o2", "stuck", at(2))
+    async with store.new_uow() as batch:
+        await batch.load("o1")
+        async with store.new_uow() as round_:
+            assert [t.stream_id for t in await round_.due_timers(at(5), 10)] == ["o2"]
+            round_.schedule("o2", "stuck", None)
+        batch.schedule("o1", "stuck", at(3))
+    assert await due(store, at(5)) == [("o1", "stuck", at(3))]
