@@ -147,10 +147,11 @@ class PostgresStock:
             "UPDATE reservation_lines SET status = $2 "
             "WHERE order_id = $1 AND status = 'reserved' RETURNING location, sku, quantity",
             order_id, status)
-        await conn.executemany(
+        await conn.executemany(  # in the global (location, sku) order, like every writer
             "UPDATE stock SET reserved = reserved - $3, on_hand = on_hand - $3 * $4::int, "
             "updated_at = now() WHERE location = $1 AND sku = $2",
-            [(r["location"], r["sku"], r["quantity"], int(shipped)) for r in rows])
+            [(r["location"], r["sku"], r["quantity"], int(shipped))
+             for r in sorted(rows, key=lambda r: (r["location"], r["sku"]))])
 
 
 def crossed(rows: Sequence[Mapping[str, Any]],
