@@ -13,6 +13,7 @@ import uuid
 from alur.infra import stack
 from alur.settings import Settings
 from alur.tools import dlq
+from alur.tools.invariants import check
 from alur.tools.trace import trace
 from tests.e2e.helpers import (
     all_delivered,
@@ -58,6 +59,12 @@ async def test_a_dead_lettered_payment_is_traced_then_redriven_once(services, ap
     text = alur(services, "trace", order)
     assert text.returncode == 0 and "dead_lettered" in text.stdout, text.stderr
 
+    async with db.acquire() as conn:
+        lost = [v for v in (await check(conn, [order])).violations
+                if v.invariant == "4 loses nothing"]
+    assert [v.order_id for v in lost] == [order] and "payments dead-lettered StockReserved" \
+        in lost[0].detail
+
     listed = alur(services, "dlq", "list", "--service", "payments", "--json")
     [letter] = [d for d in json.loads(listed.stdout) if d["order_id"] == order]
     assert letter["event_type"] == "StockReserved" and letter["redriven_at"] is None
@@ -80,10 +87,50 @@ async def test_a_dead_lettered_payment_is_traced_then_redriven_once(services, ap
     assert delivered == 1
     after = await trace(db, order)
     assert after.settled
+    async with db.acquire() as conn:
+        assert (await check(conn, [order])).violations == []  # redriven and handled: not lost
     [reserved] = [e for e in after.events if e.type == "StockReserved"]
     outcomes = [(h.service, h.outcome) for h in reserved.hops if h.direction == "in"]
     assert ("payments", "dead_lettered") in outcomes and ("payments", "processed") in outcomes
     assert ("orders", "duplicate") in outcomes  # the redrive reached orders again, harmlessly
+
+
+async def test_the_checker_names_an_order_whose_units_outlived_its_parcel(services, api,
+                                                                         db) -> None:
+    """Inventory down while the parcel travels: the checker reports the units still held for an
+    order whose parcel arrived; once inventory catches up, the report is clean."""
+    sku = new_sku()
+    await set_stock(services, [("WH-1", sku, 5)])
+    order = await place(api, order_body(sku))
+
+    async def shipping_has(event_type: str) -> bool:
+        return bool(await db.fetchval(
+            "SELECT count(*) FROM shipping.events WHERE stream_id = $1 AND type = $2", order,
+            event_type))
+
+    await wait_until(lambda: shipping_has("ShipmentCreated"), 60, "the parcel to be booked")
+    await wait_until(lambda: inventory_saw(db, order, "ShipmentCreated"), 30,
+                     "inventory to see the booking")
+    inventory = stack.proc(services, "inventory")
+    inventory.stop()
+    try:
+        await wait_until(lambda: shipping_has("Delivered"), 60, "the parcel to arrive")
+        async with db.acquire() as conn:
+            report = await check(conn, [order])
+        assert [(v.invariant, v.order_id) for v in report.violations] == [
+            ("2 no oversell", order)], report.violations
+    finally:
+        stack.start_process(services, "inventory")
+    await wait_until(lambda: inventory_saw(db, order, "Delivered"), 60,
+                     "inventory to catch up")
+    async with db.acquire() as conn:
+        assert (await check(conn, [order])).violations == []
+
+
+async def inventory_saw(db, order: str, event_type: str) -> bool:  # noqa: ANN001
+    return bool(await db.fetchval(
+        "SELECT count(*) FROM inventory.audit WHERE order_id = $1 AND type = $2"
+        " AND direction = 'in'", order, event_type))
 
 
 async def test_trace_names_an_unknown_order(services) -> None:
