@@ -137,9 +137,9 @@ async def _settle(db: asyncpg.Pool, run: Run, timeout: float) -> int:
     left = await run.customers.act_until_done(db, timeout, progress.show)
     progress.finish(len(run.orders) - len(left))
     if left:
-        print(f"{len(left)} orders did not run their course; where each stopped:",
-              file=sys.stderr)
-        for line in (await run.customers.explain(db, left))[:20]:
+        print(f"{len(left)} orders did not run their course; where (up to 20 of) them "
+              "stopped:", file=sys.stderr)
+        for line in await run.customers.explain(db, left):
             print(f"  {line}", file=sys.stderr)
     return len(run.orders) - len(left)
 

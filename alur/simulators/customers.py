@@ -20,6 +20,8 @@ from typing import Any
 import asyncpg
 import httpx
 
+from alur.tools.trace import trace
+
 CATALOGUE = [("SKU-MUG", 1250), ("SKU-PLATE", 1800), ("SKU-BOWL", 1500), ("SKU-CUP", 900),
              ("SKU-VASE", 4200), ("SKU-TRAY", 2600)]
 SCARCE = ("SKU-LAMP", 8900)  # a handful in stock: some orders for it are rejected
@@ -146,27 +148,23 @@ class Customers:
             await asyncio.sleep(0.5)
         return open_
 
-    async def explain(self, db: asyncpg.Pool, order_ids: set[str]) -> list[str]:
-        """A line per order: its plan, what its customer did, and each service's events in
-        order, so that an order that did not run its course says where it stopped."""
-        rows = await db.fetch(
-            "SELECT stream_id, service, string_agg(type, ' ' ORDER BY version) AS types FROM ("
-            + " UNION ALL ".join(
-                f"SELECT stream_id, '{s}' AS service, type, version FROM {s}.events"
-                " WHERE origin = 'own' AND stream_id = ANY($1::text[])"
-                for s in ("orders", "inventory", "payments", "shipping"))
-            + ") e GROUP BY stream_id, service ORDER BY stream_id, service", list(order_ids))
-        seen: dict[str, list[str]] = {}
-        for r in rows:
-            seen.setdefault(r["stream_id"], []).append(f"{r['service']}: {r['types']}")
+    async def explain(self, db: asyncpg.Pool, order_ids: set[str], most: int = 20) -> list[str]:
+        """A line for each of (the first `most` of) these orders: its plan, what its customer
+        did, and its trace (every service's events in time order, and the trouble the audit
+        logs show: dead letters, retries, consumers that have not seen an event), so that an
+        order that did not run its course says where it stopped."""
         lines = []
-        for order_id in sorted(order_ids):
+        for order_id in sorted(order_ids)[:most]:
             p = self.orders[order_id][1]
             wants = [w for w, on in (("pickup", p.pickup), ("cancel " + (p.cancel or ""),
                                      p.cancel), ("return", p.returns), ("review", p.reviews),
                                     ("receipt", p.confirms)) if on]
+            t = await trace(db, order_id)
+            trouble = [f"{e.type}: {problem}" for e in t.events for problem in e.problems]
             lines.append(f"{order_id} {p.branch} wants [{', '.join(wants)}] did "
-                         f"[{', '.join(sorted(p.done))}] | " + " | ".join(seen.get(order_id, [])))
+                         f"[{', '.join(sorted(p.done))}] | "
+                         + " ".join(f"{e.emitted_by}:{e.type}" for e in t.events)
+                         + (f" | {'; '.join(trouble)}" if trouble else ""))
         return lines
 
     @staticmethod

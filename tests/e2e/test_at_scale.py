@@ -85,7 +85,7 @@ async def test_a_mixed_run_over_every_branch_keeps_every_invariant(services, db)
 
         await asyncio.gather(*(one(shops[i % 2]) for i in range(MIXED)))
         left = await customers.act_until_done(db, 300, lambda done: None)
-    assert not left, "\n".join([f"{len(left)} orders did not run their course:",
+    assert not left, "\n".join([f"{len(left)} orders did not run their course (up to 20 shown):",
                                  *await customers.explain(db, left)])
     order_ids = list(customers.orders)
     async with db.acquire() as conn:
