@@ -254,8 +254,8 @@ class PostgresUnitOfWork:
             "SELECT n FROM unnest($1::bigint[]) WITH ORDINALITY AS u(k, n) "
             "WHERE pg_try_advisory_xact_lock(k) LIMIT $2",
             [stream_lock_key(self._schema, r["stream_id"]) for r in rows], limit)
-        return [Timer(rows[n - 1]["stream_id"], rows[n - 1]["kind"], rows[n - 1]["due_at"])
-                for n in sorted(h["n"] for h in held)]
+        taken = [rows[n - 1] for n in sorted(h["n"] for h in held)]
+        return [Timer(r["stream_id"], r["kind"], r["due_at"]) for r in taken]
 
 
 class PostgresOutbox:

@@ -249,8 +249,9 @@ async def _commit_with_retry(processor: BatchProcessor, batch: list[Message],
             return await processor.process(batch)
         except Exception as exc:  # the transaction failed as a whole (database unreachable, ...)
             recorder.batch_failed()
-            # A deadlock's victim is expected now and then; anything else needs a look.
-            level = logging.WARNING if isinstance(exc, asyncpg.DeadlockDetectedError) else \
+            # A deadlock's (or serialization failure's) victim is expected now and then;
+            # anything else needs a look.
+            level = logging.WARNING if isinstance(exc, asyncpg.TransactionRollbackError) else \
                 logging.ERROR
             log.log(level, "%s: batch of %d failed, retrying in %.1fs: %s", processor.service,
                     len(batch), delay, exc)
