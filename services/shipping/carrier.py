@@ -108,6 +108,11 @@ class FakeParcel:
     updates: int = 0
     next_step_at: datetime | None = None
 
+    @property
+    def postal_code(self) -> str | None:
+        address = self.request["address"]
+        return address["postal_code"] if address else None
+
 
 @dataclass
 class InMemoryCarrier:
@@ -172,19 +177,16 @@ class InMemoryCarrier:
         parcel.status = update["status"]
         parcel.updates += 1
         parcel.failed_attempts += update["status"] == "delivery_failed"
-        address = parcel.request["address"]
         wait = next_step_in(parcel.request["service"], parcel.status, parcel.failed_attempts,
-                            address["postal_code"] if address else None, self.pickup_after,
-                            self.step_after)
+                            parcel.postal_code, self.pickup_after, self.step_after)
         at = datetime.fromisoformat(update["occurred_at"])
         parcel.next_step_at = None if wait is None else at + timedelta(seconds=wait)
 
     def _next(self, parcel: FakeParcel) -> str | None:
         if parcel.status == "cancelled":
             return None
-        address = parcel.request["address"]
         return next_status(parcel.request["service"], parcel.status, parcel.failed_attempts,
-                           address["postal_code"] if address else None)
+                           parcel.postal_code)
 
     @staticmethod
     def _row(parcel: FakeParcel) -> dict[str, object]:
