@@ -8,10 +8,24 @@ import importlib
 import json
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from alur.infra.procs import StartError
 from alur.settings import CARRIERS, SERVICES, Settings
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+
+def _serve_http(name: str, app: ASGIApp, port: int, settings: Settings) -> None:
+    """Run a simulator's HTTP app in the foreground until it is signalled to stop."""
+    import uvicorn
+
+    from alur.runtime.http import server_config
+    from alur.runtime.logs import logging_config
+
+    uvicorn.Server(server_config(app, settings.listen_host, port, settings.log_level,
+                                 log_config=logging_config(name, settings.log_level))).run()
 
 
 def _run(name: str, settings: Settings) -> None:
@@ -21,27 +35,17 @@ def _run(name: str, settings: Settings) -> None:
         definition = importlib.import_module(f"services.{name}.bootstrap").DEFINITION
         run_service(definition, settings)
     elif name == "gateway-sim":
-        import uvicorn
-
-        from alur.runtime.logs import logging_config
         from alur.simulators.gateway import create_app
 
-        app = create_app(settings.pg_dsn, settings.gateway_callback_secret)
-        uvicorn.run(app, host=settings.listen_host, port=settings.gateway_port,
-                    log_level=settings.log_level, access_log=False,
-                    log_config=logging_config(name, settings.log_level))
+        _serve_http(name, create_app(settings.pg_dsn, settings.gateway_callback_secret),
+                    settings.gateway_port, settings)
     elif name.startswith("carrier-"):
-        import uvicorn
-
-        from alur.runtime.logs import logging_config
         from alur.simulators import carrier
 
         which = name.removeprefix("carrier-")
         app = carrier.create_app(which, settings.pg_dsn, settings.carrier_secret(which),
                                  settings.carrier_pickup_after, settings.carrier_step_after)
-        uvicorn.run(app, host=settings.listen_host, port=settings.carrier_port(which),
-                    log_level=settings.log_level, access_log=False,
-                    log_config=logging_config(name, settings.log_level))
+        _serve_http(name, app, settings.carrier_port(which), settings)
     elif name == "smtp-sink":
         from alur.runtime.logs import configure
         from alur.simulators.smtp import start_sink

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import Request
@@ -50,6 +50,22 @@ async def read_signed(request: Request, model: type[M], *, secret: str, prefix: 
         raise Refused(422, f"not {what}: {exc.error_count()} invalid field(s)") from exc
 
 
+# How long a server keeps an idle keep-alive connection open. It must outlast the idle expiry
+# of every client that reuses connections (httpx: 5 s; a load balancer in front: commonly 60 s).
+# uvicorn's own default is 5 s, the same as httpx's: a client that picks a connection just as
+# the server drops it sends its request into a closing socket and gets a ReadError, not an
+# answer. Whoever lets go of an idle connection first must be the client.
+KEEP_ALIVE_SECONDS = 65
+
+
+def server_config(app: ASGIApp, host: str, port: int, log_level: str,
+                  **options: Any) -> uvicorn.Config:
+    """How every Alur HTTP server is run: no access log (metrics count requests) and idle
+    connections kept for longer than any client keeps them."""
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                          timeout_keep_alive=KEEP_ALIVE_SECONDS, **options)
+
+
 class EmbeddedServer(uvicorn.Server):
     """uvicorn inside the faust worker: the worker owns the signals, not uvicorn."""
 
@@ -61,8 +77,7 @@ class EmbeddedServer(uvicorn.Server):
 def embedded_server(app: ASGIApp, host: str, port: int,
                     log_level: str) -> Callable[[], Awaitable[None]]:
     """A background job for ServiceParts that serves `app` until the worker stops."""
-    server = EmbeddedServer(uvicorn.Config(
-        app, host=host, port=port, log_level=log_level, access_log=False, lifespan="off"))
+    server = EmbeddedServer(server_config(app, host, port, log_level, lifespan="off"))
 
     async def serve() -> None:
         try:
