@@ -38,6 +38,7 @@ from services.orders.admin import onboard
 # Deadlines short enough to be seen within a demo run: an unpaid bank transfer expires after
 # 20 s (a real one has a day).
 DEMO_DEADLINES = {"bank_transfer_ttl": 20.0}
+PLACE_ATTEMPTS = 5  # connection failures in a row before a shop gives up on the API
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Run:
     orders: list[str] = field(default_factory=list)
     placing_seconds: float = 0.0
     slowed_down: int = 0  # 429 answers waited out
+    unanswered: int = 0   # placements sent again after the connection failed
     till_batches: int = 0
 
     @property
@@ -56,15 +58,25 @@ class Run:
 async def _place(total: int, customers: Customers) -> Run:
     """Each shop was registered with an API key, as a real one would be onboarded, and sends
     its orders like a well-behaved client: an Idempotency-Key per order, kept across retries,
-    and a pause for as long as a 429 asks."""
+    a pause for as long as a 429 asks, and the same request again when one got no answer."""
     run, progress, rng = Run(customers), Progress("placing", total), random.Random(7)
     shop_ids = list(customers.keys)
     started = time.monotonic()
 
     async def patiently(path: str, body: object, headers: dict[str, str]) -> httpx.Response:
-        """POST, waiting as long as a 409 (same key in flight) or a 429 asks."""
+        """POST, waiting as long as a 409 (same key in flight) or a 429 asks, and trying
+        again a few times when the connection fails (the key makes that safe)."""
+        failures = 0
         while True:
-            response = await customers.api.post(path, json=body, headers=headers)
+            try:
+                response = await customers.api.post(path, json=body, headers=headers)
+            except httpx.TransportError:
+                failures += 1
+                if failures == PLACE_ATTEMPTS:
+                    raise
+                run.unanswered += 1
+                await asyncio.sleep(1.0)
+                continue
             if response.status_code not in (409, 429):
                 return response
             run.slowed_down += 1
@@ -258,6 +270,8 @@ async def _summary(settings: Settings, db: asyncpg.Pool, run: Run, due_mails: in
     rows = [("orders placed", f"{len(ids)}"),
             ("intake rate", f"{len(ids) / run.placing_seconds:.0f} orders/s over HTTP"),
             ("rate-limit waits (429)", str(run.slowed_down)),
+            ("requests without an answer, sent again",
+             str(run.unanswered + sum(run.customers.unanswered.values()))),
             *await _branches(db, run, report),
             ("accepted -> delivered p50", f"{_percentile(latencies, 50) * 1000:.0f} ms"),
             ("accepted -> delivered p99", f"{_percentile(latencies, 99) * 1000:.0f} ms"),

@@ -106,7 +106,8 @@ def till_plan(rng: random.Random) -> Plan:
 @dataclass
 class Customers:
     """Acts for every order of the run; `refused` counts requests the order's state refused
-    (a cancellation that came after the parcel left)."""
+    (a cancellation that came after the parcel left), `unanswered` requests that got no
+    answer at all (the connection failed) and were sent again in a later round."""
 
     api: httpx.AsyncClient
     gateway: httpx.AsyncClient
@@ -114,6 +115,7 @@ class Customers:
     orders: dict[str, tuple[str, Plan]] = field(default_factory=dict)  # order -> (shop, plan)
     lines: dict[str, list[dict[str, object]]] = field(default_factory=dict)
     refused: Counter[str] = field(default_factory=Counter)
+    unanswered: Counter[str] = field(default_factory=Counter)
 
     def add(self, order_id: str, shop: str, p: Plan, body: dict[str, object]) -> None:
         self.orders[order_id] = (shop, p)
@@ -189,7 +191,8 @@ class Customers:
         if p.cancel == "before_payment" and "cancel" not in p.done:
             return self._post(order_id, p, "cancel", "cancel")
         if (p.method == "bank_transfer" and p.pays_transfer and account and due
-                and "transfer" not in p.done and "PaymentExpired" not in types):
+                and "transfer" not in p.done
+                and not types & {"PaymentConfirmed", "PaymentExpired"}):
             return self._pay(p, account, due)
         if p.cancel == "after_payment" and "PaymentConfirmed" in types and "cancel" not in p.done:
             return self._post(order_id, p, "cancel", "cancel")
@@ -212,8 +215,12 @@ class Customers:
         shop = self.orders[order_id][0]
         headers = {"Authorization": f"Bearer {self.keys[shop]}",
                    "Idempotency-Key": f"demo-{action}-{order_id}"}
-        response = await self.api.post(f"/v1/orders/{order_id}/{path}", json=body,
-                                       headers=headers)
+        try:
+            response = await self.api.post(f"/v1/orders/{order_id}/{path}", json=body,
+                                           headers=headers)
+        except httpx.TransportError:
+            self.unanswered[action] += 1
+            return  # next round, with the same Idempotency-Key: it cannot act twice
         if response.status_code in (409, 429) and "Retry-After" in response.headers:
             return  # busy or rate-limited: next round
         if response.status_code >= 400:
@@ -221,7 +228,13 @@ class Customers:
         p.done.add(action)
 
     async def _pay(self, p: Plan, account: str, amount: int) -> None:
-        response = await self.gateway.post(f"/v1/virtual-accounts/{account}/transfers",
-                                           json={"amount": amount, "currency": "EUR"})
+        try:
+            response = await self.gateway.post(f"/v1/virtual-accounts/{account}/transfers",
+                                               json={"amount": amount, "currency": "EUR"})
+        except httpx.TransportError:
+            # Paid or not, nobody said: like a customer who checks their bank first, pay
+            # again next round only if the order is still waiting for the money.
+            self.unanswered["transfer"] += 1
+            return
         if response.status_code == 201:
             p.done.add("transfer")
