@@ -49,7 +49,10 @@ def make_perform(gateway: Gateway, callback_url: str, transfer_ttl: float) -> Pe
             return [PaymentFailedData(order_id=command.order_id, payment_id=command.payment_id,
                                       amount=command.amount, reason=result.reason or "declined")]
         if isinstance(command, domain.OpenTransfer):
-            expires_at = now() + timedelta(seconds=transfer_ttl)
+            # From the event that opened it, not the clock: a retry after a timeout must send
+            # the gateway the very request it may already have, or the same idempotency key
+            # with another expiry is refused and the order never gets its account.
+            expires_at = event.time + timedelta(seconds=transfer_ttl)
             account = await gateway.open_transfer(
                 command.idempotency_key, command.order_id, command.amount, expires_at,
                 callback_url + callbacks.CALLBACK_PATH)

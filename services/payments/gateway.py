@@ -85,7 +85,7 @@ class InMemoryGateway:
 
     def __init__(self) -> None:
         self.charges: dict[str, tuple[tuple[str, int, str, str | None], ChargeResult]] = {}
-        self.transfers: dict[str, tuple[tuple[str, int, str], str]] = {}
+        self.transfers: dict[str, tuple[tuple[str, int, str, datetime, str], str]] = {}
         self.refunds: dict[str, tuple[tuple[str, int, str, str], str]] = {}
 
     async def charge(self, idempotency_key: str, reference: str, amount: Money,
@@ -105,7 +105,7 @@ class InMemoryGateway:
     async def open_transfer(self, idempotency_key: str, reference: str, amount: Money,
                             expires_at: datetime, callback_url: str) -> str:
         return self._once(self.transfers, idempotency_key,
-                          (reference, amount.amount, amount.currency),
+                          (reference, amount.amount, amount.currency, expires_at, callback_url),
                           f"VA{len(self.transfers) + 1:010d}")
 
     async def refund(self, idempotency_key: str, reference: str, amount: Money,

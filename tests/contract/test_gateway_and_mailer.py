@@ -2,6 +2,7 @@
 
 import email
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -44,6 +45,18 @@ async def test_a_reused_key_with_another_request_is_refused(gateway) -> None:
     await gateway.charge(f"{ref}:capture", ref, EUR, "tok_visa")
     with pytest.raises(InfrastructureError) as caught:
         await gateway.charge(f"{ref}:capture", ref, Money(amount=1, currency="EUR"), "tok_visa")
+    assert caught.value.retriable is False
+
+
+async def test_a_transfer_account_is_opened_once_per_key_and_request(gateway) -> None:
+    ref = f"o-{uuid.uuid4().hex}"
+    due = datetime.now(UTC) + timedelta(hours=1)
+    callback = "http://127.0.0.1:9/v1/gateway/callbacks"
+    account = await gateway.open_transfer(f"{ref}:transfer", ref, EUR, due, callback)
+    assert await gateway.open_transfer(f"{ref}:transfer", ref, EUR, due, callback) == account
+    with pytest.raises(InfrastructureError) as caught:  # another expiry under the same key
+        await gateway.open_transfer(f"{ref}:transfer", ref, EUR, due + timedelta(seconds=1),
+                                    callback)
     assert caught.value.retriable is False
 
 
