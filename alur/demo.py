@@ -8,6 +8,7 @@ import random
 import statistics
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -59,6 +60,9 @@ async def _place(total: int, customers: Customers) -> Run:
     """Each shop was registered with an API key, as a real one would be onboarded, and sends
     its orders like a well-behaved client: an Idempotency-Key per order, kept across retries,
     a pause for as long as a 429 asks, and the same request again when one got no answer."""
+    # The seeded rng repeats the mix of branches from run to run; Idempotency-Keys (and the
+    # tills' receipt numbers) are new in every run, or a second demo on the same state would
+    # be answered with the first run's orders.
     run, progress, rng = Run(customers), Progress("placing", total), random.Random(7)
     shop_ids = list(customers.keys)
     started = time.monotonic()
@@ -87,7 +91,7 @@ async def _place(total: int, customers: Customers) -> Run:
             p = plan(rng)
             body = order_body(shop_id, p, rng)
             headers = {"Authorization": f"Bearer {customers.keys[shop_id]}",
-                       "Idempotency-Key": f"demo-{rng.getrandbits(64):016x}"}
+                       "Idempotency-Key": f"demo-{uuid.uuid4().hex}"}
             response = await patiently("/v1/orders", body, headers)
             if response.status_code != 202:
                 raise RuntimeError(f"{shop_id}: {response.status_code} {response.text}")
@@ -103,7 +107,7 @@ async def _place(total: int, customers: Customers) -> Run:
             sales = [till_sale(p, rng, datetime.now(UTC) - timedelta(hours=rng.uniform(1, 8)))
                      for p in plans]
             headers = {"Authorization": f"Bearer {customers.keys[shop_id]}",
-                       "Idempotency-Key": f"demo-till-{rng.getrandbits(64):016x}"}
+                       "Idempotency-Key": f"demo-till-{uuid.uuid4().hex}"}
             body = {"store_id": store, "sales": sales}
             response = await patiently("/v1/pos/sales", body, headers)
             if response.status_code != 202:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import uuid
 from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -90,7 +91,7 @@ def order_body(shop: str, p: Plan, rng: random.Random) -> dict[str, object]:
 def till_sale(p: Plan, rng: random.Random, sold_at: datetime) -> dict[str, object]:
     """A sale as a store's till recorded it, paid at the counter."""
     sku, price = rng.choice(CATALOGUE)
-    return {"sale_id": f"R-{rng.getrandbits(48):012x}", "sold_at": sold_at.isoformat(),
+    return {"sale_id": f"R-{uuid.uuid4().hex[:16]}", "sold_at": sold_at.isoformat(),
             "customer": {"customer_id": f"cus-{rng.randrange(2000)}",
                          "email": f"customer{rng.randrange(1000)}@example.com",
                          "name": "Customer"},
