@@ -42,9 +42,11 @@ from schemas.shipping import (
     OutForDelivery,
     PickedUp,
     ReadyForPickup,
+    ReturnedToSender,
     ReturnReceived,
     ReturnShipmentCreated,
     ShipmentCreated,
+    ShipmentRecalled,
     Shipped,
 )
 
@@ -56,7 +58,8 @@ AnyEvent = Annotated[
     | ReservationExpired
     | PaymentConfirmed | PaymentPending | PaymentFailed | PaymentExpired | RefundIssued
     | ShipmentCreated | Shipped | InTransit | OutForDelivery | DeliveryFailed | Delivered
-    | ReadyForPickup | PickedUp | ReturnShipmentCreated | ReturnReceived
+    | ReadyForPickup | PickedUp | ReturnShipmentCreated | ReturnReceived | ShipmentRecalled
+    | ReturnedToSender
     | NotificationSent | NotificationFailed,
     Field(discriminator="type"),
 ]

@@ -75,6 +75,10 @@ PAYLOADS: dict[str, Model] = {
         order_id=ORDER, return_id="ret_1", shipment_id="shp_2", carrier="kilat",
         tracking_number="KIL000000000000001"),
     "ReturnReceived": s.ReturnReceivedData(order_id=ORDER, return_id="ret_1", lines=RLINES),
+    "ShipmentRecalled": s.ShipmentRecalledData(
+        order_id=ORDER, shipment_id="shp_1", carrier="kilat",
+        tracking_number="KIL000000000000001", parcel_status="in_transit"),
+    "ReturnedToSender": s.ReturnedToSenderData(**PARCEL),
     "NotificationSent": s.NotificationSentData(
         order_id=ORDER, notification_id="ntf_1", channel="email",
         template="OrderPlaced.email", about_event_id=uuid.UUID(int=1)),

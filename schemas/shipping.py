@@ -61,6 +61,23 @@ class ReturnReceivedData(Model):
     lines: list[ReturnLine] = Field(min_length=1)
 
 
+class ShipmentRecalledData(Model):
+    """The order was cancelled after the courier collected its parcel: the carrier turned the
+    parcel back to the warehouse instead of delivering it."""
+
+    order_id: str
+    shipment_id: str
+    carrier: str
+    tracking_number: str
+    parcel_status: str = Field(description="The parcel's last reported step when it was "
+                               "recalled: created (collected, not yet reported), shipped, "
+                               "in_transit, ...")
+
+
+class ReturnedToSenderData(ParcelData):
+    """A recalled parcel is back at the warehouse it left."""
+
+
 class ShippedData(ParcelData):
     pass
 
@@ -129,3 +146,13 @@ class ReturnShipmentCreated(_ShippingEvent):
 class ReturnReceived(_ShippingEvent):
     type: Literal["ReturnReceived"] = "ReturnReceived"
     data: ReturnReceivedData
+
+
+class ShipmentRecalled(_ShippingEvent):
+    type: Literal["ShipmentRecalled"] = "ShipmentRecalled"
+    data: ShipmentRecalledData
+
+
+class ReturnedToSender(_ShippingEvent):
+    type: Literal["ReturnedToSender"] = "ReturnedToSender"
+    data: ReturnedToSenderData
