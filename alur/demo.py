@@ -232,6 +232,8 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         ("out of stock", str(n.get("StockRejected", 0))),
         ("cancelled", by_reason("OrderCancelled")),
         ("cancels refused (parcel left)", str(run.customers.refused["cancel"])),
+        ("cancels that raced the courier", f"{n.get('ShipmentRecalled', 0)} parcels recalled, "
+                                           f"{n.get('ReturnedToSender', 0)} back"),
         ("parcels by carrier", parcels or "0"),
         ("returns collected by", returns or "0"),
         ("delivery re-attempts", str(n.get("DeliveryFailed", 0))),

@@ -38,14 +38,19 @@ DECLINE_REASONS = frozenset({"card_declined", "declined", "insufficient_funds", 
                              "card_expired", "fraud_suspected"})
 
 
+# In Decider.outcomes: carrying the command out may also record no event at all.
+OR_NOTHING = ""
+
+
 @dataclass(frozen=True)
 class Decider(Generic[S]):
     initial: S
     evolve: Callable[[S, Event], S]
     decide: Callable[[S, Event], Sequence[object]]
     relevant: frozenset[str]
-    # Command class -> the event types carrying it out may produce. Lets a dry run compare a
-    # decision with what was recorded without performing the command (alur replay handlers).
+    # Command class -> the event types carrying it out may produce (with OR_NOTHING when it
+    # may record none). Lets a dry run compare a decision with what was recorded without
+    # performing the command (alur replay handlers).
     outcomes: Mapping[type, frozenset[str]] = field(default_factory=dict)
     # The stream's deadlines by kind, from its state, and what follows when one passes.
     deadlines: Callable[[S], Mapping[str, datetime]] | None = None

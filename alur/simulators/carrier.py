@@ -14,9 +14,11 @@ alur.runtime.signing), as a real carrier's webhook would:
 - a return, collected from the customer (or the store) back to the warehouse:
   shipped -> in_transit -> delivered.
 
-The first step comes `pickup_after` seconds after booking (until then `POST
-/v1/shipments/{tracking}/cancel` stops the parcel; afterwards it answers 409), each later one
-`step_after` seconds after the previous. The next step waits until the merchant has
+The first step comes `pickup_after` seconds after booking, each later one `step_after` seconds
+after the previous. `POST /v1/shipments/{tracking}/cancel` stops a parcel: one not collected
+yet is cancelled; one on its way (or waiting in the store) is turned back, and reported as
+`returned_to_sender` once it is back at the warehouse, a step later; one that has arrived
+cannot be stopped (409). The next step waits until the merchant has
 acknowledged the report with a 2xx: a report that fails is sent again, with the same id, after
 a growing delay. Parcels live in PostgreSQL (schema `carrier_sim`), so a restarted carrier goes
 on where it stopped.
@@ -51,6 +53,9 @@ ROUTES: dict[str, dict[str, str]] = {
               "ready_for_pickup": "picked_up"},
     "return": {"created": "shipped", "shipped": "in_transit", "in_transit": "delivered"},
 }
+RECALLED = "recalled"  # turned back on its way; the next report is returned_to_sender
+# Statuses a cancel cannot change: the parcel arrived, or it was stopped already.
+ARRIVED = frozenset({"delivered", "picked_up"})
 SIGNATURE_PREFIX = "Carrier"
 REPORT_TIMEOUT = 5.0
 GIVE_UP_AFTER_REFUSALS = 10  # 4xx answers to one report before the carrier stops reporting
@@ -60,6 +65,8 @@ log = logging.getLogger("alur.carrier")
 def next_status(service: str, status: str, failed_attempts: int, postal_code: str | None
                 ) -> str | None:
     """Where the parcel goes after `status`; None when it has arrived or was cancelled."""
+    if status == RECALLED:
+        return "returned_to_sender"
     if service == "home" and status == "out_for_delivery":
         misses = (postal_code or "").startswith(FAILS_FIRST_ATTEMPT) and failed_attempts == 0
         return "delivery_failed" if misses else "delivered"
@@ -308,24 +315,35 @@ def create_app(carrier: str, dsn: str, secret: str, pickup_after: float,
 
     @app.post("/v1/shipments/{tracking_number}/cancel")
     async def cancel(tracking_number: str) -> JSONResponse:
-        """Stop a parcel the courier has not collected yet (409 once it has)."""
+        """Stop a parcel: `cancelled` if the courier had not collected it, `recalled` if it
+        was on its way and now comes back; 409 once it has arrived (or for a return on its
+        way). The same call again answers the same."""
         async with pools["db"].acquire() as conn, conn.transaction():
-            try:  # locked: the courier is reporting a step of it right now
+            await conn.execute("SET LOCAL lock_timeout = '4s'")
+            try:  # the courier may be reporting a step of it right now
                 row = await conn.fetchrow(
                     f"SELECT * FROM {SCHEMA}.parcels WHERE carrier = $1 AND tracking_number = $2"
-                    " FOR UPDATE NOWAIT", carrier, tracking_number)
+                    " FOR UPDATE", carrier, tracking_number)
             except asyncpg.LockNotAvailableError:
-                return JSONResponse({"error": "the courier is collecting the parcel",
-                                     "status": "collecting"}, status_code=409)
+                return JSONResponse({"error": "the courier is moving the parcel; try again"},
+                                    status_code=503, headers={"Retry-After": "1"})
             if row is None:
                 return JSONResponse({"error": "no such parcel"}, status_code=404)
-            if row["status"] not in ("created", "cancelled"):
-                return JSONResponse({"error": f"the parcel is already {row['status']}",
-                                     "status": row["status"]}, status_code=409)
+            was = row["status"]
+            if was in ("cancelled", RECALLED, "returned_to_sender"):
+                stopped = "cancelled" if was == "cancelled" else RECALLED
+                return JSONResponse({"tracking_number": tracking_number, "status": stopped})
+            if was in ARRIVED or (was != "created" and row["service"] == "return"):
+                return JSONResponse({"error": f"the parcel is already {was}", "status": was},
+                                    status_code=409)
+            stopped = "cancelled" if was == "created" else RECALLED
             await conn.execute(
-                f"UPDATE {SCHEMA}.parcels SET status = 'cancelled', next_step_at = NULL "
-                "WHERE carrier = $1 AND tracking_number = $2", carrier, tracking_number)
-        return JSONResponse({"tracking_number": tracking_number, "status": "cancelled"})
+                f"UPDATE {SCHEMA}.parcels SET status = $3, report_attempts = 0, retry_at = NULL,"
+                " next_step_at = CASE WHEN $3 = 'cancelled' THEN NULL"
+                " ELSE now() + make_interval(secs => $4) END"
+                " WHERE carrier = $1 AND tracking_number = $2",
+                carrier, tracking_number, stopped, step_after)
+        return JSONResponse({"tracking_number": tracking_number, "status": stopped, "was": was})
 
     @app.get("/v1/shipments")
     async def list_shipments(reference: str) -> list[dict[str, object]]:

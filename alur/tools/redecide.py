@@ -27,7 +27,7 @@ from typing import Any
 
 import asyncpg
 
-from alur.runtime.aggregate import Decider
+from alur.runtime.aggregate import OR_NOTHING, Decider
 from alur.runtime.ports import StoredEvent
 from alur.tools.events import records
 from alur.tools.slice import Slice, orders_in
@@ -54,9 +54,23 @@ def _expected(decision: object, decider: Decider[Any]) -> frozenset[str]:
 
 
 def _recorded_at_all(decision: object, decider: Decider[Any]) -> bool:
-    """False for a command that never records an event (e.g. cancelling a carrier booking)."""
+    """False for a command that never records an event."""
     outcomes = decider.outcomes.get(type(decision))
     return outcomes is None or bool(outcomes)
+
+
+def _matches(recorded: Sequence[str], decisions: Sequence[object],
+             decider: Decider[Any]) -> bool:
+    """The recorded event types, in order, are what the decisions produce; a decision that
+    may record nothing (OR_NOTHING) may have left no event."""
+    left = list(recorded)
+    for decision in decisions:
+        expected = _expected(decision, decider)
+        if left and left[0] in expected:
+            left.pop(0)
+        elif OR_NOTHING not in expected:
+            return False
+    return not left
 
 
 def _decide(decider: Decider[Any], state: Any, event: Event) -> list[object]:
@@ -64,7 +78,7 @@ def _decide(decider: Decider[Any], state: Any, event: Event) -> list[object]:
 
 
 def _describe(decision: object, decider: Decider[Any]) -> str:
-    kinds = "|".join(sorted(_expected(decision, decider))) or "?"
+    kinds = "|".join(sorted(k or "nothing" for k in _expected(decision, decider))) or "?"
     if isinstance(decision, Model):
         return kinds
     return f"{type(decision).__name__} -> {kinds}"
@@ -97,9 +111,7 @@ def differences(stream: Sequence[StoredEvent], decider: Decider[Any],
         decisions = _decide(decider, state, event)
         recorded = [s.event.type for s in stream
                     if s.origin == "own" and s.event.causation_id == event.id]
-        same = len(recorded) == len(decisions) and all(
-            kind in _expected(d, decider) for kind, d in zip(recorded, decisions, strict=True))
-        if not same:
+        if not _matches(recorded, decisions, decider):
             found.append(Difference(
                 order_id=event.subject, version=stored.version, event_type=event.type,
                 event_id=str(event.id), recorded=recorded,

@@ -56,7 +56,8 @@ class Release:
 
 @dataclass(frozen=True)
 class Restock:
-    """Command: returned units are back on the shelf of the location they left."""
+    """Command: returned units are back on the shelf of the location they left. `return_id`
+    names the return, or for a parcel recalled after a late cancel, its shipment."""
 
     order_id: str
     return_id: str
@@ -145,6 +146,12 @@ def decide(state: ReservationState, event: Event) -> list[Command]:
         assert state.location is not None
         return [Restock(event.subject, event.data.return_id, state.location,
                         tuple(event.data.lines))]
+    if event.type == "ReturnedToSender" and state.status == "committed" and not state.restocked:
+        # The order was cancelled after it shipped; its parcel is back. (Released before it
+        # shipped, its units never left the books: nothing to put back.)
+        assert state.location is not None
+        return [Restock(event.subject, event.data.shipment_id, state.location,
+                        tuple(ReturnLine(sku=x.sku, quantity=x.quantity) for x in state.lines))]
     return []
 
 
@@ -162,8 +169,8 @@ def on_timer(state: ReservationState, kind: str) -> list[Model | Command]:
 
 
 TAKE_OVER = frozenset({"PaymentConfirmed", "PaymentPending", "ShipmentCreated"})
-RELEVANT = frozenset({"OrderPlaced", "Shipped", "PickedUp", "OrderCancelled", "ReturnReceived"}
-                     | TAKE_OVER)
+RELEVANT = frozenset({"OrderPlaced", "Shipped", "PickedUp", "OrderCancelled", "ReturnReceived",
+                      "ReturnedToSender"} | TAKE_OVER)
 # What carrying out each command can record (see alur replay handlers).
 OUTCOMES: dict[type, frozenset[str]] = {
     Reserve: frozenset({"StockReserved", "StockRejected", "LowStock"}),

@@ -360,4 +360,5 @@ RELEVANT = frozenset({
     "PaymentPending", "PaymentConfirmed", "PaymentFailed", "PaymentExpired", "RefundIssued",
     "ShipmentCreated", "Shipped", "InTransit", "OutForDelivery", "DeliveryFailed", "Delivered",
     "ReadyForPickup", "PickedUp", "ReturnShipmentCreated", "ReturnReceived",
+    "ShipmentRecalled", "ReturnedToSender",
 })

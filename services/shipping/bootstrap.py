@@ -1,6 +1,6 @@
-"""Builds the shipping service: books the carrier once the order may ship, cancels the
-booking of an order cancelled before the courier came, books returns, and records the
-carriers' reports from their webhook."""
+"""Builds the shipping service: books the carrier once the order may ship, stops the parcel of
+a cancelled order (the booking cancelled, or the parcel recalled), books returns, and records
+the carriers' reports from their webhook."""
 
 from __future__ import annotations
 
@@ -16,7 +16,13 @@ from alur.runtime.ports import UnitOfWork
 from alur.runtime.postgres import PostgresUnitOfWork
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import CARRIERS, Settings
-from schemas import Event, Model, ReturnShipmentCreatedData, ShipmentCreatedData
+from schemas import (
+    Event,
+    Model,
+    ReturnShipmentCreatedData,
+    ShipmentCreatedData,
+    ShipmentRecalledData,
+)
 from services.shipping import domain, webhooks
 from services.shipping.carrier import Carrier, HttpCarrier
 
@@ -37,9 +43,16 @@ def make_perform(carriers: Mapping[str, Carrier]) -> Perform:
                                         carrier=booking.carrier,
                                         tracking_number=booking.tracking_number)]
         if isinstance(command, domain.CancelShipment):
-            if not await carriers[command.carrier].cancel(command.tracking_number):
-                log.warning("order %s was cancelled after %s collected parcel %s; it goes on",
-                            command.order_id, command.carrier, command.tracking_number)
+            stopped = await carriers[command.carrier].cancel(command.tracking_number)
+            if stopped == "recalled":
+                return [ShipmentRecalledData(
+                    order_id=command.order_id, shipment_id=command.shipment_id,
+                    carrier=command.carrier, tracking_number=command.tracking_number,
+                    parcel_status=command.parcel_status)]
+            if stopped == "arrived":
+                log.error("order %s was cancelled after %s delivered parcel %s; the customer "
+                          "has the goods", command.order_id, command.carrier,
+                          command.tracking_number)
             return []
         if isinstance(command, domain.BookReturn):
             booking = await carriers[command.carrier].book(

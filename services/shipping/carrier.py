@@ -1,9 +1,10 @@
 """The carrier port, its HTTP adapter, and the in-memory fake.
 
 A carrier books a parcel (home delivery, to a store, or a return) and returns a shipment id
-and a tracking number; the same idempotency key always returns the same booking. A parcel
-not yet collected can be cancelled. After that the carrier moves the parcel itself and tells
-the shipping service about each step on its signed webhook (services/shipping/webhooks.py).
+and a tracking number; the same idempotency key always returns the same booking. The carrier
+moves the parcel itself and tells the shipping service about each step on its signed webhook
+(services/shipping/webhooks.py). A parcel can be stopped until it arrives: cancelled while
+not yet collected, recalled (turned back to the warehouse) once on its way.
 
 Which carrier takes which parcel is `carrier_for`: click-and-collect goes to `nusapost` (whose
 counters are in the stores), home deliveries by postal region, and a return goes back with the
@@ -15,12 +16,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 
 from alur.runtime.errors import InfrastructureError
-from alur.simulators.carrier import next_status, next_step_in, report, tracking_for
+from alur.simulators.carrier import (
+    ARRIVED,
+    RECALLED,
+    next_status,
+    next_step_in,
+    report,
+    tracking_for,
+)
 from schemas import Address
 
 
@@ -29,6 +37,9 @@ def carrier_for(address: Address | None, store_id: str | None) -> str:
     if store_id is not None or address is None:
         return "nusapost"
     return "nusapost" if address.postal_code[:1] in "56789" else "kilat"
+
+
+Stopped = Literal["cancelled", "recalled", "arrived"]
 
 
 @dataclass(frozen=True)
@@ -45,9 +56,10 @@ class Carrier(Protocol):
                    address: Address | None, store_id: str | None) -> Booking:
         """Book a parcel: `service` is home, store or return. Same key, same booking."""
 
-    async def cancel(self, tracking_number: str) -> bool:
-        """Stop a parcel not yet collected: True if it is (or was already) cancelled, False
-        when the courier has collected it already."""
+    async def cancel(self, tracking_number: str) -> Stopped:
+        """Stop a parcel: `cancelled` when the courier had not collected it, `recalled` when
+        it was on its way and now comes back (`returned_to_sender` is reported once it is),
+        `arrived` when it is too late. Asking again answers the same."""
 
 
 def _request(reference: str, service: str, address: Address | None,
@@ -73,10 +85,12 @@ class HttpCarrier:
         payload = answer.json()
         return Booking(self.name, payload["shipment_id"], payload["tracking_number"])
 
-    async def cancel(self, tracking_number: str) -> bool:
+    async def cancel(self, tracking_number: str) -> Stopped:
         answer = await self._call(f"/v1/shipments/{tracking_number}/cancel", None, {},
                                   allow=(409,))
-        return answer.status_code != 409
+        if answer.status_code == 409:
+            return "arrived"
+        return "cancelled" if answer.json()["status"] == "cancelled" else "recalled"
 
     async def _call(self, path: str, json: dict[str, Any] | None, headers: dict[str, str],
                     allow: tuple[int, ...] = ()) -> httpx.Response:
@@ -142,12 +156,19 @@ class InMemoryCarrier:
             request, booking, next_step_at=booked_at + timedelta(seconds=self.pickup_after))
         return booking
 
-    async def cancel(self, tracking_number: str) -> bool:
+    async def cancel(self, tracking_number: str) -> Stopped:
         parcel = self._by_tracking(tracking_number)
-        if parcel.status not in ("created", "cancelled"):
-            return False
-        parcel.status, parcel.next_step_at = "cancelled", None
-        return True
+        if parcel.status in ("cancelled", RECALLED, "returned_to_sender"):
+            return "cancelled" if parcel.status == "cancelled" else "recalled"
+        if parcel.status in ARRIVED or (parcel.status != "created"
+                                        and parcel.request["service"] == "return"):
+            return "arrived"
+        if parcel.status == "created":
+            parcel.status, parcel.next_step_at = "cancelled", None
+            return "cancelled"
+        now = self.clock() if self.clock else datetime.now().astimezone()
+        parcel.status, parcel.next_step_at = RECALLED, now + timedelta(seconds=self.step_after)
+        return "recalled"
 
     def _by_tracking(self, tracking_number: str) -> FakeParcel:
         for parcel in self.parcels.values():
@@ -174,6 +195,8 @@ class InMemoryCarrier:
 
     def acknowledged(self, update: dict[str, Any]) -> None:
         parcel = self._by_tracking(update["tracking_number"])
+        if parcel.status in ("cancelled", RECALLED) and update["status"] != "returned_to_sender":
+            return  # stopped while this report was on its way: the stop stands
         parcel.status = update["status"]
         parcel.updates += 1
         parcel.failed_attempts += update["status"] == "delivery_failed"

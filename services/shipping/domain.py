@@ -7,7 +7,9 @@ step on the signed carrier webhook; `carrier_update` checks a report against the
 turns it into the event to record. Home delivery goes created -> shipped -> in transit -> out
 for delivery -> delivered, a failed attempt sending the parcel out for delivery again;
 click-and-collect goes created -> shipped -> ready for pickup -> picked up. An order cancelled
-while its parcel still waits for the courier has the booking cancelled. A requested return is
+while its parcel still waits for the courier has the booking cancelled; one cancelled after
+the courier collected it (the customer's cancel raced the pickup) has the parcel recalled, and
+the carrier reports it returned to sender once it is back at the warehouse. A requested return is
 booked with the carrier that delivered the order, and received when that carrier delivers it
 back to the warehouse.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from alur.runtime.aggregate import OR_NOTHING
 from schemas import (
     Address,
     DeliveredData,
@@ -27,6 +30,7 @@ from schemas import (
     OutForDeliveryData,
     PickedUpData,
     ReadyForPickupData,
+    ReturnedToSenderData,
     ReturnLine,
     ReturnReceivedData,
     ShippedData,
@@ -37,7 +41,10 @@ PARCEL_EVENTS = {
     "ShipmentCreated": "created", "Shipped": "shipped", "InTransit": "in_transit",
     "OutForDelivery": "out_for_delivery", "DeliveryFailed": "delivery_failed",
     "Delivered": "delivered", "ReadyForPickup": "ready_for_pickup", "PickedUp": "picked_up",
+    "ReturnedToSender": "returned_to_sender",
 }
+# A parcel in one of these is where it will stay: nothing can stop it any more.
+AT_REST = frozenset({"delivered", "picked_up", "returned_to_sender"})
 # The steps a carrier may report after each status, for a parcel to an address or to a store.
 HOME_NEXT = {"created": {"shipped"}, "shipped": {"in_transit"},
              "in_transit": {"out_for_delivery"},
@@ -63,11 +70,14 @@ class CreateShipment:
 
 @dataclass(frozen=True)
 class CancelShipment:
-    """Command: the order was cancelled before the courier collected its parcel."""
+    """Command: the order was cancelled; stop its parcel (cancel the booking, or recall the
+    parcel if the courier has collected it)."""
 
     order_id: str
+    shipment_id: str
     carrier: str
     tracking_number: str
+    parcel_status: str  # its last reported step
 
 
 @dataclass(frozen=True)
@@ -168,9 +178,11 @@ def decide(state: ShipmentState, event: Event) -> list[object]:
                                "store" if to_store else "home",
                                None if to_store else after.address, after.store_id,
                                f"{after.order_id}:shipment")]
-    if event.type == "OrderCancelled" and not state.cancelled and after.status == "created":
-        assert after.order_id and after.carrier and after.tracking_number
-        return [CancelShipment(after.order_id, after.carrier, after.tracking_number)]
+    if (event.type == "OrderCancelled" and not state.cancelled and after.status is not None
+            and after.status not in AT_REST):
+        assert after.order_id and after.shipment_id and after.carrier and after.tracking_number
+        return [CancelShipment(after.order_id, after.shipment_id, after.carrier,
+                               after.tracking_number, after.status)]
     if (event.type == "ReturnRequested" and after.carrier is not None
             and after.return_tracking_number is None and after.return_id != state.return_id):
         assert after.order_id and after.return_id
@@ -197,11 +209,16 @@ def _outbound(state: ShipmentState, update: ParcelUpdate) -> list[Model]:
     assert state.order_id and state.shipment_id and state.tracking_number and state.status
     if update.status == state.status:
         return []  # the same step reported again
+    parcel = dict(order_id=state.order_id, shipment_id=state.shipment_id)
+    if update.status == "returned_to_sender":
+        if not state.cancelled or state.status in AT_REST:
+            raise UpdateRefused(f"parcel {update.tracking_number} of an order not cancelled "
+                                f"(or already {state.status}) cannot be returned to sender")
+        return [ReturnedToSenderData(**parcel, tracking_number=state.tracking_number)]
     steps = STORE_NEXT if state.store_id else HOME_NEXT
     if update.status not in steps.get(state.status, set()):
         raise UpdateRefused(f"parcel {update.tracking_number} is {state.status}; it cannot be "
                             f"{update.status} next")
-    parcel = dict(order_id=state.order_id, shipment_id=state.shipment_id)
     if update.status in PARCEL_DATA:
         return [PARCEL_DATA[update.status](**parcel, tracking_number=state.tracking_number)]
     if update.status == "delivery_failed":
@@ -229,6 +246,7 @@ RELEVANT = frozenset({"OrderPlaced", "StockReserved", "PaymentConfirmed", "Order
 # What carrying out each command can record (see alur replay handlers).
 OUTCOMES: dict[type, frozenset[str]] = {
     CreateShipment: frozenset({"ShipmentCreated"}),
-    CancelShipment: frozenset(),
+    # Nothing when the booking was cancelled before collection (or the parcel had arrived).
+    CancelShipment: frozenset({"ShipmentRecalled", OR_NOTHING}),
     BookReturn: frozenset({"ReturnShipmentCreated"}),
 }

@@ -36,7 +36,7 @@ class CarrierReport(BaseModel):
     tracking_number: str = Field(min_length=1)
     reference: str = Field(min_length=1, description="The order id.")
     status: Literal["shipped", "in_transit", "out_for_delivery", "delivery_failed",
-                    "delivered", "ready_for_pickup", "picked_up"]
+                    "delivered", "ready_for_pickup", "picked_up", "returned_to_sender"]
     occurred_at: AwareDatetime
     reason: str | None = None
     next_attempt_at: AwareDatetime | None = None

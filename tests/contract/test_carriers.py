@@ -1,4 +1,4 @@
-"""Carrier contract: the in-memory fake books, cancels and reports parcel steps as both carrier
+"""Carrier contract: the in-memory fake books, stops and reports parcel steps as both carrier
 simulators do, each its own process, reporting to a webhook receiver on loopback."""
 
 from __future__ import annotations
@@ -156,15 +156,28 @@ async def test_a_store_parcel_waits_in_the_store_and_a_return_comes_back(
     assert [s.report["status"] for s in returned] == ["shipped", "in_transit", "delivered"]
 
 
-async def test_only_a_parcel_not_yet_collected_can_be_cancelled(harness: Harness) -> None:
+async def test_a_parcel_is_cancelled_before_collection_and_recalled_until_it_arrives(
+        harness: Harness) -> None:
     order = ref()
     stopped = await harness.carrier.book(f"{order}:a", order, "home", HOME, None)
     moving = await harness.carrier.book(f"{order}:b", order, "home", HOME, None)
-    assert await harness.carrier.cancel(stopped.tracking_number) is True
-    assert await harness.carrier.cancel(stopped.tracking_number) is True
-    await harness.reports(moving.tracking_number, 1)
-    assert await harness.carrier.cancel(moving.tracking_number) is False
-    await harness.reports(moving.tracking_number, 4)
+    arriving = await harness.carrier.book(f"{order}:c", order, "store", None, "ST-LIS")
+    assert await harness.carrier.cancel(stopped.tracking_number) == "cancelled"
+    assert await harness.carrier.cancel(stopped.tracking_number) == "cancelled"
+    await harness.reports(moving.tracking_number, 2)
+    assert await harness.carrier.cancel(moving.tracking_number) == "recalled"
+    assert await harness.carrier.cancel(moving.tracking_number) == "recalled"
+    # It may have taken one more step while the cancel was on its way; then it turns back.
+    statuses: list[str] = []
+    while "returned_to_sender" not in statuses:
+        assert len(statuses) < 4, statuses
+        seen = await harness.reports(moving.tracking_number, len(statuses) + 1)
+        statuses = [s.report["status"] for s in seen if s.acknowledged]
+    assert statuses in (["shipped", "in_transit", "returned_to_sender"],
+                        ["shipped", "in_transit", "out_for_delivery", "returned_to_sender"])
+    assert await harness.carrier.cancel(moving.tracking_number) == "recalled"
+    await harness.reports(arriving.tracking_number, 3)
+    assert await harness.carrier.cancel(arriving.tracking_number) == "arrived"
     assert not [s for s in harness.seen
                 if s.report["tracking_number"] == stopped.tracking_number]
 

@@ -159,6 +159,54 @@ async def test_cancel_before_payment_and_after_payment(services, api, db) -> Non
     await no_violations(services, db, [unpaid, paid])
 
 
+async def test_a_cancel_that_raced_the_courier_recalls_the_parcel(services, api, db) -> None:
+    """Orders accepts a cancel while its own view of the order is before Shipped, and that view
+    lags the carrier by the consumer lag. The test makes the lag certain: it holds the orders
+    consumer (a lock on its inbox) while the courier collects the parcel."""
+    sku = await stocked(services)
+    order_id = await place(api, order_body(sku))
+    await reach(db, order_id, "ShipmentCreated")
+
+    async def shipping_types() -> list[str]:
+        return [e["type"] for e in await events_of(db, "shipping", order_id)]
+
+    async with db.acquire() as hold, hold.transaction():
+        await hold.execute("LOCK TABLE orders.inbox IN SHARE MODE")
+
+        async def on_its_way() -> bool:
+            return "InTransit" in await shipping_types()
+
+        await wait_until(on_its_way, 30, "the courier to collect the parcel")
+        cancelled = await api.post(f"/v1/orders/{order_id}/cancel")
+        assert cancelled.status_code == 200, cancelled.text
+
+        async def recalled() -> bool:
+            return "ShipmentRecalled" in await shipping_types()
+
+        await wait_until(recalled, 30, "shipping to recall the parcel")
+    await reach(db, order_id, "ReturnedToSender")
+    parcel = await shipping_types()
+    assert "Delivered" not in parcel and parcel.index("ShipmentRecalled") < parcel.index(
+        "ReturnedToSender"), parcel
+
+    async def restocked() -> bool:
+        return await stock_of(db, sku) == (10, 0)
+
+    # Inventory saw Shipped before the cancel: the units left its books, and are back on them.
+    await wait_until(restocked, 30, "the recalled units back on the shelf")
+    assert [e["type"] for e in await events_of(db, "inventory", order_id)
+            if e["type"].startswith("Stock")] == ["StockReserved", "StockCommitted",
+                                                  "StockRestocked"]
+
+    async def refunded() -> bool:
+        return any(e["type"] == "RefundIssued" for e in await events_of(db, "payments", order_id))
+
+    await wait_until(refunded, 30, "the refund")
+    view = (await api.get(f"/v1/orders/{order_id}")).json()
+    assert view["status"] == "cancelled"
+    await no_violations(services, db, [order_id])
+
+
 async def test_a_return_is_refunded_restocked_and_its_points_reversed(services, api, db) -> None:
     sku = await stocked(services)
     order_id = await place(api, order_body(sku, quantity=2))

@@ -1,4 +1,4 @@
-from schemas import StockLine
+from schemas import ReturnLine, StockLine
 from services.inventory import domain
 from services.inventory.domain import ReservationState
 from tests.unit.builders import event
@@ -56,3 +56,19 @@ def test_nothing_is_released_for_a_rejected_or_shipped_order() -> None:
                               event("StockCommitted", "o1"))
     assert domain.decide(committed, cancelled) == []
     assert domain.release_reason("customer_request") == "cancelled"
+
+
+def test_a_recalled_parcel_back_at_the_warehouse_is_restocked_only_if_it_was_committed() -> None:
+    reserved = domain.evolve(ReservationState(), event("StockReserved", "o1"))
+    back = event("ReturnedToSender", "o1")
+    # Shipped came before the cancel: the units had left the books, and come back on them.
+    committed = domain.evolve(reserved, event("StockCommitted", "o1"))
+    [restock] = domain.decide(committed, back)
+    assert restock == domain.Restock(
+        "o1", back.data.shipment_id, committed.location or "",
+        tuple(ReturnLine(sku=x.sku, quantity=x.quantity) for x in reserved.lines))
+    restocked = domain.evolve(committed, event("StockRestocked", "o1"))
+    assert domain.decide(restocked, back) == []
+    # The cancel came first: released, the units never left the books.
+    released = domain.evolve(reserved, event("StockReleased", "o1"))
+    assert domain.decide(released, back) == []

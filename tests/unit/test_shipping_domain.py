@@ -64,12 +64,34 @@ def test_a_report_about_another_parcel_or_carrier_is_unknown() -> None:
         domain.carrier_update(state, report(state, "shipped", carrier="nusapost"))
 
 
-def test_an_order_cancelled_before_the_courier_came_cancels_the_booking() -> None:
+def test_a_cancelled_order_has_its_parcel_stopped_until_it_arrives() -> None:
     booked = fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated")
     [cancel] = domain.decide(booked, event("OrderCancelled", "o1"))
-    assert cancel == domain.CancelShipment("o1", booked.carrier, booked.tracking_number)
-    shipped = step(booked, "shipped")
-    assert domain.decide(shipped, event("OrderCancelled", "o1")) == []
+    assert cancel == domain.CancelShipment("o1", booked.shipment_id, booked.carrier,
+                                           booked.tracking_number, "created")
+    # The cancel raced the pickup: the parcel on its way is stopped (recalled) too ...
+    on_its_way = step(step(booked, "shipped"), "in_transit")
+    [recall] = domain.decide(on_its_way, event("OrderCancelled", "o1"))
+    assert isinstance(recall, domain.CancelShipment) and recall.parcel_status == "in_transit"
+    # ... but once it arrived there is nothing to stop, and a second cancel changes nothing.
+    delivered = step(step(on_its_way, "out_for_delivery"), "delivered")
+    assert domain.decide(delivered, event("OrderCancelled", "o1")) == []
+    cancelled = domain.evolve(on_its_way, event("OrderCancelled", "o1"))
+    assert domain.decide(cancelled, event("OrderCancelled", "o1")) == []
+
+
+def test_only_a_cancelled_orders_parcel_is_returned_to_sender_and_then_rests() -> None:
+    on_its_way = step(fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated"), "shipped")
+    with pytest.raises(domain.UpdateRefused, match="not cancelled"):
+        domain.carrier_update(on_its_way, report(on_its_way, "returned_to_sender"))
+    cancelled = domain.evolve(on_its_way, event("OrderCancelled", "o1"))
+    [back] = domain.carrier_update(cancelled, report(cancelled, "returned_to_sender"))
+    assert back.tracking_number == cancelled.tracking_number
+    rests = step(cancelled, "returned_to_sender")
+    assert rests.status == "returned_to_sender"
+    assert domain.carrier_update(rests, report(rests, "returned_to_sender")) == []
+    with pytest.raises(domain.UpdateRefused):
+        domain.carrier_update(rests, report(rests, "delivered"))
 
 
 def test_home_deliveries_go_by_postal_region_and_store_pickups_to_nusapost() -> None:
