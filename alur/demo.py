@@ -38,7 +38,8 @@ from services.orders.admin import onboard
 
 # Deadlines short enough to be seen within a demo run: an unpaid bank transfer expires after
 # 20 s (a real one has a day).
-DEMO_DEADLINES = {"bank_transfer_ttl": 20.0}
+# Short enough to happen within a run: transfers expire, paid orders leave for shipping.
+DEMO_DEADLINES = {"bank_transfer_ttl": 20.0, "release_after": 3.0}
 PLACE_ATTEMPTS = 5  # connection failures in a row before a shop gives up on the API
 
 
@@ -231,9 +232,9 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         ("cards declined", str(n.get("PaymentFailed", 0))),
         ("out of stock", str(n.get("StockRejected", 0))),
         ("cancelled", by_reason("OrderCancelled")),
-        ("cancels refused (parcel left)", str(run.customers.refused["cancel"])),
-        ("cancels that raced the courier", f"{n.get('ShipmentRecalled', 0)} parcels recalled, "
-                                           f"{n.get('ReturnedToSender', 0)} back"),
+        ("cancels refused (released)", str(run.customers.refused["cancel"])),
+        ("parcels recalled (late no)", f"{n.get('ShipmentRecalled', 0)} recalled, "
+                                       f"{n.get('ReturnedToSender', 0)} back"),
         ("parcels by carrier", parcels or "0"),
         ("returns collected by", returns or "0"),
         ("delivery re-attempts", str(n.get("DeliveryFailed", 0))),

@@ -90,11 +90,13 @@ class Settings(BaseSettings):
                                    "order whose payment has not started.")
     bank_transfer_ttl: float = Field(86_400.0, description="Seconds a customer has to pay a "
                                      "bank transfer into its virtual account.")
+    release_after: float = Field(300.0, description="Seconds a paid order (a cash-on-delivery "
+                                 "one once its stock is reserved) waits before it is released "
+                                 "to shipping; the customer can cancel it until then.")
     auto_complete_after: float = Field(14 * 86_400.0, description="Seconds after delivery an "
                                        "order completes unless the customer confirmed earlier.")
     carrier_pickup_after: float = Field(2.0, description="Seconds the simulated carriers take "
-                                        "to collect a parcel (the window to cancel a paid "
-                                        "order) or a return.")
+                                        "to collect a parcel or a return after booking.")
     carrier_step_after: float = Field(0.5, description="Seconds between the simulated "
                                       "carriers' later parcel updates.")
     timer_interval: float = Field(1.0, description="Seconds between rounds of firing due "

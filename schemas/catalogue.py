@@ -22,6 +22,7 @@ from schemas.orders import (
     OrderCancelled,
     OrderCompleted,
     OrderPlaced,
+    OrderReadyToShip,
     OrderReturned,
     OrderStuck,
     ReceiptConfirmed,
@@ -51,7 +52,8 @@ from schemas.shipping import (
 )
 
 AnyEvent = Annotated[
-    OrderPlaced | OrderCancelled | OrderCompleted | OrderStuck | ReceiptConfirmed
+    OrderPlaced | OrderReadyToShip | OrderCancelled | OrderCompleted | OrderStuck
+    | ReceiptConfirmed
     | ReturnRequested | OrderReturned | ReviewSubmitted | LoyaltyPointsAccrued
     | LoyaltyPointsReversed
     | StockReserved | StockRejected | StockReleased | StockCommitted | StockRestocked | LowStock

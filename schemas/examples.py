@@ -28,6 +28,7 @@ PAYLOADS: dict[str, Model] = {
     ),
     "OrderCancelled": s.OrderCancelledData(order_id=ORDER, reason="out_of_stock"),
     "OrderCompleted": s.OrderCompletedData(order_id=ORDER),
+    "OrderReadyToShip": s.OrderReadyToShipData(order_id=ORDER),
     "OrderStuck": s.OrderStuckData(order_id=ORDER, status="paid", since=AT),
     "ReceiptConfirmed": s.ReceiptConfirmedData(order_id=ORDER),
     "ReturnRequested": s.ReturnRequestedData(

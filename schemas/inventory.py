@@ -19,7 +19,9 @@ class StockReservedData(Model):
     reservation_id: str
     location: str = Field(description="Warehouse or store holding the reserved units.")
     lines: list[StockLine] = Field(min_length=1)
-    expires_at: AwareDatetime = Field(description="Released unless committed before this.")
+    expires_at: AwareDatetime = Field(description=(
+        "Released unless paid or committed before this; a cash-on-delivery reservation "
+        "is held until it ships or the order is cancelled."))
 
 
 class StockRejectedData(Model):

@@ -62,6 +62,14 @@ class OrderCancelledData(Model):
     reason: str = Field(description="e.g. out_of_stock, customer_request, payment_failed.")
 
 
+class OrderReadyToShipData(Model):
+    """The order may ship: paid (or, for cash on delivery, its stock reserved) and not
+    cancelled. Orders decides it in the order's stream, so a later cancellation follows it on
+    the order's partition and shipping sees the two in that order."""
+
+    order_id: str
+
+
 class OrderCompletedData(Model):
     order_id: str
 
@@ -124,6 +132,11 @@ class OrderPlaced(_OrdersEvent):
 class OrderCancelled(_OrdersEvent):
     type: Literal["OrderCancelled"] = "OrderCancelled"
     data: OrderCancelledData
+
+
+class OrderReadyToShip(_OrdersEvent):
+    type: Literal["OrderReadyToShip"] = "OrderReadyToShip"
+    data: OrderReadyToShipData
 
 
 class OrderCompleted(_OrdersEvent):

@@ -28,8 +28,9 @@ def test_settings() -> Settings:
         scrape_interval=1.0, sample_interval=1.0, payments_port=8083, inventory_port=8085,
         shipping_port=8110, kilat_port=8111, nusapost_port=8112,
         # Short business deadlines, so that tests see them pass: a reservation unpaid for 20 s
-        # (payments stopped) and a bank transfer unpaid for 8 s expire.
-        reservation_ttl=20.0, bank_transfer_ttl=8.0)
+        # (payments stopped) and a bank transfer unpaid for 8 s expire; a paid order can be
+        # cancelled for 3 s before it is released to shipping.
+        reservation_ttl=20.0, bank_transfer_ttl=8.0, release_after=3.0)
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]

@@ -107,8 +107,9 @@ def till_plan(rng: random.Random) -> Plan:
 @dataclass
 class Customers:
     """Acts for every order of the run; `refused` counts requests the order's state refused
-    (a cancellation that came after the parcel left), `unanswered` requests that got no
-    answer at all (the connection failed) and were sent again in a later round."""
+    (a cancellation that came after the order was released to shipping), `unanswered`
+    requests that got no answer at all (the connection failed) and were sent again in a later
+    round."""
 
     api: httpx.AsyncClient
     gateway: httpx.AsyncClient

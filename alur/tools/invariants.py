@@ -65,6 +65,7 @@ async def _one_terminal_state(conn: asyncpg.Connection, ids: list[str] | None,
         " count(*) FILTER (WHERE type = 'OrderCompleted') AS completed,"
         " count(*) FILTER (WHERE type = 'OrderReturned') AS returned,"
         " bool_or(type = 'Delivered' OR type = 'PickedUp') AS delivered,"
+        " bool_or(type = 'ReturnedToSender') AS sent_back,"
         " (array_agg(type ORDER BY version DESC))[1] AS last"
         " FROM orders.events WHERE ($1::text[] IS NULL OR stream_id = ANY($1))"
         " GROUP BY stream_id", ids)
@@ -74,8 +75,9 @@ async def _one_terminal_state(conn: asyncpg.Connection, ids: list[str] | None,
         "cancelled {cancelled}x, completed {completed}x, returned {returned}x")
     # A cancel that came after the courier collected the parcel recalls it; delivered anyway,
     # the customer has the goods of an order the platform ended.
-    report.add("1 one terminal state", [r for r in rows if r["cancelled"] and r["delivered"]],
-               "cancelled, yet its parcel reached the customer")
+    report.add("1 one terminal state", [
+        r for r in rows if r["cancelled"] and r["delivered"] and not r["sent_back"]],
+        "cancelled, yet its parcel reached the customer")
     # Delivered orders wait for the customer or for auto-completion: settled for the platform.
     report.unsettled = [(r["order_id"], r["last"]) for r in rows
                         if not (r["cancelled"] or r["completed"] or r["returned"]

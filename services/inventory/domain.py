@@ -2,7 +2,8 @@
 
 A reservation holds units until the order ships, or expires at its `expires_at` unless
 something took it over first: a confirmed or pending payment (a bank transfer has its own
-expiry), or a shipment booked for cash on delivery.
+expiry). A cash-on-delivery order waits for nothing from its customer before it ships, so its
+reservation does not expire: it is held until the parcel ships or the order is cancelled.
 """
 
 from __future__ import annotations
@@ -75,10 +76,12 @@ class ReservationState:
     expires_at: datetime | None = None
     taken_over: bool = False            # paid, payment pending or shipment booked: no expiry
     restocked: bool = False
+    cod: bool = False                   # cash on delivery: no expiry
 
     @property
     def expiry(self) -> datetime | None:
-        return self.expires_at if self.status == "reserved" and not self.taken_over else None
+        waiting = self.status == "reserved" and not self.taken_over and not self.cod
+        return self.expires_at if waiting else None
 
 
 def choose_location(levels: Levels, lines: Sequence[StockLine]) -> str | None:
@@ -99,6 +102,8 @@ def short_skus(levels: Levels, lines: Sequence[StockLine]) -> list[str]:
 
 
 def evolve(state: ReservationState, event: Event) -> ReservationState:
+    if event.type == "OrderPlaced":
+        return replace(state, cod=event.data.payment.method == "cod")
     if event.type == "StockReserved":
         return replace(state, status="reserved", order_id=event.data.order_id,
                        reservation_id=event.data.reservation_id,

@@ -107,7 +107,8 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
 
 def policy_of(settings: Settings) -> domain.Policy:
     return domain.Policy(complete_after=timedelta(seconds=settings.auto_complete_after),
-                         stuck_after=timedelta(seconds=settings.stuck_after))
+                         stuck_after=timedelta(seconds=settings.stuck_after),
+                         release_after=timedelta(seconds=settings.release_after))
 
 
 def api_config(settings: Settings) -> ApiConfig:

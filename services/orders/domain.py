@@ -18,6 +18,7 @@ from schemas import (
     OrderCompletedData,
     OrderLine,
     OrderPlacedData,
+    OrderReadyToShipData,
     OrderReturnedData,
     OrderStuckData,
     PaymentInstruction,
@@ -53,7 +54,8 @@ SUPPORTED_DELIVERY_METHODS = frozenset({"home_delivery", "click_and_collect"})
 # A till sale was paid at the counter (cash, or card on the till's own terminal) and the goods
 # were handed over: it completes once payments has recorded the payment.
 POS_PAYMENT_METHODS = frozenset({"cash", "card"})
-# Until the parcel leaves: compensations (release, refund) follow a cancellation.
+# A business "no" (rejection, decline, expiry) cancels until the parcel leaves; compensations
+# (release, refund, and a booked parcel stopped) follow.
 CANCELLABLE = frozenset({"placed", "reserved", "awaiting_payment", "paid", "shipment_created"})
 MAX_AMOUNT = 10**13  # minor units: far above any order, far below PostgreSQL's bigint
 AFTER_DELIVERY = frozenset({"delivered", "completed"})
@@ -64,10 +66,12 @@ RETURNING = ("return_requested", "return_received")
 
 @dataclass(frozen=True)
 class Policy:
-    """Deadlines of an order: auto-completion after delivery, the stuck-order threshold."""
+    """Deadlines of an order: release to shipping after payment (the customer's window to
+    cancel), auto-completion after delivery, the stuck-order threshold."""
 
     complete_after: timedelta = timedelta(days=14)
     stuck_after: timedelta = timedelta(minutes=15)
+    release_after: timedelta = timedelta(minutes=5)
 
 
 class InvalidOrder(ValueError):
@@ -101,6 +105,10 @@ class OrderState:
     stuck_reported: datetime | None = None  # the `since` an OrderStuck was emitted for
     channel: str = "online"
     sold_at: datetime | None = None  # point-of-sale: when the till sold it
+    cod: bool = False
+    reserved: bool = False
+    paid: bool = False
+    ready_to_ship: bool = False  # OrderReadyToShip recorded
 
     @property
     def return_requested(self) -> bool:
@@ -180,11 +188,14 @@ def _total(lines: Sequence[OrderLine], currency: str | None) -> Money:
 
 
 def cancel(state: OrderState, order_id: str) -> OrderCancelledData:
-    """The customer (through the shop) cancels: allowed until the parcel leaves."""
+    """The customer (through the shop) cancels: allowed until the order is released to
+    shipping (`Policy.release_after` after payment), so that no parcel is ever booked for it."""
     if state.channel == "pos":
         raise NotAllowedNow("a till sale was handed over already; it cannot be cancelled")
     if state.status not in CANCELLABLE:
         raise NotAllowedNow(f"an order that is {state.status} can no longer be cancelled")
+    if state.ready_to_ship:
+        raise NotAllowedNow("the order was released to shipping; it can no longer be cancelled")
     return OrderCancelledData(order_id=order_id, reason="customer_request")
 
 
@@ -256,7 +267,14 @@ def evolve(state: OrderState, event: Event) -> OrderState:
         data = event.data
         state = replace(state, order_id=data.order_id, customer_id=data.customer.customer_id,
                         total=data.total, lines=tuple((x.sku, x.quantity) for x in data.lines),
-                        channel=event.channel, sold_at=data.sold_at)
+                        channel=event.channel, sold_at=data.sold_at,
+                        cod=data.payment.method == "cod")
+    elif kind == "StockReserved":
+        state = replace(state, reserved=True)
+    elif kind == "PaymentConfirmed":
+        state = replace(state, paid=True)
+    elif kind == "OrderReadyToShip":
+        return replace(state, ready_to_ship=True)
     elif kind == "OrderCompleted" and state.channel == "pos":
         # Handed over at the counter: reviews are open from the sale.
         state = replace(state, delivered_at=state.sold_at or event.time)
@@ -312,6 +330,16 @@ def decide(state: OrderState, event: Event) -> list[Model]:
     return []
 
 
+def _may_ship(state: OrderState) -> bool:
+    """An online order that is paid (or reserved, for cash on delivery), not cancelled, and
+    not yet released to shipping. Shipping books only on OrderReadyToShip, so a cancel decided
+    before it means no parcel at all, and one decided after it reaches shipping after it (on
+    the order's partition)."""
+    return (state.channel == "online" and not state.ready_to_ship
+            and state.status in ("placed", "reserved", "awaiting_payment", "paid")
+            and (state.paid or (state.cod and state.reserved)))
+
+
 def _sale_recorded(state: OrderState) -> bool:
     """A till sale whose payment is recorded: it was handed over at the counter already, so
     it completes (inventory takes its units off the store's books on its own time)."""
@@ -336,6 +364,8 @@ def _close_return(state: OrderState, order_id: str) -> list[Model]:
 def deadlines_under(policy: Policy) -> Callable[[OrderState], dict[str, datetime]]:
     def deadlines(state: OrderState) -> dict[str, datetime]:
         due: dict[str, datetime] = {}
+        if _may_ship(state) and state.since is not None:
+            due["release"] = state.since + policy.release_after
         if state.status == "delivered" and state.delivered_at is not None:
             due["auto_complete"] = state.delivered_at + policy.complete_after
         if (state.status not in TERMINAL and state.status not in CUSTOMER_WAITS
@@ -348,6 +378,8 @@ def deadlines_under(policy: Policy) -> Callable[[OrderState], dict[str, datetime
 
 def on_timer(state: OrderState, kind: str) -> list[Model]:
     assert state.order_id is not None
+    if kind == "release" and _may_ship(state):
+        return [OrderReadyToShipData(order_id=state.order_id)]
     if kind == "auto_complete" and state.status == "delivered":
         return complete(state, state.order_id)
     if kind == "stuck" and state.status is not None and state.since is not None:

@@ -92,5 +92,5 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
 
 
 DEFINITION = ServiceDefinition(
-    name="shipping", subscriptions=("orders", "inventory", "payments"), migrations=None,
+    name="shipping", subscriptions=("orders",), migrations=None,
     build=build)

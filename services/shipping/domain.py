@@ -1,17 +1,19 @@
 """A shipment per order: booked with a carrier once the order may ship, then followed by the
 carrier's reports. Pure.
 
-An order may ship once it is paid, or once its stock is reserved when the courier collects
-the cash on delivery. The carrier (see carrier.py) moves the parcel itself and reports each
-step on the signed carrier webhook; `carrier_update` checks a report against the shipment and
-turns it into the event to record. Home delivery goes created -> shipped -> in transit -> out
-for delivery -> delivered, a failed attempt sending the parcel out for delivery again;
-click-and-collect goes created -> shipped -> ready for pickup -> picked up. An order cancelled
-while its parcel still waits for the courier has the booking cancelled; one cancelled after
-the courier collected it (the customer's cancel raced the pickup) has the parcel recalled, and
-the carrier reports it returned to sender once it is back at the warehouse. A requested return is
-booked with the carrier that delivered the order, and received when that carrier delivers it
-back to the warehouse.
+An order ships once the orders service says it may (OrderReadyToShip: paid, or for cash on
+delivery its stock reserved, and not cancelled). That event and a later OrderCancelled travel
+on the order's partition of the `orders` topic, so shipping sees them in the order orders
+decided them, however far it lags. The carrier (see carrier.py) moves the parcel itself and
+reports each step on the signed carrier webhook; `carrier_update` checks a report against
+the shipment and turns it into the event to record. Home delivery goes created -> shipped ->
+in transit -> out for delivery -> delivered, a failed attempt sending the parcel out for
+delivery again; click-and-collect goes created -> shipped -> ready for pickup -> picked up.
+An order cancelled while its parcel still waits for the courier has the booking cancelled;
+one cancelled after the courier collected it (the cancel raced the pickup) has the parcel
+recalled, and the carrier reports it returned to sender once it is back at the warehouse. A
+requested return is booked with the carrier that delivered the order, and received when that
+carrier delivers it back to the warehouse.
 """
 
 from __future__ import annotations
@@ -115,10 +117,9 @@ class ShipmentState:
     order_id: str | None = None
     address: Address | None = None
     store_id: str | None = None
-    cod: bool = False
-    stock_reserved: bool = False
-    paid: bool = False
+    released: bool = False  # OrderReadyToShip seen
     cancelled: bool = False
+    recalled: bool = False
     shipment_id: str | None = None
     carrier: str | None = None
     tracking_number: str | None = None
@@ -133,8 +134,7 @@ class ShipmentState:
     @property
     def ready_to_ship(self) -> bool:
         deliverable = self.address is not None or self.store_id is not None
-        may = self.paid or (self.cod and self.stock_reserved)
-        return deliverable and may and not self.cancelled and self.shipment_id is None
+        return deliverable and self.released and not self.cancelled and self.shipment_id is None
 
 
 def evolve(state: ShipmentState, event: Event) -> ShipmentState:
@@ -144,13 +144,13 @@ def evolve(state: ShipmentState, event: Event) -> ShipmentState:
             return replace(state, order_id=event.data.order_id)  # handed over at the till
         return replace(state, order_id=event.data.order_id, address=delivery.address,
                        store_id=delivery.store_id if delivery.method == "click_and_collect"
-                       else None, cod=event.data.payment.method == "cod")
-    if event.type == "StockReserved":
-        return replace(state, stock_reserved=True)
-    if event.type == "PaymentConfirmed":
-        return replace(state, paid=True)
+                       else None)
+    if event.type == "OrderReadyToShip":
+        return replace(state, released=True)
     if event.type == "OrderCancelled":
         return replace(state, cancelled=True)
+    if event.type == "ShipmentRecalled":
+        return replace(state, recalled=True)
     if event.type == "ReturnRequested":
         return replace(state, return_id=event.data.return_id,
                        return_lines=tuple(event.data.lines))
@@ -211,10 +211,17 @@ def _outbound(state: ShipmentState, update: ParcelUpdate) -> list[Model]:
         return []  # the same step reported again
     parcel = dict(order_id=state.order_id, shipment_id=state.shipment_id)
     if update.status == "returned_to_sender":
-        if not state.cancelled or state.status in AT_REST:
+        # Even after a `delivered` this service recorded: the carrier sends it back only when
+        # it recalled the parcel, which it does only if that report never reached it as taken.
+        if not state.cancelled:
             raise UpdateRefused(f"parcel {update.tracking_number} of an order not cancelled "
-                                f"(or already {state.status}) cannot be returned to sender")
+                                "cannot be returned to sender")
         return [ReturnedToSenderData(**parcel, tracking_number=state.tracking_number)]
+    if state.recalled:
+        # The carrier agreed to turn the parcel back: a forward step reported now is one it
+        # sent before (and then took back when the answer did not reach it in time).
+        raise UpdateRefused(f"parcel {update.tracking_number} was recalled; it cannot be "
+                            f"{update.status}")
     steps = STORE_NEXT if state.store_id else HOME_NEXT
     if update.status not in steps.get(state.status, set()):
         raise UpdateRefused(f"parcel {update.tracking_number} is {state.status}; it cannot be "
@@ -241,8 +248,7 @@ def _returning(state: ShipmentState, update: ParcelUpdate) -> list[Model]:
                                lines=list(state.return_lines))]
 
 
-RELEVANT = frozenset({"OrderPlaced", "StockReserved", "PaymentConfirmed", "OrderCancelled",
-                      "ReturnRequested"})
+RELEVANT = frozenset({"OrderPlaced", "OrderReadyToShip", "OrderCancelled", "ReturnRequested"})
 # What carrying out each command can record (see alur replay handlers).
 OUTCOMES: dict[type, frozenset[str]] = {
     CreateShipment: frozenset({"ShipmentCreated"}),

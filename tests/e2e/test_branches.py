@@ -15,8 +15,8 @@ from alur.infra import stack
 from alur.tools.invariants import check
 from tests.e2e.helpers import new_sku, order_body, place, set_stock, statuses, wait_until
 
-HOME = ["OrderPlaced", "StockReserved", "PaymentConfirmed", "ShipmentCreated", "Shipped",
-        "InTransit", "OutForDelivery", "Delivered"]
+HOME = ["OrderPlaced", "StockReserved", "PaymentConfirmed", "OrderReadyToShip",
+        "ShipmentCreated", "Shipped", "InTransit", "OutForDelivery", "Delivered"]
 
 
 async def reach(db, order_id: str, event_type: str, timeout: float = 60) -> list[str]:  # noqa: ANN001
@@ -159,51 +159,17 @@ async def test_cancel_before_payment_and_after_payment(services, api, db) -> Non
     await no_violations(services, db, [unpaid, paid])
 
 
-async def test_a_cancel_that_raced_the_courier_recalls_the_parcel(services, api, db) -> None:
-    """Orders accepts a cancel while its own view of the order is before Shipped, and that view
-    lags the carrier by the consumer lag. The test makes the lag certain: it holds the orders
-    consumer (a lock on its inbox) while the courier collects the parcel."""
+async def test_a_released_order_can_no_longer_be_cancelled_and_ships(services, api, db) -> None:
+    """The cancel window ends when orders releases the order to shipping: shipping books only
+    then, so a cancel accepted before it never races a courier, and one after it is refused."""
     sku = await stocked(services)
     order_id = await place(api, order_body(sku))
-    await reach(db, order_id, "ShipmentCreated")
-
-    async def shipping_types() -> list[str]:
-        return [e["type"] for e in await events_of(db, "shipping", order_id)]
-
-    async with db.acquire() as hold, hold.transaction():
-        await hold.execute("LOCK TABLE orders.inbox IN SHARE MODE")
-
-        async def on_its_way() -> bool:
-            return "InTransit" in await shipping_types()
-
-        await wait_until(on_its_way, 30, "the courier to collect the parcel")
-        cancelled = await api.post(f"/v1/orders/{order_id}/cancel")
-        assert cancelled.status_code == 200, cancelled.text
-
-        async def recalled() -> bool:
-            return "ShipmentRecalled" in await shipping_types()
-
-        await wait_until(recalled, 30, "shipping to recall the parcel")
-    await reach(db, order_id, "ReturnedToSender")
-    parcel = await shipping_types()
-    assert "Delivered" not in parcel and parcel.index("ShipmentRecalled") < parcel.index(
-        "ReturnedToSender"), parcel
-
-    async def restocked() -> bool:
-        return await stock_of(db, sku) == (10, 0)
-
-    # Inventory saw Shipped before the cancel: the units left its books, and are back on them.
-    await wait_until(restocked, 30, "the recalled units back on the shelf")
-    assert [e["type"] for e in await events_of(db, "inventory", order_id)
-            if e["type"].startswith("Stock")] == ["StockReserved", "StockCommitted",
-                                                  "StockRestocked"]
-
-    async def refunded() -> bool:
-        return any(e["type"] == "RefundIssued" for e in await events_of(db, "payments", order_id))
-
-    await wait_until(refunded, 30, "the refund")
-    view = (await api.get(f"/v1/orders/{order_id}")).json()
-    assert view["status"] == "cancelled"
+    types = await reach(db, order_id, "OrderReadyToShip")
+    assert types[-2:] == ["PaymentConfirmed", "OrderReadyToShip"]
+    refused = await api.post(f"/v1/orders/{order_id}/cancel")
+    assert refused.status_code == 409 and "released" in refused.text, refused.text
+    assert (await reach(db, order_id, "Delivered"))[-1] == "Delivered"
+    assert "OrderCancelled" not in (await statuses(db, [order_id]))[order_id]
     await no_violations(services, db, [order_id])
 
 

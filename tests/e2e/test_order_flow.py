@@ -12,8 +12,8 @@ from tests.e2e.helpers import (
     wait_until,
 )
 
-FLOW = ["OrderPlaced", "StockReserved", "PaymentConfirmed", "ShipmentCreated", "Shipped",
-        "InTransit", "OutForDelivery", "Delivered"]
+FLOW = ["OrderPlaced", "StockReserved", "PaymentConfirmed", "OrderReadyToShip",
+        "ShipmentCreated", "Shipped", "InTransit", "OutForDelivery", "Delivered"]
 
 
 async def test_an_order_posted_over_http_is_delivered(services, api, db) -> None:

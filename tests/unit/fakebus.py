@@ -96,7 +96,7 @@ class FakePlatform:
             moved += len(rows)
         return moved
 
-    async def run(self, for_: timedelta = timedelta(minutes=1)) -> None:
+    async def run(self, for_: timedelta = timedelta(minutes=10)) -> None:
         """Settle, then let time pass: the clock jumps to each next due timer or carrier step
         within `for_`, fires it, and the platform settles again."""
         horizon = self.clock + for_

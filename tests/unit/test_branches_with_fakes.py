@@ -4,14 +4,21 @@ from datetime import timedelta
 
 import pytest
 
-from schemas import Address, Delivery, PaymentInstruction, ReturnLine, first_event
+from schemas import (
+    Address,
+    Delivery,
+    OrderCancelledData,
+    PaymentInstruction,
+    ReturnLine,
+    first_event,
+)
 from services.inventory.adapters import InMemoryStock
 from services.orders import domain as orders
 from tests.unit.fakebus import FakePlatform
 from tests.unit.test_flow_with_fakes import placed
 
-FLOW = ["OrderPlaced", "StockReserved", "PaymentConfirmed", "ShipmentCreated", "Shipped",
-        "InTransit", "OutForDelivery", "Delivered"]
+FLOW = ["OrderPlaced", "StockReserved", "PaymentConfirmed", "OrderReadyToShip",
+        "ShipmentCreated", "Shipped", "InTransit", "OutForDelivery", "Delivered"]
 
 
 def paying(order_id: str, method: str, **changes: object):  # noqa: ANN201
@@ -72,17 +79,39 @@ async def test_cash_on_delivery_is_confirmed_when_delivered() -> None:
     assert platform.gateway.charged("o1") == 0
 
 
-async def test_cancelling_a_paid_order_before_it_leaves_refunds_and_releases() -> None:
+async def test_cancelling_a_paid_order_before_its_release_refunds_and_releases() -> None:
     platform = await stocked()
     await platform.place(placed("o1"))
-    await platform.settle()  # paid, shipment booked, not collected yet
-    assert platform.stream("orders", "o1")[-1] == "ShipmentCreated"
+    await platform.settle()  # paid; released to shipping only after the cancel window
+    assert platform.stream("orders", "o1")[-1] == "PaymentConfirmed"
     await platform.customer("o1", lambda s: [orders.cancel(s, "o1")])
     await platform.run()
     assert reasons(platform, "payments", "RefundIssued") == ["cancelled"]
     assert platform.gateway.refunded("o1") == 1
     assert stock(platform) == {"on_hand": 10, "reserved": 0}
-    assert "Shipped" not in platform.stream("shipping", "o1")
+    assert "OrderReadyToShip" not in platform.stream("orders", "o1")
+    assert platform.stream("shipping", "o1") == ["OrderPlaced", "OrderCancelled"]
+
+
+async def test_once_released_the_customer_cannot_cancel_but_a_late_no_recalls_the_parcel() -> None:
+    platform = await stocked()
+    await platform.place(placed("o1"))
+    for _ in range(600):  # second by second, past the cancel window, until the courier has it
+        await platform.run(timedelta(seconds=1))
+        if "Shipped" in platform.stream("shipping", "o1"):
+            break
+    assert platform.stream("shipping", "o1")[-1] in ("Shipped", "InTransit")
+    with pytest.raises(orders.NotAllowedNow, match="can no longer be cancelled"):
+        await platform.customer("o1", lambda s: [orders.cancel(s, "o1")])
+    # A business "no" decided after the release (a reservation expiry that raced the payment)
+    await platform.customer("o1", lambda s: [
+        OrderCancelledData(order_id="o1", reason="reservation_expired")])
+    await platform.run()
+    parcel = platform.stream("shipping", "o1")
+    assert parcel[-3:] == ["OrderCancelled", "ShipmentRecalled", "ReturnedToSender"], parcel
+    assert "Delivered" not in parcel
+    assert stock(platform) == {"on_hand": 10, "reserved": 0}  # committed, then back on the shelf
+    assert platform.gateway.refunded("o1") == 1
 
 
 async def test_a_return_refunds_restocks_and_reverses_the_loyalty_points() -> None:

@@ -144,7 +144,7 @@ def test_a_command_that_records_nothing_is_not_a_difference() -> None:
     from schemas import caused_by
     from services.shipping.bootstrap import DECIDER
 
-    placed, paid = event("OrderPlaced", "ord_8"), event("PaymentConfirmed", "ord_8")
+    placed, paid = event("OrderPlaced", "ord_8"), event("OrderReadyToShip", "ord_8")
     booked = caused_by(paid, event("ShipmentCreated", "ord_8").data, source="alur/shipping")
     cancelled = event("OrderCancelled", "ord_8")
     stream = [StoredEvent(1, "observed", placed), StoredEvent(2, "observed", paid),

@@ -18,8 +18,8 @@ async def test_an_order_is_delivered_and_every_step_happens_once() -> None:
     await platform.place(placed("o1"))
     await platform.run()
     assert platform.stream("orders", "o1") == [
-        "OrderPlaced", "StockReserved", "PaymentConfirmed", "ShipmentCreated", "Shipped",
-        "InTransit", "OutForDelivery", "Delivered"]
+        "OrderPlaced", "StockReserved", "PaymentConfirmed", "OrderReadyToShip",
+        "ShipmentCreated", "Shipped", "InTransit", "OutForDelivery", "Delivered"]
     assert platform.gateway.charged("o1") == 1
     assert [m["subject"] for m in platform.mailer.sent] == [
         "We received your order o1", "Payment received for order o1",

@@ -72,3 +72,14 @@ def test_a_recalled_parcel_back_at_the_warehouse_is_restocked_only_if_it_was_com
     # The cancel came first: released, the units never left the books.
     released = domain.evolve(reserved, event("StockReleased", "o1"))
     assert domain.decide(released, back) == []
+
+
+def test_a_cash_on_delivery_reservation_waits_for_its_parcel_not_for_a_deadline() -> None:
+    card = domain.evolve(ReservationState(), event("OrderPlaced", "o1"))
+    assert domain.deadlines(domain.evolve(card, event("StockReserved", "o1"))) != {}
+    placed = event("OrderPlaced", "o1")
+    cod = placed.model_copy(update={"data": placed.data.model_copy(update={
+        "payment": placed.data.payment.model_copy(update={"method": "cod", "token": None})})})
+    reserved = domain.evolve(domain.evolve(ReservationState(), cod), event("StockReserved", "o1"))
+    assert reserved.status == "reserved" and domain.deadlines(reserved) == {}
+    assert domain.on_timer(reserved, "reservation_expiry") == []

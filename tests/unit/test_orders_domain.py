@@ -1,6 +1,9 @@
+from datetime import timedelta
+
 import pytest
 
 from schemas import Address, Customer, Delivery, Money, OrderLine, PaymentInstruction
+from schemas.envelope import EVENT_FOR_DATA
 from services.orders import domain
 from services.orders.domain import OrderState
 from tests.unit.builders import event
@@ -56,3 +59,42 @@ def test_a_cancelled_order_decides_nothing_more() -> None:
     assert state.status == "cancelled"
     assert domain.decide(state, event("PaymentFailed")) == []
     assert domain.evolve(state, event("Delivered")).status == "cancelled"
+
+
+def fold_all(*names: str, method: str = "card") -> OrderState:
+    """Fold the events, and what the orders service decided on each."""
+    state = OrderState()
+    for name in names:
+        e = (event(name, "o1", payment=PaymentInstruction(
+                method=method, token="tok_visa" if method == "card" else None))
+             if name == "OrderPlaced" else event(name, "o1"))
+        decided = domain.decide(state, e)
+        state = domain.evolve(state, e)
+        for d in decided:
+            state = domain.evolve(state, event(EVENT_FOR_DATA[type(d)].__name__, "o1", d))
+    return state
+
+
+POLICY = domain.Policy(release_after=timedelta(seconds=30))
+DUE = domain.deadlines_under(POLICY)
+
+
+def test_a_paid_order_is_released_to_shipping_when_its_cancel_window_ends() -> None:
+    assert "release" not in DUE(fold_all("OrderPlaced", "StockReserved"))
+    paid = fold_all("OrderPlaced", "StockReserved", "PaymentConfirmed")
+    assert paid.since is not None and DUE(paid)["release"] == paid.since + timedelta(seconds=30)
+    assert [type(d).__name__ for d in domain.on_timer(paid, "release")] == [
+        "OrderReadyToShipData"]
+    assert domain.cancel(paid, "o1").reason == "customer_request"
+    released = domain.evolve(paid, event("OrderReadyToShip", "o1"))
+    assert "release" not in DUE(released) and domain.on_timer(released, "release") == []
+    with pytest.raises(domain.NotAllowedNow, match="released"):
+        domain.cancel(released, "o1")
+
+
+def test_cash_on_delivery_is_released_once_reserved_and_a_cancelled_order_never() -> None:
+    assert "release" in DUE(fold_all("OrderPlaced", "StockReserved", method="cod"))
+    late = fold_all("OrderPlaced", "StockReserved", "PaymentPending", "PaymentExpired",
+                    "PaymentConfirmed")
+    assert late.status == "cancelled" and "release" not in DUE(late)
+    assert domain.on_timer(late, "release") == []

@@ -16,14 +16,18 @@ def fold(*names: str) -> ShipmentState:
     return state
 
 
-def test_ship_once_paid_whichever_fact_came_first() -> None:
-    [a] = domain.decide(fold("OrderPlaced"), event("PaymentConfirmed", "o1"))
-    [b] = domain.decide(fold("PaymentConfirmed"), event("OrderPlaced", "o1"))
-    assert isinstance(a, domain.CreateShipment) and a == b
+def test_an_order_ships_once_orders_says_it_may_and_only_once() -> None:
+    [book] = domain.decide(fold("OrderPlaced"), event("OrderReadyToShip", "o1"))
+    assert isinstance(book, domain.CreateShipment) and book.idempotency_key == "o1:shipment"
+    booked = fold("OrderPlaced", "OrderReadyToShip", "ShipmentCreated")
+    assert domain.decide(booked, event("OrderReadyToShip", "o1")) == []
 
 
-def test_unpaid_orders_do_not_ship() -> None:
+def test_a_payment_alone_does_not_ship_and_a_cancel_before_the_release_stops_it() -> None:
     assert domain.decide(ShipmentState(), event("OrderPlaced", "o1")) == []
+    assert domain.decide(fold("OrderPlaced"), event("PaymentConfirmed", "o1")) == []
+    cancelled = fold("OrderPlaced", "OrderCancelled")
+    assert domain.decide(cancelled, event("OrderReadyToShip", "o1")) == []
 
 
 def report(state: ShipmentState, status: str, **changes: object) -> domain.ParcelUpdate:
@@ -39,7 +43,7 @@ def step(state: ShipmentState, status: str) -> ShipmentState:
 
 
 def test_the_carriers_reports_move_the_parcel_until_delivered() -> None:
-    state = fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated")
+    state = fold("OrderPlaced", "OrderReadyToShip", "ShipmentCreated")
     for status in ("shipped", "in_transit", "out_for_delivery", "delivery_failed",
                    "out_for_delivery", "delivered"):
         state = step(state, status)
@@ -48,7 +52,7 @@ def test_the_carriers_reports_move_the_parcel_until_delivered() -> None:
 
 
 def test_a_report_again_records_nothing_and_a_skipped_step_is_refused() -> None:
-    shipped = step(fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated"), "shipped")
+    shipped = step(fold("OrderPlaced", "OrderReadyToShip", "ShipmentCreated"), "shipped")
     assert domain.carrier_update(shipped, report(shipped, "shipped")) == []
     with pytest.raises(domain.UpdateRefused, match="cannot be delivered next"):
         domain.carrier_update(shipped, report(shipped, "delivered"))
@@ -57,7 +61,7 @@ def test_a_report_again_records_nothing_and_a_skipped_step_is_refused() -> None:
 
 
 def test_a_report_about_another_parcel_or_carrier_is_unknown() -> None:
-    state = fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated")
+    state = fold("OrderPlaced", "OrderReadyToShip", "ShipmentCreated")
     with pytest.raises(domain.UnknownParcel):
         domain.carrier_update(state, report(state, "shipped", tracking_number="KIL000"))
     with pytest.raises(domain.UnknownParcel):
@@ -65,7 +69,7 @@ def test_a_report_about_another_parcel_or_carrier_is_unknown() -> None:
 
 
 def test_a_cancelled_order_has_its_parcel_stopped_until_it_arrives() -> None:
-    booked = fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated")
+    booked = fold("OrderPlaced", "OrderReadyToShip", "ShipmentCreated")
     [cancel] = domain.decide(booked, event("OrderCancelled", "o1"))
     assert cancel == domain.CancelShipment("o1", booked.shipment_id, booked.carrier,
                                            booked.tracking_number, "created")
@@ -81,7 +85,7 @@ def test_a_cancelled_order_has_its_parcel_stopped_until_it_arrives() -> None:
 
 
 def test_only_a_cancelled_orders_parcel_is_returned_to_sender_and_then_rests() -> None:
-    on_its_way = step(fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated"), "shipped")
+    on_its_way = step(fold("OrderPlaced", "OrderReadyToShip", "ShipmentCreated"), "shipped")
     with pytest.raises(domain.UpdateRefused, match="not cancelled"):
         domain.carrier_update(on_its_way, report(on_its_way, "returned_to_sender"))
     cancelled = domain.evolve(on_its_way, event("OrderCancelled", "o1"))
@@ -94,6 +98,21 @@ def test_only_a_cancelled_orders_parcel_is_returned_to_sender_and_then_rests() -
         domain.carrier_update(rests, report(rests, "delivered"))
 
 
+def test_after_a_recall_a_stale_step_is_refused_and_the_parcel_may_still_come_back() -> None:
+    out = step(step(step(fold("OrderPlaced", "OrderReadyToShip", "ShipmentCreated"), "shipped"),
+                    "in_transit"), "out_for_delivery")
+    recalled = domain.evolve(domain.evolve(out, event("OrderCancelled", "o1")),
+                             event("ShipmentRecalled", "o1"))
+    # a `delivered` the carrier sent before the recall, and took back when no answer came
+    with pytest.raises(domain.UpdateRefused, match="was recalled"):
+        domain.carrier_update(recalled, report(recalled, "delivered"))
+    # recorded anyway (it got in first): the carrier's word that the parcel is back still counts
+    delivered = domain.evolve(domain.evolve(step(out, "delivered"), event("OrderCancelled", "o1")),
+                              event("ShipmentRecalled", "o1"))
+    [back] = domain.carrier_update(delivered, report(delivered, "returned_to_sender"))
+    assert type(back).__name__ == "ReturnedToSenderData"
+
+
 def test_home_deliveries_go_by_postal_region_and_store_pickups_to_nusapost() -> None:
     placed = event("OrderPlaced", "o1")
     address = placed.data.delivery.address
@@ -102,20 +121,11 @@ def test_home_deliveries_go_by_postal_region_and_store_pickups_to_nusapost() -> 
     assert carrier_for(None, "ST-LIS") == "nusapost"
 
 
-def test_cash_on_delivery_ships_once_stock_is_reserved() -> None:
-    placed = event("OrderPlaced", "o1")
-    cod = placed.model_copy(update={"data": placed.data.model_copy(update={
-        "payment": placed.data.payment.model_copy(update={"method": "cod", "token": None})})})
-    state = domain.evolve(ShipmentState(), cod)
-    [book] = domain.decide(state, event("StockReserved", "o1"))
-    assert isinstance(book, domain.CreateShipment)
-
-
 def test_a_return_is_booked_with_the_same_carrier_and_received_once() -> None:
-    delivered = fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated", "Delivered")
+    delivered = fold("OrderPlaced", "OrderReadyToShip", "ShipmentCreated", "Delivered")
     [book] = domain.decide(delivered, event("ReturnRequested", "o1"))
     assert isinstance(book, domain.BookReturn) and book.carrier == delivered.carrier
-    requested = fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated", "Delivered",
+    requested = fold("OrderPlaced", "OrderReadyToShip", "ShipmentCreated", "Delivered",
                      "ReturnRequested", "ReturnShipmentCreated")
     back = dict(carrier=requested.return_carrier,
                 tracking_number=requested.return_tracking_number)
@@ -127,7 +137,7 @@ def test_a_return_is_booked_with_the_same_carrier_and_received_once() -> None:
 
 
 def test_booking_happens_once() -> None:
-    shipped = fold("OrderPlaced", "PaymentConfirmed", "ShipmentCreated", "Shipped")
-    assert domain.decide(shipped, event("PaymentConfirmed", "o1")) == []
-    assert domain.decide(fold("OrderPlaced", "PaymentConfirmed"),
-                         event("PaymentConfirmed", "o1")) == []
+    shipped = fold("OrderPlaced", "OrderReadyToShip", "ShipmentCreated", "Shipped")
+    assert domain.decide(shipped, event("OrderReadyToShip", "o1")) == []
+    assert domain.decide(fold("OrderPlaced", "OrderReadyToShip"),
+                         event("OrderReadyToShip", "o1")) == []
