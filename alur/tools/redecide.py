@@ -60,9 +60,11 @@ def _recorded_at_all(decision: object, decider: Decider[Any]) -> bool:
 
 
 def _matches(recorded: Sequence[str], decisions: Sequence[object],
-             decider: Decider[Any]) -> bool:
+             decider: Decider[Any], timer_made: frozenset[str] = frozenset()) -> bool:
     """The recorded event types, in order, are what the decisions produce; a decision that
-    may record nothing (OR_NOTHING) may have left no event."""
+    may record nothing (OR_NOTHING) may have left no event. What is left over must be what a
+    timer due after the event would record (a timer's events name the stream's latest event
+    as their cause)."""
     left = list(recorded)
     for decision in decisions:
         expected = _expected(decision, decider)
@@ -70,7 +72,16 @@ def _matches(recorded: Sequence[str], decisions: Sequence[object],
             left.pop(0)
         elif OR_NOTHING not in expected:
             return False
-    return not left
+    return all(kind in timer_made for kind in left)
+
+
+def _timer_made(decider: Decider[Any], state: Any) -> frozenset[str]:
+    """The event types the timers due in `state` would record when they fire."""
+    if decider.on_timer is None:
+        return frozenset()
+    return frozenset(kind for timer in decider.due(state)
+                     for decision in decider.on_timer(state, timer)
+                     for kind in _expected(decision, decider))
 
 
 def _decide(decider: Decider[Any], state: Any, event: Event) -> list[object]:
@@ -111,7 +122,8 @@ def differences(stream: Sequence[StoredEvent], decider: Decider[Any],
         decisions = _decide(decider, state, event)
         recorded = [s.event.type for s in stream
                     if s.origin == "own" and s.event.causation_id == event.id]
-        if not _matches(recorded, decisions, decider):
+        timer_made = _timer_made(decider, decider.fold(events[:i + 1]))
+        if not _matches(recorded, decisions, decider, timer_made):
             found.append(Difference(
                 order_id=event.subject, version=stored.version, event_type=event.type,
                 event_id=str(event.id), recorded=recorded,

@@ -157,3 +157,22 @@ def test_a_command_that_records_nothing_is_not_a_difference() -> None:
     assert differences([*stream, StoredEvent(5, "own", recalled)], DECIDER, frozenset()) == []
     [diff] = differences(stream[:2] + stream[3:], DECIDER, frozenset())
     assert diff.would_decide == ["CreateShipment -> ShipmentCreated"] and diff.recorded == []
+
+
+def test_what_a_timer_recorded_after_an_event_is_not_a_difference() -> None:
+    from alur.runtime.ports import StoredEvent
+    from alur.tools.redecide import differences
+    from schemas import caused_by
+    from services.orders.bootstrap import DECIDER
+
+    placed = event("OrderPlaced", "ord_9")
+    reserved, paid = event("StockReserved", "ord_9"), event("PaymentConfirmed", "ord_9")
+    # the release timer fired after the payment: its event names the payment as its cause
+    released = caused_by(paid, event("OrderReadyToShip", "ord_9").data, source="alur/orders")
+    stream = [StoredEvent(1, "own", placed), StoredEvent(2, "observed", reserved),
+              StoredEvent(3, "observed", paid), StoredEvent(4, "own", released)]
+    assert differences(stream, DECIDER, frozenset()) == []
+    # but not after an event that leaves no release due (the order is not paid yet)
+    early = caused_by(reserved, event("OrderReadyToShip", "ord_9").data, source="alur/orders")
+    [diff] = differences(stream[:2] + [StoredEvent(3, "own", early)], DECIDER, frozenset())
+    assert diff.event_type == "StockReserved" and diff.recorded == ["OrderReadyToShip"]
