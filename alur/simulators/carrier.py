@@ -54,7 +54,8 @@ ROUTES: dict[str, dict[str, str]] = {
     "return": {"created": "shipped", "shipped": "in_transit", "in_transit": "delivered"},
 }
 RECALLED = "recalled"  # turned back on its way; the next report is returned_to_sender
-# Statuses a cancel cannot change: the parcel arrived, or it was stopped already.
+Stopped = Literal["cancelled", "recalled", "arrived"]  # what a cancel did
+# The parcel arrived: a cancel cannot stop it any more.
 ARRIVED = frozenset({"delivered", "picked_up"})
 SIGNATURE_PREFIX = "Carrier"
 REPORT_TIMEOUT = 5.0
@@ -71,6 +72,16 @@ def next_status(service: str, status: str, failed_attempts: int, postal_code: st
         misses = (postal_code or "").startswith(FAILS_FIRST_ATTEMPT) and failed_attempts == 0
         return "delivery_failed" if misses else "delivered"
     return ROUTES[service].get(status)
+
+
+def stop(service: str, status: str) -> tuple[Stopped, str | None]:
+    """What a cancel does to a parcel at `status`: (`cancelled` | `recalled` | `arrived`, the
+    status it moves to, or None when it stays). Asking again answers the same."""
+    if status in ("cancelled", RECALLED, "returned_to_sender"):
+        return ("cancelled" if status == "cancelled" else "recalled"), None
+    if status in ARRIVED or (status != "created" and service == "return"):
+        return "arrived", None
+    return ("cancelled", "cancelled") if status == "created" else ("recalled", RECALLED)
 
 
 def next_step_in(service: str, status: str, failed_attempts: int, postal_code: str | None,
@@ -330,13 +341,12 @@ def create_app(carrier: str, dsn: str, secret: str, pickup_after: float,
             if row is None:
                 return JSONResponse({"error": "no such parcel"}, status_code=404)
             was = row["status"]
-            if was in ("cancelled", RECALLED, "returned_to_sender"):
-                stopped = "cancelled" if was == "cancelled" else RECALLED
-                return JSONResponse({"tracking_number": tracking_number, "status": stopped})
-            if was in ARRIVED or (was != "created" and row["service"] == "return"):
+            stopped, moved_to = stop(row["service"], was)
+            if stopped == "arrived":
                 return JSONResponse({"error": f"the parcel is already {was}", "status": was},
                                     status_code=409)
-            stopped = "cancelled" if was == "created" else RECALLED
+            if moved_to is None:
+                return JSONResponse({"tracking_number": tracking_number, "status": stopped})
             await conn.execute(
                 f"UPDATE {SCHEMA}.parcels SET status = $3, report_attempts = 0, retry_at = NULL,"
                 " next_step_at = CASE WHEN $3 = 'cancelled' THEN NULL"

@@ -16,17 +16,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import httpx
 
 from alur.runtime.errors import InfrastructureError
 from alur.simulators.carrier import (
-    ARRIVED,
     RECALLED,
+    Stopped,
     next_status,
     next_step_in,
     report,
+    stop,
     tracking_for,
 )
 from schemas import Address
@@ -37,9 +38,6 @@ def carrier_for(address: Address | None, store_id: str | None) -> str:
     if store_id is not None or address is None:
         return "nusapost"
     return "nusapost" if address.postal_code[:1] in "56789" else "kilat"
-
-
-Stopped = Literal["cancelled", "recalled", "arrived"]
 
 
 @dataclass(frozen=True)
@@ -158,17 +156,14 @@ class InMemoryCarrier:
 
     async def cancel(self, tracking_number: str) -> Stopped:
         parcel = self._by_tracking(tracking_number)
-        if parcel.status in ("cancelled", RECALLED, "returned_to_sender"):
-            return "cancelled" if parcel.status == "cancelled" else "recalled"
-        if parcel.status in ARRIVED or (parcel.status != "created"
-                                        and parcel.request["service"] == "return"):
-            return "arrived"
-        if parcel.status == "created":
-            parcel.status, parcel.next_step_at = "cancelled", None
-            return "cancelled"
-        now = self.clock() if self.clock else datetime.now().astimezone()
-        parcel.status, parcel.next_step_at = RECALLED, now + timedelta(seconds=self.step_after)
-        return "recalled"
+        stopped, moved_to = stop(parcel.request["service"], parcel.status)
+        if moved_to == "cancelled":
+            parcel.status, parcel.next_step_at = moved_to, None
+        elif moved_to == RECALLED:
+            now = self.clock() if self.clock else datetime.now().astimezone()
+            parcel.status, parcel.next_step_at = moved_to, now + timedelta(
+                seconds=self.step_after)
+        return stopped
 
     def _by_tracking(self, tracking_number: str) -> FakeParcel:
         for parcel in self.parcels.values():
