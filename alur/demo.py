@@ -37,8 +37,7 @@ from services.notifications.domain import CUSTOMER_FACING, POS_FACING
 from services.orders.admin import onboard
 
 # Deadlines short enough to be seen within a demo run: an unpaid bank transfer expires after
-# 20 s (a real one has a day).
-# Short enough to happen within a run: transfers expire, paid orders leave for shipping.
+# 20 s (a real one has a day), a paid order is released to shipping after 3 s (really 300 s).
 DEMO_DEADLINES = {"bank_transfer_ttl": 20.0, "release_after": 3.0}
 PLACE_ATTEMPTS = 5  # connection failures in a row before a shop gives up on the API
 

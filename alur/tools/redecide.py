@@ -122,7 +122,7 @@ def differences(stream: Sequence[StoredEvent], decider: Decider[Any],
         decisions = _decide(decider, state, event)
         recorded = [s.event.type for s in stream
                     if s.origin == "own" and s.event.causation_id == event.id]
-        timer_made = _timer_made(decider, decider.fold(events[:i + 1]))
+        timer_made = _timer_made(decider, state if echo else decider.evolve(state, event))
         if not _matches(recorded, decisions, decider, timer_made):
             found.append(Difference(
                 order_id=event.subject, version=stored.version, event_type=event.type,

@@ -106,8 +106,6 @@ class OrderState:
     channel: str = "online"
     sold_at: datetime | None = None  # point-of-sale: when the till sold it
     cod: bool = False
-    reserved: bool = False
-    paid: bool = False
     ready_to_ship: bool = False  # OrderReadyToShip recorded
 
     @property
@@ -269,10 +267,6 @@ def evolve(state: OrderState, event: Event) -> OrderState:
                         total=data.total, lines=tuple((x.sku, x.quantity) for x in data.lines),
                         channel=event.channel, sold_at=data.sold_at,
                         cod=data.payment.method == "cod")
-    elif kind == "StockReserved":
-        state = replace(state, reserved=True)
-    elif kind == "PaymentConfirmed":
-        state = replace(state, paid=True)
     elif kind == "OrderReadyToShip":
         return replace(state, ready_to_ship=True)
     elif kind == "OrderCompleted" and state.channel == "pos":
@@ -335,9 +329,8 @@ def _may_ship(state: OrderState) -> bool:
     not yet released to shipping. Shipping books only on OrderReadyToShip, so a cancel decided
     before it means no parcel at all, and one decided after it reaches shipping after it (on
     the order's partition)."""
-    return (state.channel == "online" and not state.ready_to_ship
-            and state.status in ("placed", "reserved", "awaiting_payment", "paid")
-            and (state.paid or (state.cod and state.reserved)))
+    waits_in = "reserved" if state.cod else "paid"
+    return state.channel == "online" and not state.ready_to_ship and state.status == waits_in
 
 
 def _sale_recorded(state: OrderState) -> bool:

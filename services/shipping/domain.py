@@ -9,9 +9,9 @@ reports each step on the signed carrier webhook; `carrier_update` checks a repor
 the shipment and turns it into the event to record. Home delivery goes created -> shipped ->
 in transit -> out for delivery -> delivered, a failed attempt sending the parcel out for
 delivery again; click-and-collect goes created -> shipped -> ready for pickup -> picked up.
-An order cancelled while its parcel still waits for the courier has the booking cancelled;
-one cancelled after the courier collected it (the cancel raced the pickup) has the parcel
-recalled, and the carrier reports it returned to sender once it is back at the warehouse. A
+An order cancelled after its release (a business "no" that came late) has its booking
+cancelled while the parcel still waits for the courier, and the parcel recalled once the
+courier has it; the carrier reports it returned to sender when it is back at the warehouse. A
 requested return is booked with the carrier that delivered the order, and received when that
 carrier delivers it back to the warehouse.
 """
