@@ -24,7 +24,8 @@ class Model(BaseModel):
 class Money(Model):
     """An amount in integer minor units (cents) of an ISO-4217 currency. Never a float."""
 
-    amount: int = Field(ge=0, description="Integer minor units, e.g. 1999 for 19.99 EUR.")
+    amount: int = Field(ge=0, strict=True,
+                        description="Integer minor units, e.g. 1999 for 19.99 EUR.")
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO-4217 currency code.")
 
     def __add__(self, other: Money) -> Money:

@@ -11,7 +11,7 @@ from schemas.envelope import Event, Model
 
 class StockLine(Model):
     sku: str
-    quantity: int = Field(gt=0)
+    quantity: int = Field(gt=0, strict=True)
 
 
 class StockReservedData(Model):

@@ -14,7 +14,7 @@ DeliveryMethod = Literal["home_delivery", "click_and_collect", "in_store"]
 
 class OrderLine(Model):
     sku: str = Field(min_length=1, max_length=64, description="Stock keeping unit.")
-    quantity: int = Field(gt=0, le=1000, description="Units ordered.")
+    quantity: int = Field(gt=0, le=1000, strict=True, description="Units ordered.")
     unit_price: Money = Field(description="Price of one unit.")
 
 
@@ -86,7 +86,7 @@ class ReceiptConfirmedData(Model):
 
 class ReturnLine(Model):
     sku: str
-    quantity: int = Field(gt=0)
+    quantity: int = Field(gt=0, strict=True)
 
 
 class ReturnRequestedData(Model):
@@ -104,7 +104,7 @@ class OrderReturnedData(Model):
 
 class ReviewSubmittedData(Model):
     order_id: str
-    rating: int = Field(ge=1, le=5)
+    rating: int = Field(ge=1, le=5, strict=True)
     text: str = Field("", max_length=5000)
 
 

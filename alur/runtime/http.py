@@ -4,6 +4,7 @@ carrier webhooks), and how such an app reads a signed request from a partner."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
@@ -13,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.types import ASGIApp
 
+from alur.runtime import strict_json
 from alur.runtime.signing import BadSignature, verify
 
 M = TypeVar("M", bound=BaseModel)
@@ -45,7 +47,10 @@ async def read_signed(request: Request, model: type[M], *, secret: str, prefix: 
     except BadSignature as exc:
         raise Refused(401, str(exc)) from exc
     try:
-        return model.model_validate_json(raw)
+        strict_json.loads(raw)  # duplicate keys, depth, number range
+        return model.model_validate_json(raw, strict=True)
+    except json.JSONDecodeError as exc:
+        raise Refused(422, f"not {what}: {exc.msg}") from exc
     except ValidationError as exc:
         raise Refused(422, f"not {what}: {exc.error_count()} invalid field(s)") from exc
 

@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from alur.runtime.strict_json import StrictJSONRoute
 from services.inventory.adapters import PostgresStock
 
 Name = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
@@ -39,19 +40,20 @@ class AdminError(Exception):
 
 class Count(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    on_hand: int = Field(ge=0, le=10**9, description="Units on the shelf, counted.")
+    on_hand: int = Field(ge=0, le=10**9, strict=True, description="Units on the shelf, counted.")
     reason: str = Field(min_length=1, max_length=500)
 
 
 class Adjustment(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    delta: int = Field(ge=-10**9, le=10**9, description="Units in (+) or out (-); not 0.")
+    delta: int = Field(ge=-10**9, le=10**9, strict=True,
+                       description="Units in (+) or out (-); not 0.")
     reason: str = Field(min_length=1, max_length=500)
 
 
 class Threshold(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    threshold: int = Field(ge=0, le=10**9)
+    threshold: int = Field(ge=0, le=10**9, strict=True)
 
 
 class Level(BaseModel):
@@ -69,6 +71,7 @@ class StockView(BaseModel):
 
 def create_app(pool: asyncpg.Pool, token: str) -> FastAPI:
     app = FastAPI(title="Alur inventory admin", description=__doc__)
+    app.router.route_class = StrictJSONRoute  # no parse error becomes a 500
 
     @app.exception_handler(AdminError)
     async def _admin_error(_: Request, exc: AdminError) -> JSONResponse:

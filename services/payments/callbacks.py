@@ -32,7 +32,7 @@ class TransferReport(BaseModel):
     id: str = Field(min_length=1, description="The gateway's id for the transfer.")
     reference: str = Field(min_length=1, description="The order id.")
     account_number: str
-    amount: int = Field(gt=0)
+    amount: int = Field(gt=0, strict=True)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
 
 

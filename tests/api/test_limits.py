@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import socket
+
 import pytest
 
+from alur.runtime.http import EmbeddedServer, server_config
+from services.orders.api import create_app
 from tests.api.conftest import CONFIG, Api, bearer, mug_order
 from tests.api.test_auth import assert_problem, orders_in_store
 
@@ -113,3 +118,42 @@ async def test_text_the_database_cannot_hold_is_422_naming_the_field(api: Api) -
     assert response.json()["errors"][0]["field"] == "customer.name"
     assert_problem(await api.client.get("/v1/orders/ord_%00", headers=bearer(key)), 422,
                    "validation-error")
+
+
+def _send_whole_body_then_read(port: int, size: int, chunked: bool) -> bytes:
+    """A client that writes its whole request before reading a byte of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        head = ("POST /v1/orders HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                + ("Transfer-Encoding: chunked\r\n" if chunked else f"Content-Length: {size}\r\n")
+                + "\r\n").encode()
+        body = b"x" * size
+        if chunked:
+            body = b"".join(f"{len(body[i:i + 65536]):x}\r\n".encode() + body[i:i + 65536]
+                            + b"\r\n" for i in range(0, size, 65536)) + b"0\r\n\r\n"
+        sock.sendall(head + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+@pytest.mark.parametrize("size", [1_000_000, 10_000_000])
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_client_that_sends_its_whole_body_first_reads_its_413(
+        api: Api, size: int, chunked: bool) -> None:
+    app = create_app(api.pool, lambda: None, CONFIG)  # type: ignore[arg-type,return-value]
+    server = EmbeddedServer(server_config(app, "127.0.0.1", 0, "warning", lifespan="off"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        answer = await asyncio.to_thread(_send_whole_body_then_read, port, size, chunked)
+    finally:
+        server.should_exit = True
+        await serving
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"body-too-large" in answer

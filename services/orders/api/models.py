@@ -192,7 +192,7 @@ class ReturnAccepted(BaseModel):
 
 
 class ReviewRequest(_Body):
-    rating: int = Field(ge=1, le=5, description="1 to 5 stars.")
+    rating: int = Field(ge=1, le=5, strict=True, description="1 to 5 stars.")
     text: str = Field("", max_length=5000)
 
 

@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from alur.runtime.aggregate import keep_timers
 from alur.runtime.ports import StoredEvent
 from alur.runtime.postgres import PostgresUnitOfWork
+from alur.runtime.strict_json import StrictJSONRoute
 from schemas import Channel, Event, Model, caused_by, first_event
 from schemas.envelope import now
 from services.orders import domain
@@ -105,7 +106,7 @@ def _uncursor(cursor: str) -> tuple[datetime, str]:
 def router(new_uow: Callable[[], PostgresUnitOfWork], registry: ShopRegistry, writes: Writes,
            authenticate: Callable[..., Any], observe: Observe, return_window_days: float,
            deadlines: Callable[[domain.OrderState], Mapping[str, datetime]]) -> APIRouter:
-    api = APIRouter(prefix="/v1/orders", tags=["orders"])
+    api = APIRouter(prefix="/v1/orders", tags=["orders"], route_class=StrictJSONRoute)
     authenticated = Depends(authenticate)
 
     async def owned_stream(uow: PostgresUnitOfWork, caller: Caller,

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from alur.runtime.postgres import PostgresUnitOfWork
+from alur.runtime.strict_json import StrictJSONRoute
 from schemas import Event, first_event
 from schemas.envelope import now
 from services.orders import domain
@@ -44,7 +45,7 @@ def sale_order_id(shop_id: str, store_id: str, sale_id: str) -> str:
 def router(registry: ShopRegistry, writes: Writes, authenticate: Callable[..., Any],
            observe: Observe,
            deadlines: Callable[[domain.OrderState], Mapping[str, datetime]]) -> APIRouter:
-    api = APIRouter(prefix="/v1/pos", tags=["point of sale"])
+    api = APIRouter(prefix="/v1/pos", tags=["point of sale"], route_class=StrictJSONRoute)
     authenticated = Depends(authenticate)
 
     @api.post("/sales", status_code=202, response_model=SalesRecorded, responses=responses(

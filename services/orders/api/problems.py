@@ -21,6 +21,7 @@ PROBLEM_BASE = "https://alur.dev/problems/"
 
 # kind -> (status, title). The URI `PROBLEM_BASE + kind` is a stable contract with shops.
 KINDS: dict[str, tuple[int, str]] = {
+    "bad-request": (400, "The request is malformed"),
     "unauthenticated": (401, "Missing or invalid API key"),
     "invalid-signature": (401, "Missing or invalid request signature"),
     "signature-expired": (401, "The request signature is too old or from the future"),
@@ -102,14 +103,18 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        unparsable = [e for e in exc.errors() if e["type"] == "json_invalid"]
+        if unparsable:
+            why = str((unparsable[0].get("ctx") or {}).get("error", "")) or "not valid JSON"
+            return problem("validation-error", f"The body is not valid JSON: {why}.",
+                           errors=[{"field": "body", "message": why}])
         errors = [_field_error(e) for e in exc.errors()]
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
-            return problem("validation-error", "The body is not valid JSON.", errors=errors)
         return problem("validation-error", "See `errors` for each invalid field.", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "internal")
+        kind = {400: "bad-request", 404: "not-found", 405: "method-not-allowed",
+                413: "body-too-large"}.get(exc.status_code, "internal")
         return problem(kind, str(exc.detail))
 
     async def unavailable(_: Request, exc: Exception) -> JSONResponse:

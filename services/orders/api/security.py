@@ -102,7 +102,13 @@ def authenticator(
 
 class BodyLimit:
     """ASGI middleware: a body over `limit` bytes is answered 413 before any handler runs,
-    whether it announces its length or streams it."""
+    whether it announces its length or streams it.
+
+    The rest of the body is read and dropped first (up to DRAIN_LIMIT): a client that sends its
+    whole body before it reads would otherwise find the connection reset (the kernel resets a
+    socket closed with unread data) instead of its 413."""
+
+    DRAIN_LIMIT = 16 * 1024 * 1024
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -113,6 +119,7 @@ class BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._drain(receive, int(declared))
             await self._refuse(send)
             return
         chunks, size, more = [], 0, True
@@ -123,6 +130,8 @@ class BodyLimit:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > self.limit:
+                if message.get("more_body", False):
+                    await self._drain(receive, size)
                 await self._refuse(send)
                 return
             chunks.append(chunk)
@@ -137,6 +146,18 @@ class BodyLimit:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+    async def _drain(self, receive: Receive, announced: int) -> None:
+        if announced > self.DRAIN_LIMIT:
+            return  # not worth reading: the client gets its answer, or a reset
+        read = 0
+        while read <= self.DRAIN_LIMIT:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            read += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
     async def _refuse(self, send: Send) -> None:
         status, title = KINDS["body-too-large"]
