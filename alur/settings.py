@@ -105,6 +105,10 @@ class Settings(BaseSettings):
                                    "delivery is tried again; doubles per attempt.")
     webhook_max_attempts: int = Field(8, ge=1, description="Attempts before a webhook delivery "
                                       "is marked failed.")
+    egress_allow_loopback: bool = Field(False, description="Development only: let shops' "
+                                        "webhooks reach loopback addresses (the tests' and the "
+                                        "demo's receivers). Private, link-local and other "
+                                        "internal addresses stay refused.")
     webhook_interval: float = Field(0.5, description="Seconds between rounds of webhook "
                                     "deliveries.")
     stuck_check_interval: float = Field(60.0, description="Seconds between counts of stuck "

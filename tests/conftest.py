@@ -30,7 +30,9 @@ def test_settings() -> Settings:
         # Short business deadlines, so that tests see them pass: a reservation unpaid for 20 s
         # (payments stopped) and a bank transfer unpaid for 8 s expire; a paid order can be
         # cancelled for 3 s before it is released to shipping.
-        reservation_ttl=20.0, bank_transfer_ttl=8.0, release_after=3.0)
+        reservation_ttl=20.0, bank_transfer_ttl=8.0, release_after=3.0,
+        # The e2e webhook receiver listens on loopback: the development egress setting.
+        egress_allow_loopback=True)
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ import httpx
 from alur.runtime import metrics
 from alur.runtime.aggregate import Decider, handler_for, timers_for
 from alur.runtime.db import every
+from alur.runtime.egress import EgressPolicy
 from alur.runtime.http import embedded_server
 from alur.runtime.postgres import PostgresUnitOfWork
 from alur.runtime.worker import ServiceDefinition, ServiceParts
@@ -89,11 +90,13 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
 
     policy = webhook_delivery.DeliveryPolicy(backoff=settings.webhook_backoff,
                                              max_attempts=settings.webhook_max_attempts)
-    client = httpx.AsyncClient(timeout=policy.timeout)
+    # Redirects are never followed: the egress policy checked only the URL registered.
+    client = httpx.AsyncClient(timeout=policy.timeout, follow_redirects=False)
+    egress = egress_policy(settings)
 
     async def deliver_webhooks() -> None:
         async def round_() -> None:
-            await webhook_delivery.deliver_due(pool, client, policy)
+            await webhook_delivery.deliver_due(pool, client, policy, egress)
 
         await every(settings.webhook_interval, round_, "deliver webhooks", log)
 
@@ -111,8 +114,12 @@ def policy_of(settings: Settings) -> domain.Policy:
                          release_after=timedelta(seconds=settings.release_after))
 
 
+def egress_policy(settings: Settings) -> EgressPolicy:
+    return EgressPolicy(allow_loopback=settings.egress_allow_loopback)
+
+
 def api_config(settings: Settings) -> ApiConfig:
-    return ApiConfig(
+    return ApiConfig(egress=egress_policy(settings),
         body_limit=settings.api_body_limit, rate_per_second=settings.api_rate_per_second,
         burst=settings.api_burst, signature_tolerance=settings.signature_tolerance,
         idempotency_ttl=settings.idempotency_ttl,

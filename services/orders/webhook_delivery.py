@@ -10,9 +10,13 @@ service may run it) and POSTs each event's CloudEvents JSON to the subscription'
   two signatures, new secret first, separated by a space.
 - `Alur-Delivery`: the event id. A delivery whose answer was lost (a crash between the POST
   and the commit) is sent again with the same id, so the shop can tell it saw it already.
-- Any 2xx is delivered. Anything else, or no answer within the timeout, is tried again after
-  `backoff * 2 ** (attempts - 1)` seconds, up to `max_attempts`; then the delivery is marked
-  failed. Every attempt leaves its status code or error in the log.
+- Any 2xx is delivered. Anything else (a redirect too: none is followed), or no answer within
+  the timeout, is tried again after `backoff * 2 ** (attempts - 1)` seconds, up to
+  `max_attempts`; then the delivery is marked failed. Every attempt leaves its status code or
+  error in the log.
+- Before each POST the URL's host is resolved and checked against the egress policy
+  (alur.runtime.egress), and the POST goes to the address that was checked. A URL the policy
+  refuses is marked failed at once, without a request.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 
+from alur.runtime.egress import EgressPolicy, EgressRefused
 from alur.runtime.signing import sign, signed_headers
 
 log = logging.getLogger("alur.orders.webhooks")
@@ -56,7 +61,7 @@ def next_attempt(now: datetime, attempts: int, policy: DeliveryPolicy) -> dateti
 
 
 async def deliver_due(pool: asyncpg.Pool, client: httpx.AsyncClient,
-                      policy: DeliveryPolicy) -> int:
+                      policy: DeliveryPolicy, egress: EgressPolicy) -> int:
     """One round: POST every due delivery (up to `policy.batch`); how many were attempted."""
     async with pool.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
@@ -69,12 +74,13 @@ async def deliver_due(pool: asyncpg.Pool, client: httpx.AsyncClient,
             " ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED", policy.batch)
         if not rows:
             return 0
-        outcomes = await asyncio.gather(*(_post(client, r) for r in rows))
+        outcomes = await asyncio.gather(*(_post(client, r, egress) for r in rows))
         for r, (status, error) in zip(rows, outcomes, strict=True):
             attempts = r["attempts"] + 1
             ok = status is not None and 200 <= status < 300
-            state = "delivered" if ok else "failed" if attempts >= policy.max_attempts \
-                else "pending"
+            refused = status is None and error is not None and error.startswith(REFUSED)
+            state = "delivered" if ok else \
+                "failed" if attempts >= policy.max_attempts or refused else "pending"
             if state == "failed":
                 log.warning("webhook %s gave up on event %s after %d attempts: %s",
                             r["webhook_id"], r["event_id"], attempts, error or status)
@@ -88,13 +94,27 @@ async def deliver_due(pool: asyncpg.Pool, client: httpx.AsyncClient,
         return len(rows)
 
 
-async def _post(client: httpx.AsyncClient, row: asyncpg.Record) -> tuple[int | None, str | None]:
+REFUSED = "refused by the egress policy: "
+
+
+async def _post(client: httpx.AsyncClient, row: asyncpg.Record,
+                egress: EgressPolicy) -> tuple[int | None, str | None]:
+    try:
+        target = await egress.resolve(row["url"])
+    except EgressRefused as exc:
+        return None, f"{REFUSED}{exc}"[:500]
+    except (OSError, TimeoutError) as exc:
+        return None, f"cannot resolve the URL's host: {exc}"[:500]
     body = row["body"].encode()
+    url = httpx.URL(row["url"])
     headers = {"Content-Type": "application/cloudevents+json",
-               "Alur-Delivery": str(row["event_id"]),
+               "Alur-Delivery": str(row["event_id"]), "Host": url.netloc.decode("ascii"),
                **signature_headers(row["secret"], row["previous"], row["url"], body)}
     try:
-        response = await client.post(row["url"], content=body, headers=headers)
+        # To the address just checked, not to the name: a second lookup could answer another.
+        response = await client.post(
+            url.copy_with(host=target.address), content=body, headers=headers,
+            extensions={"sni_hostname": target.host}, follow_redirects=False)
     except httpx.HTTPError as exc:
         return None, f"{type(exc).__name__}: {exc}"[:500]
     error = None if response.is_success else response.text[:200] or response.reason_phrase

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import asyncpg
 from fastapi import Depends, FastAPI, Query
 
+from alur.runtime.egress import EgressPolicy
 from alur.runtime.postgres import PostgresUnitOfWork
 from alur.tools.slice import Slice
 from services.orders.api import orders, pos, problems, webhooks
@@ -38,6 +39,8 @@ class ApiConfig:
     idempotency_ttl: float = 86_400.0
     return_window_days: float = 30.0
     webhook_rotation_overlap: float = 86_400.0
+    # Which webhook URLs a shop may register (alur.runtime.egress).
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
     # The order's deadlines (auto-completion, stuck), kept in step with what the API records.
     deadlines: Callable[[OrderState], Mapping[str, datetime]] = field(
         default=deadlines_under(Policy()))
@@ -58,7 +61,7 @@ def create_app(pool: asyncpg.Pool, new_uow: Callable[[], PostgresUnitOfWork],
                                      config.return_window_days, config.deadlines))
     app.include_router(pos.router(registry, writes, authenticate, observe, config.deadlines))
     app.include_router(webhooks.router(pool, writes, authenticate,
-                                       config.webhook_rotation_overlap))
+                                       config.webhook_rotation_overlap, config.egress))
 
     @app.get("/v1/reports/sales", tags=["reports"], responses=responses(*AUTH))
     async def sales_report(

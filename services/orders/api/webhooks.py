@@ -11,7 +11,9 @@ import asyncpg
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 
+from alur.runtime.egress import EgressPolicy, EgressRefused
 from alur.runtime.postgres import PostgresUnitOfWork
+from alur.runtime.strict_json import StrictJSONRoute
 from services.orders.api.models import WEBHOOK_EVENTS, Webhook, WebhookRequest, WebhookSecret
 from services.orders.api.orders import AUTH, POST, IdempotencyKey
 from services.orders.api.problems import ApiError, responses
@@ -26,23 +28,30 @@ def _secret() -> str:
 
 
 def router(pool: asyncpg.Pool, writes: Writes, authenticate: Callable[..., Any],
-           rotation_overlap: float) -> APIRouter:
-    api = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+           rotation_overlap: float, egress: EgressPolicy) -> APIRouter:
+    api = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=StrictJSONRoute)
     authenticated = Depends(authenticate)
 
-    def check(body: WebhookRequest) -> None:
+    async def check(body: WebhookRequest) -> None:
         unknown = sorted(set(body.events) - set(WEBHOOK_EVENTS))
         if unknown:
             raise ApiError("validation-error", "See `errors`.", errors=[
                 {"field": f"events.{body.events.index(e)}", "message": f"no event type {e}"}
                 for e in unknown])
+        try:
+            await egress.registrable(str(body.url))
+        except EgressRefused as exc:
+            raise ApiError("validation-error", "See `errors`.", errors=[
+                {"field": "url", "message": f"refused by the egress policy: {exc}"}]) from None
 
     @api.post("", status_code=201, response_model=WebhookSecret,
               responses=responses(*POST))
     async def create_webhook(body: WebhookRequest, request: Request, caller: Caller = authenticated,
                              idempotency_key: IdempotencyKey = None) -> JSONResponse:
-        """Subscribe a URL to event types. The answer holds the signing secret, once."""
-        check(body)
+        """Subscribe a URL to event types. The answer holds the signing secret, once. URLs
+        that reach loopback, private, link-local, multicast or reserved addresses are
+        refused, here and again at every delivery."""
+        await check(body)
 
         async def work(uow: PostgresUnitOfWork) -> tuple[int, Any]:
             conn = await uow.connection()
