@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     relay_batch: int = 1000
     outbox_retention: float = Field(3600.0, description="Seconds published rows are kept.")
     session_timeout: float = Field(10.0, description="Kafka group session timeout, seconds.")
+    wedged_after: float = Field(60.0, gt=0, description="Seconds a service's core (consumer, "
+                                "relay, timers) may fail or stand still before /healthz fails and "
+                                "the process exits for its supervisor; also how long a starting "
+                                "service waits for PostgreSQL and Kafka.")
     log_level: str = "warning"
     sample_interval: float = Field(5.0, description="Seconds between samples of lag, outbox "
                                    "backlog and stuck orders.")

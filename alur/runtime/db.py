@@ -7,25 +7,50 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
+from asyncpg.exceptions import (
+    InsufficientResourcesError,
+    InternalClientError,
+    OperatorInterventionError,
+)
 
-from alur.runtime.errors import InfrastructureError
+from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
+
+if TYPE_CHECKING:
+    from alur.runtime.health import Watchdog
 
 CORE_SQL = Path(__file__).parent / "sql"
-# The database is down or dropped the connection: a periodic job tries again next round.
-DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+# The server is gone, restarting, shutting down or out of connections, or the connection broke
+# in the middle of an operation (asyncpg then leaves it in a state no query can use): the work
+# can be tried again on a new connection once the server answers. TimeoutError is an OSError.
+CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+                     InternalClientError, OperatorInterventionError, InsufficientResourcesError)
+# What a periodic job meets when the database is down or a writer raced it: next round.
+DATABASE_ERRORS = (*CONNECTION_ERRORS, asyncpg.PostgresError, InfrastructureError,
+                   ConcurrencyConflict)
+# A query that waits longer than this is treated as a lost connection (the server froze, or a
+# lock is held by a stuck session): the work is retried instead of hanging for good.
+COMMAND_TIMEOUT = 60.0
+ACQUIRE_TIMEOUT = 30.0
 
 
 async def every(seconds: float, job: Callable[[], Awaitable[None]], what: str,
-                log: logging.Logger) -> None:
+                log: logging.Logger, *, watchdog: Watchdog | None = None,
+                loop: str | None = None) -> None:
     """Run `job` now and then every `seconds`, for good; a database error is logged as
-    "cannot <what>" and does not stop the rounds."""
+    "cannot <what>" and does not stop the rounds. With a watchdog, `loop` reports to it."""
     while True:
         try:
             await job()
         except DATABASE_ERRORS as exc:
             log.warning("cannot %s: %s", what, exc)
+            if watchdog is not None and loop is not None:
+                watchdog.failed(loop, f"cannot {what}: {exc}")
+        else:
+            if watchdog is not None and loop is not None:
+                watchdog.ok(loop)
         await asyncio.sleep(seconds)
 
 
@@ -34,10 +59,12 @@ async def connect_pool(dsn: str, schema: str, size: int = 4) -> asyncpg.Pool:
     try:
         pool = await asyncpg.create_pool(
             dsn, min_size=1, max_size=size, server_settings={"search_path": schema},
+            command_timeout=COMMAND_TIMEOUT,
         )
-    except (OSError, asyncpg.PostgresError) as exc:
+    except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
         raise InfrastructureError(f"cannot reach PostgreSQL: {exc}") from exc
-    assert pool is not None
+    if pool is None:  # only a pool created without awaiting is None
+        raise InfrastructureError("cannot reach PostgreSQL: no pool")
     return pool
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from typing import Literal
 
 import asyncpg
 
+from alur.runtime.db import ACQUIRE_TIMEOUT, CONNECTION_ERRORS
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
 from alur.runtime.ports import (
     DEAD_LETTER_TYPE,
@@ -34,9 +36,7 @@ _AUDIT_COLUMNS = ("direction", "topic", "partition", "offset", "event_id", "type
 _OUTBOX_COLUMNS = ("event_id", "topic", "key", "value", "type")
 _EVENT_COLUMNS = ("stream_id", "version", "event_id", "type", "origin", "body")
 
-# Errors after which the connection or the server is gone: the whole batch is retried.
-CONNECTION_ERRORS = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                     asyncpg.CannotConnectNowError)
+log = logging.getLogger("alur.postgres")
 # Errors that end the transaction as a whole, not one message's savepoint: the connection is
 # gone, or the server chose this transaction as a deadlock's (or serialization failure's)
 # victim. A deadlock's other side waits for locks this transaction took for *earlier*
@@ -71,11 +71,11 @@ class PostgresUnitOfWork:
 
     async def __aenter__(self) -> PostgresUnitOfWork:
         try:
-            self.conn = await self._pool.acquire()
+            self.conn = await self._pool.acquire(timeout=ACQUIRE_TIMEOUT)
             self._tx = self.conn.transaction()
             await self._tx.start()
         except CONNECTION_ERRORS as exc:
-            await self._release()
+            await self._release(broken=True)
             raise InfrastructureError(f"PostgreSQL unavailable: {exc}") from exc
         self._outbox, self._audit, self._events, self._streams = [], [], [], {}
         self._timers = {}
@@ -83,19 +83,31 @@ class PostgresUnitOfWork:
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
         assert self.conn is not None and self._tx is not None
+        # A connection that failed mid-operation is in no state to roll back or to be reset
+        # for the next user: it is dropped, and the pool opens a new one when asked.
+        broken = isinstance(exc, CONNECTION_ERRORS)
         try:
             if exc_type is None:
                 await self._flush()
                 await self._tx.commit()
-            else:
+            elif not broken:
                 await self._tx.rollback()
         except asyncpg.UniqueViolationError as err:
             await self._tx.rollback()
             raise ConcurrencyConflict(f"another writer appended first: {err}") from err
         except CONNECTION_ERRORS as err:
+            broken = True
             raise InfrastructureError(f"PostgreSQL failed at commit: {err}") from err
+        except BaseException:
+            # The server refused what was flushed (a value it cannot store): the transaction
+            # is aborted; end it before the connection goes back.
+            try:
+                await self._tx.rollback()
+            except CONNECTION_ERRORS:
+                broken = True
+            raise
         finally:
-            await self._release()
+            await self._release(broken)
 
     async def _flush(self) -> None:
         assert self.conn is not None
@@ -127,13 +139,15 @@ class PostgresUnitOfWork:
                 "ON CONFLICT (stream_id, kind) DO UPDATE SET due_at = EXCLUDED.due_at",
                 list(streams), list(kinds), list(dues))
 
-    async def _release(self) -> None:
+    async def _release(self, broken: bool = False) -> None:
         if self.conn is not None:
             conn, self.conn = self.conn, None
+            if broken:
+                conn.terminate()
             try:
                 await self._pool.release(conn)
-            except CONNECTION_ERRORS:
-                conn.terminate()
+            except Exception as exc:  # its reset failed: the pool dropped it, and reconnects
+                log.debug("connection dropped on release: %s", exc)
 
     async def connection(self) -> asyncpg.Connection:
         """The transaction's connection, for adapters that write their own tables. Issues the

@@ -3,16 +3,22 @@
 For every message: decode, record its id in the inbox (a duplicate does nothing), call the
 service's handler (load, decide, append, publish), write the audit row. A message whose handler
 raises a retriable error is retried with backoff; one that still fails, or can never succeed
-(undecodable, a bug), goes to `<topic>.dlq` through the outbox with its error and origin, so the
-partition moves on. An error of the transaction itself (database gone, or the transaction chosen
-as a deadlock's victim) propagates: the caller retries the whole batch and acks nothing until it
-commits.
+(undecodable, no value at all, oversized, an event the service refuses, a bug), goes to
+`<topic>.dlq` through the outbox with its error and origin, so the partition moves on.
+
+`commit` is what the consumer calls. An error of the transaction itself (database gone, or the
+transaction chosen as a deadlock's victim) is retried for the whole batch until it commits, and
+nothing is acked meanwhile. Any other error that escapes the savepoints (a value the database
+refuses to store, a fault outside the handler) is the batch's poison: the batch is tried once
+more, then message by message, and the message that fails on its own is dead-lettered in a
+transaction that holds nothing else. So one record can never stall its partition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 import time
@@ -22,12 +28,21 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from alur.runtime import metrics
-from alur.runtime.errors import is_retriable
+from alur.runtime.errors import InfrastructureError, InvalidEvent, is_retriable
 from alur.runtime.logs import message_context
 from alur.runtime.ports import AuditRow, UnitOfWork
 from schemas import DecodeError, Event, decode, dlq_topic
 
 log = logging.getLogger("alur.processing")
+# An event is a few kilobytes; a record this large is refused before it is parsed.
+MAX_RECORD_BYTES = 1024 * 1024
+# A dead letter keeps at most this much of the original value (and its size and SHA-256), so
+# that it always fits on the DLQ topic.
+MAX_DEAD_LETTER_VALUE = 64 * 1024
+MAX_BATCH_BACKOFF = 5.0
+# A batch that fails this often for a reason other than its database is split up to find the
+# record that poisons it.
+POISON_AFTER = 3
 
 HandlerResult = Literal["processed", "ignored"]
 Handler = Callable[[UnitOfWork, Event], Awaitable[HandlerResult]]
@@ -35,13 +50,13 @@ Handler = Callable[[UnitOfWork, Event], Awaitable[HandlerResult]]
 
 @dataclass(frozen=True)
 class Message:
-    """A consumed Kafka record, as the runtime sees it."""
+    """A consumed Kafka record, as the runtime sees it. `value` is None for a tombstone."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
-    value: bytes
+    value: bytes | None
 
 
 @dataclass(frozen=True)
@@ -53,11 +68,27 @@ class Result:
     error: str | None = None
 
 
+def read(message: Message) -> Event | DecodeError:
+    """The message's event, or why it can never be one."""
+    if message.value is None:
+        return DecodeError("no value (a tombstone): not an event")
+    if len(message.value) > MAX_RECORD_BYTES:
+        return DecodeError(f"{len(message.value)} bytes, over the {MAX_RECORD_BYTES}-byte limit "
+                           "of an event")
+    try:
+        return decode(message.value)
+    except DecodeError as exc:
+        return exc
+    except Exception as exc:  # the parser itself gave up (depth, size): still not an event
+        return DecodeError(f"{type(exc).__name__}: {exc}"[:500])
+
+
 class BatchProcessor:
     def __init__(
         self, service: str, handler: Handler, new_uow: Callable[[], UnitOfWork], *,
         attempts: int = 4, backoff: float = 0.1,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        progress: Callable[[], None] = lambda: None,
     ) -> None:
         self.service = service
         self._handler = handler
@@ -65,17 +96,84 @@ class BatchProcessor:
         self._attempts = attempts
         self._backoff = backoff
         self._sleep = sleep
+        self._progress = progress
         self._handler_seconds = metrics.Children(metrics.HANDLER_SECONDS, service)
         self._retries = metrics.RETRIES.labels(service)
+        self._failures = metrics.BATCH_FAILURES.labels(service)
+
+    async def commit(self, batch: Sequence[Message],
+                     failed: Callable[[BaseException], None] = lambda _: None) -> list[Result]:
+        """Process the batch until its effects are committed; see the module's docstring.
+        `failed` hears of every failed attempt (the watchdog)."""
+        delay = 0.2
+        poisoned = 0
+        while True:
+            try:
+                return await self.process(batch)
+            except Exception as exc:
+                self._failures.inc()
+                failed(exc)
+                if not _unavailable(exc):
+                    poisoned += 1
+                    if poisoned >= POISON_AFTER:
+                        return await self._one_by_one(batch, failed)
+                    log.warning("%s: batch of %d failed outside its messages, trying again: "
+                                "%s: %s", self.service, len(batch), type(exc).__name__, exc)
+                    continue
+                # A deadlock's (or serialization failure's) victim is expected now and then;
+                # anything else needs a look.
+                level = logging.WARNING if _is_rollback(exc) else logging.ERROR
+                log.log(level, "%s: batch of %d failed, retrying in %.1fs: %s", self.service,
+                        len(batch), delay, exc)
+                await self._sleep(delay)
+                delay = min(delay * 2, MAX_BATCH_BACKOFF)
+
+    async def _one_by_one(self, batch: Sequence[Message],
+                          failed: Callable[[BaseException], None]) -> list[Result]:
+        """Each message in a transaction of its own; the one that fails alone is poison."""
+        results: list[Result] = []
+        for message in batch:
+            try:
+                results.extend(await self.commit_alone(message, failed))
+            except _Poison as poison:
+                results.append(await self._bury(message, poison.error, failed))
+        return results
+
+    async def commit_alone(self, message: Message,
+                           failed: Callable[[BaseException], None]) -> list[Result]:
+        tries = 0
+        while True:
+            try:
+                return await self.process([message])
+            except Exception as exc:
+                failed(exc)
+                if not _unavailable(exc):
+                    tries += 1
+                    if tries > 1:
+                        raise _Poison(f"{type(exc).__name__}: {exc}"[:1000]) from exc
+                    continue
+                await self._sleep(MAX_BATCH_BACKOFF)
+
+    async def _bury(self, message: Message, error: str,
+                    failed: Callable[[BaseException], None]) -> Result:
+        """Dead-letter a message in a transaction of its own. Its inbox row is not written
+        (a redrive after a fix is handled), and the audit row names no event, since the
+        event's own fields are what the database may refuse."""
+        log.error("%s: dead-lettering the record at %s[%d]@%d, which fails its transaction: "
+                  "%s", self.service, message.topic, message.partition, message.offset, error)
+        while True:
+            try:
+                async with self._new_uow() as uow:
+                    result = self._dead_letter(uow, message, None, f"unstorable: {error}", 1)
+                self._progress()
+                return result
+            except Exception as exc:  # only the database can fail this: wait for it
+                failed(exc)
+                await self._sleep(MAX_BATCH_BACKOFF)
 
     async def process(self, batch: Sequence[Message]) -> list[Result]:
         """Process and commit the batch; raises only if the transaction itself fails."""
-        decoded: list[Event | DecodeError] = []
-        for message in batch:
-            try:
-                decoded.append(decode(message.value))
-            except DecodeError as exc:
-                decoded.append(exc)
+        decoded = [read(message) for message in batch]
         events = [e for e in decoded if isinstance(e, Event)]
         results: list[Result] = []
         committed: list[Callable[[], None]] = []  # metric updates due once the batch commits
@@ -94,6 +192,7 @@ class BatchProcessor:
                     new.discard(event.id)  # a second copy later in the batch is a duplicate
                     with message_context(event.subject, str(event.id), str(event.correlation_id)):
                         results.append(await self._one(uow, message, event, committed))
+                self._progress()
         for callback in committed:
             callback()
         return results
@@ -116,7 +215,8 @@ class BatchProcessor:
                 error = f"{type(exc).__name__}: {exc}"
                 if _ends_transaction(exc):
                     raise
-                if is_retriable(exc) and attempt < self._attempts:
+                if is_retriable(exc) and not isinstance(exc, InvalidEvent) \
+                        and attempt < self._attempts:
                     self._retries.inc()
                     log.warning("retrying %s %s (attempt %d): %s", event.type, event.subject,
                                 attempt, error)
@@ -144,20 +244,33 @@ class BatchProcessor:
         return Result(message, "dead_lettered", event.type if event else None, attempts, error)
 
 
+class _Poison(Exception):
+    def __init__(self, error: str) -> None:
+        super().__init__(error)
+        self.error = error
+
+
 def dead_letter_record(service: str, message: Message, error: str, attempts: int) -> bytes:
-    """The DLQ value: the error, where the message came from, and the original bytes."""
+    """The DLQ value: the error, where the message came from, and the original bytes (the
+    first MAX_DEAD_LETTER_VALUE of them, with the whole value's size and SHA-256)."""
+    raw = message.value or b""
+    kept = raw[:MAX_DEAD_LETTER_VALUE]
     try:
-        value, encoding = message.value.decode(), "utf-8"
+        value, encoding = kept.decode(), "utf-8"
     except UnicodeDecodeError:
-        value, encoding = base64.b64encode(message.value).decode(), "base64"
-    return json.dumps({
+        value, encoding = base64.b64encode(kept).decode(), "base64"
+    record: dict[str, object] = {
         "service": service, "error": error, "attempts": attempts,
         "failed_at": datetime.now(UTC).isoformat(),
         "origin": {"topic": message.topic, "partition": message.partition,
                    "offset": message.offset,
                    "key": message.key.decode(errors="replace") if message.key else None},
-        "value": value, "value_encoding": encoding,
-    }).encode()
+        "value": value if message.value is not None else None, "value_encoding": encoding,
+    }
+    if len(raw) > len(kept):
+        record |= {"value_truncated": True, "value_bytes": len(raw),
+                   "value_sha256": hashlib.sha256(raw).hexdigest()}
+    return json.dumps(record).encode()
 
 
 def _ends_transaction(exc: BaseException) -> bool:
@@ -166,3 +279,15 @@ def _ends_transaction(exc: BaseException) -> bool:
     from alur.runtime.postgres import TRANSACTION_ERRORS  # asyncpg only where it is used
 
     return isinstance(exc, TRANSACTION_ERRORS)
+
+
+def _unavailable(exc: BaseException) -> bool:
+    """The batch failed for want of its database (gone, restarting, a deadlock's victim), not
+    because of what it holds: retried as it is, however long it takes."""
+    return _ends_transaction(exc) or (isinstance(exc, InfrastructureError) and exc.retriable)
+
+
+def _is_rollback(exc: BaseException) -> bool:
+    from alur.runtime.postgres import TRANSACTION_ERRORS
+
+    return isinstance(exc, TRANSACTION_ERRORS[-1])

@@ -17,7 +17,8 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from alur.runtime import metrics
-from alur.runtime.db import advisory_key, every
+from alur.runtime.db import DATABASE_ERRORS, advisory_key, every
+from alur.runtime.health import Watchdog
 from alur.runtime.ports import Outbox
 from alur.runtime.postgres import notify_channel
 
@@ -33,7 +34,7 @@ def new_producer(bootstrap: str) -> AIOKafkaProducer:
 class OutboxRelay:
     def __init__(self, service: str, schema: str, dsn: str, outbox: Outbox,
                  producer: AIOKafkaProducer, *, batch: int, interval: float,
-                 retention: float) -> None:
+                 retention: float, watchdog: Watchdog | None = None) -> None:
         self.service = service
         self._schema = schema
         self._dsn = dsn
@@ -43,6 +44,7 @@ class OutboxRelay:
         self._interval = interval
         self._retention = retention
         self._wake = asyncio.Event()
+        self._watchdog = watchdog or Watchdog(float("inf"))
         self._produced = metrics.Children(metrics.EVENTS_PRODUCED, service)
         self._failures = metrics.RELAY_FAILURES.labels(service)
         self._leader = metrics.RELAY_LEADER.labels(service)
@@ -54,22 +56,25 @@ class OutboxRelay:
                 await self._lead()
             except asyncio.CancelledError:
                 raise
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError) as exc:
+            except (*DATABASE_ERRORS, KafkaError) as exc:
                 self._failures.inc()
+                self._watchdog.failed("relay", f"{type(exc).__name__}: {exc}")
                 log.warning("relay %s lost its footing, retrying in 1s: %s", self.service, exc)
                 await asyncio.sleep(1.0)
 
     async def _lead(self) -> None:
-        conn = await asyncpg.connect(self._dsn)
+        conn = await asyncpg.connect(self._dsn, timeout=10)
         try:
             key = advisory_key(f"relay:{self._schema}")
-            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key):
+            while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", key, timeout=10):
+                self._watchdog.ok("relay")  # standing by is not failing
                 await asyncio.sleep(1.0)  # another replica's relay is active
             await conn.add_listener(notify_channel(self._schema), lambda *_: self._wake.set())
             self._leader.set(1)
             last_prune = 0.0
             while True:
                 sent = await self.publish_once()
+                self._watchdog.ok("relay")
                 if time.monotonic() - last_prune > PRUNE_EVERY:
                     await self._outbox.prune(self._retention)
                     last_prune = time.monotonic()
@@ -81,7 +86,7 @@ class OutboxRelay:
                     self._wake.clear()
         finally:
             self._leader.set(0)
-            await conn.close()
+            conn.terminate()  # its lock goes with it; a graceful close could wait on a dead peer
 
     async def publish_once(self) -> int:
         rows = await self._outbox.unpublished(self._batch)

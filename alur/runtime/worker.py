@@ -4,6 +4,13 @@ a /metrics endpoint and whatever the service adds (the orders HTTP API).
 The agent uses `noack_take`: a batch's events are acked only after its transaction committed,
 so a crash or a shutdown in the middle of a batch leaves its offsets uncommitted and the batch
 is delivered again (the inbox makes that harmless). faust's `exactly_once` mode is not used.
+
+Self-healing: when PostgreSQL or Kafka goes away, the consumer, relay and timers retry, and carry
+on by themselves when it returns (broken connections are dropped and the pool opens new ones).
+They report to a Watchdog; one that has not recovered within `wedged_after` seconds (or a
+consumer that has lag but takes nothing) fails `/healthz`, and the process exits with status 70
+for its supervisor (`alur stack up`, or Kubernetes) to start it afresh. So does a failure of any
+part of the core. Every effect is committed or redone, so exiting at any instant is safe.
 """
 
 from __future__ import annotations
@@ -16,16 +23,17 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncpg
 import faust
+from aiokafka.errors import KafkaError
 
 from alur.runtime import metrics
 from alur.runtime.aggregate import FireTimers
-from alur.runtime.db import CORE_SQL, connect_pool, every, migrate
+from alur.runtime.db import CORE_SQL, DATABASE_ERRORS, connect_pool, every, migrate
 from alur.runtime.errors import ConcurrencyConflict
-from alur.runtime.health import serve_operations
+from alur.runtime.health import Watchdog, serve_operations
 from alur.runtime.logs import logging_config
 from alur.runtime.postgres import PostgresOutbox, PostgresUnitOfWork
 from alur.runtime.processing import BatchProcessor, Handler, Message, Result
@@ -34,7 +42,7 @@ from alur.runtime.topics import ensure_topics
 from alur.settings import Settings
 
 log = logging.getLogger("alur.worker")
-MAX_BATCH_BACKOFF = 5.0
+EXIT_CORE_FAILED = 70  # EX_SOFTWARE: the supervisor starts the process again
 
 
 @dataclass
@@ -62,16 +70,35 @@ class ServiceDefinition:
 
 
 async def prepare(definition: ServiceDefinition, settings: Settings) -> None:
-    """Apply migrations and make sure the topics exist, before consuming anything."""
-    await migrate(settings.pg_dsn, definition.name, *definition.migration_dirs())
-    await ensure_topics(settings.kafka_bootstrap, settings.partitions)
+    """Apply migrations and make sure the topics exist, before consuming anything. A database
+    or broker that is not up yet (a restart during an outage) is waited for, up to
+    `wedged_after` seconds; then the error ends the process for its supervisor."""
+    deadline = time.monotonic() + settings.wedged_after
+    delay = 0.5
+    while True:
+        try:
+            await migrate(settings.pg_dsn, definition.name, *definition.migration_dirs())
+            await ensure_topics(settings.kafka_bootstrap, settings.partitions)
+            return
+        except (*DATABASE_ERRORS, KafkaError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s: waiting for PostgreSQL and Kafka: %s", definition.name, exc)
+            await asyncio.sleep(delay)
+            delay = min(2 * delay, 5.0)
 
 
 class _Runtime:
-    def __init__(self, app: faust.App) -> None:
+    def __init__(self, app: faust.App, watchdog: Watchdog) -> None:
         self.app = app
         self.ready = asyncio.Event()
         self.processor: BatchProcessor | None = None
+        self.watchdog = watchdog
+        self.last_batch = time.monotonic()  # when the consumer last moved
+
+    def progressed(self) -> None:
+        self.watchdog.progress("consumer")
+        self.last_batch = time.monotonic()
 
     def assignment(self) -> set[Any]:
         """The partitions assigned to this replica (raises before the consumer started)."""
@@ -112,7 +139,7 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> faust.App:
         broker_heartbeat_interval=max(1.0, settings.session_timeout / 5),
         producer_acks=-1,
     )
-    runtime = _Runtime(app)
+    runtime = _Runtime(app, Watchdog(settings.wedged_after))
     topic = app.topic(*definition.subscriptions, value_serializer="raw", key_serializer="raw")
 
     @app.task  # type: ignore[untyped-decorator]
@@ -123,20 +150,29 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> faust.App:
             raise
         except (Exception, SystemExit):  # uvicorn exits when its port is taken
             # Crash-only: every effect is committed or redone, so exiting is always safe, and
-            # a consumer left running without its pool or relay would only fail quietly.
-            log.critical("%s: the service's core failed; exiting", name, exc_info=True)
-            logging.shutdown()
-            os._exit(70)
+            # a consumer left running without its pool or relay would only fail quietly. No
+            # clean-up first: closing a pool waits for connections a wedged loop may hold.
+            _exit(f"{name}: the service's core failed; exiting", exc_info=True)
 
     async def consume(stream: Any) -> None:  # faust.Stream; noack_take is not on StreamT
         await runtime.ready.wait()
-        assert runtime.processor is not None
+        processor = runtime.processor
+        if processor is None:
+            _exit(f"{name}: the consumer started without its processor")
         recorder = _Recorder(name)
+        watchdog = runtime.watchdog
+
+        def failed(exc: BaseException) -> None:
+            watchdog.failed("consumer", f"{type(exc).__name__}: {exc}")
+
         async for events in stream.noack_take(settings.batch_size, settings.batch_within):
             batch = [Message(e.message.topic, e.message.partition, e.message.offset,
                              e.message.key, e.message.value) for e in events]
             started = time.perf_counter()
-            results = await _commit_with_retry(runtime.processor, batch, recorder)
+            with watchdog.busy("consumer"):
+                results = await processor.commit(batch, failed)
+            watchdog.ok("consumer")
+            runtime.last_batch = time.monotonic()
             recorder.batch(len(batch), time.perf_counter() - started, results)
             for e in events:
                 await stream.ack(e)
@@ -145,9 +181,16 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> faust.App:
     return app
 
 
+def _exit(message: str, exc_info: bool = False) -> NoReturn:
+    log.critical(message, exc_info=exc_info)
+    logging.shutdown()
+    os._exit(EXIT_CORE_FAILED)
+
+
 async def _serve(definition: ServiceDefinition, settings: Settings, runtime: _Runtime) -> None:
     """Build the service's parts, open the gate for the agent, run the relay and extras."""
     name = definition.name
+    watchdog = runtime.watchdog
     pool = await connect_pool(settings.pg_dsn, name, settings.pg_pool_size)
     producer = new_producer(settings.kafka_bootstrap)
     await producer.start()
@@ -155,11 +198,12 @@ async def _serve(definition: ServiceDefinition, settings: Settings, runtime: _Ru
     metrics.initialise(metrics.DEAD_LETTERS, *((name, t) for t in definition.subscriptions))
     runtime.processor = BatchProcessor(
         name, parts.handler, lambda: PostgresUnitOfWork(pool, name),
-        attempts=settings.retry_attempts, backoff=settings.retry_backoff)
+        attempts=settings.retry_attempts, backoff=settings.retry_backoff,
+        progress=runtime.progressed)
     outbox = PostgresOutbox(pool)
     relay = OutboxRelay(name, name, settings.pg_dsn, outbox, producer,
                         batch=settings.relay_batch, interval=settings.relay_interval,
-                        retention=settings.outbox_retention)
+                        retention=settings.outbox_retention, watchdog=watchdog)
 
     async def database() -> str:
         await pool.fetchval("SELECT 1")
@@ -180,26 +224,44 @@ async def _serve(definition: ServiceDefinition, settings: Settings, runtime: _Ru
     if definition.ready_needs_partitions:
         checks["partitions"] = partitions
     operations = await serve_operations(name, settings.listen_host, settings.metrics_port(name),
-                                        checks)
+                                        checks, watchdog)
     runtime.ready.set()
     log.info("%s ready: consuming %s", name, ", ".join(definition.subscriptions))
     try:
         await asyncio.gather(
             relay.run(), sample_outbox(name, outbox, settings.sample_interval),
             _sample_lag(name, runtime, settings.sample_interval),
+            _enforce(name, watchdog),
             *(job() for job in parts.background),
-            *([_fire_timers(name, parts.timers, pool, settings.timer_interval)]
+            *([_fire_timers(name, parts.timers, pool, settings.timer_interval, watchdog)]
               if parts.timers else []))
-    finally:
-        await operations.cleanup()
-        if parts.close:
-            await parts.close()
-        await producer.stop()
-        await pool.close()
+    except asyncio.CancelledError:  # a clean stop (SIGTERM): let go of everything in order
+        await _close(operations.cleanup(), *([parts.close()] if parts.close else []),
+                     producer.stop(), pool.close())
+        raise
+
+
+async def _close(*steps: Awaitable[Any], timeout: float = 10.0) -> None:
+    """Run clean-up steps in order, each bounded: a stop must not hang on a lost connection."""
+    for step in steps:
+        try:
+            await asyncio.wait_for(step, timeout)
+        except Exception as exc:
+            log.warning("clean-up step failed: %s", exc)
+
+
+async def _enforce(service: str, watchdog: Watchdog, interval: float = 1.0) -> None:
+    """Exit for the supervisor once a core loop has been stuck for `wedged_after` seconds."""
+    while True:
+        await asyncio.sleep(interval)
+        wedged = watchdog.wedged()
+        if wedged:
+            _exit(f"{service} is wedged, exiting for its supervisor: " + "; ".join(
+                f"{loop} {why}" for loop, why in sorted(wedged.items())))
 
 
 async def _fire_timers(service: str, fire: FireTimers, pool: asyncpg.Pool,
-                       interval: float) -> None:
+                       interval: float, watchdog: Watchdog) -> None:
     """Fire due timers every `interval` seconds, one transaction per round. Replicas share the
     table: each takes the due rows no other holds."""
     fired = metrics.Children(metrics.TIMERS_FIRED, service)
@@ -217,14 +279,17 @@ async def _fire_timers(service: str, fire: FireTimers, pool: asyncpg.Pool,
         for timer in timers:
             fired(timer.kind).inc()
 
-    await every(interval, round_, "fire timers", log)
+    await every(interval, round_, "fire timers", log, watchdog=watchdog, loop="timers")
 
 
 async def _sample_lag(service: str, runtime: _Runtime, interval: float) -> None:
-    """Consumer lag per partition; a partition that moved to another replica is dropped."""
+    """Consumer lag per partition; a partition that moved to another replica is dropped. A
+    replica with lag that has taken nothing for `wedged_after` seconds has a stalled consumer
+    (seen after broker restarts): the watchdog hears of it."""
     lag = metrics.CONSUMER_LAG
     assigned = metrics.ASSIGNED_PARTITIONS.labels(service)
     shown: set[tuple[str, int]] = set()
+    watchdog = runtime.watchdog
     while True:
         try:
             lags = runtime.lags()
@@ -237,26 +302,14 @@ async def _sample_lag(service: str, runtime: _Runtime, interval: float) -> None:
             for topic, partition in shown - lags.keys():
                 lag.remove(service, topic, str(partition))
             shown = set(lags)
+            behind = sum(lags.values())
+            idle = time.monotonic() - runtime.last_batch
+            if behind and idle > watchdog.wedged_after / 2:
+                watchdog.failed("consumer-fetch", f"{behind} message(s) behind, nothing "
+                                f"taken for {idle:.0f}s")
+            else:
+                watchdog.ok("consumer-fetch")
         await asyncio.sleep(interval)
-
-
-async def _commit_with_retry(processor: BatchProcessor, batch: list[Message],
-                             recorder: _Recorder) -> list[Result]:
-    """Retry the batch until its transaction commits; nothing is acked before that."""
-    delay = 0.2
-    while True:
-        try:
-            return await processor.process(batch)
-        except Exception as exc:  # the transaction failed as a whole (database unreachable, ...)
-            recorder.batch_failed()
-            # A deadlock's (or serialization failure's) victim is expected now and then;
-            # anything else needs a look.
-            level = logging.WARNING if isinstance(exc, asyncpg.TransactionRollbackError) else \
-                logging.ERROR
-            log.log(level, "%s: batch of %d failed, retrying in %.1fs: %s", processor.service,
-                    len(batch), delay, exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, MAX_BATCH_BACKOFF)
 
 
 class _Recorder:
@@ -267,7 +320,6 @@ class _Recorder:
         self._dead_letters = metrics.Children(metrics.DEAD_LETTERS, service)
         self._seconds = metrics.BATCH_SECONDS.labels(service)
         self._size = metrics.BATCH_SIZE.labels(service)
-        self._failures = metrics.BATCH_FAILURES.labels(service)
 
     def batch(self, size: int, seconds: float, results: list[Result]) -> None:
         self._seconds.observe(seconds)
@@ -276,9 +328,6 @@ class _Recorder:
             self._consumed(r.message.topic, r.event_type or "undecodable", r.outcome).inc()
             if r.outcome == "dead_lettered":
                 self._dead_letters(r.message.topic).inc()
-
-    def batch_failed(self) -> None:
-        self._failures.inc()
 
 
 def run_service(definition: ServiceDefinition, settings: Settings) -> None:

@@ -1,5 +1,6 @@
 """The batch processor: inbox, savepoints, retries with backoff, dead letters."""
 
+import asyncio
 import json
 
 import asyncpg
@@ -7,12 +8,12 @@ import pytest
 
 from alur.runtime.errors import InfrastructureError
 from alur.runtime.memory import InMemoryUnitOfWork, MemoryState
-from alur.runtime.processing import BatchProcessor, Message
+from alur.runtime.processing import MAX_RECORD_BYTES, POISON_AFTER, BatchProcessor, Message
 from schemas import encode, first_event
 from tests.unit.builders import event
 
 
-def message(value: bytes, offset: int = 0, topic: str = "orders") -> Message:
+def message(value: bytes | None, offset: int = 0, topic: str = "orders") -> Message:
     return Message(topic, 1, offset, b"o1", value)
 
 
@@ -113,3 +114,73 @@ async def test_a_deadlock_victim_gives_up_the_whole_batch_instead_of_dead_letter
     assert handler.calls == 1  # o0 only; o1 was not retried on its own
     assert state.streams == {} and state.outbox == [] and state.inbox == set()
     assert state.audit == []
+
+
+async def test_a_tombstone_and_an_oversized_record_go_to_the_dlq_and_the_batch_moves_on(
+        ) -> None:
+    state = MemoryState()
+    good = event("OrderPlaced", "o1")
+    huge = b'{"pad": "' + b"x" * (MAX_RECORD_BYTES + 1) + b'"}'
+    results = await processor(Flaky(0), state).process(
+        [message(None, 0), message(huge, 1), message(encode(good), 2)])
+    assert [r.outcome for r in results] == ["dead_lettered", "dead_lettered", "processed"]
+    tombstone, oversized = (json.loads(row["value"]) for row in state.outbox)
+    assert tombstone["value"] is None and "tombstone" in tombstone["error"]
+    assert "over the" in oversized["error"] and oversized["value_truncated"] is True
+    assert oversized["value_bytes"] == len(huge) and len(oversized["value"]) < 70_000
+    assert list(state.streams) == ["o1"]
+
+
+async def test_a_record_the_parser_gives_up_on_is_dead_lettered_not_raised() -> None:
+    state = MemoryState()
+    deep = b'{"a": ' + b"[" * 50_000 + b"]" * 50_000 + b"}"
+    [result] = await processor(Flaky(0), state).process([message(deep)])
+    assert result.outcome == "dead_lettered"
+
+
+class Unstorable(InMemoryUnitOfWork):
+    """Refuses at commit what the database would refuse (say, a NUL in a stored text): the
+    whole batch's transaction fails, not one message's savepoint."""
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None and any(s.startswith("bad") for s in self.state.streams):
+            await super().__aexit__(ValueError, None, None)
+            raise asyncpg.CharacterNotInRepertoireError("invalid byte sequence for UTF8: 0x00")
+        await super().__aexit__(exc_type, exc, tb)
+
+
+async def test_a_record_that_fails_its_batch_at_commit_is_found_and_dead_lettered_alone(
+        ) -> None:
+    state, failures = MemoryState(), []
+    batch = [message(encode(event("OrderPlaced", s)), i)
+             for i, s in enumerate(["o1", "bad1", "o2"])]
+    bp = BatchProcessor("inventory", Flaky(0), lambda: Unstorable(state),
+                        sleep=lambda _: asyncio.sleep(0))
+    results = await bp.commit(batch, failures.append)
+    assert [r.outcome for r in results] == ["processed", "dead_lettered", "processed"]
+    assert sorted(state.streams) == ["o1", "o2"]
+    [letter] = [json.loads(r["value"]) for r in state.outbox]
+    assert letter["origin"]["offset"] == 1 and "CharacterNotInRepertoire" in letter["error"]
+    assert [a.outcome for a in state.audit if a.offset == 1] == ["dead_lettered"]
+    assert len(failures) == POISON_AFTER + 2  # the batch thrice, then the poison alone twice
+
+
+async def test_a_database_outage_is_waited_out_without_dead_lettering_anything() -> None:
+    state, failures, outage = MemoryState(), [], [3]
+
+    class Down(InMemoryUnitOfWork):
+        async def __aenter__(self) -> InMemoryUnitOfWork:
+            if outage[0] > 0:
+                outage[0] -= 1
+                raise InfrastructureError("PostgreSQL unavailable: connection refused")
+            return await super().__aenter__()
+
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    bp = BatchProcessor("inventory", Flaky(0), lambda: Down(state), sleep=sleep)
+    [result] = await bp.commit([message(encode(event("OrderPlaced", "o1")))], failures.append)
+    assert result.outcome == "processed" and len(failures) == 3 and sleeps == [0.2, 0.4, 0.8]
+    assert state.outbox == []

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from alur.runtime.db import CONNECTION_ERRORS
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
 
 log = logging.getLogger("alur.orders.api")
@@ -124,9 +125,7 @@ def install(app: FastAPI) -> None:
 
     # The database gone (or a write raced by a service more often than we retry): the
     # request had no effect and may be sent again.
-    for unreachable in (InfrastructureError, ConcurrencyConflict, OSError,
-                        asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                        asyncpg.CannotConnectNowError):
+    for unreachable in (InfrastructureError, ConcurrencyConflict, *CONNECTION_ERRORS):
         app.add_exception_handler(unreachable, unavailable)
 
     async def unstorable(_: Request, exc: Exception) -> JSONResponse:
