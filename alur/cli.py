@@ -370,7 +370,10 @@ def build_parser() -> argparse.ArgumentParser:
                                       *(f"carrier-{c}" for c in CARRIERS)])
     infra = sub.add_parser("infra", help="local Kafka, PostgreSQL, SMTP sink, gateway simulator")
     infra.add_argument("action", choices=["up", "down", "status"])
-    stack = sub.add_parser("stack", help="the five services as background processes")
+    sub.add_parser("supervise", help="keep the wanted services running (what `alur stack up` "
+                   "starts; see alur/infra/supervisor.py)")
+    stack = sub.add_parser("stack", help="the five services as background processes, under a "
+                           "supervisor that restarts them")
     stack.add_argument("action", choices=["up", "down"])
     stock = sub.add_parser("stock", help="set the units on hand of a SKU at a location")
     stock.add_argument("location")
@@ -463,6 +466,12 @@ def main(argv: list[str] | None = None) -> int:
             _infra(args.action, settings)
         elif args.command == "stack":
             _stack(args.action, settings)
+        elif args.command == "supervise":
+            from alur.infra.supervisor import supervise
+            from alur.runtime.logs import configure
+
+            configure("supervisor", "info")  # starts and exits are few and worth seeing
+            supervise(settings)
         elif args.command == "stock":
             _stock(args, settings)
         elif args.command in ("shops", "keys", "catalogue"):

@@ -79,13 +79,17 @@ class Proc:
             return "(no log yet)"
 
 
+def exit_status(pid: int) -> int | None:
+    """The exit status of a child this process started, once it has exited (negative: killed
+    by that signal); None while it runs, or for a process that is not our child."""
+    child = _children.get(pid)
+    return None if child is None else child.poll()
+
+
 def _alive(pid: int) -> bool:
     child = _children.get(pid)
     if child is not None:
-        if child.poll() is None:
-            return True
-        del _children[pid]
-        return False
+        return child.poll() is None
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

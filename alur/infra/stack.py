@@ -1,4 +1,6 @@
-"""Bring the local infrastructure and the services up and down, as plain processes."""
+"""Bring the local infrastructure and the services up and down, as plain processes. The
+services run under the supervisor (alur/infra/supervisor.py), which restarts them when they
+exit or fail their liveness probe."""
 
 from __future__ import annotations
 
@@ -12,7 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from alur.infra import kafka, postgres, prometheus
-from alur.infra.procs import Proc, StartError
+from alur.infra.procs import Proc, StartError, wait_gone
+from alur.infra.supervisor import want_file
 from alur.runtime.topics import ensure_topics
 from alur.settings import SERVICES, Settings
 
@@ -54,7 +57,10 @@ def wait_port(port: int, p: Proc, timeout: float = 60.0) -> None:
 
 
 def start_process(settings: Settings, name: str) -> int:
-    """Start `alur run NAME` in the background and wait until it listens."""
+    """Start `alur run NAME` in the background and wait until it listens (a service: have the
+    supervisor run it)."""
+    if name in SERVICES:
+        return services_up(settings, (name,))[name]
     p = proc(settings, name)
     if (pid := p.pid()) is not None:
         return pid
@@ -131,16 +137,59 @@ def fresh(settings: Settings, say: Callable[[str], None] = print) -> Iterator[Se
         infra_down(settings, say=lambda _: None)
 
 
+def supervisor(settings: Settings) -> Proc:
+    return proc(settings, "supervisor")
+
+
 def services_up(settings: Settings, names: tuple[str, ...] = SERVICES) -> dict[str, int]:
-    return {name: start_process(settings, name) for name in names}
+    """Have the supervisor run the services (starting it if need be); wait until each listens
+    (a service it is restarting is waited for too)."""
+    for name in names:
+        want_file(settings, name).parent.mkdir(parents=True, exist_ok=True)
+        want_file(settings, name).touch()
+    sup = supervisor(settings)
+    if sup.pid() is None:
+        sup.start([sys.executable, "-m", "alur.cli", "supervise"], env=settings_env(settings),
+                  cwd=ROOT)
+    return {name: wait_supervised(settings, name) for name in names}
+
+
+def wait_supervised(settings: Settings, name: str, timeout: float = 90.0) -> int:
+    """The PID of the supervised service once it listens."""
+    p, port = proc(settings, name), settings.metrics_port(name)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if supervisor(settings).pid() is None:
+            raise StartError(f"the supervisor is not running; see "
+                             f"{supervisor(settings).log_file}:\n{supervisor(settings).tail()}")
+        pid = p.pid()
+        if pid is not None:
+            with socket.socket() as s:
+                s.settimeout(0.5)
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    return pid
+        time.sleep(0.1)
+    raise StartError(f"{name} did not listen on port {port} within {timeout:.0f}s; see "
+                     f"{p.log_file}:\n{p.tail()}")
 
 
 def services_down(settings: Settings, names: tuple[str, ...] = SERVICES) -> None:
-    """Stop the services, and any replicas of them, by the PIDs they were started with."""
+    """Stop the services, and any replicas of them, by the PIDs they were started with. The
+    supervisor stops the ones it runs (and itself, once it runs none)."""
     run_dir = settings.state_dir / "run"
     for name in names:
+        want_file(settings, name).unlink(missing_ok=True)
         for replica in sorted(run_dir.glob(f"{name}-[0-9]*.pid")):
             proc(settings, replica.stem).stop()
+    sup = supervisor(settings)
+    if sup.pid() is not None:
+        for name in names:
+            pid = proc(settings, name).pid()
+            if pid is not None and not wait_gone(pid, 30.0):
+                proc(settings, name).stop()
+        if not any(want_file(settings, name).exists() for name in SERVICES):
+            sup.stop(timeout=40.0)
+    for name in names:  # not supervised (the supervisor was gone), or it did not stop
         proc(settings, name).stop()
 
 
@@ -152,6 +201,7 @@ def status(settings: Settings) -> list[tuple[str, str, str, str]]:
              ("prometheus", prometheus.proc(settings), prometheus.url(settings))]
     procs += [(n, proc(settings, n), f"127.0.0.1:{_port(n, settings)}")
               for n in (*SIMULATORS, *SERVICES)]
+    procs.append(("supervisor", supervisor(settings), "-"))
     for name, p, address in procs:
         pid = p.pid()
         rows.append((name, f"running (pid {pid})" if pid else "stopped", address,

@@ -94,8 +94,7 @@ async def test_reports_sent_while_shipping_is_down_arrive_after_it_restarts(
                  for code in ("1100-001", "8000-001", "0000-100")]
     for order_id in order_ids:
         await reach(db, order_id, "ShipmentCreated")
-    shipping = stack.proc(services, "shipping")
-    shipping.stop()
+    stack.services_down(services, ("shipping",))  # the supervisor keeps it down
     try:
         async def refused() -> bool:
             found = [p for carrier in ("kilat", "nusapost") for o in order_ids

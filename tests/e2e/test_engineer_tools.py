@@ -111,8 +111,7 @@ async def test_the_checker_names_an_order_whose_units_outlived_its_parcel(servic
     await wait_until(lambda: shipping_has("ShipmentCreated"), 60, "the parcel to be booked")
     await wait_until(lambda: inventory_saw(db, order, "ShipmentCreated"), 30,
                      "inventory to see the booking")
-    inventory = stack.proc(services, "inventory")
-    inventory.stop()
+    stack.services_down(services, ("inventory",))  # the supervisor keeps it down
     try:
         await wait_until(lambda: shipping_has("Delivered"), 60, "the parcel to arrive")
         async with db.acquire() as conn:
