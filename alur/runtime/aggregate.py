@@ -10,6 +10,14 @@ Timeouts are events too. `deadlines(state)` names the stream's deadlines by kind
 work keeps the timers table in step with it, in the same transaction. `fire_due_timers` takes
 due timers (each replica skips those another holds), asks `on_timer(state, kind)` what follows,
 and records it like a decision: the timer's row goes in the same transaction, so it fires once.
+
+Nothing from outside is taken on trust. An order's stream begins with one of the decider's
+`opens` (OrderPlaced). An event about an order the service never saw is refused, unless it
+is one that may overtake the opener from another topic (`precede`): that one is recorded and
+held, with no decision and no timer, until the opener arrives. An event the domain's `refuse`
+says is impossible in the order's state (a Delivered for an order never released to
+shipping) is refused too. A refused event is recorded nowhere but in the audit log (outcome
+`refused`) and on the dead-letter topic, with the reason.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from functools import reduce
 from typing import Generic, Literal, TypeVar
 
 from alur.runtime import metrics
+from alur.runtime.errors import InvalidEvent
 from alur.runtime.ports import StoredEvent, Timer, UnitOfWork
 from alur.runtime.processing import Handler, HandlerResult
 from schemas import Event, Model, caused_by
@@ -55,6 +64,12 @@ class Decider(Generic[S]):
     # The stream's deadlines by kind, from its state, and what follows when one passes.
     deadlines: Callable[[S], Mapping[str, datetime]] | None = None
     on_timer: Callable[[S, str], Sequence[object]] | None = None
+    # Event types that begin an order's stream here; empty: any event may (no check).
+    opens: frozenset[str] = frozenset()
+    # Event types that may arrive before the opener (they travel on another topic): held.
+    precede: frozenset[str] = frozenset()
+    # Why an event is impossible in the state (then it is refused), or None.
+    refuse: Callable[[S, Event], str | None] | None = None
 
     def fold(self, events: Sequence[Event]) -> S:
         return reduce(self.evolve, events, self.initial)
@@ -71,9 +86,25 @@ async def handle_event(
         return "ignored"
     history = await uow.load(event.subject)
     own_echo = any(stored.event.id == event.id for stored in history)
+    if decider.opens and not own_echo:
+        opened = any(stored.event.type in decider.opens for stored in history)
+        if event.type in decider.opens and opened:
+            raise InvalidEvent(f"order {event.subject} has begun already; a second "
+                               f"{event.type} is impossible")
+        if not opened and event.type not in decider.opens:
+            if event.type not in decider.precede:
+                raise InvalidEvent(f"unknown order {event.subject}: no "
+                                   f"{' or '.join(sorted(decider.opens))} for it")
+            # Overtook its order's opener on another topic: kept, and decided upon with it.
+            await uow.append(event.subject, len(history), [event], ["observed"])
+            return "held"
     # For an observed event, the state before it; for an own event read back from Kafka (a
     # service that reacts to its own topic), the state already includes it.
     state = decider.fold([stored.event for stored in history])
+    if decider.refuse is not None and not own_echo:
+        reason = decider.refuse(state, event)
+        if reason is not None:
+            raise InvalidEvent(f"{event.type} is impossible for order {event.subject}: {reason}")
     new_events = await _carry_out(decider.decide(state, event), uow, event, source, perform)
     recorded = new_events if own_echo else [event, *new_events]
     origins: list[Literal["own", "observed"]] = ["own"] * len(new_events)

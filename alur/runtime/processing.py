@@ -44,7 +44,7 @@ MAX_BATCH_BACKOFF = 5.0
 # record that poisons it.
 POISON_AFTER = 3
 
-HandlerResult = Literal["processed", "ignored"]
+HandlerResult = Literal["processed", "ignored", "held"]
 Handler = Callable[[UnitOfWork, Event], Awaitable[HandlerResult]]
 
 
@@ -211,6 +211,13 @@ class BatchProcessor:
                 committed.extend(pending)
                 self._handler_seconds(event.type).observe(time.perf_counter() - started)
                 return Result(message, outcome, event.type, attempt)
+            except InvalidEvent as exc:
+                # Refused (an unknown order, an impossible event): never recorded, never acted
+                # on, kept on the DLQ. Not "lost": there is nothing the order is owed.
+                log.warning("refusing %s %s: %s", event.type, event.subject, exc)
+                await uow.forget(event.id)  # so that a redrive after a fix is handled
+                return self._dead_letter(uow, message, event, f"refused: {exc}", attempt,
+                                         outcome="refused")
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 if _ends_transaction(exc):
@@ -237,11 +244,11 @@ class BatchProcessor:
         )
 
     def _dead_letter(self, uow: UnitOfWork, message: Message, event: Event | None, error: str,
-                     attempts: int) -> Result:
+                     attempts: int, outcome: str = "dead_lettered") -> Result:
         uow.dead_letter(dlq_topic(message.topic), message.key,
                         dead_letter_record(self.service, message, error, attempts))
-        uow.audit(self._audit_in(message, event, "dead_lettered", attempts, error))
-        return Result(message, "dead_lettered", event.type if event else None, attempts, error)
+        uow.audit(self._audit_in(message, event, outcome, attempts, error))
+        return Result(message, outcome, event.type if event else None, attempts, error)
 
 
 class _Poison(Exception):

@@ -326,7 +326,7 @@ class _Recorder:
         self._size.observe(size)
         for r in results:
             self._consumed(r.message.topic, r.event_type or "undecodable", r.outcome).inc()
-            if r.outcome == "dead_lettered":
+            if r.outcome in ("dead_lettered", "refused"):
                 self._dead_letters(r.message.topic).inc()
 
 

@@ -33,7 +33,8 @@ from services.inventory.adapters import InMemoryStock, PostgresStock, Stock
 
 SOURCE = "alur/inventory"
 DECIDER = Decider(domain.ReservationState(), domain.evolve, domain.decide, domain.RELEVANT,
-                  domain.OUTCOMES, domain.deadlines, domain.on_timer)
+                  domain.OUTCOMES, domain.deadlines, domain.on_timer, opens=domain.OPENS,
+                  precede=domain.PRECEDE, refuse=domain.refuse)
 
 
 def stock_of(uow: UnitOfWork) -> Stock:

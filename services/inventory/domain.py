@@ -134,30 +134,41 @@ Command = Reserve | Sell | Commit | Release | Restock
 
 
 def decide(state: ReservationState, event: Event) -> list[Command]:
+    reservation, location = state.reservation_id, state.location
     if event.type == "OrderPlaced" and state.status is None:
         lines = tuple(StockLine(sku=line.sku, quantity=line.quantity) for line in event.data.lines)
-        if event.channel == "pos":
-            store = event.data.delivery.store_id
-            assert store is not None  # a till sale names its store
-            return [Sell(event.subject, f"res_{event.subject}", store, lines)]
+        store = event.data.delivery.store_id
+        if event.channel == "pos":  # `refuse` made sure a till sale names its store
+            return [Sell(event.subject, f"res_{event.subject}", store, lines)] if store else []
         return [Reserve(event.subject, f"res_{event.subject}", lines)]
-    if event.type in ("Shipped", "PickedUp") and state.status == "reserved":
-        assert state.reservation_id is not None and state.location is not None
-        return [Commit(event.subject, state.reservation_id, state.location)]
-    if event.type == "OrderCancelled" and state.status == "reserved":
-        assert state.reservation_id is not None
-        return [Release(event.subject, state.reservation_id, release_reason(event.data.reason))]
-    if event.type == "ReturnReceived" and state.status == "committed" and not state.restocked:
-        assert state.location is not None
-        return [Restock(event.subject, event.data.return_id, state.location,
-                        tuple(event.data.lines))]
-    if event.type == "ReturnedToSender" and state.status == "committed" and not state.restocked:
+    if event.type in ("Shipped", "PickedUp") and state.status == "reserved" and reservation \
+            and location:
+        return [Commit(event.subject, reservation, location)]
+    if event.type == "OrderCancelled" and state.status == "reserved" and reservation:
+        return [Release(event.subject, reservation, release_reason(event.data.reason))]
+    if state.status != "committed" or state.restocked or location is None:
+        return []
+    if event.type == "ReturnReceived":
+        return [Restock(event.subject, event.data.return_id, location, tuple(event.data.lines))]
+    if event.type == "ReturnedToSender":
         # The order was cancelled after it shipped; its parcel is back. (Released before it
         # shipped, its units never left the books: nothing to put back.)
-        assert state.location is not None
-        return [Restock(event.subject, event.data.shipment_id, state.location,
+        return [Restock(event.subject, event.data.shipment_id, location,
                         tuple(ReturnLine(sku=x.sku, quantity=x.quantity) for x in state.lines))]
     return []
+
+
+def refuse(state: ReservationState, event: Event) -> str | None:
+    """Why another service's event cannot be true of this order: a till sale without its
+    store, a parcel of an order that never held stock, a return of units that never left."""
+    if event.type == "OrderPlaced" and event.channel == "pos" and not event.data.delivery.store_id:
+        return "a till sale names no store"
+    if event.type in ("ShipmentCreated", "Shipped", "PickedUp") and \
+            state.status in (None, "rejected"):
+        return f"the order holds no stock to ship ({state.status or 'nothing reserved'})"
+    if event.type == "ReturnReceived" and state.status != "committed":
+        return f"its units never left the shelf ({state.status or 'nothing reserved'})"
+    return None
 
 
 def deadlines(state: ReservationState) -> dict[str, datetime]:
@@ -166,14 +177,18 @@ def deadlines(state: ReservationState) -> dict[str, datetime]:
 
 def on_timer(state: ReservationState, kind: str) -> list[Model | Command]:
     """The reservation expired unpaid: say so, and put its units back on sale."""
-    if kind != "reservation_expiry" or state.expiry is None:
+    if kind != "reservation_expiry" or state.expiry is None or state.order_id is None \
+            or state.reservation_id is None:
         return []
-    assert state.order_id is not None and state.reservation_id is not None
     return [ReservationExpiredData(order_id=state.order_id, reservation_id=state.reservation_id),
             Release(state.order_id, state.reservation_id, "expired")]
 
 
 TAKE_OVER = frozenset({"PaymentConfirmed", "PaymentPending", "ShipmentCreated"})
+OPENS = frozenset({"OrderPlaced"})
+# A till sale's payment is recorded by payments straight from OrderPlaced: its
+# PaymentConfirmed (payments topic) may arrive here before the OrderPlaced (orders topic).
+PRECEDE = frozenset({"PaymentConfirmed"})
 RELEVANT = frozenset({"OrderPlaced", "Shipped", "PickedUp", "OrderCancelled", "ReturnReceived",
                       "ReturnedToSender"} | TAKE_OVER)
 # What carrying out each command can record (see alur replay handlers).

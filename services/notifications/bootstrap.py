@@ -19,7 +19,8 @@ from services.notifications.templates import render
 
 SOURCE = "alur/notifications"
 DECIDER = Decider(domain.NotificationState(), domain.evolve, domain.decide, domain.RELEVANT,
-                  domain.OUTCOMES)
+                  domain.OUTCOMES, opens=domain.OPENS, precede=domain.PRECEDE,
+                  refuse=domain.refuse)
 _failed_emails = metrics.NOTIFICATION_DELIVERIES.labels("email", "failed")
 
 

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, replace
 
 from schemas import Event
+from schemas.envelope import EVENT_TYPES
 
 CUSTOMER_FACING = frozenset({
     "OrderPlaced", "OrderCancelled", "PaymentConfirmed", "PaymentFailed", "PaymentPending",
@@ -49,9 +50,15 @@ class NotificationState:
     recipient: Recipient | None = None
     held: tuple[Event, ...] = ()
     notified: frozenset[uuid.UUID] = frozenset()
+    released: bool = False  # OrderReadyToShip seen
+    cancelled: bool = False
 
 
 def evolve(state: NotificationState, event: Event) -> NotificationState:
+    if event.type == "OrderReadyToShip":
+        return replace(state, released=True)
+    if event.type == "OrderCancelled":
+        state = replace(state, cancelled=True)
     if event.type == "NotificationSent":
         return replace(state, notified=state.notified | {event.data.about_event_id},
                        held=tuple(e for e in state.held if e.id != event.data.about_event_id))
@@ -72,6 +79,23 @@ def decide(state: NotificationState, event: Event) -> list[SendEmail]:
             if e.id not in after.notified]
 
 
-RELEVANT = CUSTOMER_FACING | POS_FACING
+# Steps of a parcel, which shipping reports only for an order the orders service released.
+PARCEL_SIDE = frozenset({"ShipmentCreated", "Shipped", "DeliveryFailed", "Delivered",
+                         "ReadyForPickup"})
+
+
+def refuse(state: NotificationState, event: Event) -> str | None:
+    """A parcel step of an order cancelled before its release is not true: tell no one.
+    (OrderReadyToShip precedes a later OrderCancelled on the orders topic, so an order seen
+    cancelled and not released never was.)"""
+    if event.type in PARCEL_SIDE and state.cancelled and not state.released:
+        return "the order was cancelled before it was released to shipping"
+    return None
+
+
+RELEVANT = CUSTOMER_FACING | POS_FACING | {"OrderReadyToShip"}
+OPENS = frozenset({"OrderPlaced"})
+# Everything from the payments and shipping topics may overtake OrderPlaced: held (above).
+PRECEDE = frozenset(t for t in RELEVANT if EVENT_TYPES[t].topic != "orders")
 # What carrying out each command can record (see alur replay handlers).
 OUTCOMES: dict[type, frozenset[str]] = {SendEmail: frozenset({"NotificationSent"})}

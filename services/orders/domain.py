@@ -107,6 +107,8 @@ class OrderState:
     sold_at: datetime | None = None  # point-of-sale: when the till sold it
     cod: bool = False
     ready_to_ship: bool = False  # OrderReadyToShip recorded
+    paid: bool = False  # PaymentConfirmed recorded
+    stock_decided: bool = False  # StockReserved or StockRejected recorded
 
     @property
     def return_requested(self) -> bool:
@@ -269,6 +271,10 @@ def evolve(state: OrderState, event: Event) -> OrderState:
                         cod=data.payment.method == "cod")
     elif kind == "OrderReadyToShip":
         return replace(state, ready_to_ship=True)
+    elif kind == "PaymentConfirmed":
+        state = replace(state, paid=True)
+    elif kind in ("StockReserved", "StockRejected"):
+        state = replace(state, stock_decided=True)
     elif kind == "OrderCompleted" and state.channel == "pos":
         # Handed over at the counter: reviews are open from the sale.
         state = replace(state, delivered_at=state.sold_at or event.time)
@@ -345,7 +351,8 @@ def _return_closable(state: OrderState) -> bool:
 
 
 def _close_return(state: OrderState, order_id: str) -> list[Model]:
-    assert state.return_id is not None and state.total is not None
+    if state.return_id is None or state.total is None:
+        return []
     closed: list[Model] = [OrderReturnedData(order_id=order_id, return_id=state.return_id,
                                              refunded=state.total)]
     if state.points > 0 and state.customer_id is not None:
@@ -370,7 +377,8 @@ def deadlines_under(policy: Policy) -> Callable[[OrderState], dict[str, datetime
 
 
 def on_timer(state: OrderState, kind: str) -> list[Model]:
-    assert state.order_id is not None
+    if state.order_id is None:  # no OrderPlaced: no order, nothing is due
+        return []
     if kind == "release" and _may_ship(state):
         return [OrderReadyToShipData(order_id=state.order_id)]
     if kind == "auto_complete" and state.status == "delivered":
@@ -380,6 +388,32 @@ def on_timer(state: OrderState, kind: str) -> list[Model]:
     return []
 
 
+# Reported by shipping about the order's parcel: only ever after the order was released to it.
+PARCEL_SIDE = frozenset({
+    "ShipmentCreated", "Shipped", "InTransit", "OutForDelivery", "DeliveryFailed", "Delivered",
+    "ReadyForPickup", "PickedUp", "ShipmentRecalled", "ReturnedToSender"})
+RETURN_SIDE = frozenset({"ReturnShipmentCreated", "ReturnReceived"})
+
+
+def refuse(state: OrderState, event: Event) -> str | None:
+    """Why another service's event cannot be true of this order, if it cannot: nothing is
+    shipped before the order is released, returned before a return is asked for, refunded
+    before it is paid, paid twice, or reserved twice."""
+    kind = event.type
+    if kind in PARCEL_SIDE and not state.ready_to_ship:
+        return f"it was never released to shipping (it is {state.status})"
+    if kind in RETURN_SIDE and not state.return_requested:
+        return "no return was requested"
+    if kind == "RefundIssued" and not state.paid:
+        return "nothing was paid"
+    if kind == "PaymentConfirmed" and state.paid:
+        return "it was paid already"
+    if kind in ("StockReserved", "StockRejected") and state.stock_decided:
+        return "its stock was decided already"
+    return None
+
+
+OPENS = frozenset({"OrderPlaced"})  # recorded by the API before anyone else hears of the order
 RELEVANT = frozenset({
     "StockReserved", "StockRejected", "ReservationExpired", "StockRestocked",
     "PaymentPending", "PaymentConfirmed", "PaymentFailed", "PaymentExpired", "RefundIssued",

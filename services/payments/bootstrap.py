@@ -30,7 +30,8 @@ from services.payments.gateway import Gateway, HttpGateway
 SOURCE = "alur/payments"
 log = logging.getLogger("alur.payments")
 DECIDER = Decider(domain.PaymentState(), domain.evolve, domain.decide, domain.RELEVANT,
-                  domain.OUTCOMES, domain.deadlines, domain.on_timer)
+                  domain.OUTCOMES, domain.deadlines, domain.on_timer, opens=domain.OPENS,
+                  precede=domain.PRECEDE, refuse=domain.refuse)
 
 
 def make_perform(gateway: Gateway, callback_url: str, transfer_ttl: float) -> Perform:

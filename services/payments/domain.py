@@ -83,6 +83,7 @@ class PaymentState:
     captured: Money | None = None
     gateway_reference: str | None = None
     refunded: bool = False
+    delivered: str | None = None  # the tracking number of the parcel that arrived
 
     @property
     def method(self) -> str | None:
@@ -118,6 +119,10 @@ def evolve(state: PaymentState, event: Event) -> PaymentState:
         return replace(state, status="expired")
     if event.type == "RefundIssued":
         return replace(state, refunded=True)
+    if event.type == "Delivered":
+        return replace(state, delivered=event.data.tracking_number)
+    if event.type == "PickedUp":
+        return replace(state, delivered=event.data.shipment_id)
     return state
 
 
@@ -126,28 +131,44 @@ Decision = Charge | OpenTransfer | Refund | Model
 
 def decide(state: PaymentState, event: Event) -> list[Decision]:
     after = evolve(state, event)
-    if event.type == "OrderPlaced" and event.channel == "pos" and after.status is None:
-        assert after.amount is not None and after.instruction is not None
+    if event.type == "OrderPlaced" and event.channel == "pos" and after.status is None \
+            and after.amount is not None and after.instruction is not None:
         return [PaymentConfirmedData(order_id=event.subject, payment_id=_payment_id(event.subject),
                                      method=after.instruction.method, amount=after.amount,
                                      gateway_reference=f"till:{event.data.sale_id}")]
-    if after.ready_to_charge and not state.ready_to_charge:
-        return _start(after, event.subject)
-    if event.type == "Delivered" and after.method == "cod" and after.status is None \
-            and not after.cancelled:
-        assert after.amount is not None
+    started = _start(after, event.subject) if after.ready_to_charge and \
+        not state.ready_to_charge else []
+    if started:
+        return started
+    if _cod_collected(after) and not _cod_collected(state) and after.amount is not None:
+        # On Delivered; or on OrderPlaced, when the delivery overtook it from another topic.
         return [PaymentConfirmedData(order_id=event.subject, payment_id=_payment_id(event.subject),
                                      method="cod", amount=after.amount,
-                                     gateway_reference=f"cod:{event.data.tracking_number}")]
+                                     gateway_reference=f"cod:{after.delivered}")]
     if event.type == "OrderCancelled" and state.refundable:
-        return [_refund(state, event.subject, "cancelled")]
+        return _refund(state, event.subject, "cancelled")
     if event.type == "ReturnReceived" and state.refundable:
-        return [_refund(state, event.subject, "returned")]
+        return _refund(state, event.subject, "returned")
     return []
 
 
+def _cod_collected(state: PaymentState) -> bool:
+    """The courier handed over a cash-on-delivery parcel, so it collected the cash."""
+    return state.method == "cod" and state.delivered is not None and state.status is None \
+        and not state.cancelled
+
+
+def refuse(state: PaymentState, event: Event) -> str | None:
+    """Why another service's event cannot be true of this order: money comes back for a
+    return only once the order was delivered."""
+    if event.type == "ReturnReceived" and state.delivered is None:
+        return "it was never delivered"
+    return None
+
+
 def _start(state: PaymentState, order_id: str) -> list[Decision]:
-    assert state.amount is not None and state.instruction is not None
+    if state.amount is None or state.instruction is None:
+        return []
     if state.method in GATEWAY_METHODS:
         return [Charge(order_id, _payment_id(order_id), state.amount, state.instruction,
                        idempotency_key=f"{order_id}:capture",
@@ -177,7 +198,7 @@ def transfer_received(state: PaymentState, order_id: str, amount: Money,
     if state.status == "pending" and not state.cancelled:
         return [confirmed]
     late = replace(state, captured=amount, gateway_reference=transfer_id)
-    return [confirmed, _refund(late, order_id, "late_transfer")]
+    return [confirmed, *_refund(late, order_id, "late_transfer")]
 
 
 def deadlines(state: PaymentState) -> dict[str, datetime]:
@@ -187,17 +208,18 @@ def deadlines(state: PaymentState) -> dict[str, datetime]:
 
 
 def on_timer(state: PaymentState, kind: str) -> list[Decision]:
-    if kind == "payment_expiry" and "payment_expiry" in deadlines(state):
-        assert state.order_id is not None
+    if kind == "payment_expiry" and "payment_expiry" in deadlines(state) and state.order_id:
         order_id = state.order_id
         return [PaymentExpiredData(order_id=order_id, payment_id=_payment_id(order_id))]
     return []
 
 
-def _refund(state: PaymentState, order_id: str, reason: str) -> Refund:
-    assert state.captured is not None and state.gateway_reference is not None
-    return Refund(order_id, _payment_id(order_id), state.captured, state.gateway_reference,
-                  reason, idempotency_key=f"{order_id}:refund")
+def _refund(state: PaymentState, order_id: str, reason: str) -> list[Decision]:
+    """Pay back what was captured (nothing, if nothing was)."""
+    if state.captured is None or state.gateway_reference is None:
+        return []
+    return [Refund(order_id, _payment_id(order_id), state.captured, state.gateway_reference,
+                   reason, idempotency_key=f"{order_id}:refund")]
 
 
 def _payment_id(order_id: str) -> str:
@@ -205,7 +227,11 @@ def _payment_id(order_id: str) -> str:
 
 
 RELEVANT = frozenset({"OrderPlaced", "StockReserved", "OrderCancelled", "Delivered",
-                      "ReturnReceived"})
+                      "PickedUp", "ReturnReceived"})
+OPENS = frozenset({"OrderPlaced"})
+# From other topics than OrderPlaced's, these may overtake it: stock reserved, and a cash on
+# delivery parcel delivered while this service read the orders topic far behind.
+PRECEDE = frozenset({"StockReserved", "Delivered", "PickedUp"})
 # What carrying out each command can record (see alur replay handlers).
 OUTCOMES: dict[type, frozenset[str]] = {
     Charge: frozenset({"PaymentConfirmed", "PaymentFailed"}),

@@ -29,7 +29,7 @@ from services.shipping.carrier import Carrier, HttpCarrier
 SOURCE = "alur/shipping"
 log = logging.getLogger("alur.shipping")
 DECIDER = Decider(domain.ShipmentState(), domain.evolve, domain.decide, domain.RELEVANT,
-                  domain.OUTCOMES)
+                  domain.OUTCOMES, opens=domain.OPENS, refuse=domain.refuse)
 
 
 def make_perform(carriers: Mapping[str, Carrier]) -> Perform:

@@ -171,25 +171,36 @@ def evolve(state: ShipmentState, event: Event) -> ShipmentState:
 
 def decide(state: ShipmentState, event: Event) -> list[object]:
     after = evolve(state, event)
+    order_id = after.order_id
+    if order_id is None:
+        return []
     if after.ready_to_ship and not state.ready_to_ship:
-        assert after.order_id is not None
         to_store = after.store_id is not None
-        return [CreateShipment(after.order_id, carrier_for(after.address, after.store_id),
+        return [CreateShipment(order_id, carrier_for(after.address, after.store_id),
                                "store" if to_store else "home",
                                None if to_store else after.address, after.store_id,
-                               f"{after.order_id}:shipment")]
+                               f"{order_id}:shipment")]
     if (event.type == "OrderCancelled" and not state.cancelled and after.status is not None
-            and after.status not in AT_REST):
-        assert after.order_id and after.shipment_id and after.carrier and after.tracking_number
-        return [CancelShipment(after.order_id, after.shipment_id, after.carrier,
+            and after.status not in AT_REST and after.shipment_id and after.carrier
+            and after.tracking_number):
+        return [CancelShipment(order_id, after.shipment_id, after.carrier,
                                after.tracking_number, after.status)]
-    if (event.type == "ReturnRequested" and after.carrier is not None
+    if (event.type == "ReturnRequested" and after.carrier is not None and after.return_id
             and after.return_tracking_number is None and after.return_id != state.return_id):
-        assert after.order_id and after.return_id
-        return [BookReturn(after.order_id, after.return_id, after.carrier,
+        return [BookReturn(order_id, after.return_id, after.carrier,
                            None if after.store_id else after.address, after.store_id,
-                           f"{after.order_id}:{after.return_id}:return")]
+                           f"{order_id}:{after.return_id}:return")]
     return []
+
+
+def refuse(state: ShipmentState, event: Event) -> str | None:
+    """Why an event of the orders service cannot be true of this order's parcel: the orders
+    service releases an order that is not cancelled, and takes a return once it arrived."""
+    if event.type == "OrderReadyToShip" and state.cancelled:
+        return "it was cancelled"
+    if event.type == "ReturnRequested" and state.status not in ("delivered", "picked_up"):
+        return f"its parcel never arrived ({state.status or 'no parcel'})"
+    return None
 
 
 def carrier_update(state: ShipmentState, update: ParcelUpdate) -> list[Model]:
@@ -206,7 +217,8 @@ def carrier_update(state: ShipmentState, update: ParcelUpdate) -> list[Model]:
 
 
 def _outbound(state: ShipmentState, update: ParcelUpdate) -> list[Model]:
-    assert state.order_id and state.shipment_id and state.tracking_number and state.status
+    if not (state.order_id and state.shipment_id and state.tracking_number and state.status):
+        raise UnknownParcel(f"order {state.order_id} has no parcel {update.tracking_number}")
     if update.status == state.status:
         return []  # the same step reported again
     parcel = dict(order_id=state.order_id, shipment_id=state.shipment_id)
@@ -232,14 +244,16 @@ def _outbound(state: ShipmentState, update: ParcelUpdate) -> list[Model]:
         return [DeliveryFailedData(**parcel, tracking_number=state.tracking_number,
                                    reason=update.reason or "delivery failed",
                                    next_attempt_at=update.next_attempt_at)]
-    assert state.store_id is not None
+    if state.store_id is None:  # STORE_NEXT's steps are the only ones left
+        raise UpdateRefused(f"parcel {update.tracking_number} goes to an address")
     if update.status == "ready_for_pickup":
         return [ReadyForPickupData(**parcel, store_id=state.store_id)]
     return [PickedUpData(**parcel, store_id=state.store_id)]
 
 
 def _returning(state: ShipmentState, update: ParcelUpdate) -> list[Model]:
-    assert state.order_id and state.return_id
+    if not (state.order_id and state.return_id):
+        raise UnknownParcel(f"order {state.order_id} has no return {update.tracking_number}")
     if update.status not in RETURN_STEPS:
         raise UpdateRefused(f"return parcel {update.tracking_number} cannot be {update.status}")
     if update.status != "delivered" or state.return_received:
@@ -249,6 +263,7 @@ def _returning(state: ShipmentState, update: ParcelUpdate) -> list[Model]:
 
 
 RELEVANT = frozenset({"OrderPlaced", "OrderReadyToShip", "OrderCancelled", "ReturnRequested"})
+OPENS = frozenset({"OrderPlaced"})  # everything else follows it on the order's partition
 # What carrying out each command can record (see alur replay handlers).
 OUTCOMES: dict[type, frozenset[str]] = {
     CreateShipment: frozenset({"ShipmentCreated"}),
