@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from pathlib import Path
 
 import asyncpg
 
 from alur.runtime import metrics
 from alur.runtime.aggregate import Decider, Perform, handler_for
+from alur.runtime.db import every
 from alur.runtime.ports import UnitOfWork
 from alur.runtime.processing import Handler
 from alur.runtime.worker import ServiceDefinition, ServiceParts
@@ -15,6 +18,7 @@ from alur.settings import Settings
 from schemas import Event, Model, NotificationSentData
 from services.notifications import domain
 from services.notifications.mailer import Mailer, SmtpMailer
+from services.notifications.sent_log import PostgresSentLog, SentLog
 from services.notifications.templates import render
 
 SOURCE = "alur/notifications"
@@ -22,19 +26,25 @@ DECIDER = Decider(domain.NotificationState(), domain.evolve, domain.decide, doma
                   domain.OUTCOMES, opens=domain.OPENS, precede=domain.PRECEDE,
                   refuse=domain.refuse)
 _failed_emails = metrics.NOTIFICATION_DELIVERIES.labels("email", "failed")
+log = logging.getLogger("alur.notifications")
+SENT_LOG_RETENTION = 7 * 86_400.0  # far longer than any batch waits for its commit
+PRUNE_EVERY = 3600.0
 
 
-def make_perform(mailer: Mailer) -> Perform:
+def make_perform(mailer: Mailer, sent_log: SentLog) -> Perform:
     async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
         if not isinstance(command, domain.SendEmail):
             raise TypeError(f"unknown command {command!r}")
-        subject, body = render(command.about, command.to.name)
-        try:
-            await mailer.send(command.to.email, subject, body,
-                              f"<{command.notification_id}@alur.local>")
-        except Exception:
-            _failed_emails.inc()  # an attempt; the runtime retries or dead-letters the event
-            raise
+        # Sent already by a batch that did not commit (a crash): record it, do not resend.
+        if not await sent_log.sent(command.notification_id):
+            subject, body = render(command.about, command.to.name)
+            try:
+                await mailer.send(command.to.email, subject, body,
+                                  f"<{command.notification_id}@alur.local>")
+            except Exception:
+                _failed_emails.inc()  # an attempt; the runtime retries or dead-letters it
+                raise
+            await sent_log.record(command.notification_id)
         return [NotificationSentData(
             order_id=command.about.subject, notification_id=command.notification_id,
             channel="email", template=command.template, about_event_id=command.about.id)]
@@ -42,16 +52,25 @@ def make_perform(mailer: Mailer) -> Perform:
     return perform
 
 
-def make_handler(mailer: Mailer) -> Handler:
-    return handler_for(DECIDER, source=SOURCE, perform=make_perform(mailer))
+def make_handler(mailer: Mailer, sent_log: SentLog) -> Handler:
+    return handler_for(DECIDER, source=SOURCE, perform=make_perform(mailer, sent_log))
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
     metrics.initialise(metrics.NOTIFICATION_DELIVERIES, ("email", "sent"), ("email", "failed"))
     mailer = SmtpMailer(settings.smtp_host, settings.smtp_port)
-    return ServiceParts(handler=make_handler(mailer), close=mailer.close)
+    sent_log = PostgresSentLog(pool)
+
+    async def prune_sent_log() -> None:
+        async def prune() -> None:
+            await sent_log.prune(SENT_LOG_RETENTION)
+
+        await every(PRUNE_EVERY, prune, "prune the sent e-mail log", log)
+
+    return ServiceParts(handler=make_handler(mailer, sent_log), close=mailer.close,
+                        background=[prune_sent_log])
 
 
 DEFINITION = ServiceDefinition(
-    name="notifications", subscriptions=("orders", "payments", "shipping"), migrations=None,
-    build=build)
+    name="notifications", subscriptions=("orders", "payments", "shipping"),
+    migrations=Path(__file__).parent / "migrations", build=build)

@@ -17,6 +17,7 @@ from services.inventory import bootstrap as inventory
 from services.inventory.adapters import InMemoryStock
 from services.notifications import bootstrap as notifications
 from services.notifications.mailer import InMemoryMailer
+from services.notifications.sent_log import InMemorySentLog
 from services.orders import bootstrap as orders
 from services.orders.domain import OrderState
 from services.payments import bootstrap as payments
@@ -38,6 +39,7 @@ async def _no_sleep(_: float) -> None:
 class FakePlatform:
     gateway: InMemoryGateway = field(default_factory=InMemoryGateway)
     mailer: InMemoryMailer = field(default_factory=InMemoryMailer)
+    sent_log: InMemorySentLog = field(default_factory=InMemorySentLog)
     states: dict[str, MemoryState] = field(
         default_factory=lambda: {name: MemoryState() for name in SUBSCRIPTIONS})
     topics: dict[str, list[Message]] = field(default_factory=lambda: defaultdict(list))
@@ -56,7 +58,7 @@ class FakePlatform:
             "payments": payments.make_perform(self.gateway, settings.payments_url,
                                               settings.bank_transfer_ttl),
             "shipping": shipping.make_perform(self.carriers),
-            "notifications": notifications.make_perform(self.mailer),
+            "notifications": notifications.make_perform(self.mailer, self.sent_log),
         }
         deciders = {name: m.DECIDER for name, m in SERVICES.items()}
         self.processors = {

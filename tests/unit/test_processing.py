@@ -10,6 +10,9 @@ from alur.runtime.errors import InfrastructureError
 from alur.runtime.memory import InMemoryUnitOfWork, MemoryState
 from alur.runtime.processing import MAX_RECORD_BYTES, POISON_AFTER, BatchProcessor, Message
 from schemas import encode, first_event
+from services.notifications import bootstrap as notifications
+from services.notifications.mailer import InMemoryMailer
+from services.notifications.sent_log import InMemorySentLog
 from tests.unit.builders import event
 
 
@@ -184,3 +187,26 @@ async def test_a_database_outage_is_waited_out_without_dead_lettering_anything()
     [result] = await bp.commit([message(encode(event("OrderPlaced", "o1")))], failures.append)
     assert result.outcome == "processed" and len(failures) == 3 and sleeps == [0.2, 0.4, 0.8]
     assert state.outbox == []
+
+
+async def test_a_crash_before_the_commit_resends_none_of_the_batch_s_e_mails() -> None:
+    """The batch's e-mails went out, then its transaction failed (a crash): the redelivered
+    batch records them as sent and sends none of them again."""
+    state, mailer, log = MemoryState(), InMemoryMailer(), InMemorySentLog()
+    crashes = [1]
+
+    class CrashesAtCommit(InMemoryUnitOfWork):
+        async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+            if exc_type is None and crashes[0]:
+                crashes[0] -= 1
+                await super().__aexit__(RuntimeError, None, None)
+                raise ConnectionResetError("the process died here")
+            await super().__aexit__(exc_type, exc, tb)
+
+    bp = BatchProcessor("notifications", notifications.make_handler(mailer, log),
+                        lambda: CrashesAtCommit(state), sleep=lambda _: asyncio.sleep(0))
+    batch = [message(encode(event("OrderPlaced", f"o{i}")), i) for i in range(5)]
+    await bp.commit(batch)
+    assert len(mailer.sent) == 5 and len({m["message_id"] for m in mailer.sent}) == 5
+    sent = [s for s in state.streams.values() for s in s if s.event.type == "NotificationSent"]
+    assert len(sent) == 5
