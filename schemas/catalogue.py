@@ -35,6 +35,7 @@ from schemas.payments import (
     PaymentFailed,
     PaymentPending,
     RefundIssued,
+    TransferReturned,
 )
 from schemas.shipping import (
     Delivered,
@@ -59,6 +60,7 @@ AnyEvent = Annotated[
     | StockReserved | StockRejected | StockReleased | StockCommitted | StockRestocked | LowStock
     | ReservationExpired
     | PaymentConfirmed | PaymentPending | PaymentFailed | PaymentExpired | RefundIssued
+    | TransferReturned
     | ShipmentCreated | Shipped | InTransit | OutForDelivery | DeliveryFailed | Delivered
     | ReadyForPickup | PickedUp | ReturnShipmentCreated | ReturnReceived | ShipmentRecalled
     | ReturnedToSender

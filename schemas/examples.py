@@ -61,6 +61,8 @@ PAYLOADS: dict[str, Model] = {
     "PaymentExpired": s.PaymentExpiredData(order_id=ORDER, payment_id="pay_1"),
     "RefundIssued": s.RefundIssuedData(order_id=ORDER, refund_id="ref_1", amount=EUR,
                                        reason="returned"),
+    "TransferReturned": s.TransferReturnedData(
+        order_id=ORDER, transfer_id="tr_2", amount=EUR, refund_id="ref_2", reason="duplicate"),
     "ShipmentCreated": s.ShipmentCreatedData(
         order_id=ORDER, shipment_id="shp_1", carrier="simcourier",
         tracking_number="SIM1234567890"),

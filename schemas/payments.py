@@ -45,6 +45,15 @@ class RefundIssuedData(Model):
     reason: str = Field(description="cancelled or returned.")
 
 
+class TransferReturnedData(Model):
+    order_id: str
+    transfer_id: str = Field(description="The gateway's id for the transfer sent back.")
+    amount: Money
+    refund_id: str = Field(description="The gateway's id for the refund of the transfer.")
+    reason: str = Field(description="duplicate (the order was paid by another transfer) or "
+                        "wrong_amount (not the amount due).")
+
+
 class _PaymentsEvent(Event):
     topic: ClassVar[str] = "payments"
 
@@ -72,3 +81,11 @@ class PaymentExpired(_PaymentsEvent):
 class RefundIssued(_PaymentsEvent):
     type: Literal["RefundIssued"] = "RefundIssued"
     data: RefundIssuedData
+
+
+class TransferReturned(_PaymentsEvent):
+    """Money paid into an order's account that the order does not take (a second transfer, or
+    not the amount due) went back to the customer. The order's own payment is untouched."""
+
+    type: Literal["TransferReturned"] = "TransferReturned"
+    data: TransferReturnedData

@@ -32,7 +32,7 @@ from typing import Generic, Literal, TypeVar
 from alur.runtime import metrics
 from alur.runtime.errors import InvalidEvent
 from alur.runtime.ports import StoredEvent, Timer, UnitOfWork
-from alur.runtime.processing import Handler, HandlerResult
+from alur.runtime.processing import Handler, HandlerResult, ends_transaction
 from schemas import Event, Model, caused_by
 from schemas.envelope import EVENT_FOR_DATA
 
@@ -119,28 +119,49 @@ async def fire_due_timers(
     uow: UnitOfWork, decider: Decider[S], now: datetime, *, source: str, limit: int = 100,
     perform: Perform | None = None, observe: Observe[S] | None = None,
 ) -> list[Timer]:
-    """Fire the timers due by `now` that no other unit of work holds; returns those fired."""
+    """Fire the timers due by `now` that no other unit of work holds; returns those fired.
+    Each fires in a savepoint: one whose command fails (a partner down) stays due for the next
+    round, and the others fire."""
     timers = await uow.due_timers(now, limit)
     await uow.preload([t.stream_id for t in timers])
     fired: list[Timer] = []
     for timer in timers:
-        history = await uow.load(timer.stream_id)
-        state = decider.fold([stored.event for stored in history])
-        deadline = decider.due(state).get(timer.kind)
-        if deadline is None or deadline > now or not history or decider.on_timer is None:
-            # Moved or gone since it was written (the table lags the state only by a crash).
-            uow.schedule(timer.stream_id, timer.kind, deadline)
+        try:
+            with metrics.collecting() as pending:
+                async with uow.savepoint():
+                    if await _fire(uow, decider, timer, now, source=source, perform=perform,
+                                   observe=observe):
+                        fired.append(timer)
+        except Exception as exc:
+            if ends_transaction(exc):
+                raise
+            log.log(logging.WARNING if getattr(exc, "retriable", False) else logging.ERROR,
+                    "timer %s of %s failed; it stays due: %s: %s", timer.kind,
+                    timer.stream_id, type(exc).__name__, exc)
             continue
-        after = await _act_on(uow, decider, timer.stream_id, history, state,
-                              decider.on_timer(state, timer.kind), source=source,
-                              perform=perform, observe=observe)
-        if decider.due(after).get(timer.kind) == deadline:
-            # on_timer must settle its deadline; a timer that would fire forever is dropped.
-            log.error("timer %s of %s left its deadline in place; dropped", timer.kind,
-                      timer.stream_id)
-            uow.schedule(timer.stream_id, timer.kind, None)
-        fired.append(timer)
+        for callback in pending:
+            metrics.on_commit(callback)
     return fired
+
+
+async def _fire(uow: UnitOfWork, decider: Decider[S], timer: Timer, now: datetime, *,
+                source: str, perform: Perform | None, observe: Observe[S] | None) -> bool:
+    history = await uow.load(timer.stream_id)
+    state = decider.fold([stored.event for stored in history])
+    deadline = decider.due(state).get(timer.kind)
+    if deadline is None or deadline > now or not history or decider.on_timer is None:
+        # Moved or gone since it was written (the table lags the state only by a crash).
+        uow.schedule(timer.stream_id, timer.kind, deadline)
+        return False
+    after = await _act_on(uow, decider, timer.stream_id, history, state,
+                          decider.on_timer(state, timer.kind), source=source,
+                          perform=perform, observe=observe)
+    if decider.due(after).get(timer.kind) == deadline:
+        # on_timer must settle its deadline; a timer that would fire forever is dropped.
+        log.error("timer %s of %s left its deadline in place; dropped", timer.kind,
+                  timer.stream_id)
+        uow.schedule(timer.stream_id, timer.kind, None)
+    return True
 
 
 async def act(

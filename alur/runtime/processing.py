@@ -220,7 +220,7 @@ class BatchProcessor:
                                          outcome="refused")
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
-                if _ends_transaction(exc):
+                if ends_transaction(exc):
                     raise
                 if is_retriable(exc) and not isinstance(exc, InvalidEvent) \
                         and attempt < self._attempts:
@@ -280,7 +280,7 @@ def dead_letter_record(service: str, message: Message, error: str, attempts: int
     return json.dumps(record).encode()
 
 
-def _ends_transaction(exc: BaseException) -> bool:
+def ends_transaction(exc: BaseException) -> bool:
     """The database lost the connection or picked this transaction as a deadlock's victim:
     the caller retries the whole batch."""
     from alur.runtime.postgres import TRANSACTION_ERRORS  # asyncpg only where it is used
@@ -291,7 +291,7 @@ def _ends_transaction(exc: BaseException) -> bool:
 def _unavailable(exc: BaseException) -> bool:
     """The batch failed for want of its database (gone, restarting, a deadlock's victim), not
     because of what it holds: retried as it is, however long it takes."""
-    return _ends_transaction(exc) or (isinstance(exc, InfrastructureError) and exc.retriable)
+    return ends_transaction(exc) or (isinstance(exc, InfrastructureError) and exc.retriable)
 
 
 def _is_rollback(exc: BaseException) -> bool:

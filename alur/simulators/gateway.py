@@ -11,9 +11,14 @@ count them.
 
 Bank transfers: `POST /v1/virtual-accounts` opens an account for an order (idempotent like a
 charge). `POST /v1/virtual-accounts/{number}/transfers` plays the customer's bank paying into
-it: the simulator records the transfer and reports it to the account's callback URL, signed
-(HMAC-SHA256, `Gateway-Timestamp` / `Gateway-Signature`, see alur.runtime.signing), retrying a
-few times. Refunds (`POST /v1/refunds`) are idempotent per key like charges.
+it (before or after the account's deadline, as a real bank may): the simulator records the
+transfer and, in the same transaction, a callback to the account's callback URL, signed
+(HMAC-SHA256, `Gateway-Timestamp` / `Gateway-Signature`, see alur.runtime.signing). The
+callback is tried at once, then again with backoff (0.5 s doubling to 30 s) for as long as
+the merchant answers 5xx or nothing, until a 2xx acknowledges it; a 4xx refuses it for good.
+`GET /v1/virtual-accounts/{number}/transfers` answers what was paid into an account: what a
+merchant asks before it gives up on a transfer. Refunds (`POST /v1/refunds`) are idempotent
+per key like charges.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -33,6 +39,8 @@ from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
 from alur.runtime.signing import signed_headers
+
+log = logging.getLogger("alur.gateway_sim")
 
 SCHEMA = "gateway_sim"
 DDL = f"""
@@ -78,8 +86,22 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.refunds (
     created_at        timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS refunds_reference ON {SCHEMA}.refunds (reference);
+CREATE INDEX IF NOT EXISTS transfers_account ON {SCHEMA}.transfers (account_number);
+CREATE TABLE IF NOT EXISTS {SCHEMA}.callbacks (
+    transfer_id     text PRIMARY KEY REFERENCES {SCHEMA}.transfers (id),
+    url             text NOT NULL,
+    body            text NOT NULL,
+    status          text NOT NULL DEFAULT 'pending',  -- pending | acknowledged | refused
+    attempts        integer NOT NULL DEFAULT 0,
+    last_status     integer,
+    next_attempt_at timestamptz NOT NULL DEFAULT now(),
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS callbacks_due ON {SCHEMA}.callbacks (next_attempt_at)
+    WHERE status = 'pending';
 """
-CALLBACK_ATTEMPTS = 5
+CALLBACK_FIRST_BACKOFF, CALLBACK_MAX_BACKOFF = 0.5, 30.0
+CALLBACK_ROUND = 0.5  # seconds between rounds of due callbacks
 OUTCOMES = {"tok_decline": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
 FLAKY = "_flaky"
 
@@ -116,23 +138,39 @@ def _public(r: asyncpg.Record) -> dict[str, object]:
             if k not in ("idempotency_key", "request_hash")}
 
 
-async def _call_back(url: str, body: bytes, secret: str) -> int:
-    """POST the signed report; retried with backoff while the merchant answers 5xx or not at
-    all. Returns the last status (0 when never reached)."""
-    path = httpx.URL(url).raw_path.decode()
-    status = 0
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        for attempt in range(CALLBACK_ATTEMPTS):
-            headers = {"Content-Type": "application/json",
-                       **signed_headers(secret, "POST", path, body, prefix="Gateway")}
-            try:
-                status = (await client.post(url, content=body, headers=headers)).status_code
-            except httpx.HTTPError:
-                status = 0
-            if 0 < status < 500:
-                return status
-            await asyncio.sleep(0.2 * 2 ** attempt)
-    return status
+async def _post_callback(client: httpx.AsyncClient, url: str, body: bytes,
+                         secret: str) -> int:
+    """POST the signed report once; its status (0 when the merchant did not answer)."""
+    headers = {"Content-Type": "application/json",
+               **signed_headers(secret, "POST", httpx.URL(url).raw_path.decode(), body,
+                                prefix="Gateway")}
+    try:
+        return (await client.post(url, content=body, headers=headers)).status_code
+    except httpx.HTTPError:
+        return 0
+
+
+async def deliver_callbacks(pool: asyncpg.Pool, client: httpx.AsyncClient, secret: str,
+                            transfer_id: str | None = None) -> int:
+    """Try the due callbacks (or the one of `transfer_id`) once; how many were tried."""
+    async with pool.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            f"SELECT transfer_id, url, body, attempts FROM {SCHEMA}.callbacks"
+            " WHERE status = 'pending' AND ($1::text IS NULL AND next_attempt_at <= now()"
+            "   OR transfer_id = $1) ORDER BY next_attempt_at LIMIT 50"
+            " FOR UPDATE SKIP LOCKED", transfer_id)
+        statuses = await asyncio.gather(*(_post_callback(client, r["url"], r["body"].encode(),
+                                                         secret) for r in rows))
+        for r, status in zip(rows, statuses, strict=True):
+            attempts = r["attempts"] + 1
+            outcome = "acknowledged" if 200 <= status < 300 else \
+                "refused" if 400 <= status < 500 else "pending"
+            backoff = min(CALLBACK_MAX_BACKOFF, CALLBACK_FIRST_BACKOFF * 2 ** (attempts - 1))
+            await conn.execute(
+                f"UPDATE {SCHEMA}.callbacks SET status = $2, attempts = $3, last_status = $4,"
+                " next_attempt_at = now() + make_interval(secs => $5) WHERE transfer_id = $1",
+                r["transfer_id"], outcome, attempts, status, backoff)
+        return len(rows)
 
 
 def _row(r: asyncpg.Record) -> dict[str, object]:
@@ -148,6 +186,16 @@ def _digest(body: BaseModel) -> str:
 def create_app(dsn: str, callback_secret: str) -> FastAPI:
     pools: dict[str, asyncpg.Pool] = {}
 
+    client = httpx.AsyncClient(timeout=5.0)
+
+    async def retry_callbacks() -> None:
+        while True:
+            try:
+                await deliver_callbacks(pools["db"], client, callback_secret)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("cannot deliver callbacks: %s", exc)
+            await asyncio.sleep(CALLBACK_ROUND)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         conn = await asyncpg.connect(dsn)
@@ -157,7 +205,10 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
         finally:
             await conn.close()
         pools["db"] = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+        retrying = asyncio.create_task(retry_callbacks())
         yield
+        retrying.cancel()
+        await client.aclose()
         await pools["db"].close()
 
     app = FastAPI(title="Alur payment gateway simulator", lifespan=lifespan)
@@ -222,15 +273,36 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
         if account is None:
             return JSONResponse({"error": "no such account"}, status_code=404)
         transfer_id = f"tr_{uuid.uuid4().hex[:24]}"
-        await pools["db"].execute(
-            f"INSERT INTO {SCHEMA}.transfers (id, account_number, amount, currency) "
-            "VALUES ($1, $2, $3, $4)", transfer_id, account_number, body.amount, body.currency)
         report = json.dumps({
             "type": "transfer.received", "id": transfer_id, "reference": account["reference"],
             "account_number": account_number, "amount": body.amount,
-            "currency": body.currency}).encode()
-        status = await _call_back(account["callback_url"], report, callback_secret)
+            "currency": body.currency})
+        async with pools["db"].acquire() as conn, conn.transaction():
+            await conn.execute(
+                f"INSERT INTO {SCHEMA}.transfers (id, account_number, amount, currency) "
+                "VALUES ($1, $2, $3, $4)", transfer_id, account_number, body.amount,
+                body.currency)
+            # Due for the retry loop only after this request's own first try.
+            await conn.execute(
+                f"INSERT INTO {SCHEMA}.callbacks (transfer_id, url, body, next_attempt_at)"
+                " VALUES ($1, $2, $3, now() + make_interval(secs => $4))", transfer_id,
+                account["callback_url"], report, CALLBACK_FIRST_BACKOFF)
+        await deliver_callbacks(pools["db"], client, callback_secret, transfer_id)
+        status = await pools["db"].fetchval(
+            f"SELECT last_status FROM {SCHEMA}.callbacks WHERE transfer_id = $1", transfer_id)
         return JSONResponse({"id": transfer_id, "callback_status": status}, status_code=201)
+
+    @app.get("/v1/virtual-accounts/{account_number}/transfers")
+    async def transfers_into(account_number: str) -> JSONResponse:
+        """What was paid into the account so far, oldest first."""
+        if not await pools["db"].fetchval(
+                f"SELECT true FROM {SCHEMA}.virtual_accounts WHERE account_number = $1",
+                account_number):
+            return JSONResponse({"error": "no such account"}, status_code=404)
+        rows = await pools["db"].fetch(
+            f"SELECT id, amount, currency, created_at FROM {SCHEMA}.transfers"
+            " WHERE account_number = $1 ORDER BY created_at, id", account_number)
+        return JSONResponse([_public(r) for r in rows])
 
     @app.post("/v1/refunds")
     async def refund(body: RefundRequest,

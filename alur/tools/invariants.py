@@ -147,9 +147,47 @@ async def _money(conn: asyncpg.Connection, ids: list[str] | None, report: Report
             " WHERE status = 'succeeded' AND ($1::text[] IS NULL OR reference = ANY($1))"
             " GROUP BY reference HAVING count(*) > 1", ids), "the gateway charged {n} times")
         report.add("3 money", await conn.fetch(
-            "SELECT reference AS order_id, count(*) AS n FROM gateway_sim.refunds"
-            " WHERE ($1::text[] IS NULL OR reference = ANY($1))"
-            " GROUP BY reference HAVING count(*) > 1", ids), "the gateway refunded {n} times")
+            "SELECT reference AS order_id, payment_reference, count(*) AS n"
+            " FROM gateway_sim.refunds WHERE ($1::text[] IS NULL OR reference = ANY($1))"
+            " GROUP BY reference, payment_reference HAVING count(*) > 1", ids),
+            "the gateway paid {payment_reference} back {n} times")
+        await _gateway_ledger(conn, ids, report)
+
+
+async def _gateway_ledger(conn: asyncpg.Connection, ids: list[str] | None,
+                          report: Report) -> None:
+    """Invariant 7: what the gateway received for an order (card and e-wallet captures, money
+    paid into its virtual account) is what payments captured through it plus the transfers it
+    sent back, and what the gateway paid back is what payments refunded plus those transfers.
+    Money a transfer brought that payments never recorded is a customer's money kept."""
+    rows = await conn.fetch(
+        "WITH g AS (SELECT reference AS order_id, sum(amount) AS received FROM ("
+        "   SELECT reference, amount FROM gateway_sim.charges WHERE status = 'succeeded'"
+        "   UNION ALL SELECT a.reference, t.amount FROM gateway_sim.transfers t"
+        "   JOIN gateway_sim.virtual_accounts a USING (account_number)) x GROUP BY reference),"
+        " gr AS (SELECT reference AS order_id, sum(amount) AS paid_back"
+        "   FROM gateway_sim.refunds GROUP BY reference),"
+        " p AS (SELECT stream_id AS order_id,"
+        "   coalesce(sum((body->'data'->'amount'->>'amount')::bigint) FILTER ("
+        "     WHERE type = 'PaymentConfirmed' AND body->>'channel' = 'online'"
+        "     AND body->'data'->>'method' <> 'cod'), 0) AS captured,"
+        "   coalesce(sum((body->'data'->'amount'->>'amount')::bigint)"
+        "     FILTER (WHERE type = 'RefundIssued'), 0) AS refunded,"
+        "   coalesce(sum((body->'data'->'amount'->>'amount')::bigint)"
+        "     FILTER (WHERE type = 'TransferReturned'), 0) AS returned"
+        "   FROM payments.events WHERE origin = 'own' GROUP BY stream_id)"
+        " SELECT o.stream_id AS order_id, coalesce(g.received, 0) AS received,"
+        "   coalesce(gr.paid_back, 0) AS paid_back, coalesce(p.captured, 0) AS captured,"
+        "   coalesce(p.refunded, 0) AS refunded, coalesce(p.returned, 0) AS returned"
+        " FROM orders.events o LEFT JOIN g ON g.order_id = o.stream_id"
+        " LEFT JOIN gr ON gr.order_id = o.stream_id LEFT JOIN p ON p.order_id = o.stream_id"
+        " WHERE o.type = 'OrderPlaced' AND ($1::text[] IS NULL OR o.stream_id = ANY($1))", ids)
+    report.add("7 no money kept", [
+        r for r in rows if r["received"] != r["captured"] + r["returned"]],
+        "the gateway received {received}, payments captured {captured} and sent {returned} back")
+    report.add("7 no money kept", [
+        r for r in rows if r["paid_back"] != r["refunded"] + r["returned"]],
+        "the gateway paid back {paid_back}, payments refunded {refunded} and sent {returned} back")
 
 
 async def _no_duplicate_effects(conn: asyncpg.Connection, ids: list[str] | None,

@@ -22,6 +22,7 @@ from schemas import (
     PaymentFailedData,
     PaymentPendingData,
     RefundIssuedData,
+    TransferReturnedData,
     now,
 )
 from services.payments import callbacks, domain
@@ -60,6 +61,15 @@ def make_perform(gateway: Gateway, callback_url: str, transfer_ttl: float) -> Pe
             return [PaymentPendingData(order_id=command.order_id, payment_id=command.payment_id,
                                        amount=command.amount, virtual_account=account,
                                        expires_at=expires_at)]
+        if isinstance(command, domain.ReturnTransfer):
+            refund_id = await gateway.refund(command.idempotency_key, command.order_id,
+                                             command.amount, command.transfer_id)
+            return [TransferReturnedData(order_id=command.order_id,
+                                         transfer_id=command.transfer_id, amount=command.amount,
+                                         refund_id=refund_id, reason=command.reason)]
+        if isinstance(command, domain.SettleTransfer):
+            received = await gateway.transfers(command.virtual_account)
+            return domain.settle_transfer(command, [(t.transfer_id, t.amount) for t in received])
         if isinstance(command, domain.Refund):
             refund_id = await gateway.refund(command.idempotency_key, command.order_id,
                                              command.amount, command.gateway_reference)

@@ -2,8 +2,12 @@
 
 - `card`, `ewallet`: captured through the gateway once stock is reserved.
 - `bank_transfer`: a virtual account is opened once stock is reserved (`PaymentPending`); the
-  gateway's callback confirms it, else it expires. Money that arrives for an order that was
-  cancelled or expired meanwhile goes straight back.
+  gateway's callback confirms it. When its deadline comes, the gateway is asked what was paid
+  into the account (`SettleTransfer`: a callback may have been lost while this service was
+  down): paid in full, it is confirmed; else it expires. Money that arrives for an order that
+  was cancelled or expired meanwhile goes straight back (`late_transfer`), and so does a
+  transfer the order does not take: a second one, or one of another amount
+  (`ReturnTransfer`, recorded as TransferReturned).
 - `cod`: confirmed when the parcel is delivered (the courier collected the cash).
 - point of sale (`cash`, or `card` on the till's terminal): the sale arrives paid; the
   payment is recorded when the order is known, without the gateway.
@@ -13,6 +17,7 @@ in full, so captured minus refunded is always 0 or the order total.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -65,6 +70,31 @@ class Refund:
     idempotency_key: str
 
 
+@dataclass(frozen=True)
+class ReturnTransfer:
+    """Command: send a transfer the order does not take back to the customer."""
+
+    order_id: str
+    transfer_id: str
+    amount: Money
+    reason: str  # duplicate | wrong_amount
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"{self.order_id}:return:{self.transfer_id}"
+
+
+@dataclass(frozen=True)
+class SettleTransfer:
+    """Command: the transfer's deadline has come; ask the gateway what was paid into the
+    account before giving the payment up."""
+
+    order_id: str
+    payment_id: str
+    virtual_account: str
+    amount: Money
+
+
 class TransferMismatch(ValueError):
     """A transfer callback that does not fit the order (amount, currency or account)."""
 
@@ -84,6 +114,7 @@ class PaymentState:
     gateway_reference: str | None = None
     refunded: bool = False
     delivered: str | None = None  # the tracking number of the parcel that arrived
+    returned: frozenset[str] = frozenset()  # transfers sent back (TransferReturned)
 
     @property
     def method(self) -> str | None:
@@ -119,6 +150,8 @@ def evolve(state: PaymentState, event: Event) -> PaymentState:
         return replace(state, status="expired")
     if event.type == "RefundIssued":
         return replace(state, refunded=True)
+    if event.type == "TransferReturned":
+        return replace(state, returned=state.returned | {event.data.transfer_id})
     if event.type == "Delivered":
         return replace(state, delivered=event.data.tracking_number)
     if event.type == "PickedUp":
@@ -126,7 +159,7 @@ def evolve(state: PaymentState, event: Event) -> PaymentState:
     return state
 
 
-Decision = Charge | OpenTransfer | Refund | Model
+Decision = Charge | OpenTransfer | Refund | SettleTransfer | ReturnTransfer | Model
 
 
 def decide(state: PaymentState, event: Event) -> list[Decision]:
@@ -182,16 +215,20 @@ def _start(state: PaymentState, order_id: str) -> list[Decision]:
 
 def transfer_received(state: PaymentState, order_id: str, amount: Money,
                       virtual_account: str, transfer_id: str) -> list[Decision]:
-    """The gateway says the customer paid into the order's virtual account."""
+    """The gateway says the customer paid into the order's virtual account. Every transfer
+    ends up taken by the order or sent back: none is kept without an order."""
     if state.virtual_account is None or state.amount is None:
         raise TransferMismatch(f"order {order_id} has no virtual account")
     if virtual_account != state.virtual_account:
         raise TransferMismatch(f"account {virtual_account} is not this order's")
-    if amount != state.amount:
-        raise TransferMismatch(f"{amount.amount} {amount.currency} received, "
-                               f"{state.amount.amount} {state.amount.currency} due")
-    if state.status != "pending" and not (state.status == "expired" and not state.refunded):
+    if transfer_id == state.gateway_reference or transfer_id in state.returned:
         return []  # the same transfer reported again
+    if amount != state.amount:
+        return [ReturnTransfer(order_id, transfer_id, amount, "wrong_amount")]
+    if state.captured is not None or (state.status == "expired" and state.refunded):
+        return [ReturnTransfer(order_id, transfer_id, amount, "duplicate")]  # paid already
+    if state.status not in ("pending", "expired"):
+        return []
     confirmed = PaymentConfirmedData(order_id=order_id, payment_id=_payment_id(order_id),
                                      method="bank_transfer", amount=amount,
                                      gateway_reference=transfer_id)
@@ -208,10 +245,23 @@ def deadlines(state: PaymentState) -> dict[str, datetime]:
 
 
 def on_timer(state: PaymentState, kind: str) -> list[Decision]:
-    if kind == "payment_expiry" and "payment_expiry" in deadlines(state) and state.order_id:
-        order_id = state.order_id
-        return [PaymentExpiredData(order_id=order_id, payment_id=_payment_id(order_id))]
+    if kind == "payment_expiry" and "payment_expiry" in deadlines(state) and state.order_id \
+            and state.virtual_account and state.amount:
+        return [SettleTransfer(state.order_id, _payment_id(state.order_id),
+                               state.virtual_account, state.amount)]
     return []
+
+
+def settle_transfer(command: SettleTransfer,
+                    received: Sequence[tuple[str, Money]]) -> list[Model]:
+    """What the gateway's account shows at the deadline: a transfer of the amount due
+    (transfer id, amount) confirms the payment; without one, it expires."""
+    for transfer_id, amount in received:
+        if amount == command.amount:
+            return [PaymentConfirmedData(
+                order_id=command.order_id, payment_id=command.payment_id,
+                method="bank_transfer", amount=amount, gateway_reference=transfer_id)]
+    return [PaymentExpiredData(order_id=command.order_id, payment_id=command.payment_id)]
 
 
 def _refund(state: PaymentState, order_id: str, reason: str) -> list[Decision]:
@@ -237,4 +287,6 @@ OUTCOMES: dict[type, frozenset[str]] = {
     Charge: frozenset({"PaymentConfirmed", "PaymentFailed"}),
     OpenTransfer: frozenset({"PaymentPending"}),
     Refund: frozenset({"RefundIssued"}),
+    SettleTransfer: frozenset({"PaymentConfirmed", "PaymentExpired"}),
+    ReturnTransfer: frozenset({"TransferReturned"}),
 }

@@ -19,6 +19,14 @@ class ChargeResult:
     reason: str | None = None
 
 
+@dataclass(frozen=True)
+class Transfer:
+    """Money paid into a virtual account."""
+
+    transfer_id: str
+    amount: Money
+
+
 class Gateway(Protocol):
     async def charge(self, idempotency_key: str, reference: str, amount: Money,
                      token: str | None) -> ChargeResult:
@@ -32,6 +40,9 @@ class Gateway(Protocol):
     async def refund(self, idempotency_key: str, reference: str, amount: Money,
                      payment_reference: str) -> str:
         """Pay `amount` of a capture back; returns the refund's id. Same key, one refund."""
+
+    async def transfers(self, account_number: str) -> list[Transfer]:
+        """What was paid into the virtual account so far, oldest first."""
 
 
 class HttpGateway:
@@ -59,6 +70,22 @@ class HttpGateway:
             "payment_reference": payment_reference})
         return str(body["id"])
 
+    async def transfers(self, account_number: str) -> list[Transfer]:
+        try:
+            response = await self._client.get(f"/v1/virtual-accounts/{account_number}/transfers")
+        except httpx.HTTPError as exc:
+            raise InfrastructureError(f"gateway unreachable: {exc!r}") from exc
+        if response.status_code == 404:
+            return []  # no such account: nothing can have been paid into it
+        if response.status_code != 200:
+            raise InfrastructureError(f"gateway answered {response.status_code}")
+        try:
+            return [Transfer(str(t["id"]), Money(amount=t["amount"], currency=t["currency"]))
+                    for t in response.json()]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InfrastructureError(f"gateway sent an unreadable transfer list: {exc}",
+                                      retriable=False) from exc
+
     async def _post(self, path: str, idempotency_key: str, json: dict[str, Any]) -> Any:
         try:
             response = await self._client.post(
@@ -85,8 +112,9 @@ class InMemoryGateway:
 
     def __init__(self) -> None:
         self.charges: dict[str, tuple[tuple[str, int, str, str | None], ChargeResult]] = {}
-        self.transfers: dict[str, tuple[tuple[str, int, str, datetime, str], str]] = {}
+        self.accounts: dict[str, tuple[tuple[str, int, str, datetime, str], str]] = {}
         self.refunds: dict[str, tuple[tuple[str, int, str, str], str]] = {}
+        self.paid_in: dict[str, list[Transfer]] = {}  # account -> transfers into it
 
     async def charge(self, idempotency_key: str, reference: str, amount: Money,
                      token: str | None) -> ChargeResult:
@@ -104,15 +132,24 @@ class InMemoryGateway:
 
     async def open_transfer(self, idempotency_key: str, reference: str, amount: Money,
                             expires_at: datetime, callback_url: str) -> str:
-        return self._once(self.transfers, idempotency_key,
+        return self._once(self.accounts, idempotency_key,
                           (reference, amount.amount, amount.currency, expires_at, callback_url),
-                          f"VA{len(self.transfers) + 1:010d}")
+                          f"VA{len(self.accounts) + 1:010d}")
 
     async def refund(self, idempotency_key: str, reference: str, amount: Money,
                      payment_reference: str) -> str:
         return self._once(self.refunds, idempotency_key,
                           (reference, amount.amount, amount.currency, payment_reference),
                           f"re_fake_{len(self.refunds) + 1}")
+
+    async def transfers(self, account_number: str) -> list[Transfer]:
+        return list(self.paid_in.get(account_number, []))
+
+    def pay_into(self, account_number: str, amount: Money) -> str:
+        """Simulation: the customer's bank pays into the account (no callback is made)."""
+        transfer = Transfer(f"tr_fake_{sum(map(len, self.paid_in.values())) + 1}", amount)
+        self.paid_in.setdefault(account_number, []).append(transfer)
+        return transfer.transfer_id
 
     @staticmethod
     def _once(done: dict[str, Any], key: str, request: tuple[Any, ...], new_id: str) -> str:

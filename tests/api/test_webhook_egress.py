@@ -14,6 +14,7 @@ from aiohttp import web
 from alur.runtime.egress import EgressPolicy
 from services.orders.webhook_delivery import DeliveryPolicy, deliver_due
 from tests.api.conftest import Api, bearer, mug_order
+from tests.loopback import serving
 from tests.unit.test_egress import FakeResolver
 
 # What a shop tried in the black-box review: all answered 201 before the policy.
@@ -49,15 +50,8 @@ async def receiver() -> AsyncIterator[tuple[int, list[str]]]:
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
+    async with serving(app) as port:
         yield port, seen
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_name_that_resolves_inward_at_delivery_is_refused_without_a_request(

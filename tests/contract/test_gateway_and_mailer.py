@@ -1,16 +1,20 @@
 """Gateway and mailer contracts: the fakes behave as the simulator and a real SMTP exchange."""
 
+import asyncio
 import email
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
+from aiohttp import web
 
 from alur.runtime.errors import InfrastructureError
 from alur.simulators.smtp import read_messages
 from schemas import Money
 from services.notifications.mailer import InMemoryMailer, SmtpMailer
 from services.payments.gateway import HttpGateway, InMemoryGateway
+from tests.loopback import serving
 
 EUR = Money(amount=1999, currency="EUR")
 
@@ -58,6 +62,57 @@ async def test_a_transfer_account_is_opened_once_per_key_and_request(gateway) ->
         await gateway.open_transfer(f"{ref}:transfer", ref, EUR, due + timedelta(seconds=1),
                                     callback)
     assert caught.value.retriable is False
+
+
+async def pay_into(gateway, infra, account: str, amount: Money) -> None:  # noqa: ANN001
+    """The customer's bank pays into the account (no callback reaches anyone here)."""
+    if isinstance(gateway, InMemoryGateway):
+        gateway.pay_into(account, amount)
+        return
+    async with httpx.AsyncClient(base_url=infra.gateway_url) as client:
+        paid = await client.post(f"/v1/virtual-accounts/{account}/transfers",
+                                 json={"amount": amount.amount, "currency": amount.currency})
+        assert paid.status_code == 201
+
+
+async def test_what_was_paid_into_an_account_can_be_asked(gateway, infra) -> None:
+    ref = f"o-{uuid.uuid4().hex}"
+    due = datetime.now(UTC) + timedelta(hours=1)
+    account = await gateway.open_transfer(f"{ref}:transfer", ref, EUR, due,
+                                          "http://127.0.0.1:9/v1/gateway/callbacks")
+    assert await gateway.transfers(account) == []
+    await pay_into(gateway, infra, account, EUR)
+    [transfer] = await gateway.transfers(account)
+    assert transfer.amount == EUR and transfer.transfer_id.startswith("tr_")
+    assert await gateway.transfers("VA-no-such-account") == []
+
+
+async def test_a_transfer_s_callback_is_retried_until_it_is_acknowledged(infra) -> None:
+    """The merchant is down for the first attempts (503, then nothing listening): the gateway
+    keeps the report and delivers it once the merchant answers 2xx."""
+    answers = [503, 503]
+    received: list[dict[str, object]] = []
+
+    async def callback(request: web.Request) -> web.Response:
+        if answers:
+            return web.Response(status=answers.pop(0))
+        received.append(await request.json())
+        return web.json_response({"status": "recorded"})
+
+    app = web.Application()
+    app.router.add_post("/v1/gateway/callbacks", callback)
+    async with serving(app) as port:
+        ref = f"o-{uuid.uuid4().hex}"
+        gateway = HttpGateway(infra.gateway_url)
+        account = await gateway.open_transfer(
+            f"{ref}:transfer", ref, EUR, datetime.now(UTC) + timedelta(hours=1),
+            f"http://127.0.0.1:{port}/v1/gateway/callbacks")
+        await gateway.close()
+        await pay_into(gateway, infra, account, EUR)
+        deadline = asyncio.get_running_loop().time() + 30
+        while not received and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.2)
+    assert [r["reference"] for r in received] == [ref] and answers == []
 
 
 async def test_an_unreachable_gateway_is_a_retriable_error() -> None:

@@ -95,9 +95,28 @@ async def test_a_bank_transfer_paid_through_the_gateway_is_delivered(services, a
     await no_violations(services, db, [order_id])
 
 
-async def test_an_unpaid_bank_transfer_expires(services, api, db) -> None:
+async def pay_transfer(services, pending: dict) -> int:  # noqa: ANN001
+    """The customer's bank pays the amount due into the order's virtual account; the status
+    the gateway's first callback got (0: payments did not answer)."""
+    async with httpx.AsyncClient(base_url=services.gateway_url, timeout=10) as gateway:
+        paid = await gateway.post(f"/v1/virtual-accounts/{pending['virtual_account']}/transfers",
+                                  json=pending["amount"])
+    assert paid.status_code == 201, paid.text
+    return int(paid.json()["callback_status"] or 0)
+
+
+async def pending_transfer(db, order_id: str) -> dict:  # noqa: ANN001
+    await reach(db, order_id, "PaymentPending")
+    [pending] = [e for e in await events_of(db, "payments", order_id)
+                 if e["type"] == "PaymentPending"]
+    return pending
+
+
+async def test_an_unpaid_bank_transfer_expires_and_money_paid_after_is_refunded(
+        services, api, db) -> None:
     sku = await stocked(services)
     order_id = await place(api, order_body(sku, method="bank_transfer"))
+    pending = await pending_transfer(db, order_id)
     types = await reach(db, order_id, "OrderCancelled", timeout=60)
     assert types[-2:] == ["PaymentExpired", "OrderCancelled"]
     view = (await api.get(f"/v1/orders/{order_id}")).json()
@@ -107,7 +126,35 @@ async def test_an_unpaid_bank_transfer_expires(services, api, db) -> None:
         return await stock_of(db, sku) == (10, 0)
 
     await wait_until(released, 30, "the stock to be released")
+    await pay_transfer(services, pending)  # too late: the money must go back by itself
+
+    async def refunded() -> bool:
+        return any(e["type"] == "RefundIssued" and e["reason"] == "late_transfer"
+                   for e in await events_of(db, "payments", order_id))
+
+    await wait_until(refunded, 30, "the late transfer to be refunded")
     await no_violations(services, db, [order_id])
+
+
+async def test_transfers_paid_in_time_while_payments_was_down_are_not_expired(
+        services, api, db) -> None:
+    """The gateway's callbacks fail while payments is down; the transfers' deadlines pass.
+    When payments returns, it asks the gateway before expiring anything (and the gateway
+    keeps calling back until payments acknowledges): every order ships, none is cancelled."""
+    sku = await stocked(services)
+    order_ids = [await place(api, order_body(sku, method="bank_transfer")) for _ in range(3)]
+    pendings = [await pending_transfer(db, o) for o in order_ids]
+    stack.services_down(services, ("payments",))
+    try:
+        assert [await pay_transfer(services, p) for p in pendings] == [0, 0, 0]
+        deadline = max(datetime.fromisoformat(p["expires_at"]) for p in pendings)
+        await asyncio.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 2)
+    finally:
+        await asyncio.to_thread(stack.start_process, services, "payments")
+    for order_id in order_ids:
+        types = await reach(db, order_id, "Delivered", timeout=90)
+        assert "PaymentExpired" not in types and "OrderCancelled" not in types, types
+    await no_violations(services, db, order_ids)
 
 
 async def test_cash_on_delivery_is_paid_when_delivered(services, api, db) -> None:

@@ -31,6 +31,9 @@ SERVICES = {m.DEFINITION.name: m for m in (orders, inventory, payments, shipping
 SUBSCRIPTIONS = {name: m.DEFINITION.subscriptions for name, m in SERVICES.items()}
 
 
+RETRY_FAILED_TIMER = timedelta(minutes=5)
+
+
 async def _no_sleep(_: float) -> None:
     return None
 
@@ -103,13 +106,16 @@ class FakePlatform:
         within `for_`, fires it, and the platform settles again."""
         horizon = self.clock + for_
         await self.settle()
-        while (due := self.next_due()) is not None and due <= horizon:
+        failed: frozenset[tuple[str, str, str, datetime]] = frozenset()
+        while (due := self.next_due(failed)) is not None and due <= horizon:
             self.clock = max(self.clock, due)
+            due_now = self.due_timers()
             for name, fire in self.timers.items():
                 if name in self.paused:
                     continue
                 async with InMemoryUnitOfWork(self.states[name]) as uow:
                     await fire(uow, self.clock)
+            failed = frozenset(due_now & self.due_timers())
             await self.carriers_report()
             await self.settle()
         self.clock = max(self.clock, horizon)
@@ -126,9 +132,18 @@ class FakePlatform:
                                         source="alur/shipping")
                 carrier.acknowledged(report)
 
-    def next_due(self) -> datetime | None:
-        timers = [due for name, state in self.states.items() if name not in self.paused
-                  for due in state.timers.values()]
+    def due_timers(self) -> set[tuple[str, str, str, datetime]]:
+        return {(name, stream, kind, due) for name, state in self.states.items()
+                if name not in self.paused for (stream, kind), due in state.timers.items()
+                if due <= self.clock}
+
+    def next_due(self, failed: frozenset[tuple[str, str, str, datetime]] = frozenset()
+                 ) -> datetime | None:
+        # A timer whose round failed (a partner down) is tried again a while later.
+        timers = [max(due, self.clock + RETRY_FAILED_TIMER)
+                  if (name, stream, kind, due) in failed else due
+                  for name, state in self.states.items() if name not in self.paused
+                  for (stream, kind), due in state.timers.items()]
         if "shipping" not in self.paused:
             timers += [due for c in self.carriers.values() if (due := c.next_due()) is not None]
         return min(timers, default=None)

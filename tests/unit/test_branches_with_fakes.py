@@ -4,6 +4,7 @@ from datetime import timedelta
 
 import pytest
 
+from alur.runtime.errors import InfrastructureError
 from schemas import (
     Address,
     Delivery,
@@ -52,7 +53,7 @@ async def test_a_bank_transfer_paid_in_time_is_shipped() -> None:
     await platform.transfer_arrives("o1")  # reported twice: recorded once
     await platform.run()
     assert platform.stream("orders", "o1") == [*FLOW[:2], "PaymentPending", *FLOW[2:]]
-    assert platform.gateway.charged("o1") == 0 and len(platform.gateway.transfers) == 1
+    assert platform.gateway.charged("o1") == 0 and len(platform.gateway.accounts) == 1
     assert stock(platform) == {"on_hand": 8, "reserved": 0}
 
 
@@ -221,3 +222,49 @@ async def test_low_stock_is_reported_when_a_sku_falls_under_its_threshold_once()
     assert [(x.sku, x.location, x.available, x.threshold, e) for x, e in zip(
         low, [e.subject for e in platform.events("inventory") if e.type == "LowStock"],
         strict=True)] == [("MUG", "WH-1", 2, 3, "o2")]
+
+
+def pay_without_callback(platform: FakePlatform, order_id: str) -> None:
+    """The customer pays in time, but the gateway's callback never reaches payments."""
+    pending = next(e.data for e in platform.events("payments")
+                   if e.type == "PaymentPending" and e.subject == order_id)
+    platform.gateway.pay_into(pending.virtual_account, pending.amount)
+
+
+async def test_a_transfer_whose_callback_was_lost_is_found_at_its_deadline_and_ships() -> None:
+    platform = await stocked()
+    await platform.place(paying("o1", "bank_transfer"))
+    await platform.run()
+    pay_without_callback(platform, "o1")
+    await platform.run(timedelta(hours=25))
+    assert "PaymentExpired" not in platform.stream("payments", "o1")
+    # (The fake clock ran a day ahead of the events' own times, so OrderStuck may show.)
+    orders_stream = platform.stream("orders", "o1")
+    assert "OrderCancelled" not in orders_stream and orders_stream[-1] == "Delivered"
+    [confirmed] = [e for e in platform.events("payments") if e.type == "PaymentConfirmed"]
+    assert confirmed.data.gateway_reference.startswith("tr_fake_")
+    await platform.transfer_arrives("o1")  # the callback comes through at last: nothing new
+    await platform.run()
+    assert platform.stream("payments", "o1").count("PaymentConfirmed") == 1
+    assert "RefundIssued" not in platform.stream("payments", "o1")
+
+
+async def test_a_deadline_the_gateway_cannot_answer_waits_and_other_timers_still_fire(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    platform = await stocked()
+    await platform.place(paying("o1", "bank_transfer"))
+    await platform.place(paying("o2", "card"))
+    await platform.run()
+
+    async def down(account: str) -> list[object]:
+        raise InfrastructureError("gateway unreachable")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(platform.gateway, "transfers", down)
+        await platform.run(timedelta(hours=25))
+        assert platform.stream("payments", "o1")[-1] == "PaymentPending"  # still waiting
+        assert platform.stream("orders", "o2")[-1] == "Delivered"  # its timers fired
+        assert ("o1", "payment_expiry") in platform.states["payments"].timers
+    pay_without_callback(platform, "o1")
+    await platform.run(timedelta(minutes=1))
+    assert platform.stream("orders", "o1")[-1] == "Delivered"

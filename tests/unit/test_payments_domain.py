@@ -67,6 +67,45 @@ async def test_a_transfer_opened_again_after_a_lost_answer_is_the_same_request()
         await perform(None, command, reserved)  # type: ignore[arg-type]  # unused by transfers
     await asyncio.sleep(0.01)  # the retry comes later; the request must not change with it
     [pending] = await perform(None, command, reserved)  # type: ignore[arg-type]
-    [(_, account)] = gateway.transfers.values()
+    [(_, account)] = gateway.accounts.values()
     assert pending.virtual_account == account
     assert pending.expires_at == reserved.time + timedelta(seconds=20)
+
+
+def awaiting_transfer() -> PaymentState:
+    state = PaymentState()
+    for e in (event("OrderPlaced", "o1", payment=event("OrderPlaced").data.payment.model_copy(
+            update={"method": "bank_transfer", "token": None})),
+              event("StockReserved", "o1"), event("PaymentPending", "o1")):
+        state = domain.evolve(state, e)
+    return state
+
+
+def test_every_transfer_is_taken_by_the_order_or_sent_back() -> None:
+    state = awaiting_transfer()
+    due, account = state.amount, state.virtual_account
+    assert due is not None and account is not None
+    [confirmed] = domain.transfer_received(state, "o1", due, account, "tr_1")
+    assert confirmed.gateway_reference == "tr_1"
+    paid = domain.evolve(state, event("PaymentConfirmed", "o1", data=confirmed))
+    assert domain.transfer_received(paid, "o1", due, account, "tr_1") == []  # reported again
+    [twice] = domain.transfer_received(paid, "o1", due, account, "tr_2")
+    assert (twice.transfer_id, twice.reason, twice.amount) == ("tr_2", "duplicate", due)
+    assert twice.idempotency_key == "o1:return:tr_2"
+    short = Money(amount=due.amount - 1, currency=due.currency)
+    [wrong] = domain.transfer_received(state, "o1", short, account, "tr_3")
+    assert (wrong.reason, wrong.amount) == ("wrong_amount", short)
+    with pytest.raises(domain.TransferMismatch):
+        domain.transfer_received(state, "o1", due, "VA-someone-else", "tr_4")
+
+
+def test_a_transfer_found_at_the_deadline_confirms_and_none_expires() -> None:
+    state = awaiting_transfer()
+    [settle] = domain.on_timer(state, "payment_expiry")
+    assert isinstance(settle, domain.SettleTransfer) and settle.amount == state.amount
+    assert state.amount is not None
+    short = Money(amount=1, currency=state.amount.currency)
+    [confirmed] = domain.settle_transfer(settle, [("tr_1", short), ("tr_2", state.amount)])
+    assert confirmed.gateway_reference == "tr_2"
+    [expired] = domain.settle_transfer(settle, [("tr_1", short)])
+    assert type(expired).__name__ == "PaymentExpiredData"
