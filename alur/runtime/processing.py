@@ -35,7 +35,7 @@ from schemas import DecodeError, Event, decode, dlq_topic
 
 log = logging.getLogger("alur.processing")
 # An event is a few kilobytes; a record this large is refused before it is parsed.
-MAX_RECORD_BYTES = 1024 * 1024
+MAX_RECORD_BYTES = 256 * 1024
 # A dead letter keeps at most this much of the original value (and its size and SHA-256), so
 # that it always fits on the DLQ topic.
 MAX_DEAD_LETTER_VALUE = 64 * 1024

@@ -77,6 +77,8 @@ class ReservationState:
     taken_over: bool = False            # paid, payment pending or shipment booked: no expiry
     restocked: bool = False
     cod: bool = False                   # cash on delivery: no expiry
+    released_to_ship: bool = False      # OrderReadyToShip seen
+    cancelled: bool = False             # OrderCancelled seen
 
     @property
     def expiry(self) -> datetime | None:
@@ -102,6 +104,10 @@ def short_skus(levels: Levels, lines: Sequence[StockLine]) -> list[str]:
 
 
 def evolve(state: ReservationState, event: Event) -> ReservationState:
+    if event.type == "OrderReadyToShip":
+        return replace(state, released_to_ship=True)
+    if event.type == "OrderCancelled":
+        state = replace(state, cancelled=True)
     if event.type == "OrderPlaced":
         return replace(state, cod=event.data.payment.method == "cod")
     if event.type == "StockReserved":
@@ -166,6 +172,10 @@ def refuse(state: ReservationState, event: Event) -> str | None:
     if event.type in ("ShipmentCreated", "Shipped", "PickedUp") and \
             state.status in (None, "rejected"):
         return f"the order holds no stock to ship ({state.status or 'nothing reserved'})"
+    if event.type in ("ShipmentCreated", "Shipped", "PickedUp") and state.cancelled \
+            and not state.released_to_ship:
+        # OrderReadyToShip precedes a later OrderCancelled on the orders topic.
+        return "the order was cancelled before it was released to shipping"
     if event.type == "ReturnReceived" and state.status != "committed":
         return f"its units never left the shelf ({state.status or 'nothing reserved'})"
     return None
@@ -190,7 +200,7 @@ OPENS = frozenset({"OrderPlaced"})
 # PaymentConfirmed (payments topic) may arrive here before the OrderPlaced (orders topic).
 PRECEDE = frozenset({"PaymentConfirmed"})
 RELEVANT = frozenset({"OrderPlaced", "Shipped", "PickedUp", "OrderCancelled", "ReturnReceived",
-                      "ReturnedToSender"} | TAKE_OVER)
+                      "ReturnedToSender", "OrderReadyToShip"} | TAKE_OVER)
 # What carrying out each command can record (see alur replay handlers).
 OUTCOMES: dict[type, frozenset[str]] = {
     Reserve: frozenset({"StockReserved", "StockRejected", "LowStock"}),

@@ -115,6 +115,7 @@ class PaymentState:
     refunded: bool = False
     delivered: str | None = None  # the tracking number of the parcel that arrived
     returned: frozenset[str] = frozenset()  # transfers sent back (TransferReturned)
+    released: bool = False  # OrderReadyToShip seen
 
     @property
     def method(self) -> str | None:
@@ -138,6 +139,8 @@ def evolve(state: PaymentState, event: Event) -> PaymentState:
         return replace(state, stock_reserved=True, reserved_until=event.data.expires_at)
     if event.type == "OrderCancelled":
         return replace(state, cancelled=True)
+    if event.type == "OrderReadyToShip":
+        return replace(state, released=True)
     if event.type == "PaymentPending":
         return replace(state, status="pending", virtual_account=event.data.virtual_account,
                        expires_at=event.data.expires_at)
@@ -193,9 +196,13 @@ def _cod_collected(state: PaymentState) -> bool:
 
 def refuse(state: PaymentState, event: Event) -> str | None:
     """Why another service's event cannot be true of this order: money comes back for a
-    return only once the order was delivered."""
+    return only once the order was delivered, and nothing is delivered of an order cancelled
+    before its release (OrderReadyToShip comes before a later OrderCancelled on the orders
+    topic, so an order seen cancelled and not released never was)."""
     if event.type == "ReturnReceived" and state.delivered is None:
         return "it was never delivered"
+    if event.type in ("Delivered", "PickedUp") and state.cancelled and not state.released:
+        return "the order was cancelled before it was released to shipping"
     return None
 
 
@@ -276,8 +283,8 @@ def _payment_id(order_id: str) -> str:
     return f"pay_{order_id}"
 
 
-RELEVANT = frozenset({"OrderPlaced", "StockReserved", "OrderCancelled", "Delivered",
-                      "PickedUp", "ReturnReceived"})
+RELEVANT = frozenset({"OrderPlaced", "StockReserved", "OrderCancelled", "OrderReadyToShip",
+                      "Delivered", "PickedUp", "ReturnReceived"})
 OPENS = frozenset({"OrderPlaced"})
 # From other topics than OrderPlaced's, these may overtake it: stock reserved, and a cash on
 # delivery parcel delivered while this service read the orders topic far behind.
