@@ -20,11 +20,16 @@ def encode(event: Event) -> bytes:
     return event.model_dump_json().encode()
 
 
-def decode(raw: bytes | str) -> Event:
+def decode(raw: bytes | str | None) -> Event:
+    """The event in `raw`; DecodeError for anything else, a record without a value included."""
+    if raw is None:
+        raise DecodeError("no value (a tombstone): not an event")
     try:
         return _adapter.validate_json(raw)
     except ValidationError as exc:
         raise DecodeError(_summarise(exc)) from None
+    except (ValueError, TypeError, RecursionError) as exc:  # the parser itself gave up
+        raise DecodeError(f"{type(exc).__name__}: {exc}"[:500]) from None
 
 
 def decode_obj(obj: object) -> Event:

@@ -102,6 +102,7 @@ CREATE INDEX IF NOT EXISTS callbacks_due ON {SCHEMA}.callbacks (next_attempt_at)
 """
 CALLBACK_FIRST_BACKOFF, CALLBACK_MAX_BACKOFF = 0.5, 30.0
 CALLBACK_ROUND = 0.5  # seconds between rounds of due callbacks
+CALLBACK_LEASE = 30.0  # a callback being tried is not due to anyone else meanwhile
 OUTCOMES = {"tok_decline": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
 FLAKY = "_flaky"
 
@@ -152,25 +153,27 @@ async def _post_callback(client: httpx.AsyncClient, url: str, body: bytes,
 
 async def deliver_callbacks(pool: asyncpg.Pool, client: httpx.AsyncClient, secret: str,
                             transfer_id: str | None = None) -> int:
-    """Try the due callbacks (or the one of `transfer_id`) once; how many were tried."""
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            f"SELECT transfer_id, url, body, attempts FROM {SCHEMA}.callbacks"
-            " WHERE status = 'pending' AND ($1::text IS NULL AND next_attempt_at <= now()"
-            "   OR transfer_id = $1) ORDER BY next_attempt_at LIMIT 50"
-            " FOR UPDATE SKIP LOCKED", transfer_id)
-        statuses = await asyncio.gather(*(_post_callback(client, r["url"], r["body"].encode(),
-                                                         secret) for r in rows))
-        for r, status in zip(rows, statuses, strict=True):
-            attempts = r["attempts"] + 1
-            outcome = "acknowledged" if 200 <= status < 300 else \
-                "refused" if 400 <= status < 500 else "pending"
-            backoff = min(CALLBACK_MAX_BACKOFF, CALLBACK_FIRST_BACKOFF * 2 ** (attempts - 1))
-            await conn.execute(
-                f"UPDATE {SCHEMA}.callbacks SET status = $2, attempts = $3, last_status = $4,"
-                " next_attempt_at = now() + make_interval(secs => $5) WHERE transfer_id = $1",
-                r["transfer_id"], outcome, attempts, status, backoff)
-        return len(rows)
+    """Try the due callbacks (or the one of `transfer_id`) once; how many were tried. The
+    rows are leased first and the POSTs made with no connection held: the merchant's answer
+    may wait on a call it makes to this gateway."""
+    rows = await pool.fetch(
+        f"UPDATE {SCHEMA}.callbacks SET next_attempt_at = now() + make_interval(secs => $2)"
+        f" WHERE transfer_id IN (SELECT transfer_id FROM {SCHEMA}.callbacks"
+        "   WHERE status = 'pending' AND ($1::text IS NULL AND next_attempt_at <= now()"
+        "     OR transfer_id = $1) ORDER BY next_attempt_at LIMIT 50 FOR UPDATE SKIP LOCKED)"
+        " RETURNING transfer_id, url, body, attempts", transfer_id, CALLBACK_LEASE)
+    statuses = await asyncio.gather(*(_post_callback(client, r["url"], r["body"].encode(),
+                                                     secret) for r in rows))
+    for r, status in zip(rows, statuses, strict=True):
+        attempts = r["attempts"] + 1
+        outcome = "acknowledged" if 200 <= status < 300 else \
+            "refused" if 400 <= status < 500 else "pending"
+        backoff = min(CALLBACK_MAX_BACKOFF, CALLBACK_FIRST_BACKOFF * 2 ** (attempts - 1))
+        await pool.execute(
+            f"UPDATE {SCHEMA}.callbacks SET status = $2, attempts = $3, last_status = $4,"
+            " next_attempt_at = now() + make_interval(secs => $5) WHERE transfer_id = $1",
+            r["transfer_id"], outcome, attempts, status, backoff)
+    return len(rows)
 
 
 def _row(r: asyncpg.Record) -> dict[str, object]:
@@ -204,7 +207,7 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
             await conn.execute(DDL)
         finally:
             await conn.close()
-        pools["db"] = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
+        pools["db"] = await asyncpg.create_pool(dsn, min_size=1, max_size=10)
         retrying = asyncio.create_task(retry_callbacks())
         yield
         retrying.cancel()

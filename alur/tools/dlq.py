@@ -70,7 +70,8 @@ class DeadLetter:
 def parse(dlq: str, partition: int, offset: int, key: bytes | None, raw: bytes) -> DeadLetter:
     record = json.loads(raw)
     encoded = record["value"]
-    value = (base64.b64decode(encoded) if record.get("value_encoding") == "base64"
+    value = (b"" if encoded is None  # a tombstone: it had no value
+             else base64.b64decode(encoded) if record.get("value_encoding") == "base64"
              else encoded.encode())
     order_id: str | None
     event_type: str | None

@@ -98,12 +98,18 @@ async def _fold_from_kafka(conn: asyncpg.Connection, bootstrap: str, part: Slice
                            ranges: Ranges | None) -> tuple[list[str], int]:
     """Two passes over the topics from `since`: the slice's OrderPlaced events, then the rest of
     its orders' events. Each record the projection needs is validated as the services validate
-    it (a record they refused is skipped, as they dead-lettered it); the others are only peeked
-    at. Batches are copied to the server, where `sales_apply` folds them; each batch commits
-    with its offsets, so an interrupted replay resumes where it stopped (a fold twice is
-    harmless: it is idempotent). With `ranges`, only the records in those offset ranges are
-    read, in both passes."""
+    it (a record they refused is skipped, as they dead-lettered it), and a record the orders
+    service refused or dead-lettered, as its audit log says (an event about an unknown order,
+    or impossible in the order's state), is skipped too; the others are only peeked at.
+    Batches are copied to the server, where `sales_apply` folds them; each batch commits with
+    its offsets, so an interrupted replay resumes where it stopped (a fold twice is harmless:
+    it is idempotent). With `ranges`, only the records in those offset ranges are read, in
+    both passes."""
     folded_types = set(await conn.fetchval("SELECT sales_event_types()"))
+    not_taken = {(r["topic"], r["partition"], r["offset"]) for r in await conn.fetch(
+        'SELECT topic, partition, "offset" FROM orders.audit WHERE direction = \'in\''
+        " AND outcome IN ('refused', 'dead_lettered') AND topic = ANY($1::text[])",
+        list(TOPICS_READ))}
     await conn.execute("CREATE TEMP TABLE IF NOT EXISTS replay_batch (body jsonb NOT NULL)")
     batches = 0
     for pass_no, topics in ((1, ("orders",)), (2, TOPICS_READ)):
@@ -119,6 +125,8 @@ async def _fold_from_kafka(conn: asyncpg.Connection, bootstrap: str, part: Slice
                 raise ReplayInterrupted(f"stopped after {batches} batches")
             rows, found = [], []
             for r in batch:
+                if (r.topic, r.partition, r.offset) in not_taken:
+                    continue
                 peek = _peek(r.value)
                 kind = peek.get("type")
                 if pass_no == 1:
@@ -158,16 +166,19 @@ async def _fold(conn: asyncpg.Connection, rows: list[tuple[str]]) -> int:
     return len(rows)
 
 
-def _peek(value: bytes) -> dict[str, Any]:
-    """The envelope's fields as plain JSON, or {} for bytes that are not a JSON object."""
+def _peek(value: bytes | None) -> dict[str, Any]:
+    """The envelope's fields as plain JSON, or {} for bytes that are not a JSON object (or a
+    record with no value at all)."""
+    if value is None:
+        return {}
     try:
         body = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         return {}
     return body if isinstance(body, dict) else {}
 
 
-def _valid(value: bytes) -> bool:
+def _valid(value: bytes | None) -> bool:
     try:
         decode(value)
     except DecodeError:

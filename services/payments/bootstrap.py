@@ -61,6 +61,19 @@ def make_perform(gateway: Gateway, callback_url: str, transfer_ttl: float) -> Pe
             return [PaymentPendingData(order_id=command.order_id, payment_id=command.payment_id,
                                        amount=command.amount, virtual_account=account,
                                        expires_at=expires_at)]
+        if isinstance(command, domain.SettleCharge):
+            captured = await gateway.captures(command.order_id)
+            confirmed = domain.settle_charge(command, [(c.transfer_id, c.amount)
+                                                       for c in captured])
+            if confirmed is None:
+                return []
+            log.warning("order %s was cancelled, yet the gateway had captured %s %s: paying it"
+                        " back", command.order_id, confirmed.amount.amount,
+                        confirmed.amount.currency)
+            refund_id = await gateway.refund(command.refund_key, command.order_id,
+                                             confirmed.amount, confirmed.gateway_reference)
+            return [confirmed, RefundIssuedData(order_id=command.order_id, refund_id=refund_id,
+                                                amount=confirmed.amount, reason="cancelled")]
         if isinstance(command, domain.ReturnTransfer):
             refund_id = await gateway.refund(command.idempotency_key, command.order_id,
                                              command.amount, command.transfer_id)

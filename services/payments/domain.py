@@ -12,7 +12,10 @@
 - point of sale (`cash`, or `card` on the till's terminal): the sale arrives paid; the
   payment is recorded when the order is known, without the gateway.
 Captured money goes back (`Refund`) when the order is cancelled or its return received: once,
-in full, so captured minus refunded is always 0 or the order total.
+in full, so captured minus refunded is always 0 or the order total. A card or e-wallet order
+cancelled with no payment outcome recorded (its reservation lapsed while the gateway did not
+answer, or the customer cancelled while the charge was on its way) may still have been charged:
+the gateway is asked (`SettleCharge`), and a capture it holds is recorded and refunded.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from alur.runtime.aggregate import OR_NOTHING
 from schemas import (
     Event,
     Model,
@@ -28,6 +32,7 @@ from schemas import (
     PaymentConfirmedData,
     PaymentExpiredData,
     PaymentInstruction,
+    PaymentMethod,
 )
 
 GATEWAY_METHODS = frozenset({"card", "ewallet"})
@@ -68,6 +73,20 @@ class Refund:
     gateway_reference: str
     reason: str
     idempotency_key: str
+
+
+@dataclass(frozen=True)
+class SettleCharge:
+    """Command: the order was cancelled before any payment outcome was recorded; ask the
+    gateway whether it captured anyway, and if so record the capture and pay it back."""
+
+    order_id: str
+    payment_id: str
+    method: PaymentMethod
+
+    @property
+    def refund_key(self) -> str:
+        return f"{self.order_id}:refund"
 
 
 @dataclass(frozen=True)
@@ -162,7 +181,8 @@ def evolve(state: PaymentState, event: Event) -> PaymentState:
     return state
 
 
-Decision = Charge | OpenTransfer | Refund | SettleTransfer | ReturnTransfer | Model
+Decision = (Charge | OpenTransfer | Refund | SettleTransfer | ReturnTransfer | SettleCharge
+            | Model)
 
 
 def decide(state: PaymentState, event: Event) -> list[Decision]:
@@ -183,6 +203,11 @@ def decide(state: PaymentState, event: Event) -> list[Decision]:
                                      gateway_reference=f"cod:{after.delivered}")]
     if event.type == "OrderCancelled" and state.refundable:
         return _refund(state, event.subject, "cancelled")
+    if event.type == "OrderCancelled" and not state.cancelled and state.status is None \
+            and state.instruction is not None and state.method in GATEWAY_METHODS \
+            and event.data.reason in ("reservation_expired", "customer_request"):
+        return [SettleCharge(event.subject, _payment_id(event.subject),
+                             state.instruction.method)]
     if event.type == "ReturnReceived" and state.refundable:
         return _refund(state, event.subject, "returned")
     return []
@@ -259,6 +284,19 @@ def on_timer(state: PaymentState, kind: str) -> list[Decision]:
     return []
 
 
+def settle_charge(command: SettleCharge,
+                  captured: Sequence[tuple[str, Money]]) -> PaymentConfirmedData | None:
+    """The capture the gateway holds for a cancelled order (charge id, amount), recorded as
+    such so that it can be paid back; None if it holds none. (One key, one capture: the
+    gateway never holds two for an order.)"""
+    if not captured:
+        return None
+    charge_id, amount = captured[0]
+    return PaymentConfirmedData(order_id=command.order_id, payment_id=command.payment_id,
+                                method=command.method, amount=amount,
+                                gateway_reference=charge_id)
+
+
 def settle_transfer(command: SettleTransfer,
                     received: Sequence[tuple[str, Money]]) -> list[Model]:
     """What the gateway's account shows at the deadline: a transfer of the amount due
@@ -296,4 +334,5 @@ OUTCOMES: dict[type, frozenset[str]] = {
     Refund: frozenset({"RefundIssued"}),
     SettleTransfer: frozenset({"PaymentConfirmed", "PaymentExpired"}),
     ReturnTransfer: frozenset({"TransferReturned"}),
+    SettleCharge: frozenset({"PaymentConfirmed", "RefundIssued", OR_NOTHING}),
 }

@@ -44,6 +44,9 @@ class Gateway(Protocol):
     async def transfers(self, account_number: str) -> list[Transfer]:
         """What was paid into the virtual account so far, oldest first."""
 
+    async def captures(self, reference: str) -> list[Transfer]:
+        """The succeeded charges of an order (charge id and amount)."""
+
 
 class HttpGateway:
     def __init__(self, base_url: str, timeout: float = 5.0) -> None:
@@ -71,8 +74,18 @@ class HttpGateway:
         return str(body["id"])
 
     async def transfers(self, account_number: str) -> list[Transfer]:
+        return await self._money_in(f"/v1/virtual-accounts/{account_number}/transfers", {})
+
+    async def captures(self, reference: str) -> list[Transfer]:
+        return await self._money_in("/v1/charges", {"reference": reference},
+                                    lambda item: item.get("status") == "succeeded")
+
+    async def _money_in(self, path: str, params: dict[str, str],
+                        keep: Any = lambda _: True) -> list[Transfer]:  # noqa: ANN401
+        """A listing of money the gateway took in (id, amount, currency); [] for an unknown
+        account."""
         try:
-            response = await self._client.get(f"/v1/virtual-accounts/{account_number}/transfers")
+            response = await self._client.get(path, params=params)
         except httpx.HTTPError as exc:
             raise InfrastructureError(f"gateway unreachable: {exc!r}") from exc
         if response.status_code == 404:
@@ -81,9 +94,9 @@ class HttpGateway:
             raise InfrastructureError(f"gateway answered {response.status_code}")
         try:
             return [Transfer(str(t["id"]), Money(amount=t["amount"], currency=t["currency"]))
-                    for t in response.json()]
+                    for t in response.json() if keep(t)]
         except (ValueError, KeyError, TypeError) as exc:
-            raise InfrastructureError(f"gateway sent an unreadable transfer list: {exc}",
+            raise InfrastructureError(f"gateway sent an unreadable listing: {exc}",
                                       retriable=False) from exc
 
     async def _post(self, path: str, idempotency_key: str, json: dict[str, Any]) -> Any:
@@ -144,6 +157,11 @@ class InMemoryGateway:
 
     async def transfers(self, account_number: str) -> list[Transfer]:
         return list(self.paid_in.get(account_number, []))
+
+    async def captures(self, reference: str) -> list[Transfer]:
+        return [Transfer(result.charge_id, Money(amount=amount, currency=currency))
+                for (ref, amount, currency, _), result in self.charges.values()
+                if ref == reference and result.succeeded]
 
     def pay_into(self, account_number: str, amount: Money) -> str:
         """Simulation: the customer's bank pays into the account (no callback is made)."""

@@ -11,6 +11,8 @@ import uuid
 from aiokafka import AIOKafkaProducer
 
 from alur.infra.supervisor import status_file
+from alur.tools.dlq import read_dead_letters
+from alur.tools.events import read as read_events
 from schemas import encode
 from tests.e2e.helpers import all_delivered, order_body, place, wait_until
 from tests.e2e.test_branches import reach, stocked
@@ -111,3 +113,10 @@ async def test_no_record_stalls_a_partition_crashes_a_service_or_sets_a_timer(
     assert "Delivered" not in [r["type"] for r in await db.fetch(
         "SELECT type FROM orders.events WHERE stream_id = $1", cancelled)]
     assert restarts(services) == before  # nothing crashed, nothing was restarted
+    # The engineers' tools read past the poison too.
+    letters = await read_dead_letters(services.kafka_bootstrap)
+    assert any(letter.error.startswith("undecodable: no value") for letter in letters)
+    seen = [s async for s in read_events(services.kafka_bootstrap, ["orders"])]
+    assert any(s.event is None and s.offset == offset for s in seen
+               for (topic, _, offset), kind in sent.items()
+               if topic == "orders" and kind == "tombstone")

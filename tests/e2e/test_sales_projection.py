@@ -59,6 +59,8 @@ async def raw_events(bootstrap: str, partitions: int, shop: str) -> list[dict]:
         while await behind():
             for records in (await consumer.getmany(timeout_ms=1000)).values():
                 for r in records:
+                    if r.value is None:  # a tombstone someone put there: not an event
+                        continue
                     try:
                         event = json.loads(r.value)
                     except ValueError:

@@ -268,3 +268,26 @@ async def test_a_deadline_the_gateway_cannot_answer_waits_and_other_timers_still
     pay_without_callback(platform, "o1")
     await platform.run(timedelta(minutes=1))
     assert platform.stream("orders", "o1")[-1] == "Delivered"
+
+
+async def test_a_capture_whose_answer_never_came_is_paid_back_when_the_order_is_cancelled(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway captures, but its answer is lost every time: the charge is dead-lettered,
+    the reservation lapses and the order is cancelled. Payments then asks the gateway, finds
+    the capture, records it and pays it back: no money kept without an order."""
+    platform = await stocked()
+    real_charge = platform.gateway.charge
+
+    async def answer_lost(*args: object) -> object:
+        await real_charge(*args)  # type: ignore[arg-type]
+        raise InfrastructureError("gateway unreachable: ReadTimeout('')")
+
+    monkeypatch.setattr(platform.gateway, "charge", answer_lost)
+    await platform.place(paying("o1", "card"))
+    await platform.run(timedelta(hours=1))
+    assert platform.gateway.charged("o1") == 1
+    assert reasons(platform, "orders", "OrderCancelled") == ["reservation_expired"]
+    assert platform.stream("payments", "o1")[-3:] == [
+        "OrderCancelled", "PaymentConfirmed", "RefundIssued"]
+    assert platform.gateway.refunded("o1") == 1
+    assert reasons(platform, "payments", "RefundIssued") == ["cancelled"]
