@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -370,6 +371,10 @@ def build_parser() -> argparse.ArgumentParser:
                                       *(f"carrier-{c}" for c in CARRIERS)])
     infra = sub.add_parser("infra", help="local Kafka, PostgreSQL, SMTP sink, gateway simulator")
     infra.add_argument("action", choices=["up", "down", "status"])
+    infra.add_argument("--brokers", type=int, choices=[1, 3], help="Kafka nodes (up, on a new "
+                       "state dir): 3 is a KRaft cluster with replication factor 3, "
+                       "min.insync.replicas=2 and unclean leader election off. Later `alur` "
+                       "commands find the count in the state dir.")
     sub.add_parser("supervise", help="keep the wanted services running (what `alur stack up` "
                    "starts; see alur/infra/supervisor.py)")
     stack = sub.add_parser("stack", help="the five services as background processes, under a "
@@ -456,9 +461,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def with_recorded_brokers(settings: Settings) -> Settings:
+    """The broker count `alur infra up --brokers N` recorded in the state dir, unless
+    ALUR_BROKERS says otherwise."""
+    recorded = settings.state_dir / "kafka" / "brokers"
+    if "ALUR_BROKERS" in os.environ or not recorded.exists():
+        return settings
+    try:
+        return settings.model_copy(update={"brokers": int(recorded.read_text())})
+    except ValueError:
+        return settings
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    settings = with_recorded_brokers(Settings())
+    if args.command == "infra" and args.brokers is not None:
+        settings = settings.model_copy(update={"brokers": args.brokers})
     try:
         if args.command == "run":
             _run(args.name, settings)

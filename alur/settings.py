@@ -29,8 +29,13 @@ class Settings(BaseSettings):
     shipping_host: str = Field("127.0.0.1", description="Host the carriers call back.")
     listen_host: str = Field("127.0.0.1", description="Address the API and /metrics bind to.")
 
-    kafka_port: int = 19092
-    kafka_controller_port: int = 19093
+    kafka_port: int = Field(19092, description="Client port of broker 1; broker n listens on "
+                            "kafka_port + 10 * (n - 1).")
+    kafka_controller_port: int = Field(19093, description="Controller port of node 1; node n "
+                                       "on kafka_controller_port + 10 * (n - 1).")
+    brokers: int = Field(1, ge=1, le=5, description="Kafka nodes of the local KRaft cluster "
+                         "(`alur infra up --brokers 3`); from 3 on, topics are replicated 3 "
+                         "times with min.insync.replicas=2.")
     kafka_heap: str = "512m"
     partitions: int = Field(4, ge=1, description="Partitions per topic created by Alur.")
 
@@ -120,7 +125,20 @@ class Settings(BaseSettings):
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.kafka_host}:{self.kafka_port}"
+        return ",".join(f"{self.kafka_host}:{port}" for port in self.kafka_ports)
+
+    @property
+    def kafka_ports(self) -> list[int]:
+        return [self.kafka_port + 10 * n for n in range(self.brokers)]
+
+    @property
+    def replication_factor(self) -> int:
+        return min(3, self.brokers)
+
+    @property
+    def min_insync_replicas(self) -> int:
+        """Of the replicas, how many must have a write before it is acknowledged."""
+        return 2 if self.brokers >= 3 else 1
 
     @property
     def pg_dsn(self) -> str:

@@ -30,7 +30,7 @@ SKU = "SKU-BENCH"
 
 def bench_settings() -> Settings:
     return Settings(state_dir=ROOT / ".alur" / "bench", jar_dir=ROOT / ".alur" / "jars",
-                    kafka_port=39092, kafka_controller_port=39093, pg_port=35432,
+                    kafka_port=28092, kafka_controller_port=28093, pg_port=26432,
                     smtp_port=2527, api_port=8082, gateway_port=8092, metrics_port_base=9600,
                     prometheus_port=9690, payments_port=8086, inventory_port=8087,
                     shipping_port=8120, kilat_port=8121, nusapost_port=8122,

@@ -1,4 +1,11 @@
-"""Apache Kafka (KRaft, single node) from its Maven Central jars, run with Java on loopback."""
+"""Apache Kafka (KRaft) from its Maven Central jars, run with Java on loopback.
+
+One node by default. With `brokers` = 3 (`alur infra up --brokers 3`) it is a cluster of three
+combined broker + controller nodes (a KRaft quorum of three voters): topics are replicated
+three times, a write is acknowledged once two replicas have it (min.insync.replicas=2, with
+the producers' acks=all), and a replica that was behind is never elected leader (unclean
+leader election off), so losing any one node loses no acknowledged record.
+"""
 
 from __future__ import annotations
 
@@ -37,8 +44,24 @@ LOG4J = """Configuration:
 """
 
 
-def proc(settings: Settings) -> Proc:
-    return Proc("kafka", settings.state_dir / "run", settings.log_dir)
+def proc(settings: Settings, node: int = 1) -> Proc:
+    """Node 1 is `kafka`, as with a single broker; node n > 1 is `kafka-n`."""
+    return Proc("kafka" if node == 1 else f"kafka-{node}", settings.state_dir / "run",
+                settings.log_dir)
+
+
+def nodes(settings: Settings) -> range:
+    return range(1, settings.brokers + 1)
+
+
+def node_home(settings: Settings, node: int) -> Path:
+    home = (settings.state_dir / "kafka").resolve()
+    return home if node == 1 else home / f"node-{node}"
+
+
+def node_of_port(settings: Settings, port: int) -> int:
+    """The node whose client port this is."""
+    return settings.kafka_ports.index(port) + 1
 
 
 def ensure_jars(settings: Settings) -> Path:
@@ -63,78 +86,120 @@ def ensure_jars(settings: Settings) -> Path:
     return jar_dir
 
 
-def _config(settings: Settings, data_dir: Path) -> str:
+def _config(settings: Settings, node: int, data_dir: Path) -> str:
     host = "127.0.0.1"
+    port = settings.kafka_ports[node - 1]
+    controller = settings.kafka_controller_port + 10 * (node - 1)
+    voters = ",".join(f"{n}@{host}:{settings.kafka_controller_port + 10 * (n - 1)}"
+                      for n in nodes(settings))
+    replicas, min_isr = settings.replication_factor, settings.min_insync_replicas
     return "\n".join([
         "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@{host}:{settings.kafka_controller_port}",
-        f"listeners=PLAINTEXT://{host}:{settings.kafka_port},"
-        f"CONTROLLER://{host}:{settings.kafka_controller_port}",
-        f"advertised.listeners=PLAINTEXT://{host}:{settings.kafka_port}",
+        f"node.id={node}",
+        f"controller.quorum.voters={voters}",
+        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
+        f"advertised.listeners=PLAINTEXT://{host}:{port}",
         "controller.listener.names=CONTROLLER",
         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         f"log.dirs={data_dir}",
         "auto.create.topics.enable=false",
         "group.initial.rebalance.delay.ms=0",
-        "offsets.topic.replication.factor=1",
+        f"default.replication.factor={replicas}",
+        f"min.insync.replicas={min_isr}",
+        "unclean.leader.election.enable=false",
+        f"offsets.topic.replication.factor={replicas}",
         "offsets.topic.num.partitions=8",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
+        f"transaction.state.log.replication.factor={replicas}",
+        f"transaction.state.log.min.isr={min_isr}",
         f"num.partitions={settings.partitions}",
         "",
     ])
 
 
 def start(settings: Settings) -> int:
-    """Format storage on first use, start the broker, wait for a real metadata answer."""
-    p = proc(settings)
-    if (pid := p.pid()) is not None:
-        return pid
+    """Format storage on first use, start every node that is not running, and wait until the
+    cluster answers a metadata request with all its brokers. Returns node 1's PID."""
     if shutil.which("java") is None:
         raise StartError("Java 17+ is needed to run Kafka; install a JDK first")
-    jars = ensure_jars(settings)
     home = (settings.state_dir / "kafka").resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    recorded = home / "brokers"
+    if recorded.exists() and int(recorded.read_text()) != settings.brokers:
+        raise StartError(f"{home} holds a cluster of {recorded.read_text().strip()} node(s), "
+                         f"not {settings.brokers}: `alur infra down` and remove {home} first")
+    cluster_id_file = home / "cluster.id"
+    if not cluster_id_file.exists():
+        cluster_id_file.write_text(
+            base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+    recorded.write_text(f"{settings.brokers}\n")
+    started = [start_node(settings, node, wait=False) for node in nodes(settings)]
+    _wait_ready(settings, [proc(settings, n) for n in nodes(settings)])
+    return started[0]
+
+
+def start_node(settings: Settings, node: int, wait: bool = True) -> int:
+    """Start one node (formatting its storage on first use); with `wait`, until the cluster
+    has all its brokers again."""
+    p = proc(settings, node)
+    if (pid := p.pid()) is not None:
+        return pid
+    jars = ensure_jars(settings)
+    home = node_home(settings, node)
     data = home / "data"
     home.mkdir(parents=True, exist_ok=True)
-    (home / "server.properties").write_text(_config(settings, data))
-    (home / "log4j2.yaml").write_text(LOG4J)
-    classpath = f"{jars}/*"
-    java = ["java", f"-Dlog4j2.configurationFile={home / 'log4j2.yaml'}", "-cp", classpath]
+    config = home / "server.properties"
+    config.write_text(_config(settings, node, data))
+    log4j = home / "log4j2.yaml"
+    log4j.write_text(LOG4J)
+    java = ["java", f"-Dlog4j2.configurationFile={log4j}", "-cp", f"{jars}/*"]
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = (settings.state_dir / "kafka" / "cluster.id").resolve().read_text()
         result = subprocess.run(
-            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id,
-             "-c", str(home / "server.properties")], capture_output=True, text=True)
+            [*java, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+            capture_output=True, text=True)
         if result.returncode != 0:
             raise StartError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
     pid = p.start(["java", f"-Xmx{settings.kafka_heap}", f"-Xms{settings.kafka_heap}",
-                   "-XX:+UseG1GC", *java[1:], "kafka.Kafka", str(home / "server.properties")])
-    _wait_ready(settings, p)
+                   "-XX:+UseG1GC", *java[1:], "kafka.Kafka", str(config)])
+    if wait:
+        _wait_ready(settings, [p])
     return pid
 
 
-def _wait_ready(settings: Settings, p: Proc, timeout: float = 90.0) -> None:
+def stop(settings: Settings) -> bool:
+    """Stop every node; True if any was running."""
+    stopped = [proc(settings, node).stop(timeout=30) for node in reversed(nodes(settings))]
+    return any(stopped)
+
+
+def _wait_ready(settings: Settings, procs: list[Proc], timeout: float = 90.0) -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # refused connects are expected
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
-        if p.pid() is None:
-            raise StartError(f"Kafka exited during start-up; see {p.log_file}:\n{p.tail()}")
+        for p in procs:
+            if p.pid() is None:
+                raise StartError(f"Kafka ({p.name}) exited during start-up; see "
+                                 f"{p.log_file}:\n{p.tail()}")
         try:
-            asyncio.run(_metadata(settings.kafka_bootstrap))
-            return
+            brokers = asyncio.run(_metadata(settings.kafka_bootstrap))
+            if brokers >= settings.brokers:
+                return
+            last_error = RuntimeError(f"{brokers} of {settings.brokers} brokers registered")
         except Exception as exc:  # not listening yet
             last_error = exc
-            time.sleep(0.5)
+        time.sleep(0.5)
     raise StartError(f"Kafka did not answer within {timeout:.0f}s ({last_error}); "
-                     f"see {p.log_file}")
+                     f"see {procs[0].log_file}")
 
 
-async def _metadata(bootstrap: str) -> None:
+async def _metadata(bootstrap: str) -> int:
+    """How many brokers the cluster's metadata lists."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
     await admin.start()
     try:
         await admin.list_topics()
+        cluster = await admin.describe_cluster()
+        return len(cluster.get("brokers", []))
     finally:
         await admin.close()

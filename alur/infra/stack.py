@@ -100,7 +100,9 @@ def infra_up(settings: Settings, say: Callable[[str], None] = print) -> None:
     """Idempotent: what runs already is reused."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     say(f"kafka       {settings.kafka_bootstrap}  pid {kafka.start(settings)}")
-    created = asyncio.run(ensure_topics(settings.kafka_bootstrap, settings.partitions))
+    created = asyncio.run(ensure_topics(
+        settings.kafka_bootstrap, settings.partitions, replication=settings.replication_factor,
+        min_insync=settings.min_insync_replicas))
     if created:
         say(f"            created topics: {', '.join(created)}")
     say(f"postgres    127.0.0.1:{settings.pg_port}  pid {postgres.start(settings)}")
@@ -115,7 +117,7 @@ def infra_down(settings: Settings, say: Callable[[str], None] = print) -> None:
     for name in reversed(SIMULATORS):
         if proc(settings, name).stop():
             say(f"stopped {name}")
-    if kafka.proc(settings).stop(timeout=30):
+    if kafka.stop(settings):
         say("stopped kafka")
     if postgres.stop(settings):
         say("stopped postgres")
@@ -196,9 +198,10 @@ def services_down(settings: Settings, names: tuple[str, ...] = SERVICES) -> None
 def status(settings: Settings) -> list[tuple[str, str, str, str]]:
     """(component, state, address, log) rows."""
     rows = []
-    procs = [("kafka", kafka.proc(settings), settings.kafka_bootstrap),
-             ("postgres", postgres.proc(settings), f"127.0.0.1:{settings.pg_port}"),
-             ("prometheus", prometheus.proc(settings), prometheus.url(settings))]
+    procs = [(kafka.proc(settings, n).name, kafka.proc(settings, n),
+              f"127.0.0.1:{settings.kafka_ports[n - 1]}") for n in kafka.nodes(settings)]
+    procs += [("postgres", postgres.proc(settings), f"127.0.0.1:{settings.pg_port}"),
+              ("prometheus", prometheus.proc(settings), prometheus.url(settings))]
     procs += [(n, proc(settings, n), f"127.0.0.1:{_port(n, settings)}")
               for n in (*SIMULATORS, *SERVICES)]
     procs.append(("supervisor", supervisor(settings), "-"))

@@ -11,17 +11,21 @@ from aiokafka.errors import TopicAlreadyExistsError
 from schemas import ALL_TOPICS
 
 
-async def ensure_topics(bootstrap: str, partitions: int,
-                        names: Iterable[str] = ALL_TOPICS) -> list[str]:
-    """Create the missing topics; returns those it created. Existing ones are left as they are."""
+async def ensure_topics(bootstrap: str, partitions: int, names: Iterable[str] = ALL_TOPICS, *,
+                        replication: int = 1, min_insync: int = 1) -> list[str]:
+    """Create the missing topics; returns those it created. Existing ones are left as they are.
+    With replication 3 and min_insync 2 an acknowledged write is on two brokers at least."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
         missing = [n for n in names if n not in existing]
         if missing:
+            config = {"min.insync.replicas": str(min_insync),
+                      "unclean.leader.election.enable": "false"}
             response = await admin.create_topics(
-                [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in missing])
+                [NewTopic(n, num_partitions=partitions, replication_factor=replication,
+                          topic_configs=config) for n in missing])
             for name, code, *_ in getattr(response, "topic_errors", []) or []:
                 if code not in (0, TopicAlreadyExistsError.errno):
                     raise RuntimeError(f"creating topic {name} failed with error code {code}")

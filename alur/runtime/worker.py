@@ -78,7 +78,9 @@ async def prepare(definition: ServiceDefinition, settings: Settings) -> None:
     while True:
         try:
             await migrate(settings.pg_dsn, definition.name, *definition.migration_dirs())
-            await ensure_topics(settings.kafka_bootstrap, settings.partitions)
+            await ensure_topics(settings.kafka_bootstrap, settings.partitions,
+                                replication=settings.replication_factor,
+                                min_insync=settings.min_insync_replicas)
             return
         except (*DATABASE_ERRORS, KafkaError) as exc:
             if time.monotonic() + delay > deadline:
