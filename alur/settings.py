@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     batch_within: float = Field(0.05, description="Seconds to wait to fill a batch.")
     retry_attempts: int = Field(4, description="Tries of a failing message before its DLQ.")
     retry_backoff: float = Field(0.1, description="First retry delay; doubles per try.")
+    partner_patience: float = Field(120.0, description="Seconds a message whose partner "
+                                    "(gateway, carrier, SMTP) keeps failing holds its batch, "
+                                    "retried, before it is dead-lettered: a partner's restart "
+                                    "or short outage dead-letters nothing.")
     relay_interval: float = Field(0.5, description="Outbox poll when no NOTIFY arrives.")
     relay_batch: int = 1000
     outbox_retention: float = Field(3600.0, description="Seconds published rows are kept.")

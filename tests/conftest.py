@@ -32,7 +32,9 @@ def test_settings() -> Settings:
         # cancelled for 3 s before it is released to shipping.
         reservation_ttl=20.0, bank_transfer_ttl=8.0, release_after=3.0,
         # The e2e webhook receiver listens on loopback: the development egress setting.
-        egress_allow_loopback=True)
+        egress_allow_loopback=True,
+        # A partner down for longer than this dead-letters (the dead-letter tools' test).
+        partner_patience=10.0)
 
 
 test_settings.__test__ = False  # type: ignore[attr-defined]
@@ -64,6 +66,16 @@ async def fresh_schema(infra: Settings) -> AsyncIterator[tuple[asyncpg.Pool, str
         conn = await asyncpg.connect(infra.pg_dsn)
         await conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await conn.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault suite's recovery times, when it ran."""
+    from tests.fault.conftest import RECOVERIES
+
+    if RECOVERIES:
+        terminalreporter.section("recovery per fault (under load)")
+        for fault, seconds, bound in RECOVERIES:
+            terminalreporter.write_line(f"{fault:<56} {seconds:6.1f} s   (bound {bound:.0f} s)")
 
 
 # Property tests: no per-example deadline (the machines are shared and noisy; speed is measured

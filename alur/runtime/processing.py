@@ -8,10 +8,13 @@ raises a retriable error is retried with backoff; one that still fails, or can n
 
 `commit` is what the consumer calls. An error of the transaction itself (database gone, or the
 transaction chosen as a deadlock's victim) is retried for the whole batch until it commits, and
-nothing is acked meanwhile. Any other error that escapes the savepoints (a value the database
-refuses to store, a fault outside the handler) is the batch's poison: the batch is tried once
-more, then message by message, and the message that fails on its own is dead-lettered in a
-transaction that holds nothing else. So one record can never stall its partition.
+nothing is acked meanwhile. So is a partner (gateway, carrier, SMTP) that still fails a message
+after its retries: the batch waits for it up to `patience` seconds per message (a restart, a
+short outage), and only then is the message dead-lettered. Any other error that escapes the
+savepoints (a value the database refuses to store, a fault outside the handler) is the batch's
+poison: the batch is tried again, then message by message, and the message that fails on its
+own is dead-lettered in a transaction that holds nothing else. So one record can never stall
+its partition.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ class BatchProcessor:
         self, service: str, handler: Handler, new_uow: Callable[[], UnitOfWork], *,
         attempts: int = 4, backoff: float = 0.1,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        progress: Callable[[], None] = lambda: None,
+        progress: Callable[[], None] = lambda: None, patience: float = 120.0,
     ) -> None:
         self.service = service
         self._handler = handler
@@ -93,6 +96,9 @@ class BatchProcessor:
         self._backoff = backoff
         self._sleep = sleep
         self._progress = progress
+        self._patience = patience
+        # (topic, partition, offset) -> when its partner first failed it for good
+        self._waiting_since: dict[tuple[str, int, int], float] = {}
         self._handler_seconds = metrics.Children(metrics.HANDLER_SECONDS, service)
         self._retries = metrics.RETRIES.labels(service)
         self._failures = metrics.BATCH_FAILURES.labels(service)
@@ -108,7 +114,10 @@ class BatchProcessor:
                 return await self.process(batch)
             except Exception as exc:
                 self._failures.inc()
-                failed(exc)
+                if isinstance(exc, PartnerUnavailable):
+                    self._progress()  # waiting on purpose for a partner, not wedged
+                else:
+                    failed(exc)
                 if not _unavailable(exc):
                     poisoned += 1
                     if poisoned >= POISON_AFTER:
@@ -118,7 +127,8 @@ class BatchProcessor:
                     continue
                 # A deadlock's (or serialization failure's) victim is expected now and then;
                 # anything else needs a look.
-                level = logging.WARNING if _is_rollback(exc) else logging.ERROR
+                level = logging.WARNING if _is_rollback(exc) or isinstance(
+                    exc, PartnerUnavailable) else logging.ERROR
                 log.log(level, "%s: batch of %d failed, retrying in %.1fs: %s", self.service,
                         len(batch), delay, exc)
                 await self._sleep(delay)
@@ -206,6 +216,7 @@ class BatchProcessor:
                         uow.audit(self._audit_in(message, event, outcome, attempt))
                 committed.extend(pending)
                 self._handler_seconds(event.type).observe(time.perf_counter() - started)
+                self._waiting_since.pop((message.topic, message.partition, message.offset), None)
                 return Result(message, outcome, event.type, attempt)
             except InvalidEvent as exc:
                 # Refused (an unknown order, an impossible event): never recorded, never acted
@@ -218,13 +229,21 @@ class BatchProcessor:
                 error = f"{type(exc).__name__}: {exc}"
                 if ends_transaction(exc):
                     raise
-                if is_retriable(exc) and not isinstance(exc, InvalidEvent) \
-                        and attempt < self._attempts:
+                if is_retriable(exc) and attempt < self._attempts:
                     self._retries.inc()
                     log.warning("retrying %s %s (attempt %d): %s", event.type, event.subject,
                                 attempt, error)
                     await self._sleep(self._backoff * 2 ** (attempt - 1))
                     continue
+                key = (message.topic, message.partition, message.offset)
+                now = time.monotonic()
+                waited = now - self._waiting_since.setdefault(key, now)
+                if is_retriable(exc) and waited < self._patience:
+                    # A partner (gateway, carrier, SMTP) that does not answer: the batch waits
+                    # for it, as for the database, instead of dead-lettering what it will
+                    # take once it is back (a restart takes seconds).
+                    raise PartnerUnavailable(f"{event.type} {event.subject}: {error}") from exc
+                self._waiting_since.pop(key, None)
                 log.error("dead-lettering %s %s after %d attempt(s): %s", event.type,
                           event.subject, attempt, error)
                 await uow.forget(event.id)  # so that a redrive after a fix is handled
@@ -245,6 +264,11 @@ class BatchProcessor:
                         dead_letter_record(self.service, message, error, attempts))
         uow.audit(self._audit_in(message, event, outcome, attempts, error))
         return Result(message, outcome, event.type if event else None, attempts, error)
+
+
+class PartnerUnavailable(InfrastructureError):
+    """A message's partner still fails after its retries, within the patience: the batch is
+    rolled back and tried again (its effects are idempotent), nothing is dead-lettered."""
 
 
 class _Poison(Exception):

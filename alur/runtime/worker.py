@@ -201,7 +201,7 @@ async def _serve(definition: ServiceDefinition, settings: Settings, runtime: _Ru
     runtime.processor = BatchProcessor(
         name, parts.handler, lambda: PostgresUnitOfWork(pool, name),
         attempts=settings.retry_attempts, backoff=settings.retry_backoff,
-        progress=runtime.progressed)
+        progress=runtime.progressed, patience=settings.partner_patience)
     outbox = PostgresOutbox(pool)
     relay = OutboxRelay(name, name, settings.pg_dsn, outbox, producer,
                         batch=settings.relay_batch, interval=settings.relay_interval,

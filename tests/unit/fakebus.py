@@ -67,7 +67,8 @@ class FakePlatform:
         self.processors = {
             name: BatchProcessor(name, handler_for(deciders[name], source=f"alur/{name}",
                                                    perform=performs.get(name)),
-                                 self._uow_factory(name), sleep=_no_sleep)
+                                 self._uow_factory(name), sleep=_no_sleep,
+                                 patience=0.0)  # no wall clock here: dead-letter at once
             for name in SUBSCRIPTIONS}
         self.timers = {name: timers_for(deciders[name], source=f"alur/{name}",
                                         perform=performs.get(name))

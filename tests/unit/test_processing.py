@@ -34,12 +34,13 @@ class Flaky:
         return "processed"
 
 
-def processor(handler, state: MemoryState, sleeps: list[float] | None = None) -> BatchProcessor:
+def processor(handler, state: MemoryState, sleeps: list[float] | None = None,
+              patience: float = 0.0) -> BatchProcessor:
     async def sleep(seconds: float) -> None:
         (sleeps if sleeps is not None else []).append(seconds)
 
     return BatchProcessor("inventory", handler, lambda: InMemoryUnitOfWork(state), attempts=4,
-                          backoff=0.1, sleep=sleep)
+                          backoff=0.1, sleep=sleep, patience=patience)
 
 
 async def test_undecodable_bytes_go_to_the_dlq_with_error_and_origin() -> None:
@@ -210,3 +211,17 @@ async def test_a_crash_before_the_commit_resends_none_of_the_batch_s_e_mails() -
     assert len(mailer.sent) == 5 and len({m["message_id"] for m in mailer.sent}) == 5
     sent = [s for s in state.streams.values() for s in s if s.event.type == "NotificationSent"]
     assert len(sent) == 5
+
+
+async def test_a_partner_that_is_down_holds_the_batch_instead_of_dead_lettering_it() -> None:
+    """The gateway restarts: the message fails its retries a few times over, and the batch is
+    tried again whole each time; once the partner answers, it goes through. Nothing lands on
+    the DLQ and the watchdog hears of progress, not of a failure."""
+    state, sleeps, failures, progressed = MemoryState(), [], [], []
+    handler = Flaky(9)  # 4 tries per attempt at the batch: it succeeds on the third
+    bp = BatchProcessor("payments", handler, lambda: InMemoryUnitOfWork(state), attempts=4,
+                        backoff=0.1, sleep=lambda s: asyncio.sleep(0, sleeps.append(s)),
+                        progress=lambda: progressed.append(1), patience=60.0)
+    [result] = await bp.commit([message(encode(event("OrderPlaced", "o1")))], failures.append)
+    assert result.outcome == "processed" and state.outbox == [] and failures == []
+    assert len(progressed) >= 2 and handler.calls == 10
