@@ -1,6 +1,6 @@
 # The README's words: `make demo` runs the main job, `make test` the whole suite.
 # Both set up what is missing first (scripts/setup.sh), so they work on a fresh machine.
-.PHONY: setup demo test unit lint infra-up infra-down infra-status schemas
+.PHONY: setup demo test faults unit lint infra-up infra-down infra-status schemas
 
 setup:
 	@scripts/setup.sh
@@ -8,8 +8,14 @@ setup:
 demo: setup
 	.venv/bin/alur demo
 
+# The fault suite runs after the rest, in a session of its own: it has its own stack (three
+# Kafka nodes) and kills parts of it, so nothing else should share the machine's CPUs with it.
 test: setup lint
-	.venv/bin/pytest
+	.venv/bin/pytest -m "not fault"
+	.venv/bin/pytest -m fault
+
+faults: setup
+	.venv/bin/pytest -m fault
 
 unit: setup
 	.venv/bin/pytest tests/unit
