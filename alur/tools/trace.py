@@ -65,8 +65,10 @@ class TracedEvent:
     def problems(self) -> list[str]:
         found = [f"{h.service} dead-lettered it after {h.attempts} attempt(s): {h.error}"
                  for h in self.hops if h.outcome == "dead_lettered"]
+        found += [f"{h.service} {h.error}" for h in self.hops if h.outcome == "refused"]
         found += [f"{h.service} needed {h.attempts} attempts" for h in self.hops
-                  if h.direction == "in" and h.attempts > 1 and h.outcome != "dead_lettered"]
+                  if h.direction == "in" and h.attempts > 1
+                  and h.outcome not in ("dead_lettered", "refused")]
         found += [f"not consumed yet by {s}" for s in self.awaiting]
         return found
 
@@ -167,7 +169,7 @@ def render(t: Trace) -> str:
         for h in e.hops:
             what = "emitted" if h.direction == "out" else h.outcome
             retries = f" after {h.attempts} attempts" if h.attempts > 1 else ""
-            mark = "!!" if h.outcome == "dead_lettered" or h.attempts > 1 else "  "
+            mark = "!!" if h.outcome in ("dead_lettered", "refused") or h.attempts > 1 else "  "
             where = f" from {_where(h.topic, h.partition, h.offset)}" if h.direction == "in" else ""
             error = f": {h.error}" if h.error else ""
             lines.append(f"   {mark} {h.at:%H:%M:%S.%f}"[:-3] +
