@@ -27,10 +27,12 @@ def test_settings() -> Settings:
         session_timeout=6.0, log_level="info", relay_interval=0.2, prometheus_port=9590,
         scrape_interval=1.0, sample_interval=1.0, payments_port=8083, inventory_port=8085,
         shipping_port=8110, kilat_port=8111, nusapost_port=8112,
-        # Short business deadlines, so that tests see them pass: a reservation unpaid for 20 s
+        # Short business deadlines, so that tests see them pass: a reservation unpaid for 45 s
         # (payments stopped) and a bank transfer unpaid for 8 s expire; a paid order can be
-        # cancelled for 3 s before it is released to shipping.
-        reservation_ttl=20.0, bank_transfer_ttl=8.0, release_after=3.0,
+        # cancelled for 3 s before it is released to shipping. The reservation outlives the
+        # dead-letter tools' test: the gateway's outage (10 s of patience), then trace, list and
+        # redrive through the CLI, on a loaded CI machine.
+        reservation_ttl=45.0, bank_transfer_ttl=8.0, release_after=3.0,
         # The e2e webhook receiver listens on loopback: the development egress setting.
         egress_allow_loopback=True,
         # A partner down for longer than this dead-letters (the dead-letter tools' test).

@@ -117,7 +117,7 @@ async def test_an_unpaid_bank_transfer_expires_and_money_paid_after_is_refunded(
     sku = await stocked(services)
     order_id = await place(api, order_body(sku, method="bank_transfer"))
     pending = await pending_transfer(db, order_id)
-    types = await reach(db, order_id, "OrderCancelled", timeout=60)
+    types = await reach(db, order_id, "OrderCancelled", timeout=120)
     assert types[-2:] == ["PaymentExpired", "OrderCancelled"]
     view = (await api.get(f"/v1/orders/{order_id}")).json()
     assert view["status"] == "cancelled"
@@ -258,7 +258,7 @@ async def test_an_unpaid_reservation_expires(services, api, db) -> None:
     stack.services_down(services, ("payments",))  # nobody takes the payment up
     try:
         order_id = await place(api, order_body(sku))
-        types = await reach(db, order_id, "OrderCancelled", timeout=60)
+        types = await reach(db, order_id, "OrderCancelled", timeout=120)
         assert types[-2:] == ["ReservationExpired", "OrderCancelled"]
     finally:
         await asyncio.to_thread(stack.start_process, services, "payments")

@@ -74,7 +74,7 @@ async def test_two_replicas_fire_each_timer_once_and_handle_each_event_once(
         # Nobody takes the payments up: every reservation expires, fired by one of two replicas.
         stack.services_down(services, ("payments",))
         unpaid = [await place(api, order_body(sku)) for _ in range(EXPIRING_RESERVATIONS)]
-        await wait_until(lambda: all_settled(db, unpaid), 90, "the reservations to expire")
+        await wait_until(lambda: all_settled(db, unpaid), 150, "the reservations to expire")
         for service in REPLICATED[1:]:
             await asyncio.to_thread(stack.start_process, services, service)
             await asyncio.to_thread(stack.start_replica, services, service, 2)
