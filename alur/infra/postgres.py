@@ -110,6 +110,9 @@ def start(settings: Settings) -> int:
                 f"port = {settings.pg_port}\nunix_socket_directories = '{sockets}'\n"
                 "max_connections = 200\nshared_buffers = 256MB\n"
                 "log_min_messages = warning\n")
+            if (binaries.parent / "lib" / "pg_stat_statements.so").exists():
+                # What bench/e2e.py counts statements with; loaded, it costs next to nothing.
+                conf.write("shared_preload_libraries = 'pg_stat_statements'\n")
     log = p.log_file.resolve()
     log.touch()
     if user:
