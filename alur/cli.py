@@ -270,9 +270,15 @@ def _redecide(args: argparse.Namespace, settings: Settings) -> int:
         print("alur replay handlers: name the service (--service inventory, ...)",
               file=sys.stderr)
         return 2
+    decider = None
+    if args.service == "orders":  # its decisions depend on the deadlines it runs with
+        from services.orders import bootstrap as orders
+
+        decider = orders.decider(orders.policy_of(settings))
     try:
         report = asyncio.run(redecide(settings.pg_dsn, args.service, _slice(args),
-                                      bootstrap_servers=settings.kafka_bootstrap))
+                                      bootstrap_servers=settings.kafka_bootstrap,
+                                      decider=decider))
     except ValueError as exc:
         print(f"alur replay: {exc}", file=sys.stderr)
         return 2

@@ -29,7 +29,8 @@ DEFAULT_POLICY = domain.Policy()
 
 
 def decider(policy: domain.Policy = DEFAULT_POLICY) -> Decider[domain.OrderState]:
-    return Decider(domain.OrderState(), domain.evolve, domain.decide, domain.RELEVANT,
+    return Decider(domain.OrderState(), domain.evolve, domain.decide_under(policy),
+                   domain.RELEVANT,
                    deadlines=domain.deadlines_under(policy), on_timer=domain.on_timer,
                    opens=domain.OPENS, refuse=domain.refuse)
 

@@ -330,6 +330,22 @@ def decide(state: OrderState, event: Event) -> list[Model]:
     return []
 
 
+def decide_under(policy: Policy) -> Callable[[OrderState, Event], list[Model]]:
+    """`decide`, and with no window to cancel in (`release_after` 0, as in a flash sale) the
+    release to shipping as soon as the order may ship, in the same transaction as the event
+    that made it so, instead of on the next round of timers."""
+    if policy.release_after > timedelta(0):
+        return decide
+
+    def decide_and_release(state: OrderState, event: Event) -> list[Model]:
+        decided = decide(state, event)
+        if not decided and _may_ship(evolve(state, event)):
+            return [OrderReadyToShipData(order_id=event.subject)]
+        return decided
+
+    return decide_and_release
+
+
 def _may_ship(state: OrderState) -> bool:
     """An online order that is paid (or reserved, for cash on delivery), not cancelled, and
     not yet released to shipping. Shipping books only on OrderReadyToShip, so a cancel decided

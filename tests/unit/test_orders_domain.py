@@ -98,3 +98,20 @@ def test_cash_on_delivery_is_released_once_reserved_and_a_cancelled_order_never(
                     "PaymentConfirmed")
     assert late.status == "cancelled" and "release" not in DUE(late)
     assert domain.on_timer(late, "release") == []
+
+
+def test_with_no_window_to_cancel_in_the_paid_order_is_released_with_its_payment() -> None:
+    at_once = domain.decide_under(domain.Policy(release_after=timedelta(0)))
+    assert domain.decide_under(POLICY) is domain.decide
+    reserved = fold_all("OrderPlaced", "StockReserved")
+    assert at_once(reserved, event("PaymentConfirmed", "o1")) == [
+        domain.OrderReadyToShipData(order_id="o1")]
+    # Cash on delivery ships once its stock is reserved; a refusal cancels, never releases.
+    placed_cod = fold_all("OrderPlaced", method="cod")
+    assert [type(d).__name__ for d in at_once(placed_cod, event("StockReserved", "o1"))] == [
+        "OrderReadyToShipData"]
+    assert [type(d).__name__ for d in at_once(reserved, event("PaymentFailed", "o1"))] == [
+        "OrderCancelledData"]
+    released = domain.evolve(domain.evolve(reserved, event("PaymentConfirmed", "o1")),
+                             event("OrderReadyToShip", "o1"))
+    assert at_once(released, event("ShipmentCreated", "o1")) == []
