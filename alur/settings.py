@@ -77,7 +77,8 @@ class Settings(BaseSettings):
                                     "(gateway, carrier, SMTP) keeps failing holds its batch, "
                                     "retried, before it is dead-lettered: a partner's restart "
                                     "or short outage dead-letters nothing.")
-    relay_interval: float = Field(0.5, description="Outbox poll when no NOTIFY arrives.")
+    relay_interval: float = Field(5.0, description="Seconds between polls of the outbox when no "
+                                  "NOTIFY arrives (every commit that adds rows sends one).")
     relay_batch: int = 1000
     outbox_retention: float = Field(3600.0, description="Seconds published rows are kept.")
     session_timeout: float = Field(10.0, description="Kafka group session timeout, seconds.")

@@ -29,9 +29,9 @@ import asyncpg
 import faust
 from aiokafka.errors import KafkaError
 
-from alur.runtime import metrics
+from alur.runtime import alarm, metrics
 from alur.runtime.aggregate import FireTimers
-from alur.runtime.db import CORE_SQL, DATABASE_ERRORS, connect_pool, every, migrate
+from alur.runtime.db import CORE_SQL, DATABASE_ERRORS, connect_pool, migrate
 from alur.runtime.errors import ConcurrencyConflict
 from alur.runtime.health import Watchdog, serve_operations
 from alur.runtime.logs import logging_config
@@ -43,6 +43,8 @@ from alur.settings import Settings
 
 log = logging.getLogger("alur.worker")
 EXIT_CORE_FAILED = 70  # EX_SOFTWARE: the supervisor starts the process again
+# Seconds an idle timer loop sleeps at most: how late a timer another replica wrote may be seen.
+TIMERS_IDLE = 5.0
 
 
 @dataclass
@@ -263,25 +265,46 @@ async def _enforce(service: str, watchdog: Watchdog, interval: float = 1.0) -> N
 
 
 async def _fire_timers(service: str, fire: FireTimers, pool: asyncpg.Pool,
-                       interval: float, watchdog: Watchdog) -> None:
-    """Fire due timers every `interval` seconds, one transaction per round. Replicas share the
-    table: each takes the due rows no other holds."""
+                       interval: float, watchdog: Watchdog, idle: float = TIMERS_IDLE) -> None:
+    """Fire due timers, one transaction per round, and sleep until the next is due (see
+    alur.runtime.alarm): at least `interval` after a round that fired nothing (what stays
+    due is held by another replica, or its partner is down), at most `idle`. Replicas share
+    the table: each takes the due rows no other holds."""
     fired = metrics.Children(metrics.TIMERS_FIRED, service)
+    clock = alarm.TIMERS = alarm.Alarm()
 
-    async def round_() -> None:
+    async def round_() -> int:
         try:
             with metrics.collecting() as committed:
                 async with PostgresUnitOfWork(pool, service) as uow:
                     timers = await fire(uow, datetime.now(UTC))
         except ConcurrencyConflict as exc:  # the consumer wrote the same order: next round
             log.info("%s: timers wait a round: %s", service, exc)
-            return
+            return 0
         for callback in committed:
             callback()
         for timer in timers:
             fired(timer.kind).inc()
+        return len(timers)
 
-    await every(interval, round_, "fire timers", log, watchdog=watchdog, loop="timers")
+    while True:
+        try:
+            next_due = await pool.fetchval("SELECT min(due_at) FROM timers")
+            now = datetime.now(UTC)
+            if next_due is not None and next_due <= now:
+                if await round_():
+                    watchdog.ok("timers")
+                    continue  # more may be due at once
+                wait = interval
+            else:
+                wait = idle if next_due is None else min(
+                    idle, (next_due - now).total_seconds())
+            watchdog.ok("timers")
+        except DATABASE_ERRORS as exc:
+            log.warning("cannot fire timers: %s", exc)
+            watchdog.failed("timers", f"cannot fire timers: {exc}")
+            wait = interval
+        await clock.sleep(wait, at_least=min(wait, interval))
 
 
 async def _sample_lag(service: str, runtime: _Runtime, interval: float) -> None:

@@ -32,7 +32,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import asyncpg
@@ -41,6 +41,8 @@ from fastapi import FastAPI, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
+from alur.runtime.alarm import Alarm
+from alur.runtime.db import transaction_only_reset
 from alur.runtime.signing import signed_headers
 from alur.settings import CARRIERS
 
@@ -189,17 +191,25 @@ class Courier:
         self.carrier, self.pool, self.secret = carrier, pool, secret
         self.pickup_after, self.step_after = pickup_after, step_after
         self._slots = asyncio.Semaphore(concurrency)
+        self.alarm = Alarm()
 
-    async def run(self, interval: float = 0.1) -> None:
+    async def run(self, interval: float = 0.1, idle: float = 5.0) -> None:
+        """Round after round while parcels are due; otherwise sleep until the next is (at
+        most `idle` seconds, woken by a booking or a recall: `self.alarm`)."""
         async with httpx.AsyncClient(timeout=REPORT_TIMEOUT) as client:
             while True:
+                wait = interval
                 try:
-                    moved = await self.round(client)
+                    if await self.round(client):
+                        continue
+                    due = await self.pool.fetchval(
+                        f"SELECT extract(epoch FROM min(coalesce(retry_at, next_step_at)) - now())"
+                        f" FROM {SCHEMA}.parcels WHERE carrier = $1 AND next_step_at IS NOT NULL",
+                        self.carrier)
+                    wait = idle if due is None else min(idle, max(interval, float(due)))
                 except Exception:  # the courier keeps going: a bad round is retried
                     log.exception("carrier round failed; trying again")
-                    moved = 0
-                if moved == 0:
-                    await asyncio.sleep(interval)
+                await self.alarm.sleep(wait, at_least=interval)
 
     async def round(self, client: httpx.AsyncClient, limit: int = 200) -> int:
         """Report the next step of every due parcel (locked meanwhile: a cancel is refused
@@ -274,6 +284,12 @@ def create_app(carrier: str, dsn: str, secret: str, pickup_after: float,
     if carrier not in CARRIERS:
         raise ValueError(f"unknown carrier {carrier!r}; one of {', '.join(CARRIERS)}")
     pools: dict[str, asyncpg.Pool] = {}
+    couriers: dict[str, Courier] = {}
+
+    def moves(after: float) -> None:
+        """A parcel's next step is due in `after` seconds: the courier should know."""
+        if "courier" in couriers:
+            couriers["courier"].alarm.due(datetime.now(UTC) + timedelta(seconds=after))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -283,8 +299,9 @@ def create_app(carrier: str, dsn: str, secret: str, pickup_after: float,
             await conn.execute(DDL)
         finally:
             await conn.close()
-        pools["db"] = pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4)
-        courier = Courier(carrier, pool, secret, pickup_after, step_after)
+        pools["db"] = pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4,
+                                                          reset=transaction_only_reset)
+        couriers["courier"] = courier = Courier(carrier, pool, secret, pickup_after, step_after)
         moving = asyncio.create_task(courier.run(), name=f"{carrier}-courier")
         yield
         moving.cancel()
@@ -315,6 +332,7 @@ def create_app(carrier: str, dsn: str, secret: str, pickup_after: float,
             body.service, body.address.postal_code if body.address else None, body.store_id,
             body.callback_url, pickup_after)
         if row is not None:
+            moves(pickup_after)
             return JSONResponse(_public(row), status_code=201)
         first = await pools["db"].fetchrow(
             f"SELECT * FROM {SCHEMA}.parcels WHERE carrier = $1 AND idempotency_key = $2",
@@ -353,6 +371,7 @@ def create_app(carrier: str, dsn: str, secret: str, pickup_after: float,
                 " ELSE now() + make_interval(secs => $4) END"
                 " WHERE carrier = $1 AND tracking_number = $2",
                 carrier, tracking_number, stopped, step_after)
+        moves(step_after)
         return JSONResponse({"tracking_number": tracking_number, "status": stopped, "was": was})
 
     @app.get("/v1/shipments")

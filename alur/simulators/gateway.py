@@ -30,7 +30,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
@@ -38,6 +38,8 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
+from alur.runtime.alarm import Alarm
+from alur.runtime.db import transaction_only_reset
 from alur.runtime.signing import signed_headers
 
 log = logging.getLogger("alur.gateway_sim")
@@ -102,6 +104,7 @@ CREATE INDEX IF NOT EXISTS callbacks_due ON {SCHEMA}.callbacks (next_attempt_at)
 """
 CALLBACK_FIRST_BACKOFF, CALLBACK_MAX_BACKOFF = 0.5, 30.0
 CALLBACK_ROUND = 0.5  # seconds between rounds of due callbacks
+CALLBACK_IDLE = 5.0  # seconds an idle gateway sleeps at most between looks
 CALLBACK_LEASE = 30.0  # a callback being tried is not due to anyone else meanwhile
 OUTCOMES = {"tok_decline": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
 FLAKY = "_flaky"
@@ -190,14 +193,23 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
     pools: dict[str, asyncpg.Pool] = {}
 
     client = httpx.AsyncClient(timeout=5.0)
+    alarm = Alarm()
 
     async def retry_callbacks() -> None:
+        """Retry the callbacks the merchant did not acknowledge, each when it is due: an idle
+        gateway looks every CALLBACK_IDLE seconds, and a new callback wakes it (`alarm`)."""
         while True:
+            wait = CALLBACK_ROUND
             try:
-                await deliver_callbacks(pools["db"], client, callback_secret)
+                if not await deliver_callbacks(pools["db"], client, callback_secret):
+                    due = await pools["db"].fetchval(
+                        f"SELECT extract(epoch FROM min(next_attempt_at) - now())"
+                        f" FROM {SCHEMA}.callbacks WHERE status = 'pending'")
+                    wait = CALLBACK_IDLE if due is None else min(
+                        CALLBACK_IDLE, max(CALLBACK_ROUND, float(due)))
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("cannot deliver callbacks: %s", exc)
-            await asyncio.sleep(CALLBACK_ROUND)
+            await alarm.sleep(wait, at_least=CALLBACK_ROUND)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -207,7 +219,8 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
             await conn.execute(DDL)
         finally:
             await conn.close()
-        pools["db"] = await asyncpg.create_pool(dsn, min_size=1, max_size=10)
+        pools["db"] = await asyncpg.create_pool(dsn, min_size=1, max_size=10,
+                                                   reset=transaction_only_reset)
         retrying = asyncio.create_task(retry_callbacks())
         yield
         retrying.cancel()
@@ -291,6 +304,7 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
                 " VALUES ($1, $2, $3, now() + make_interval(secs => $4))", transfer_id,
                 account["callback_url"], report, CALLBACK_FIRST_BACKOFF)
         await deliver_callbacks(pools["db"], client, callback_secret, transfer_id)
+        alarm.due(datetime.now(UTC) + timedelta(seconds=CALLBACK_FIRST_BACKOFF))
         status = await pools["db"].fetchval(
             f"SELECT last_status FROM {SCHEMA}.callbacks WHERE transfer_id = $1", transfer_id)
         return JSONResponse({"id": transfer_id, "callback_status": status}, status_code=201)

@@ -97,10 +97,7 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
     egress = egress_policy(settings)
 
     async def deliver_webhooks() -> None:
-        async def round_() -> None:
-            await webhook_delivery.deliver_due(pool, client, policy, egress)
-
-        await every(settings.webhook_interval, round_, "deliver webhooks", log)
+        await webhook_delivery.run(pool, client, policy, egress, settings.webhook_interval)
 
     chosen = decider(policy_of(settings))
     return ServiceParts(handler=handler_for(chosen, source=SOURCE, observe=observe_order),

@@ -30,10 +30,13 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 
+from alur.runtime import alarm
+from alur.runtime.db import DATABASE_ERRORS
 from alur.runtime.egress import EgressPolicy, EgressRefused
 from alur.runtime.signing import sign, signed_headers
 
 log = logging.getLogger("alur.orders.webhooks")
+IDLE = 5.0  # seconds an idle delivery loop sleeps at most
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,29 @@ def signature_headers(secret: str, previous: str | None, url: str, body: bytes) 
 
 def next_attempt(now: datetime, attempts: int, policy: DeliveryPolicy) -> datetime:
     return now + timedelta(seconds=policy.backoff * 2 ** (attempts - 1))
+
+
+async def run(pool: asyncpg.Pool, client: httpx.AsyncClient, policy: DeliveryPolicy,
+              egress: EgressPolicy, interval: float, idle: float = IDLE) -> None:
+    """Deliver for good: a round every `interval` seconds while there is work; otherwise sleep
+    until the next retry is due, at most `idle` seconds, or until this process commits new
+    events (alur.runtime.alarm). An idle service costs a query every few seconds."""
+    clock = alarm.WRITES = alarm.Alarm()
+    while True:
+        wait = idle
+        try:
+            if await deliver_due(pool, client, policy, egress):
+                wait = interval
+            else:
+                due = await pool.fetchval(
+                    "SELECT extract(epoch FROM min(next_attempt_at) - now())"
+                    " FROM webhook_deliveries WHERE status = 'pending'")
+                if due is not None:
+                    wait = min(idle, max(interval, float(due)))
+        except DATABASE_ERRORS as exc:
+            log.warning("cannot deliver webhooks: %s", exc)
+            wait = interval
+        await clock.sleep(wait, at_least=interval)
 
 
 async def deliver_due(pool: asyncpg.Pool, client: httpx.AsyncClient,
