@@ -12,13 +12,15 @@ import hashlib
 import itertools
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 import asyncpg
 
+from alur.runtime import alarm
 from alur.runtime.db import ACQUIRE_TIMEOUT, CONNECTION_ERRORS
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
 from alur.runtime.ports import (
@@ -45,6 +47,7 @@ TRANSACTION_ERRORS = (*CONNECTION_ERRORS, asyncpg.TransactionRollbackError)
 
 
 def notify_channel(schema: str) -> str:
+    """Where the outbox's trigger (sql/004_outbox_notify.sql) tells the relay of new rows."""
     return f"alur_outbox_{schema}"
 
 
@@ -55,10 +58,54 @@ def stream_lock_key(schema: str, stream_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+class StreamCache:
+    """The committed events of the streams this process wrote or read last (least recently
+    used out first), so that a stream's history is decoded once per process instead of once
+    per event handled. Never trusted blindly: `preload` reads every event after the cached
+    ones, under the stream's lock, and checks the cached last one is still in the database."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._streams: OrderedDict[str, tuple[StoredEvent, ...]] = OrderedDict()
+
+    def get(self, stream_id: str) -> tuple[StoredEvent, ...] | None:
+        events = self._streams.get(stream_id)
+        if events is not None:
+            self._streams.move_to_end(stream_id)
+        return events
+
+    def put(self, stream_id: str, events: tuple[StoredEvent, ...]) -> None:
+        if not events:
+            return
+        self._streams[stream_id] = events
+        self._streams.move_to_end(stream_id)
+        while len(self._streams) > self._size:
+            self._streams.popitem(last=False)
+
+    def drop(self, stream_id: str) -> None:
+        self._streams.pop(stream_id, None)
+
+
+# Orders in flight at 300 orders/s for several seconds, a few events each.
+STREAM_CACHE_SIZE = 4096
+_caches: dict[str, StreamCache] = {}
+
+
+def stream_cache(schema: str) -> StreamCache:
+    """The process's cache of one service schema's streams."""
+    if schema not in _caches:
+        _caches[schema] = StreamCache(STREAM_CACHE_SIZE)
+    return _caches[schema]
+
+
 class PostgresUnitOfWork:
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self._pool = pool
         self._schema = schema
+        self._cache = stream_cache(schema)
+        # False for a unit of work that only reads (the API's GETs): it takes no stream lock,
+        # and sees what was committed when each statement began.
+        self.lock_streams = True
         self.conn: asyncpg.Connection | None = None
         self._tx: asyncpg.transaction.Transaction | None = None
         self._outbox: list[tuple[object, ...]] = []
@@ -68,6 +115,7 @@ class PostgresUnitOfWork:
         self._timers: dict[tuple[str, str], datetime | None] = {}
         self._savepoints: list[list[object]] = []  # [name, issued] per open savepoint
         self._names = itertools.count()
+        self._json: dict[uuid.UUID, str] = {}
 
     async def __aenter__(self) -> PostgresUnitOfWork:
         try:
@@ -79,6 +127,7 @@ class PostgresUnitOfWork:
             raise InfrastructureError(f"PostgreSQL unavailable: {exc}") from exc
         self._outbox, self._audit, self._events, self._streams = [], [], [], {}
         self._timers = {}
+        self._json = {}
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -90,6 +139,9 @@ class PostgresUnitOfWork:
             if exc_type is None:
                 await self._flush()
                 await self._tx.commit()
+                for stream_id, stream in self._streams.items():
+                    self._cache.put(stream_id, tuple(stream))
+                self._wake_timers()
             elif not broken:
                 await self._tx.rollback()
         except asyncpg.UniqueViolationError as err:
@@ -117,10 +169,15 @@ class PostgresUnitOfWork:
             if rows:
                 await self.conn.copy_records_to_table(
                     table, records=rows, columns=columns, schema_name=self._schema)
-        if self._outbox:
-            await self.conn.execute("SELECT pg_notify($1, '')", notify_channel(self._schema))
         if self._timers:
             await self._flush_timers()
+
+    def _wake_timers(self) -> None:
+        dues = [due for due in self._timers.values() if due is not None]
+        if dues and alarm.TIMERS is not None:
+            alarm.TIMERS.due(min(dues))
+        if self._events and alarm.WRITES is not None:
+            alarm.WRITES.due(datetime.now(UTC))
 
     async def _flush_timers(self) -> None:
         assert self.conn is not None
@@ -208,17 +265,40 @@ class PostgresUnitOfWork:
         # Lock before reading, in one global order (sorted keys), so that two writers of a
         # stream take turns instead of one failing at commit; a batch then never redoes its
         # work because a callback wrote one of its orders meanwhile.
-        keys = sorted({stream_lock_key(self._schema, s) for s in wanted})
-        await self.conn.execute(
-            "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k", keys)
+        if self.lock_streams:
+            keys = sorted({stream_lock_key(self._schema, s) for s in wanted})
+            await self.conn.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM unnest($1::bigint[]) AS k", keys)
+        # What this process committed already comes from the cache; the database sends only
+        # the events after it, and the id of the cached last event, to prove it current.
+        cached = [self._cache.get(s) for s in wanted]
+        known = [len(c) if c else 0 for c in cached]
         rows = await self.conn.fetch(
-            "SELECT stream_id, version, origin, body FROM events "
-            "WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version", wanted)
-        for stream_id in wanted:
-            self._streams[stream_id] = []
+            "SELECT e.stream_id, e.version, e.origin, e.event_id,"
+            " CASE WHEN e.version > w.known THEN e.body END AS body"
+            " FROM unnest($1::text[], $2::int[]) AS w(stream_id, known)"
+            " JOIN events e ON e.stream_id = w.stream_id AND e.version >= w.known"
+            " ORDER BY e.stream_id, e.version", wanted, known)
+        for stream_id, events in zip(wanted, cached, strict=True):
+            self._streams[stream_id] = list(events or ())
+        confirmed: set[str] = set()
         for r in rows:
-            self._streams[r["stream_id"]].append(
-                StoredEvent(r["version"], r["origin"], decode(r["body"])))
+            stream = self._streams[r["stream_id"]]
+            if r["body"] is None:
+                if stream and stream[-1].event.id == r["event_id"]:
+                    confirmed.add(r["stream_id"])
+                continue
+            stream.append(StoredEvent(r["version"], r["origin"], decode(r["body"])))
+        stale = [s for s, n in zip(wanted, known, strict=True) if n and s not in confirmed]
+        if stale:  # the database is not what this process remembers (restored, truncated)
+            for stream_id in stale:
+                self._cache.drop(stream_id)
+                self._streams[stream_id] = []
+            for r in await self.conn.fetch(
+                    "SELECT stream_id, version, origin, body FROM events "
+                    "WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version", stale):
+                self._streams[r["stream_id"]].append(
+                    StoredEvent(r["version"], r["origin"], decode(r["body"])))
 
     async def load(self, stream_id: str) -> list[StoredEvent]:
         await self.preload([stream_id])
@@ -228,7 +308,13 @@ class PostgresUnitOfWork:
         self, stream_id: str, expected_version: int, events: Sequence[Event],
         origins: Sequence[Literal["own", "observed"]],
     ) -> None:
-        await self.preload([stream_id])
+        if expected_version == 0 and stream_id not in self._streams:
+            # A new stream (an order id just made): nothing to lock or read. Should another
+            # writer begin it meanwhile after all, the commit fails on the (stream, version)
+            # key, a ConcurrencyConflict as for any stale version.
+            self._streams[stream_id] = []
+        else:
+            await self.preload([stream_id])
         stream = self._streams[stream_id]
         if len(stream) != expected_version:
             raise ConcurrencyConflict(
@@ -236,12 +322,15 @@ class PostgresUnitOfWork:
         for event, origin in zip(events, origins, strict=True):
             stored = StoredEvent(len(stream) + 1, origin, event)
             stream.append(stored)
+            body = event.model_dump_json()
+            self._json[event.id] = body
             self._events.append((stream_id, stored.version, event.id, event.type, origin,
-                                 event.model_dump_json()))
+                                 body))
 
     def publish(self, event: Event) -> None:
-        self._outbox.append(
-            (event.id, event.topic, event.subject.encode(), encode(event), event.type))
+        body = self._json.get(event.id)  # an event is stored and published: serialised once
+        value = body.encode() if body is not None else encode(event)
+        self._outbox.append((event.id, event.topic, event.subject.encode(), value, event.type))
         self.audit(AuditRow(direction="out", topic=event.topic, outcome="emitted",
                             event_id=event.id, type=event.type, order_id=event.subject))
 

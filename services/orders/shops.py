@@ -41,6 +41,9 @@ class ApiKey:
     revoked_at: datetime | None
 
 
+KNOWN_SKUS_KEPT = 100_000
+
+
 def key_hash(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
@@ -53,6 +56,7 @@ def _shop(row: asyncpg.Record) -> Shop:
 class ShopRegistry:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
+        self._known: set[str] = set()
 
     async def add_shop(self, shop_id: str, name: str, currency: str, *, signing: bool = False,
                        rate_per_second: float | None = None,
@@ -116,6 +120,13 @@ class ShopRegistry:
             list(skus))
 
     async def unknown_skus(self, skus: Sequence[str]) -> list[str]:
-        known = {r["sku"] for r in await self._pool.fetch(
-            "SELECT sku FROM catalogue WHERE sku = ANY($1::text[])", list(skus))}
-        return sorted(set(skus) - known)
+        """The SKUs not in the catalogue. SKUs are only ever added to it, so the ones found
+        once are kept in the process (up to KNOWN_SKUS_KEPT) and not asked for again."""
+        asked = set(skus) - self._known
+        if not asked:
+            return []
+        found = {r["sku"] for r in await self._pool.fetch(
+            "SELECT sku FROM catalogue WHERE sku = ANY($1::text[])", list(asked))}
+        if len(self._known) + len(found) <= KNOWN_SKUS_KEPT:
+            self._known |= found
+        return sorted(asked - found)

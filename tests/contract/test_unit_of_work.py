@@ -177,3 +177,37 @@ async def test_two_concurrent_writers_to_one_stream_take_turns(postgres_store) -
     await second.__aexit__(None, None, None)
     async with postgres_store.new_uow() as uow:
         assert [s.event.type for s in await uow.load("o1")] == ["OrderPlaced", "StockReserved"]
+
+
+async def test_a_stream_this_process_knows_still_shows_what_others_wrote(
+        postgres_store, fresh_schema) -> None:
+    """The process keeps the streams it committed (alur.runtime.postgres.StreamCache); a
+    later unit of work still reads the events another process appended after them, and
+    notices when the stored stream is not the one it remembers."""
+    pool, _ = fresh_schema
+    a, b = event("OrderPlaced", "o1"), event("StockReserved", "o1")
+    async with postgres_store.new_uow() as uow:
+        await uow.append("o1", 0, [a, b], ["own", "observed"])
+
+    async def written_elsewhere(version: int, ev: object) -> None:
+        await pool.execute(
+            "INSERT INTO events (stream_id, version, event_id, type, origin, body)"
+            " VALUES ('o1', $1, $2, $3, 'observed', $4)", version, ev.id, ev.type,
+            ev.model_dump_json())
+
+    c = event("PaymentConfirmed", "o1")
+    await written_elsewhere(3, c)
+    async with postgres_store.new_uow() as uow:
+        assert [s.event for s in await uow.load("o1")] == [a, b, c]
+
+    # Restored from elsewhere: the same versions, other events.
+    await pool.execute("DELETE FROM events WHERE stream_id = 'o1'")
+    others = [event("OrderPlaced", "o1"), event("StockRejected", "o1"),
+              event("OrderCancelled", "o1")]
+    for version, ev in enumerate(others, 1):
+        await written_elsewhere(version, ev)
+    async with postgres_store.new_uow() as uow:
+        assert [s.event for s in await uow.load("o1")] == others
+        await uow.append("o1", 3, [event("RefundIssued", "o1")], ["own"])
+    async with postgres_store.new_uow() as uow:
+        assert [s.version for s in await uow.load("o1")] == [1, 2, 3, 4]

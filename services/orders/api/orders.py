@@ -109,6 +109,12 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], registry: ShopRegistry, wr
     api = APIRouter(prefix="/v1/orders", tags=["orders"], route_class=StrictJSONRoute)
     authenticated = Depends(authenticate)
 
+    def reader() -> PostgresUnitOfWork:
+        """A unit of work for a GET: it reads, so it takes no stream lock."""
+        uow = new_uow()
+        uow.lock_streams = False
+        return uow
+
     async def owned_stream(uow: PostgresUnitOfWork, caller: Caller,
                            order_id: str) -> list[StoredEvent]:
         """The order's stream, if it is the caller's: another shop's order does not exist."""
@@ -159,7 +165,7 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], registry: ShopRegistry, wr
              responses=responses(*AUTH, "not-found"))
     async def get_order(order_id: str, caller: Caller = authenticated) -> OrderView:
         """The order's status, tracking and its timeline as the orders service recorded it."""
-        async with new_uow() as uow:
+        async with reader() as uow:
             return order_view(await owned_stream(uow, caller, order_id))
 
     @api.get("", response_model=OrderPage, responses=responses(*AUTH))
@@ -176,7 +182,7 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], registry: ShopRegistry, wr
         after = _uncursor(cursor) if cursor else None
         items: list[OrderSummary] = []
         exhausted = False
-        async with new_uow() as uow:
+        async with reader() as uow:
             conn = await uow.connection()
             # A status filter applies to the folded orders, so a page may take several reads;
             # the scan stops after 20 reads and hands back a cursor to go on from.
