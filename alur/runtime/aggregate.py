@@ -22,12 +22,14 @@ shipping) is refused too. A refused event is recorded nowhere but in the audit l
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import reduce
 from typing import Generic, Literal, TypeVar
+from weakref import WeakKeyDictionary
 
 from alur.runtime import metrics
 from alur.runtime.errors import InvalidEvent
@@ -235,14 +237,80 @@ async def _carry_out(items: Sequence[object], uow: UnitOfWork, cause: Event, sou
 
 
 def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = None,
-                observe: Observe[S] | None = None) -> Handler:
-    """The runtime's handler for a service whose decisions are `decider`."""
+                observe: Observe[S] | None = None, concurrent: bool = False) -> Handler:
+    """The runtime's handler for a service whose decisions are `decider`.
+
+    With `concurrent` (a service whose commands are calls to a partner that never touch the
+    unit of work: a gateway, a carrier, SMTP), the handler also has a `prepare` step the batch
+    runs first: it decides on the first new event of every order in the batch and carries out
+    their commands all at once, so a batch of 50 charges waits for one round trip to the
+    gateway, not 50. Handling then takes each prepared result instead of calling again. The
+    batch's streams are locked and loaded before `prepare`, so the decision it prepares for is
+    the one handling makes. A failed command counts as its event's first attempt: handling
+    retries it (or dead-letters it) as it would have after failing itself.""" 
+    prepared: WeakKeyDictionary[UnitOfWork, dict[tuple[object, str], Sequence[Model]]] = \
+        WeakKeyDictionary()
+
+    async def perform_prepared(uow: UnitOfWork, command: object,
+                               event: Event) -> Sequence[Model]:
+        assert perform is not None
+        done = prepared.get(uow, {}).pop((event.id, repr(command)), None)
+        return done if done is not None else await perform(uow, command, event)
 
     async def handle(uow: UnitOfWork, event: Event) -> HandlerResult:
-        return await handle_event(uow, event, decider, source=source, perform=perform,
+        return await handle_event(uow, event, decider, source=source,
+                                  perform=perform_prepared if concurrent else perform,
                                   observe=observe)
 
+    async def prepare(uow: UnitOfWork, events: Sequence[Event]) -> dict[object, Exception]:
+        """Carry out the commands; returns the error of each event one of them failed."""
+        assert perform is not None
+        jobs = [(event, command) for event in events
+                for command in await _commands(uow, decider, event)]
+        failed: dict[object, Exception] = {}
+        if not jobs:
+            return failed
+        slots = asyncio.Semaphore(PREPARE_CONCURRENCY)
+
+        async def one(event: Event, command: object) -> Sequence[Model]:
+            async with slots:
+                return await perform(uow, command, event)
+
+        results = await asyncio.gather(*(one(e, c) for e, c in jobs), return_exceptions=True)
+        done = prepared.setdefault(uow, {})
+        for (event, command), result in zip(jobs, results, strict=True):
+            if isinstance(result, BaseException):
+                if not isinstance(result, Exception):
+                    raise result  # cancelled: the batch stops
+                # The event's first attempt failed: handling counts it, and retries.
+                failed.setdefault(event.id, result)
+                continue
+            done[(event.id, repr(command))] = result
+        return failed
+
+    if concurrent and perform is not None:
+        handle.prepare = prepare  # type: ignore[attr-defined]
     return handle
+
+
+# Partner calls a batch's `prepare` has in flight at once.
+PREPARE_CONCURRENCY = 64
+
+
+async def _commands(uow: UnitOfWork, decider: Decider[S], event: Event) -> list[object]:
+    """The commands handling `event` would decide now (none for one it would not act on)."""
+    if event.type not in decider.relevant:
+        return []
+    history = await uow.load(event.subject)
+    if any(stored.event.id == event.id for stored in history):
+        return []  # an echo of its own: left to handling
+    if decider.opens and event.type not in decider.opens and not any(
+            stored.event.type in decider.opens for stored in history):
+        return []
+    state = decider.fold([stored.event for stored in history])
+    if decider.refuse is not None and decider.refuse(state, event) is not None:
+        return []
+    return [item for item in decider.decide(state, event) if not _is_event_payload(item)]
 
 
 FireTimers = Callable[[UnitOfWork, datetime], Awaitable[list[Timer]]]

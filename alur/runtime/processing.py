@@ -1,7 +1,10 @@
 """Handle a batch of consumed messages in ONE transaction, each message in a savepoint.
 
 For every message: decode, record its id in the inbox (a duplicate does nothing), call the
-service's handler (load, decide, append, publish), write the audit row. A message whose handler
+service's handler (load, decide, append, publish), write the audit row. A handler that can
+`prepare` (partner calls only: aggregate.handler_for's `concurrent`) first carries out the
+commands of the batch's orders side by side; a command that failed there is its event's
+first attempt. A message whose handler
 raises a retriable error is retried with backoff; one that still fails, or can never succeed
 (undecodable, no value at all, oversized, an event the service refuses, a bug), goes to
 `<topic>.dlq` through the outbox with its error and origin, so the partition moves on.
@@ -187,6 +190,7 @@ class BatchProcessor:
             # One statement each for the whole batch: inbox ids, then the streams to fold.
             new = await uow.remember_all([e.id for e in events])
             await uow.preload([e.subject for e in events if e.id in new])
+            failed_first = await self._prepare(uow, [e for e in events if e.id in new])
             for message, event in zip(batch, decoded, strict=True):
                 if isinstance(event, DecodeError):
                     results.append(
@@ -197,19 +201,43 @@ class BatchProcessor:
                 else:
                     new.discard(event.id)  # a second copy later in the batch is a duplicate
                     with message_context(event.subject, str(event.id), str(event.correlation_id)):
-                        results.append(await self._one(uow, message, event, committed))
+                        results.append(await self._one(uow, message, event, committed,
+                                                       failed_first.pop(event.id, None)))
                 self._progress()
         for callback in committed:
             callback()
         return results
 
+    async def _prepare(self, uow: UnitOfWork, events: Sequence[Event]) -> dict[object, Exception]:
+        """Let a handler that can (aggregate.handler_for's `concurrent`) carry out the
+        commands of the first new event of each order at once. Returns the error of each
+        event whose command failed there: its first attempt, which handling retries."""
+        prepare = getattr(self._handler, "prepare", None)
+        if prepare is None:
+            return {}
+        first: dict[str, Event] = {}
+        for event in events:
+            first.setdefault(event.subject, event)
+        try:
+            return dict(await prepare(uow, list(first.values())))
+        except Exception as exc:
+            if ends_transaction(exc):
+                raise
+            log.warning("%s: preparing the batch failed; handling it message by message: "
+                        "%s: %s", self.service, type(exc).__name__, exc)
+            return {}
+
     async def _one(self, uow: UnitOfWork, message: Message, event: Event,
-                   committed: list[Callable[[], None]]) -> Result:
+                   committed: list[Callable[[], None]],
+                   failed_first: Exception | None = None) -> Result:
         attempt = 0
         started = time.perf_counter()
         while True:
             attempt += 1
             try:
+                if failed_first is not None:  # its first attempt was the batch's `prepare`
+                    prepared, failed_first = failed_first, None
+                    raise prepared
                 with metrics.collecting() as pending:
                     async with uow.savepoint():
                         outcome = await self._handler(uow, event)

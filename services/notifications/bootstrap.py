@@ -53,7 +53,8 @@ def make_perform(mailer: Mailer, sent_log: SentLog) -> Perform:
 
 
 def make_handler(mailer: Mailer, sent_log: SentLog) -> Handler:
-    return handler_for(DECIDER, source=SOURCE, perform=make_perform(mailer, sent_log))
+    return handler_for(DECIDER, source=SOURCE, perform=make_perform(mailer, sent_log),
+                       concurrent=True)
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:

@@ -19,12 +19,17 @@ class Mailer(Protocol):
 
 
 class SmtpMailer:
-    """Keeps one SMTP session open between messages; reconnects when the server drops it."""
+    """Keeps up to `sessions` SMTP sessions open between messages, each sending one message at
+    a time, so that the e-mails of a batch go out side by side; a session the server dropped
+    is opened again."""
 
-    def __init__(self, host: str, port: int, sender: str = "orders@alur.local") -> None:
-        self._host, self._port, self._sender = host, port, sender
-        self._smtp: smtplib.SMTP | None = None
-        self._lock = asyncio.Lock()
+    def __init__(self, host: str, port: int, sender: str = "orders@alur.local",
+                 sessions: int = 4) -> None:
+        self._sender = sender
+        self._idle: asyncio.LifoQueue[_Session] = asyncio.LifoQueue()
+        self._all = [_Session(host, port) for _ in range(sessions)]
+        for session in self._all:
+            self._idle.put_nowait(session)
 
     async def send(self, to: str, subject: str, body: str, message_id: str) -> None:
         msg = EmailMessage()
@@ -32,10 +37,24 @@ class SmtpMailer:
         # A stable Message-ID: a re-send after a crash is recognisable as the same message.
         msg["Message-ID"] = message_id
         msg.set_content(body)
-        async with self._lock:  # one session, one message at a time
-            await asyncio.to_thread(self._send, msg)
+        session = await self._idle.get()
+        try:
+            await asyncio.to_thread(session.send, msg)
+        finally:
+            self._idle.put_nowait(session)
 
-    def _send(self, msg: EmailMessage) -> None:
+    async def close(self) -> None:
+        for _ in self._all:  # each once it is idle
+            session = await self._idle.get()
+            await asyncio.to_thread(session.quit)
+
+
+class _Session:
+    def __init__(self, host: str, port: int) -> None:
+        self._host, self._port = host, port
+        self._smtp: smtplib.SMTP | None = None
+
+    def send(self, msg: EmailMessage) -> None:
         try:
             try:
                 self._session().send_message(msg)
@@ -62,14 +81,10 @@ class SmtpMailer:
             finally:
                 self._smtp = None
 
-    async def close(self) -> None:
-        async with self._lock:
-            if self._smtp is not None:
-                await asyncio.to_thread(self._quit)
-
-    def _quit(self) -> None:
+    def quit(self) -> None:
+        if self._smtp is None:
+            return
         try:
-            assert self._smtp is not None
             self._smtp.quit()
         except (OSError, smtplib.SMTPException):
             pass

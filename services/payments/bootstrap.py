@@ -106,7 +106,7 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
         lambda: PostgresUnitOfWork(pool, "payments"), DECIDER, perform, source=SOURCE,
         secret=settings.gateway_callback_secret, tolerance=settings.signature_tolerance)
     return ServiceParts(
-        handler=handler_for(DECIDER, source=SOURCE, perform=perform),
+        handler=handler_for(DECIDER, source=SOURCE, perform=perform, concurrent=True),
         timers=timers_for(DECIDER, source=SOURCE, perform=perform),
         background=[embedded_server(app, settings.listen_host, settings.payments_port,
                                     settings.log_level)],

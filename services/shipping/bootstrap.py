@@ -85,7 +85,8 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
             await carrier.close()
 
     return ServiceParts(
-        handler=handler_for(DECIDER, source=SOURCE, perform=make_perform(carriers)),
+        handler=handler_for(DECIDER, source=SOURCE, perform=make_perform(carriers),
+                            concurrent=True),
         background=[embedded_server(app, settings.listen_host, settings.shipping_port,
                                     settings.log_level)],
         close=close)

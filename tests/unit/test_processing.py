@@ -225,3 +225,53 @@ async def test_a_partner_that_is_down_holds_the_batch_instead_of_dead_lettering_
     [result] = await bp.commit([message(encode(event("OrderPlaced", "o1")))], failures.append)
     assert result.outcome == "processed" and state.outbox == [] and failures == []
     assert len(progressed) >= 2 and handler.calls == 10
+
+
+class SlowMailer(InMemoryMailer):
+    """Answers after `delay` seconds; counts how many messages it had in hand at once."""
+
+    def __init__(self, delay: float, fail: set[str] | None = None) -> None:
+        super().__init__()
+        self.delay, self.fail, self.in_flight, self.most = delay, fail or set(), 0, 0
+        self.calls: list[str] = []
+
+    async def send(self, to: str, subject: str, body: str, message_id: str) -> None:
+        self.calls.append(message_id)
+        self.in_flight += 1
+        self.most = max(self.most, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+            if message_id in self.fail:
+                self.fail.discard(message_id)  # fails once, then goes through
+                raise InfrastructureError("SMTP 451: try again")
+        finally:
+            self.in_flight -= 1
+        await super().send(to, subject, body, message_id)
+
+
+async def test_the_commands_of_a_batch_are_carried_out_side_by_side_once_each() -> None:
+    """Ten orders' e-mails in one batch are with the server together, and each is sent once;
+    one that fails while prepared is sent again by its handler, and its order's second event
+    in the batch is handled after it, as ever."""
+    state, log = MemoryState(), InMemorySentLog()
+    events = [event("OrderPlaced", f"o{i}") for i in range(10)]
+    mailer = SlowMailer(0.05)
+    bp = BatchProcessor("notifications", notifications.make_handler(mailer, log),
+                        lambda: InMemoryUnitOfWork(state), sleep=lambda _: asyncio.sleep(0))
+    results = await bp.commit([message(encode(e), i) for i, e in enumerate(events)])
+    assert [r.outcome for r in results] == ["processed"] * 10
+    assert mailer.most == 10 and len(mailer.calls) == len(set(mailer.calls)) == 10
+    assert len(mailer.sent) == 10
+
+    [o0] = [s.event for s in state.streams["o0"] if s.event.type == "NotificationSent"]
+    first = f"<{o0.data.notification_id}@alur.local>"
+    flaky = SlowMailer(0.01, fail={first})
+    state2, log2 = MemoryState(), InMemorySentLog()
+    bp2 = BatchProcessor("notifications", notifications.make_handler(flaky, log2),
+                         lambda: InMemoryUnitOfWork(state2), sleep=lambda _: asyncio.sleep(0))
+    again = [events[0], event("PaymentConfirmed", "o0")]
+    results = await bp2.commit([message(encode(e), i) for i, e in enumerate(again)])
+    assert [r.outcome for r in results] == ["processed", "processed"]
+    assert flaky.calls.count(first) == 2 and len(flaky.sent) == 2
+    sent = [s.event for s in state2.streams["o0"] if s.event.type == "NotificationSent"]
+    assert len(sent) == 2
