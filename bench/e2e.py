@@ -7,7 +7,7 @@ It starts its own stack (Kafka, PostgreSQL with pg_stat_statements, the simulato
 services under their supervisor; state in .alur/bench, wiped first) and measures:
 
 1. the bare aiokafka consume->produce hop, and the inventory service on as many OrderPlaced
-   events (bench/pipeline.py's two stages);
+   events (bench/pipeline.py's two stages), on a stack of their own;
 2. an open-loop ladder of order rates, `--seconds` each: achieved intake, sustained
    ShipmentCreated per second, p50/p95/p99 of each stage (placed -> reserved -> paid ->
    released -> shipment created) from the events' commit times, CPU milliseconds per order of
@@ -407,10 +407,12 @@ def main() -> int:
     result: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
                               "commit": _commit(), "profile": args.profile,
                               "seconds": args.seconds}
+    # Two stacks, one after the other: the hop's events must not reach the ladder's services.
     with stack.fresh(settings, say=lambda line: print("  " + line)) as s:
         print(f"bare aiokafka hop and the inventory service on {args.hop_events} events ...")
         result["hop"] = {"bare": asyncio.run(bare_loop(s, args.hop_events)),
                          "inventory": asyncio.run(inventory_stage(s, args.hop_events))}
+    with stack.fresh(settings, say=lambda line: print("  " + line)) as s:
         stack.services_up(s)
         print(f"open-loop ladder, profile {args.profile} ...")
         result |= asyncio.run(ladder(s, rates, args.seconds, args.profile,
