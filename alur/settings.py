@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     pg_user: str = "alur"
     pg_password: str = "alur-local"
     pg_database: str = "alur"
-    pg_pool_size: int = 4
+    pg_pool_size: int = Field(8, description="PostgreSQL connections per service process: the "
+                              "consumer's batch holds one, the relay, the timers and each "
+                              "partner callback or API request in flight take one at a time.")
 
     smtp_port: int = 2525
     api_port: int = Field(8080, description="Orders HTTP API.")

@@ -290,6 +290,7 @@ def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = N
 
     if concurrent and perform is not None:
         handle.prepare = prepare  # type: ignore[attr-defined]
+    handle.relevant = decider.relevant  # type: ignore[attr-defined]
     return handle
 
 

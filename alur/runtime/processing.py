@@ -189,7 +189,11 @@ class BatchProcessor:
         async with self._new_uow() as uow:
             # One statement each for the whole batch: inbox ids, then the streams to fold.
             new = await uow.remember_all([e.id for e in events])
-            await uow.preload([e.subject for e in events if e.id in new])
+            # Only the orders of events the service acts on are locked and loaded: an event it
+            # ignores must not make a partner's callback about that order wait for the batch.
+            relevant = getattr(self._handler, "relevant", None)
+            await uow.preload([e.subject for e in events
+                               if e.id in new and (relevant is None or e.type in relevant)])
             failed_first = await self._prepare(uow, [e for e in events if e.id in new])
             for message, event in zip(batch, decoded, strict=True):
                 if isinstance(event, DecodeError):

@@ -275,3 +275,20 @@ async def test_the_commands_of_a_batch_are_carried_out_side_by_side_once_each() 
     assert flaky.calls.count(first) == 2 and len(flaky.sent) == 2
     sent = [s.event for s in state2.streams["o0"] if s.event.type == "NotificationSent"]
     assert len(sent) == 2
+
+
+async def test_only_the_orders_of_events_the_service_acts_on_are_locked_and_loaded() -> None:
+    state, loaded = MemoryState(), []
+
+    class Watched(InMemoryUnitOfWork):
+        async def preload(self, stream_ids):  # noqa: ANN001, ANN202
+            loaded.extend(stream_ids)
+            await super().preload(stream_ids)
+
+    handler = notifications.make_handler(InMemoryMailer(), InMemorySentLog())
+    assert "OrderPlaced" in handler.relevant and "LowStock" not in handler.relevant
+    bp = BatchProcessor("notifications", handler, lambda: Watched(state),
+                        sleep=lambda _: asyncio.sleep(0))
+    results = await bp.commit([message(encode(event("OrderPlaced", "o1")), 0),
+                               message(encode(event("LowStock", "o2")), 1)])
+    assert [r.outcome for r in results] == ["processed", "ignored"] and loaded == ["o1"]
