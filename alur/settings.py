@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     pg_user: str = "alur"
     pg_password: str = "alur-local"
     pg_database: str = "alur"
+    smtp_sessions: int = Field(1, ge=1, description="SMTP sessions notifications keeps open. "
+                               "Each sends one e-mail at a time, and a crash of the service "
+                               "may send the e-mail in flight on each session twice (the sent-"
+                               "e-mail log records it only once the server accepted it).")
     pg_pool_size: int = Field(8, description="PostgreSQL connections per service process: the "
                               "consumer's batch holds one, the relay, the timers and each "
                               "partner callback or API request in flight take one at a time.")

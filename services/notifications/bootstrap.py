@@ -59,7 +59,8 @@ def make_handler(mailer: Mailer, sent_log: SentLog) -> Handler:
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
     metrics.initialise(metrics.NOTIFICATION_DELIVERIES, ("email", "sent"), ("email", "failed"))
-    mailer = SmtpMailer(settings.smtp_host, settings.smtp_port)
+    mailer = SmtpMailer(settings.smtp_host, settings.smtp_port,
+                        sessions=settings.smtp_sessions)
     sent_log = PostgresSentLog(pool)
 
     async def prune_sent_log() -> None:

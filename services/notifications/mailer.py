@@ -19,12 +19,13 @@ class Mailer(Protocol):
 
 
 class SmtpMailer:
-    """Keeps up to `sessions` SMTP sessions open between messages, each sending one message at
-    a time, so that the e-mails of a batch go out side by side; a session the server dropped
-    is opened again."""
+    """Keeps `sessions` SMTP sessions open between messages, each sending one message at a
+    time; a session the server dropped is opened again. More sessions send a batch's e-mails
+    side by side, and widen the crash window: each may have an e-mail in flight that the
+    sent-e-mail log has not recorded yet, sent again after a restart (ALUR_SMTP_SESSIONS)."""
 
     def __init__(self, host: str, port: int, sender: str = "orders@alur.local",
-                 sessions: int = 4) -> None:
+                 sessions: int = 1) -> None:
         self._sender = sender
         self._idle: asyncio.LifoQueue[_Session] = asyncio.LifoQueue()
         self._all = [_Session(host, port) for _ in range(sessions)]
