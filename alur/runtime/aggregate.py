@@ -87,6 +87,27 @@ async def handle_event(
     if event.type not in decider.relevant:
         return "ignored"
     history = await uow.load(event.subject)
+    admitted = _admit(decider, history, event)
+    if admitted is None:
+        # Overtook its order's opener on another topic: kept, and decided upon with it.
+        await uow.append(event.subject, len(history), [event], ["observed"])
+        return "held"
+    state, own_echo = admitted
+    new_events = await _carry_out(decider.decide(state, event), uow, event, source, perform)
+    recorded = new_events if own_echo else [event, *new_events]
+    origins: list[Literal["own", "observed"]] = ["own"] * len(new_events)
+    if not own_echo:
+        origins.insert(0, "observed")
+    await _record(uow, decider, event.subject, len(history), state, recorded, origins,
+                  new_events, source=source, observe=observe, observed=event)
+    return "processed"
+
+
+def _admit(decider: Decider[S], history: Sequence[StoredEvent],
+           event: Event) -> tuple[S, bool] | None:
+    """The state to decide `event` on, and whether it is the service's own event read back;
+    None when it is to be held (it overtook its order's opener). Raises InvalidEvent when the
+    service refuses it (an unknown order, a second opener, an impossible event)."""
     own_echo = any(stored.event.id == event.id for stored in history)
     if decider.opens and not own_echo:
         opened = any(stored.event.type in decider.opens for stored in history)
@@ -97,9 +118,7 @@ async def handle_event(
             if event.type not in decider.precede:
                 raise InvalidEvent(f"unknown order {event.subject}: no "
                                    f"{' or '.join(sorted(decider.opens))} for it")
-            # Overtook its order's opener on another topic: kept, and decided upon with it.
-            await uow.append(event.subject, len(history), [event], ["observed"])
-            return "held"
+            return None
     # For an observed event, the state before it; for an own event read back from Kafka (a
     # service that reacts to its own topic), the state already includes it.
     state = decider.fold([stored.event for stored in history])
@@ -107,14 +126,7 @@ async def handle_event(
         reason = decider.refuse(state, event)
         if reason is not None:
             raise InvalidEvent(f"{event.type} is impossible for order {event.subject}: {reason}")
-    new_events = await _carry_out(decider.decide(state, event), uow, event, source, perform)
-    recorded = new_events if own_echo else [event, *new_events]
-    origins: list[Literal["own", "observed"]] = ["own"] * len(new_events)
-    if not own_echo:
-        origins.insert(0, "observed")
-    await _record(uow, decider, event.subject, len(history), state, recorded, origins,
-                  new_events, source=source, observe=observe, observed=event)
-    return "processed"
+    return state, own_echo
 
 
 async def fire_due_timers(
@@ -247,7 +259,7 @@ def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = N
     gateway, not 50. Handling then takes each prepared result instead of calling again. The
     batch's streams are locked and loaded before `prepare`, so the decision it prepares for is
     the one handling makes. A failed command counts as its event's first attempt: handling
-    retries it (or dead-letters it) as it would have after failing itself.""" 
+    retries it (or dead-letters it) as it would have after failing itself."""
     prepared: WeakKeyDictionary[UnitOfWork, dict[tuple[object, str], Sequence[Model]]] = \
         WeakKeyDictionary()
 
@@ -299,19 +311,17 @@ PREPARE_CONCURRENCY = 64
 
 
 async def _commands(uow: UnitOfWork, decider: Decider[S], event: Event) -> list[object]:
-    """The commands handling `event` would decide now (none for one it would not act on)."""
+    """The commands handling `event` would decide now (none for one it holds or refuses)."""
     if event.type not in decider.relevant:
         return []
-    history = await uow.load(event.subject)
-    if any(stored.event.id == event.id for stored in history):
-        return []  # an echo of its own: left to handling
-    if decider.opens and event.type not in decider.opens and not any(
-            stored.event.type in decider.opens for stored in history):
+    try:
+        admitted = _admit(decider, await uow.load(event.subject), event)
+    except InvalidEvent:
+        return []  # handling refuses it
+    if admitted is None:
         return []
-    state = decider.fold([stored.event for stored in history])
-    if decider.refuse is not None and decider.refuse(state, event) is not None:
-        return []
-    return [item for item in decider.decide(state, event) if not _is_event_payload(item)]
+    return [item for item in decider.decide(admitted[0], event)
+            if not _is_event_payload(item)]
 
 
 FireTimers = Callable[[UnitOfWork, datetime], Awaitable[list[Timer]]]

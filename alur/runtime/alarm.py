@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from typing import SupportsFloat
 
 
 class Alarm:
@@ -43,6 +44,12 @@ class Alarm:
                 await asyncio.sleep(rest)
         finally:
             self._until = None
+
+
+def next_look(due_in: SupportsFloat | None, at_least: float, at_most: float) -> float:
+    """Seconds to sleep before looking again at a table whose next row is due in `due_in`
+    seconds (PostgreSQL's numeric, or None: no row due at all)."""
+    return at_most if due_in is None else min(at_most, max(at_least, float(due_in)))
 
 
 # The process's alarms, once their loops run (worker._fire_timers, the orders service's webhook

@@ -141,7 +141,7 @@ class PostgresUnitOfWork:
                 await self._tx.commit()
                 for stream_id, stream in self._streams.items():
                     self._cache.put(stream_id, tuple(stream))
-                self._wake_timers()
+                self._wake_loops()
             elif not broken:
                 await self._tx.rollback()
         except asyncpg.UniqueViolationError as err:
@@ -172,7 +172,8 @@ class PostgresUnitOfWork:
         if self._timers:
             await self._flush_timers()
 
-    def _wake_timers(self) -> None:
+    def _wake_loops(self) -> None:
+        """Tell the process's polling loops what was committed (alur.runtime.alarm)."""
         dues = [due for due in self._timers.values() if due is not None]
         if dues and alarm.TIMERS is not None:
             alarm.TIMERS.due(min(dues))
@@ -272,15 +273,27 @@ class PostgresUnitOfWork:
         # What this process committed already comes from the cache; the database sends only
         # the events after it, and the id of the cached last event, to prove it current.
         cached = [self._cache.get(s) for s in wanted]
+        for stream_id, events in zip(wanted, cached, strict=True):
+            self._streams[stream_id] = list(events or ())
         known = [len(c) if c else 0 for c in cached]
+        confirmed = await self._read_after(wanted, known)
+        stale = [s for s, n in zip(wanted, known, strict=True) if n and s not in confirmed]
+        if stale:  # the database is not what this process remembers (restored, truncated)
+            for stream_id in stale:
+                self._cache.drop(stream_id)
+                self._streams[stream_id] = []
+            await self._read_after(stale, [0] * len(stale))
+
+    async def _read_after(self, stream_ids: Sequence[str], known: Sequence[int]) -> set[str]:
+        """Append to each stream its events after version `known`; returns the streams whose
+        event at `known` is the one this unit of work holds last."""
+        assert self.conn is not None
         rows = await self.conn.fetch(
             "SELECT e.stream_id, e.version, e.origin, e.event_id,"
             " CASE WHEN e.version > w.known THEN e.body END AS body"
             " FROM unnest($1::text[], $2::int[]) AS w(stream_id, known)"
             " JOIN events e ON e.stream_id = w.stream_id AND e.version >= w.known"
-            " ORDER BY e.stream_id, e.version", wanted, known)
-        for stream_id, events in zip(wanted, cached, strict=True):
-            self._streams[stream_id] = list(events or ())
+            " ORDER BY e.stream_id, e.version", list(stream_ids), list(known))
         confirmed: set[str] = set()
         for r in rows:
             stream = self._streams[r["stream_id"]]
@@ -289,16 +302,7 @@ class PostgresUnitOfWork:
                     confirmed.add(r["stream_id"])
                 continue
             stream.append(StoredEvent(r["version"], r["origin"], decode(r["body"])))
-        stale = [s for s, n in zip(wanted, known, strict=True) if n and s not in confirmed]
-        if stale:  # the database is not what this process remembers (restored, truncated)
-            for stream_id in stale:
-                self._cache.drop(stream_id)
-                self._streams[stream_id] = []
-            for r in await self.conn.fetch(
-                    "SELECT stream_id, version, origin, body FROM events "
-                    "WHERE stream_id = ANY($1::text[]) ORDER BY stream_id, version", stale):
-                self._streams[r["stream_id"]].append(
-                    StoredEvent(r["version"], r["origin"], decode(r["body"])))
+        return confirmed
 
     async def load(self, stream_id: str) -> list[StoredEvent]:
         await self.preload([stream_id])

@@ -43,7 +43,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 from yarl import URL
 
-from alur.runtime.alarm import Alarm
+from alur.runtime.alarm import Alarm, next_look
 from alur.runtime.db import transaction_only_reset
 from alur.runtime.signing import signed_headers
 from alur.settings import CARRIERS
@@ -211,7 +211,7 @@ class Courier:
                         f"SELECT extract(epoch FROM min(coalesce(retry_at, next_step_at)) - now())"
                         f" FROM {SCHEMA}.parcels WHERE carrier = $1 AND next_step_at IS NOT NULL",
                         self.carrier)
-                    wait = idle if due is None else min(idle, max(interval, float(due)))
+                    wait = next_look(due, interval, idle)
                 except Exception:  # the courier keeps going: a bad round is retried
                     log.exception("carrier round failed; trying again")
                 await self.alarm.sleep(wait, at_least=interval)

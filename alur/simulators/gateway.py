@@ -38,7 +38,7 @@ from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, Field
 
-from alur.runtime.alarm import Alarm
+from alur.runtime.alarm import Alarm, next_look
 from alur.runtime.db import transaction_only_reset
 from alur.runtime.signing import signed_headers
 
@@ -205,8 +205,7 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
                     due = await pools["db"].fetchval(
                         f"SELECT extract(epoch FROM min(next_attempt_at) - now())"
                         f" FROM {SCHEMA}.callbacks WHERE status = 'pending'")
-                    wait = CALLBACK_IDLE if due is None else min(
-                        CALLBACK_IDLE, max(CALLBACK_ROUND, float(due)))
+                    wait = next_look(due, CALLBACK_ROUND, CALLBACK_IDLE)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 log.warning("cannot deliver callbacks: %s", exc)
             await alarm.sleep(wait, at_least=CALLBACK_ROUND)

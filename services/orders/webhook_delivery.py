@@ -70,16 +70,12 @@ async def run(pool: asyncpg.Pool, client: httpx.AsyncClient, policy: DeliveryPol
     events (alur.runtime.alarm). An idle service costs a query every few seconds."""
     clock = alarm.WRITES = alarm.Alarm()
     while True:
-        wait = idle
+        wait = interval
         try:
-            if await deliver_due(pool, client, policy, egress):
-                wait = interval
-            else:
-                due = await pool.fetchval(
+            if not await deliver_due(pool, client, policy, egress):
+                wait = alarm.next_look(await pool.fetchval(
                     "SELECT extract(epoch FROM min(next_attempt_at) - now())"
-                    " FROM webhook_deliveries WHERE status = 'pending'")
-                if due is not None:
-                    wait = min(idle, max(interval, float(due)))
+                    " FROM webhook_deliveries WHERE status = 'pending'"), interval, idle)
         except DATABASE_ERRORS as exc:
             log.warning("cannot deliver webhooks: %s", exc)
             wait = interval

@@ -3,8 +3,9 @@
 import asyncio
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
-from alur.runtime.alarm import Alarm
+from alur.runtime.alarm import Alarm, next_look
 
 
 async def test_a_sooner_due_time_wakes_the_sleeper_early() -> None:
@@ -36,3 +37,9 @@ async def test_woken_at_once_it_still_sleeps_at_least_the_minimum() -> None:
     alarm.due(datetime.now(UTC) - timedelta(seconds=1))
     await asyncio.wait_for(sleeping, 10.0)
     assert time.monotonic() - started >= 0.2
+
+
+def test_the_next_look_is_when_the_next_row_is_due_within_its_bounds() -> None:
+    assert next_look(None, 0.5, 5.0) == 5.0  # nothing due: the idle bound
+    assert next_look(Decimal("2.25"), 0.5, 5.0) == 2.25  # PostgreSQL's numeric
+    assert next_look(-3, 0.5, 5.0) == 0.5 and next_look(60, 0.5, 5.0) == 5.0
