@@ -83,6 +83,11 @@ class Settings(BaseSettings):
                                     "(gateway, carrier, SMTP) keeps failing holds its batch, "
                                     "retried, before it is dead-lettered: a partner's restart "
                                     "or short outage dead-letters nothing.")
+    straggler_after: float = Field(0.5, description="Seconds a batch waits for its partner "
+                                   "calls (gateway, carrier, SMTP) before it commits without "
+                                   "the orders whose calls still run; those commit on their "
+                                   "own once answered, so a slow answer delays its own order "
+                                   "only.")
     relay_interval: float = Field(5.0, description="Seconds between polls of the outbox when no "
                                   "NOTIFY arrives (every commit that adds rows sends one).")
     relay_batch: int = 1000

@@ -28,13 +28,12 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import reduce
-from typing import Generic, Literal, TypeVar
-from weakref import WeakKeyDictionary
+from typing import Generic, Literal, TypeVar, cast
 
 from alur.runtime import metrics
 from alur.runtime.errors import InvalidEvent
 from alur.runtime.ports import StoredEvent, Timer, UnitOfWork
-from alur.runtime.processing import Handler, HandlerResult, ends_transaction
+from alur.runtime.processing import Failed, Handler, HandlerResult, Unplanned, ends_transaction
 from schemas import Event, Model, caused_by
 from schemas.envelope import EVENT_FOR_DATA
 
@@ -249,79 +248,156 @@ async def _carry_out(items: Sequence[object], uow: UnitOfWork, cause: Event, sou
 
 
 def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = None,
-                observe: Observe[S] | None = None, concurrent: bool = False) -> Handler:
+                observe: Observe[S] | None = None, concurrent: bool = False,
+                claims: bool = True) -> Handler:
     """The runtime's handler for a service whose decisions are `decider`.
 
     With `concurrent` (a service whose commands are calls to a partner that never touch the
-    unit of work: a gateway, a carrier, SMTP), the handler also has a `prepare` step the batch
-    runs first: it decides on the first new event of every order in the batch and carries out
-    their commands all at once, so a batch of 50 charges waits for one round trip to the
-    gateway, not 50. Handling then takes each prepared result instead of calling again. The
-    batch's streams are locked and loaded before `prepare`, so the decision it prepares for is
-    the one handling makes. A failed command counts as its event's first attempt: handling
-    retries it (or dead-letters it) as it would have after failing itself."""
-    prepared: WeakKeyDictionary[UnitOfWork, dict[tuple[object, str], Sequence[Model]]] = \
-        WeakKeyDictionary()
-
-    async def perform_prepared(uow: UnitOfWork, command: object,
-                               event: Event) -> Sequence[Model]:
-        assert perform is not None
-        done = prepared.get(uow, {}).pop((event.id, repr(command)), None)
-        return done if done is not None else await perform(uow, command, event)
+    unit of work: a gateway, a carrier, SMTP), the handler also plans: given a stream as a
+    short transaction read it, `plan` handles the batch's new events of that order in turn
+    with no transaction open, carrying out their commands, and returns what each event
+    records. The batch plans its orders side by side, so a batch of 50 charges waits for one
+    round trip to the gateway, not 50. The batch's transaction then only checks each stream
+    is where the plan found it and records the plan (`apply`): no transaction or lock is held
+    across a partner call (alur.runtime.processing). `claims`: other writers of the
+    service's streams exist (timers, partner callbacks), so the streams are claimed while
+    their calls run."""
 
     async def handle(uow: UnitOfWork, event: Event) -> HandlerResult:
         return await handle_event(uow, event, decider, source=source,
-                                  perform=perform_prepared if concurrent else perform,
+                                  perform=_unplanned if concurrent else perform,
                                   observe=observe)
 
-    async def prepare(uow: UnitOfWork, events: Sequence[Event]) -> dict[object, Exception]:
-        """Carry out the commands; returns the error of each event one of them failed."""
+    slots = asyncio.Semaphore(PLAN_CONCURRENCY)  # partner calls in flight, for all batches
+
+    async def plan(history: Sequence[StoredEvent], events: Sequence[Event],
+                   attempt: Attempt) -> dict[object, Plan]:
+        """Plan one stream's new events in turn, on its `history` as read."""
         assert perform is not None
-        jobs = [(event, command) for event in events
-                for command in await _commands(uow, decider, event)]
-        failed: dict[object, Exception] = {}
-        if not jobs:
-            return failed
-        slots = asyncio.Semaphore(PREPARE_CONCURRENCY)
 
-        async def one(event: Event, command: object) -> Sequence[Model]:
+        tries: dict[object, int] = {}
+
+        async def call(event: Event, command: object) -> Sequence[Model]:
             async with slots:
-                return await perform(uow, command, event)
+                # A partner-only perform never touches the unit of work: there is none open.
+                result, n = await attempt(
+                    lambda: perform(cast(UnitOfWork, None), command, event))
+            tries[event.id] = max(n, tries.get(event.id, 1))
+            return result
 
-        results = await asyncio.gather(*(one(e, c) for e, c in jobs), return_exceptions=True)
-        done = prepared.setdefault(uow, {})
-        for (event, command), result in zip(jobs, results, strict=True):
-            if isinstance(result, BaseException):
-                if not isinstance(result, Exception):
-                    raise result  # cancelled: the batch stops
-                # The event's first attempt failed: handling counts it, and retries.
-                failed.setdefault(event.id, result)
+        plans: dict[object, Plan] = {}
+        stream = list(history)
+        for event in events:
+            if event.type not in decider.relevant:
                 continue
-            done[(event.id, repr(command))] = result
-        return failed
+            plans[event.id] = planned = await _plan_one(decider, stream, event, source, call)
+            planned.attempts = tries.get(event.id, 1)
+            stream.extend(StoredEvent(len(stream) + 1 + i, origin, e) for i, (e, origin)
+                          in enumerate(zip(planned.recorded, planned.origins, strict=True)))
+        return plans
+
+    async def calls(history: Sequence[StoredEvent], events: Sequence[Event]) -> bool:
+        """Whether planning these events of one stream calls a partner (decide is pure)."""
+
+        async def call(event: Event, command: object) -> Sequence[Model]:
+            raise _Calls
+
+        stream = list(history)
+        for event in events:
+            if event.type not in decider.relevant:
+                continue
+            try:
+                planned = await _plan_one(decider, stream, event, source, call)
+            except _Calls:
+                return True
+            stream.extend(StoredEvent(len(stream) + 1 + i, origin, e) for i, (e, origin)
+                          in enumerate(zip(planned.recorded, planned.origins, strict=True)))
+        return False
+
+    async def apply(uow: UnitOfWork, event: Event, planned: Plan) -> HandlerResult:
+        history = await uow.load(event.subject)
+        last = history[-1].event.id if history else None
+        if len(history) != planned.version or last != planned.last_id:
+            raise Unplanned(f"order {event.subject} moved on while its partner calls ran")
+        if planned.refused is not None:
+            raise planned.refused
+        if planned.outcome == "held":
+            await uow.append(event.subject, planned.version, planned.recorded, planned.origins)
+        elif planned.outcome == "processed":
+            await _record(uow, decider, event.subject, planned.version,
+                          cast(S, planned.state),
+                          planned.recorded, planned.origins, planned.new_events,
+                          source=source, observe=observe, observed=event)
+        return planned.outcome
 
     if concurrent and perform is not None:
-        handle.prepare = prepare  # type: ignore[attr-defined]
+        handle.plan = plan  # type: ignore[attr-defined]
+        handle.calls = calls  # type: ignore[attr-defined]
+        handle.apply = apply  # type: ignore[attr-defined]
+        handle.claims = claims  # type: ignore[attr-defined]
     handle.relevant = decider.relevant  # type: ignore[attr-defined]
     return handle
 
 
-# Partner calls a batch's `prepare` has in flight at once.
-PREPARE_CONCURRENCY = 64
+# Partner calls a batch's plan has in flight at once.
+PLAN_CONCURRENCY = 64
+# Carries out one partner call with the runtime's retries: its result and the tries it took;
+# raises Failed when they run out.
+Attempt = Callable[[Callable[[], Awaitable[Sequence[Model]]]],
+                   Awaitable[tuple[Sequence[Model], int]]]
 
 
-async def _commands(uow: UnitOfWork, decider: Decider[S], event: Event) -> list[object]:
-    """The commands handling `event` would decide now (none for one it holds or refuses)."""
-    if event.type not in decider.relevant:
-        return []
+@dataclass
+class Plan:
+    """What handling one event records, worked out on the stream at `version` (last event
+    `last_id`) with its partner calls made; or why it is refused, or the call that failed."""
+
+    outcome: HandlerResult
+    version: int
+    last_id: object
+    recorded: list[Event] = field(default_factory=list)
+    origins: list[Literal["own", "observed"]] = field(default_factory=list)
+    new_events: list[Event] = field(default_factory=list)
+    state: object = None
+    refused: InvalidEvent | None = None
+    failed: Failed | None = None
+    attempts: int = 1  # of its most tried partner call
+
+
+class _Calls(Exception):
+    """Planning reached a command: the stream has a partner call to make."""
+
+
+async def _unplanned(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
+    raise Unplanned(f"{event.type} {event.subject} needs a partner call it has not planned")
+
+
+async def _plan_one(decider: Decider[S], history: Sequence[StoredEvent], event: Event,
+                    source: str, call: Callable[[Event, object], Awaitable[Sequence[Model]]],
+                    ) -> Plan:
+    """handle_event on a stream in memory: what it would record, its commands carried out."""
+    version = len(history)
+    last = history[-1].event.id if history else None
     try:
-        admitted = _admit(decider, await uow.load(event.subject), event)
-    except InvalidEvent:
-        return []  # handling refuses it
+        admitted = _admit(decider, history, event)
+    except InvalidEvent as exc:
+        return Plan("processed", version, last, refused=exc)
     if admitted is None:
-        return []
-    return [item for item in decider.decide(admitted[0], event)
-            if not _is_event_payload(item)]
+        return Plan("held", version, last, [event], ["observed"])
+    state, own_echo = admitted
+    new_events: list[Event] = []
+    try:
+        for item in decider.decide(state, event):
+            payloads = [item] if _is_event_payload(item) else await call(event, item)
+            new_events.extend(caused_by(event, p, source=source)  # type: ignore[arg-type]
+                              for p in payloads)
+    except Failed as failed:
+        return Plan("processed", version, last, failed=failed)
+    recorded = new_events if own_echo else [event, *new_events]
+    origins: list[Literal["own", "observed"]] = ["own"] * len(new_events)
+    if not own_echo:
+        origins.insert(0, "observed")
+    return Plan("processed", version, last, recorded, origins, new_events, state)
 
 
 FireTimers = Callable[[UnitOfWork, datetime], Awaitable[list[Timer]]]

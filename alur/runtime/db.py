@@ -68,7 +68,9 @@ async def connect_pool(dsn: str, schema: str, size: int = 4) -> asyncpg.Pool:
     """A pool whose connections resolve unqualified names in `schema` first."""
     try:
         pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=size, server_settings={"search_path": schema},
+            dsn, min_size=1, max_size=size,
+            # application_name: pg_stat_activity and pg_locks show whose connection it is.
+            server_settings={"search_path": schema, "application_name": f"alur-{schema}"},
             command_timeout=COMMAND_TIMEOUT, reset=transaction_only_reset,
         )
     except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:

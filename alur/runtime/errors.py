@@ -23,6 +23,14 @@ class ConcurrencyConflict(AlurError):
     retriable = True
 
 
+class StreamBusy(InfrastructureError):
+    """A partner call about this stream is in flight (its batch holds the stream's claim):
+    try again in a moment."""
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(f"order {stream_id} has a partner call in flight; try again shortly")
+
+
 class InvalidEvent(AlurError):
     """The message can never be handled as it is (bad shape, impossible transition)."""
 

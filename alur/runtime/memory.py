@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from alur.runtime.errors import ConcurrencyConflict
+from alur.runtime.errors import ConcurrencyConflict, StreamBusy
 from alur.runtime.ports import (
     DEAD_LETTER_TYPE,
     AuditRow,
@@ -35,6 +35,8 @@ class MemoryState:
     # Streams some open unit of work reads or writes (the fake's stream locks): their timers
     # are not due to anyone else until it ends.
     held_streams: set[str] = field(default_factory=set)
+    # stream -> (owner, when the claim lapses): partner calls in flight.
+    claims: dict[str, tuple[uuid.UUID, datetime]] = field(default_factory=dict)
     next_outbox_id: int = 1
 
 
@@ -46,10 +48,13 @@ class InMemoryUnitOfWork:
         self.state = state
         self._held: set[str] = set()
         self._timers_before: dict[tuple[str, str], datetime] = {}
+        self.claimant = False
+        self._released: list[str] = []
 
     async def __aenter__(self) -> InMemoryUnitOfWork:
         self.state = copy.deepcopy(self._committed)
         self._timers_before = dict(self.state.timers)
+        self._released = []
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -62,6 +67,8 @@ class InMemoryUnitOfWork:
                 timers.pop(key, None)
             timers.update({key: due for key, due in self.state.timers.items()
                            if self._timers_before.get(key) != due})
+            for stream_id in self._released:
+                self.state.claims.pop(stream_id, None)
             self._committed.__dict__.update(self.state.__dict__)
             self._committed.timers = timers
         self._committed.held_streams = held - self._held
@@ -91,12 +98,29 @@ class InMemoryUnitOfWork:
     async def forget(self, event_id: uuid.UUID) -> None:
         self.state.inbox.discard(event_id)
 
+    async def unseen(self, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        return set(event_ids) - self.state.inbox
+
+    async def claim(self, stream_ids: Sequence[str], owner: uuid.UUID, ttl: float) -> None:
+        until = datetime.now(UTC) + timedelta(seconds=ttl)
+        for stream_id in stream_ids:  # written at commit, with the rest
+            self.state.claims[stream_id] = (owner, until)
+
+    def release_claims(self, stream_ids: Sequence[str]) -> None:
+        self._released.extend(stream_ids)
+
     async def preload(self, stream_ids: Sequence[str]) -> None:
         self._hold(stream_ids)  # everything else is in memory already
 
     async def load(self, stream_id: str) -> list[StoredEvent]:
         self._hold([stream_id])
+        self._check_claim(stream_id)
         return list(self.state.streams.get(stream_id, []))
+
+    def _check_claim(self, stream_id: str) -> None:
+        claim = self._committed.claims.get(stream_id)
+        if not self.claimant and claim is not None and claim[1] > datetime.now(UTC):
+            raise StreamBusy(stream_id)
 
     def _hold(self, stream_ids: Iterable[str]) -> None:
         self._held |= set(stream_ids)
@@ -107,6 +131,8 @@ class InMemoryUnitOfWork:
         origins: Sequence[Literal["own", "observed"]],
     ) -> None:
         self._hold([stream_id])
+        if stream_id in self.state.streams:
+            self._check_claim(stream_id)
         stream = self.state.streams.setdefault(stream_id, [])
         if len(stream) != expected_version:
             raise ConcurrencyConflict(f"stream {stream_id} moved past version {expected_version}")

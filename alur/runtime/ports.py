@@ -69,7 +69,12 @@ class StoredEvent:
 
 
 class UnitOfWork(Protocol):
-    """One transaction: inbox, event store, outbox and audit commit together or not at all."""
+    """One transaction: inbox, event store, outbox and audit commit together or not at all.
+
+    Streams may be claimed for a partner call in flight (`claim`): a unit of work that is not
+    the claimant (`claimant` False) gets StreamBusy from `load` for a claimed stream."""
+
+    claimant: bool
 
     async def __aenter__(self) -> UnitOfWork: ...
 
@@ -86,6 +91,16 @@ class UnitOfWork(Protocol):
 
     async def forget(self, event_id: uuid.UUID) -> None:
         """Take an id out of the inbox again (its message went to the DLQ, so a redrive runs)."""
+
+    async def unseen(self, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """The ids that are not in the inbox (reads only)."""
+
+    async def claim(self, stream_ids: Sequence[str], owner: uuid.UUID, ttl: float) -> None:
+        """Claim the streams for `ttl` seconds from now (taking over any claim on them), with
+        the unit of work's other writes."""
+
+    def release_claims(self, stream_ids: Sequence[str]) -> None:
+        """Delete the streams' claims when the unit of work commits."""
 
     async def preload(self, stream_ids: Sequence[str]) -> None:
         """Load these streams in one go; later `load` calls for them cost nothing."""

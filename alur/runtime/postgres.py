@@ -22,7 +22,7 @@ import asyncpg
 
 from alur.runtime import alarm
 from alur.runtime.db import ACQUIRE_TIMEOUT, CONNECTION_ERRORS
-from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
+from alur.runtime.errors import ConcurrencyConflict, InfrastructureError, StreamBusy
 from alur.runtime.ports import (
     DEAD_LETTER_TYPE,
     AuditRow,
@@ -106,6 +106,8 @@ class PostgresUnitOfWork:
         # False for a unit of work that only reads (the API's GETs): it takes no stream lock,
         # and sees what was committed when each statement began.
         self.lock_streams = True
+        # True for the batch whose partner calls hold the streams' claims: it ignores them.
+        self.claimant = False
         self.conn: asyncpg.Connection | None = None
         self._tx: asyncpg.transaction.Transaction | None = None
         self._outbox: list[tuple[object, ...]] = []
@@ -113,6 +115,8 @@ class PostgresUnitOfWork:
         self._events: list[tuple[object, ...]] = []
         self._streams: dict[str, list[StoredEvent]] = {}
         self._timers: dict[tuple[str, str], datetime | None] = {}
+        self._busy: set[str] = set()  # claimed by another unit of work's partner call
+        self._released: list[str] = []
         self._savepoints: list[list[object]] = []  # [name, issued] per open savepoint
         self._names = itertools.count()
         self._json: dict[uuid.UUID, str] = {}
@@ -128,6 +132,7 @@ class PostgresUnitOfWork:
         self._outbox, self._audit, self._events, self._streams = [], [], [], {}
         self._timers = {}
         self._json = {}
+        self._busy, self._released = set(), []
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -171,6 +176,9 @@ class PostgresUnitOfWork:
                     table, records=rows, columns=columns, schema_name=self._schema)
         if self._timers:
             await self._flush_timers()
+        if self._released:
+            await self.conn.execute("DELETE FROM claims WHERE stream_id = ANY($1::text[])",
+                                    self._released)
 
     def _wake_loops(self) -> None:
         """Tell the process's polling loops what was committed (alur.runtime.alarm)."""
@@ -258,6 +266,26 @@ class PostgresUnitOfWork:
         conn = await self.connection()
         await conn.execute("DELETE FROM inbox WHERE event_id = $1", event_id)
 
+    async def unseen(self, event_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        conn = await self.connection()
+        rows = await conn.fetch(
+            "SELECT i FROM unnest($1::uuid[]) AS i "
+            "WHERE NOT EXISTS (SELECT 1 FROM inbox WHERE event_id = i)", list(event_ids))
+        return {r["i"] for r in rows}
+
+    async def claim(self, stream_ids: Sequence[str], owner: uuid.UUID, ttl: float) -> None:
+        if not stream_ids:
+            return
+        conn = await self.connection()
+        await conn.execute(
+            "INSERT INTO claims (stream_id, owner, expires_at) "
+            "SELECT s, $2, now() + make_interval(secs => $3) FROM unnest($1::text[]) AS s "
+            "ON CONFLICT (stream_id) DO UPDATE SET owner = EXCLUDED.owner, "
+            "expires_at = EXCLUDED.expires_at", sorted(set(stream_ids)), owner, ttl)
+
+    def release_claims(self, stream_ids: Sequence[str]) -> None:
+        self._released.extend(stream_ids)
+
     async def preload(self, stream_ids: Sequence[str]) -> None:
         wanted = [s for s in dict.fromkeys(stream_ids) if s not in self._streams]
         if not wanted:
@@ -288,14 +316,23 @@ class PostgresUnitOfWork:
         """Append to each stream its events after version `known`; returns the streams whose
         event at `known` is the one this unit of work holds last."""
         assert self.conn is not None
+        # A writer that is not the claimant learns in the same statement which of its streams
+        # have a partner call in flight (version -1): read after the locks were taken, so a
+        # claim committed before it holds them is seen.
         rows = await self.conn.fetch(
             "SELECT e.stream_id, e.version, e.origin, e.event_id,"
             " CASE WHEN e.version > w.known THEN e.body END AS body"
             " FROM unnest($1::text[], $2::int[]) AS w(stream_id, known)"
             " JOIN events e ON e.stream_id = w.stream_id AND e.version >= w.known"
-            " ORDER BY e.stream_id, e.version", list(stream_ids), list(known))
+            " UNION ALL SELECT c.stream_id, -1, NULL, NULL, NULL FROM claims c"
+            " WHERE $3 AND c.stream_id = ANY($1::text[]) AND c.expires_at > now()"
+            " ORDER BY 1, 2", list(stream_ids), list(known),
+            self.lock_streams and not self.claimant)
         confirmed: set[str] = set()
         for r in rows:
+            if r["version"] == -1:
+                self._busy.add(r["stream_id"])
+                continue
             stream = self._streams[r["stream_id"]]
             if r["body"] is None:
                 if stream and stream[-1].event.id == r["event_id"]:
@@ -306,6 +343,8 @@ class PostgresUnitOfWork:
 
     async def load(self, stream_id: str) -> list[StoredEvent]:
         await self.preload([stream_id])
+        if stream_id in self._busy:
+            raise StreamBusy(stream_id)
         return list(self._streams[stream_id])
 
     async def append(
@@ -319,6 +358,8 @@ class PostgresUnitOfWork:
             self._streams[stream_id] = []
         else:
             await self.preload([stream_id])
+            if stream_id in self._busy:
+                raise StreamBusy(stream_id)
         stream = self._streams[stream_id]
         if len(stream) != expected_version:
             raise ConcurrencyConflict(

@@ -1,13 +1,27 @@
 """Handle a batch of consumed messages in ONE transaction, each message in a savepoint.
 
 For every message: decode, record its id in the inbox (a duplicate does nothing), call the
-service's handler (load, decide, append, publish), write the audit row. A handler that can
-`prepare` (partner calls only: aggregate.handler_for's `concurrent`) first carries out the
-commands of the batch's orders side by side; a command that failed there is its event's
-first attempt. A message whose handler
+service's handler (load, decide, append, publish), write the audit row. A message whose handler
 raises a retriable error is retried with backoff; one that still fails, or can never succeed
 (undecodable, no value at all, oversized, an event the service refuses, a bug), goes to
 `<topic>.dlq` through the outbox with its error and origin, so the partition moves on.
+
+Effects outside the transaction. A handler that plans (partner calls only: aggregate.
+handler_for's `concurrent`) is run in three steps, so that no transaction or lock is held
+while a gateway, carrier or SMTP server answers:
+1. a short transaction reads which events are new (the inbox), locks and reads their streams,
+   and claims them (the `claims` table), then commits: from now until step 3 commits, every
+   other writer of those streams (a timer round, a partner's callback) finds the claim under
+   the stream's lock and tries again later;
+2. with no transaction open, the handler plans each new event on the streams it read: the
+   commands are carried out (orders side by side, each order's events in turn, each call with
+   its idempotency key and the usual retries) and what each event records is worked out;
+3. the batch's transaction checks that each stream is still where its plan found it, records
+   the plans, deletes the claims and commits.
+A crash between 1 and 3 leaves the claims; the messages are delivered again (the batch was
+not acked) and whoever handles them takes the claims over and repeats the calls, which their
+idempotency keys make return what they returned before. A stream found elsewhere than its plan
+saw (only if a writer ignored the claim, e.g. after it lapsed) makes the batch plan again.
 
 `commit` is what the consumer calls. An error of the transaction itself (database gone, or the
 transaction chosen as a deadlock's victim) is retried for the whole batch until it commits, and
@@ -28,10 +42,11 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal, TypeVar, cast
 
 from alur.runtime import metrics
 from alur.runtime.errors import InfrastructureError, InvalidEvent, is_retriable
@@ -52,6 +67,11 @@ POISON_AFTER = 3
 
 HandlerResult = Literal["processed", "ignored", "held"]
 Handler = Callable[[UnitOfWork, Event], Awaitable[HandlerResult]]
+T = TypeVar("T")
+# A claim outlives the longest a batch waits for its partner by this much.
+CLAIM_MARGIN = 60.0
+# Orders left to tasks of their own at most (their partner is slow); beyond, batches wait.
+MAX_STRAGGLERS = 256
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,8 @@ class Result:
     event_type: str | None
     attempts: int
     error: str | None = None
+    # For a "deferred" message (its order's partner is slow): the task that commits it.
+    later: asyncio.Task[list[Result]] | None = field(default=None, compare=False)
 
 
 def read(message: Message) -> Event | DecodeError:
@@ -91,6 +113,7 @@ class BatchProcessor:
         attempts: int = 4, backoff: float = 0.1,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         progress: Callable[[], None] = lambda: None, patience: float = 120.0,
+        straggler_after: float | None = None,
     ) -> None:
         self.service = service
         self._handler = handler
@@ -100,6 +123,11 @@ class BatchProcessor:
         self._sleep = sleep
         self._progress = progress
         self._patience = patience
+        # Seconds a batch waits for its partner calls before it commits without the orders
+        # whose calls still run (None: it waits for all).
+        self._straggler_after = straggler_after
+        # stream -> the latest task that still has to commit some of its messages
+        self._pending: dict[str, asyncio.Task[Any]] = {}
         # (topic, partition, offset) -> when its partner first failed it for good
         self._waiting_since: dict[tuple[str, int, int], float] = {}
         self._handler_seconds = metrics.Children(metrics.HANDLER_SECONDS, service)
@@ -107,14 +135,17 @@ class BatchProcessor:
         self._failures = metrics.BATCH_FAILURES.labels(service)
 
     async def commit(self, batch: Sequence[Message],
-                     failed: Callable[[BaseException], None] = lambda _: None) -> list[Result]:
+                     failed: Callable[[BaseException], None] = lambda _: None, *,
+                     defer: bool = True) -> list[Result]:
         """Process the batch until its effects are committed; see the module's docstring.
-        `failed` hears of every failed attempt (the watchdog)."""
+        `failed` hears of every failed attempt (the watchdog). With `defer`, the messages of
+        an order whose partner is slow may come back "deferred", with the task (`later`) that
+        commits them."""
         delay = 0.2
         poisoned = 0
         while True:
             try:
-                return await self.process(batch)
+                return await self.process(batch, later=failed if defer else None)
             except Exception as exc:
                 self._failures.inc()
                 if isinstance(exc, PartnerUnavailable):
@@ -131,7 +162,7 @@ class BatchProcessor:
                 # A deadlock's (or serialization failure's) victim is expected now and then;
                 # anything else needs a look.
                 level = logging.WARNING if _is_rollback(exc) or isinstance(
-                    exc, PartnerUnavailable) else logging.ERROR
+                    exc, PartnerUnavailable | Unplanned) else logging.ERROR
                 log.log(level, "%s: batch of %d failed, retrying in %.1fs: %s", self.service,
                         len(batch), delay, exc)
                 await self._sleep(delay)
@@ -180,23 +211,36 @@ class BatchProcessor:
                 failed(exc)
                 await self._sleep(MAX_BATCH_BACKOFF)
 
-    async def process(self, batch: Sequence[Message]) -> list[Result]:
-        """Process and commit the batch; raises only if the transaction itself fails."""
+    async def process(self, batch: Sequence[Message], *,
+                      later: Callable[[BaseException], None] | None = None,
+                      given: _Planned | None = None) -> list[Result]:
+        """Process and commit the batch; raises only if the transaction itself fails. With
+        `later` (the consumer's batches), a straggler's order is left to a task of its own
+        (see _plan); `later` hears of that task's failed attempts. `given`: the plans made
+        already (a straggler's, once its calls are done)."""
         decoded = [read(message) for message in batch]
         events = [e for e in decoded if isinstance(e, Event)]
+        planned = given
+        if planned is None and hasattr(self._handler, "plan"):
+            planned = await self._plan(batch, decoded, defer=later is not None)
+        waits = planned.waits if planned is not None else {}
+        relevant = getattr(self._handler, "relevant", None)
         results: list[Result] = []
+        held_back: dict[str, list[Message]] = {}
         committed: list[Callable[[], None]] = []  # metric updates due once the batch commits
         async with self._new_uow() as uow:
+            uow.claimant = planned is not None
             # One statement each for the whole batch: inbox ids, then the streams to fold.
-            new = await uow.remember_all([e.id for e in events])
+            new = await uow.remember_all([e.id for e in events if e.subject not in waits])
             # Only the orders of events the service acts on are locked and loaded: an event it
             # ignores must not make a partner's callback about that order wait for the batch.
-            relevant = getattr(self._handler, "relevant", None)
             await uow.preload([e.subject for e in events
                                if e.id in new and (relevant is None or e.type in relevant)])
-            failed_first = await self._prepare(uow, [e for e in events if e.id in new])
             for message, event in zip(batch, decoded, strict=True):
-                if isinstance(event, DecodeError):
+                if isinstance(event, Event) and event.subject in waits:
+                    held_back.setdefault(event.subject, []).append(message)
+                    results.append(Result(message, "deferred", event.type, 0))
+                elif isinstance(event, DecodeError):
                     results.append(
                         self._dead_letter(uow, message, None, f"undecodable: {event}", 1))
                 elif event.id not in new:
@@ -204,52 +248,177 @@ class BatchProcessor:
                     results.append(Result(message, "duplicate", event.type, 1))
                 else:
                     new.discard(event.id)  # a second copy later in the batch is a duplicate
+                    plan = planned.plans.get(event.id) if planned is not None else None
                     with message_context(event.subject, str(event.id), str(event.correlation_id)):
-                        results.append(await self._one(uow, message, event, committed,
-                                                       failed_first.pop(event.id, None)))
+                        results.append(await self._one(uow, message, event, committed, plan))
                 self._progress()
+            if planned is not None and planned.claimed:
+                uow.release_claims(planned.claimed)
         for callback in committed:
             callback()
+        if held_back:
+            assert later is not None and planned is not None
+            tasks = {stream: self._defer(stream, messages, planned, later)
+                     for stream, messages in held_back.items()}
+            results = [replace(r, later=tasks[cast(Event, e).subject])
+                       if r.outcome == "deferred" else r
+                       for r, e in zip(results, decoded, strict=True)]
         return results
 
-    async def _prepare(self, uow: UnitOfWork, events: Sequence[Event]) -> dict[object, Exception]:
-        """Let a handler that can (aggregate.handler_for's `concurrent`) carry out the
-        commands of the first new event of each order at once. Returns the error of each
-        event whose command failed there: its first attempt, which handling retries."""
-        prepare = getattr(self._handler, "prepare", None)
-        if prepare is None:
-            return {}
-        first: dict[str, Event] = {}
-        for event in events:
-            first.setdefault(event.subject, event)
-        try:
-            return dict(await prepare(uow, list(first.values())))
-        except Exception as exc:
-            if ends_transaction(exc):
-                raise
-            log.warning("%s: preparing the batch failed; handling it message by message: "
-                        "%s: %s", self.service, type(exc).__name__, exc)
-            return {}
+    def _defer(self, stream: str, messages: list[Message], planned: _Planned,
+               failed: Callable[[BaseException], None]) -> asyncio.Task[list[Result]]:
+        """Commit a straggler's messages once its partner calls are done, in a task of its
+        own; the stream's later messages wait for it (they are deferred behind it)."""
+        waits, straggler = planned.waits[stream], planned.stragglers.get(stream)
 
-    async def _one(self, uow: UnitOfWork, message: Message, event: Event,
-                   committed: list[Callable[[], None]],
-                   failed_first: Exception | None = None) -> Result:
+        async def run() -> list[Result]:
+            await asyncio.wait(waits)
+            given = None
+            if straggler is not None and straggler.done() and not straggler.cancelled() \
+                    and straggler.exception() is None:
+                plans = straggler.result()
+                if not any(getattr(p, "failed", None) for p in plans.values()):
+                    given = _Planned(plans, [stream] if planned.claimed is not None else [])
+            if given is not None:
+                try:
+                    return await self.process(messages, given=given)
+                except Exception as exc:  # planned again below, with the usual retries
+                    failed(exc)
+                    log.warning("%s: recording the straggling order %s failed; planning it "
+                                "again: %s: %s", self.service, stream, type(exc).__name__, exc)
+            return await self.commit(messages, failed, defer=False)
+
+        task = asyncio.create_task(run(), name=f"{self.service}: straggler {stream}")
+        self._pending[stream] = task
+        return task
+
+    async def _plan(self, batch: Sequence[Message], decoded: Sequence[Event | DecodeError],
+                    *, defer: bool) -> _Planned:
+        """Steps 1 and 2 of the module's docstring: read and claim the new events' streams in
+        a short transaction, then plan each order's events with no transaction open, the
+        orders side by side. With `defer`, an order whose calls are still running
+        `straggler_after` seconds later is left behind (the batch commits without it), and so
+        is an order an earlier straggler holds. Raises PartnerUnavailable when a partner
+        still fails a call after its retries and the batch has not waited for it `patience`
+        seconds yet."""
+        handler: Any = self._handler
+        where = {e.id: m for m, e in zip(batch, decoded, strict=True) if isinstance(e, Event)}
+        events = [e for e in decoded if isinstance(e, Event) and e.type in handler.relevant]
+        waits: dict[str, list[asyncio.Task[Any]]] = {}
+        if defer:
+            for stream in {e.subject for e in events}:
+                task = self._pending.get(stream)
+                if task is not None and task.done():
+                    del self._pending[stream]
+                elif task is not None:
+                    waits[stream] = [task]  # behind a straggler of an earlier batch
+        events = [e for e in events if e.subject not in waits]
+        claims = getattr(handler, "claims", True)
+        if not events:
+            return _Planned(waits=waits, claimed=[] if claims else None)
+        async with self._new_uow() as uow:
+            uow.claimant = True
+            if not claims:  # nobody else writes these streams: nothing to lock
+                uow.lock_streams = False  # type: ignore[attr-defined]
+            unseen = await uow.unseen([e.id for e in events])
+            todo = list({e.id: e for e in events if e.id in unseen}.values())  # one copy each
+            streams = list(dict.fromkeys(e.subject for e in todo))
+            await uow.preload(streams)
+            histories = {s: await uow.load(s) for s in streams}
+            by_stream: dict[str, list[Event]] = {}
+            for event in todo:
+                by_stream.setdefault(event.subject, []).append(event)
+            # Only a stream with a partner call to make is claimed.
+            calling = [s for s in streams if await handler.calls(histories[s], by_stream[s])]
+            if claims and calling:
+                await uow.claim(calling, uuid.uuid4(), self._patience + CLAIM_MARGIN)
+        tasks = {s: asyncio.create_task(handler.plan(histories[s], evs, self._attempt))
+                 for s, evs in by_stream.items()}
+        if tasks:
+            # Stragglers are bounded: with a partner that hangs for everyone, the consumer
+            # waits for it (as it does for one that refuses) instead of piling up tasks.
+            timeout = self._straggler_after if defer and self._stragglers() < MAX_STRAGGLERS \
+                else None
+            try:
+                await asyncio.wait(tasks.values(), timeout=timeout)
+            except BaseException:
+                for task in tasks.values():
+                    task.cancel()
+                raise
+        plans: dict[Any, Any] = {}
+        stragglers: dict[str, asyncio.Task[Any]] = {}
+        for stream, task in tasks.items():
+            if not task.done():
+                self._pending[stream] = stragglers[stream] = task
+                waits[stream] = [task]
+                continue
+            plans.update(task.result())
+        now = time.monotonic()
+        for event in todo:
+            failed = getattr(plans.get(event.id), "failed", None)
+            if failed is None or not is_retriable(failed.error):
+                continue
+            message = where[event.id]
+            key = (message.topic, message.partition, message.offset)
+            if now - self._waiting_since.setdefault(key, now) < self._patience:
+                # A partner (gateway, carrier, SMTP) that does not answer: the batch waits
+                # for it, as for the database, instead of dead-lettering what it will take
+                # once it is back (a restart takes seconds).
+                raise PartnerUnavailable(f"{event.type} {event.subject}: {failed}") \
+                    from failed.error
+        claimed = [s for s in calling if s not in waits] if claims else None
+        return _Planned(plans, claimed, waits, stragglers)
+
+    def _stragglers(self) -> int:
+        """Deferred work not committed yet (and the bookkeeping of what was, let go)."""
+        live = {s: t for s, t in self._pending.items() if not t.done()}
+        if len(self._pending) > 2 * len(live) + MAX_STRAGGLERS:
+            self._pending = live
+        return len(live)
+
+    async def _attempt(self, call: Callable[[], Awaitable[T]]) -> tuple[T, int]:
+        """One partner call with the retries a handler gets, and the tries it took; Failed
+        when they run out."""
         attempt = 0
-        started = time.perf_counter()
         while True:
             attempt += 1
             try:
-                if failed_first is not None:  # its first attempt was the batch's `prepare`
-                    prepared, failed_first = failed_first, None
-                    raise prepared
+                return await call(), attempt
+            except Exception as exc:
+                if is_retriable(exc) and attempt < self._attempts:
+                    self._retries.inc()
+                    log.warning("retrying a partner call (attempt %d): %s: %s", attempt,
+                                type(exc).__name__, exc)
+                    await self._sleep(self._backoff * 2 ** (attempt - 1))
+                    continue
+                raise Failed(exc, attempt) from exc
+
+    async def _one(self, uow: UnitOfWork, message: Message, event: Event,
+                   committed: list[Callable[[], None]], plan: Any = None) -> Result:
+        attempt = 0
+        started = time.perf_counter()
+        failed: Failed | None = getattr(plan, "failed", None)
+        if failed is not None:  # its partner failed it in planning, for good or for too long
+            self._waiting_since.pop((message.topic, message.partition, message.offset), None)
+            log.error("dead-lettering %s %s after %d attempt(s): %s", event.type,
+                      event.subject, failed.attempts, failed)
+            await uow.forget(event.id)  # so that a redrive after a fix is handled
+            return self._dead_letter(uow, message, event, str(failed), failed.attempts)
+        apply: Any = getattr(self._handler, "apply", None)
+        while True:
+            attempt += 1
+            try:
                 with metrics.collecting() as pending:
                     async with uow.savepoint():
-                        outcome = await self._handler(uow, event)
-                        uow.audit(self._audit_in(message, event, outcome, attempt))
+                        outcome = await (apply(uow, event, plan) if plan is not None
+                                         else self._handler(uow, event))
+                        # A plan's partner calls were retried before this transaction.
+                        tries = attempt + (plan.attempts - 1 if plan is not None else 0)
+                        uow.audit(self._audit_in(message, event, outcome, tries))
                 committed.extend(pending)
                 self._handler_seconds(event.type).observe(time.perf_counter() - started)
                 self._waiting_since.pop((message.topic, message.partition, message.offset), None)
-                return Result(message, outcome, event.type, attempt)
+                return Result(message, outcome, event.type, tries)
             except InvalidEvent as exc:
                 # Refused (an unknown order, an impossible event): never recorded, never acted
                 # on, kept on the DLQ. Not "lost": there is nothing the order is owed.
@@ -259,7 +428,7 @@ class BatchProcessor:
                                          outcome="refused")
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
-                if ends_transaction(exc):
+                if ends_transaction(exc) or isinstance(exc, Unplanned):
                     raise
                 if is_retriable(exc) and attempt < self._attempts:
                     self._retries.inc()
@@ -296,6 +465,29 @@ class BatchProcessor:
                         dead_letter_record(self.service, message, error, attempts))
         uow.audit(self._audit_in(message, event, outcome, attempts, error))
         return Result(message, outcome, event.type if event else None, attempts, error)
+
+
+@dataclass
+class _Planned:
+    plans: dict[Any, Any] = field(default_factory=dict)  # event id -> aggregate.Plan
+    # The streams whose claims the batch releases; None for a handler without claims.
+    claimed: list[str] | None = None
+    # Deferred streams -> the tasks their messages wait for; the plans still running.
+    waits: dict[str, list[asyncio.Task[Any]]] = field(default_factory=dict)
+    stragglers: dict[str, asyncio.Task[Any]] = field(default_factory=dict)
+
+
+class Failed(Exception):
+    """A partner call that still failed after the runtime's retries (`attempts` of them)."""
+
+    def __init__(self, error: Exception, attempts: int) -> None:
+        super().__init__(f"{type(error).__name__}: {error}")
+        self.error, self.attempts = error, attempts
+
+
+class Unplanned(InfrastructureError):
+    """The batch's transaction found a stream elsewhere than its plan saw it, or an event
+    with a command and no plan: the transaction is rolled back and the batch planned again."""
 
 
 class PartnerUnavailable(InfrastructureError):

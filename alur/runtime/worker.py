@@ -19,7 +19,8 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,6 +171,20 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> faust.App:
         def failed(exc: BaseException) -> None:
             watchdog.failed("consumer", f"{type(exc).__name__}: {exc}")
 
+        acks = _InOrderAcks(stream)
+        stragglers: set[asyncio.Task[None]] = set()
+
+        async def ack_later(task: asyncio.Task[list[Result]], held: list[Any]) -> None:
+            """A straggler's messages (its partner is slow) are acked once committed."""
+            started = time.perf_counter()
+            try:
+                results = await task
+            except Exception:  # commit only returns once committed: a defect, crash-only
+                _exit(f"{name}: a straggler's commit failed; exiting so that its messages "
+                      "come again", exc_info=True)
+            recorder.batch(len(held), time.perf_counter() - started, results)
+            await acks.done(held)
+
         async for events in stream.noack_take(settings.batch_size, settings.batch_within):
             batch = [Message(e.message.topic, e.message.partition, e.message.offset,
                              e.message.key, e.message.value) for e in events]
@@ -178,12 +193,52 @@ def build_app(definition: ServiceDefinition, settings: Settings) -> faust.App:
                 results = await processor.commit(batch, failed)
             watchdog.ok("consumer")
             runtime.last_batch = time.monotonic()
-            recorder.batch(len(batch), time.perf_counter() - started, results)
-            for e in events:
-                await stream.ack(e)
+            acks.add(events)
+            later: dict[asyncio.Task[list[Result]], list[Any]] = {}
+            for e, r in zip(events, results, strict=True):
+                if r.later is not None:
+                    later.setdefault(r.later, []).append(e)
+            recorder.batch(len(batch), time.perf_counter() - started,
+                           [r for r in results if r.later is None])
+            await acks.done([e for e, r in zip(events, results, strict=True) if r.later is None])
+            for task, held in later.items():
+                acking = asyncio.create_task(ack_later(task, held))
+                stragglers.add(acking)
+                acking.add_done_callback(stragglers.discard)
 
     app.agent(topic, name=f"alur-{name}-handler")(consume)
     return app
+
+
+class _InOrderAcks:
+    """Acks a partition's events in offset order, each once it is committed. A straggler's
+    event (alur.runtime.processing: its partner is slow) is committed after events that came
+    later; those are acked only after it, so the offset Kafka keeps never passes an event
+    whose effects are not committed (a restart sees them again, as duplicates). faust's own
+    bookkeeping of acks out of order is not relied on: it can step over a gap of one."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._queues: dict[Any, deque[list[Any]]] = {}  # tp -> [event, committed] in order
+        self._entries: dict[int, list[Any]] = {}
+
+    def add(self, events: Sequence[Any]) -> None:
+        for e in events:
+            entry = [e, False]
+            self._queues.setdefault(e.message.tp, deque()).append(entry)
+            self._entries[id(e)] = entry
+
+    async def done(self, events: Sequence[Any]) -> None:
+        tps = set()
+        for e in events:
+            entry = self._entries.pop(id(e), None)
+            if entry is not None:
+                entry[1] = True
+                tps.add(e.message.tp)
+        for tp in tps:
+            queue = self._queues[tp]
+            while queue and queue[0][1]:
+                await self._stream.ack(queue.popleft()[0])
 
 
 def _exit(message: str, exc_info: bool = False) -> NoReturn:
@@ -204,7 +259,8 @@ async def _serve(definition: ServiceDefinition, settings: Settings, runtime: _Ru
     runtime.processor = BatchProcessor(
         name, parts.handler, lambda: PostgresUnitOfWork(pool, name),
         attempts=settings.retry_attempts, backoff=settings.retry_backoff,
-        progress=runtime.progressed, patience=settings.partner_patience)
+        progress=runtime.progressed, patience=settings.partner_patience,
+        straggler_after=settings.straggler_after)
     outbox = PostgresOutbox(pool)
     relay = OutboxRelay(name, name, settings.pg_dsn, outbox, producer,
                         batch=settings.relay_batch, interval=settings.relay_interval,

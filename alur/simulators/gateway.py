@@ -3,7 +3,9 @@
 Outcomes are deterministic by token: `tok_decline` is declined, `tok_insufficient_funds` fails
 for insufficient funds, anything else succeeds. A token ending in `_flaky` (e.g.
 `tok_decline_flaky`) first answers 503 once per Idempotency-Key, as an overloaded gateway
-would, then behaves as the token without the suffix: the caller's retry path in one test.
+would, then behaves as the token without the suffix: the caller's retry path in one test. A
+token ending in `_slow` answers its first request per key after SLOW_SECONDS (a slow issuer
+or 3-D Secure check), within the services' 5 s client timeout; a replay answers at once.
 Every charge needs an `Idempotency-Key`: the same key with the same request returns the first
 answer (never a second charge); the same key with a different request is refused with 422.
 Charges are kept in PostgreSQL (schema `gateway_sim`), so they survive restarts and tests can
@@ -108,6 +110,7 @@ CALLBACK_IDLE = 5.0  # seconds an idle gateway sleeps at most between looks
 CALLBACK_LEASE = 30.0  # a callback being tried is not due to anyone else meanwhile
 OUTCOMES = {"tok_decline": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
 FLAKY = "_flaky"
+SLOW, SLOW_SECONDS = "_slow", 4.0
 
 
 class VirtualAccountRequest(BaseModel):
@@ -254,7 +257,7 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
                                 status_code=422)
         return JSONResponse(render(first), headers={"Idempotent-Replayed": "true"})
 
-    stumbled: set[str] = set()  # idempotency keys a _flaky token already failed once
+    stumbled: set[str] = set()  # idempotency keys a _flaky or _slow token met already
 
     @app.post("/v1/charges")
     async def charge(body: ChargeRequest, request: Request,
@@ -266,6 +269,11 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
                 stumbled.add(idempotency_key)
                 return JSONResponse({"error": "temporarily unavailable"}, status_code=503)
             token = token.removesuffix(FLAKY)
+        if token.endswith(SLOW):
+            token = token.removesuffix(SLOW)
+            if idempotency_key not in stumbled:
+                stumbled.add(idempotency_key)
+                await asyncio.sleep(SLOW_SECONDS)
         digest = hashlib.sha256(json.dumps(body.model_dump(), sort_keys=True).encode()).hexdigest()
         reason = OUTCOMES.get(token)
         return await once("charges", idempotency_key, digest, {

@@ -53,8 +53,10 @@ def make_perform(mailer: Mailer, sent_log: SentLog) -> Perform:
 
 
 def make_handler(mailer: Mailer, sent_log: SentLog) -> Handler:
+    # Only the consumer writes a notification stream (no timers, no callbacks): its partner
+    # calls need no claims.
     return handler_for(DECIDER, source=SOURCE, perform=make_perform(mailer, sent_log),
-                       concurrent=True)
+                       concurrent=True, claims=False)
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:

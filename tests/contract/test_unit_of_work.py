@@ -1,10 +1,11 @@
 """The core store contract: inbox, event store, outbox, audit, savepoints, atomicity."""
 
 import asyncio
+import uuid
 
 import pytest
 
-from alur.runtime.errors import ConcurrencyConflict
+from alur.runtime.errors import ConcurrencyConflict, StreamBusy
 from alur.runtime.ports import DEAD_LETTER_TYPE, AuditRow
 from schemas import decode
 from tests.unit.builders import event
@@ -211,3 +212,57 @@ async def test_a_stream_this_process_knows_still_shows_what_others_wrote(
         await uow.append("o1", 3, [event("RefundIssued", "o1")], ["own"])
     async with postgres_store.new_uow() as uow:
         assert [s.version for s in await uow.load("o1")] == [1, 2, 3, 4]
+
+
+async def test_unseen_names_the_ids_not_in_the_inbox_and_writes_nothing(store) -> None:
+    seen, fresh = event("OrderPlaced", "o1"), event("OrderPlaced", "o2")
+    async with store.new_uow() as uow:
+        await uow.remember(seen.id)
+    async with store.new_uow() as uow:
+        assert await uow.unseen([seen.id, fresh.id]) == {fresh.id}
+    async with store.new_uow() as uow:
+        assert await uow.remember(fresh.id) is True
+
+
+async def test_a_claimed_stream_is_busy_for_other_writers_until_its_claim_is_released(
+        store) -> None:
+    """A partner call in flight: once the claim is committed, other writers get StreamBusy,
+    the claimant reads on, and the commit that records the outcome releases it."""
+    async with store.new_uow() as uow:
+        await uow.append("o1", 0, [event("OrderPlaced", "o1")], ["own"])
+    with pytest.raises(RuntimeError):
+        async with store.new_uow() as uow:
+            await uow.claim(["o1"], uuid.uuid4(), 60.0)
+            raise RuntimeError("a claim is written with its unit of work or not at all")
+    async with store.new_uow() as uow:
+        assert len(await uow.load("o1")) == 1
+        await uow.claim(["o1"], uuid.uuid4(), 60.0)
+    with pytest.raises(StreamBusy):
+        async with store.new_uow() as uow:
+            await uow.load("o1")
+    with pytest.raises(StreamBusy):
+        async with store.new_uow() as uow:
+            await uow.append("o1", 1, [event("OrderCancelled", "o1")], ["own"])
+    async with store.new_uow() as uow:
+        uow.claimant = True
+        assert len(await uow.load("o1")) == 1
+        await uow.append("o1", 1, [event("StockReserved", "o1")], ["own"])
+        uow.release_claims(["o1"])
+    async with store.new_uow() as uow:
+        assert len(await uow.load("o1")) == 2
+
+
+async def test_a_lapsed_claim_holds_nobody_and_a_new_claim_takes_over(store) -> None:
+    async with store.new_uow() as uow:
+        await uow.append("o1", 0, [event("OrderPlaced", "o1")], ["own"])
+        uow.claimant = True
+        await uow.claim(["o1"], uuid.uuid4(), 0.0)
+    async with store.new_uow() as uow:
+        assert len(await uow.load("o1")) == 1
+    async with store.new_uow() as uow:
+        uow.claimant = True
+        await uow.claim(["o1"], uuid.uuid4(), 60.0)
+        await uow.claim(["o1"], uuid.uuid4(), 60.0)  # a redelivery's batch takes it over
+    with pytest.raises(StreamBusy):
+        async with store.new_uow() as uow:
+            await uow.load("o1")
