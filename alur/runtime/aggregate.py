@@ -24,14 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import reduce
-from typing import Generic, Literal, TypeVar, cast
+from typing import Any, Generic, Literal, TypeVar, cast
 
 from alur.runtime import metrics
-from alur.runtime.errors import InvalidEvent
+from alur.runtime.errors import ConcurrencyConflict, InvalidEvent, StreamBusy
 from alur.runtime.ports import StoredEvent, Timer, UnitOfWork
 from alur.runtime.processing import Failed, Handler, HandlerResult, Unplanned, ends_transaction
 from schemas import Event, Model, caused_by
@@ -131,10 +132,13 @@ def _admit(decider: Decider[S], history: Sequence[StoredEvent],
 async def fire_due_timers(
     uow: UnitOfWork, decider: Decider[S], now: datetime, *, source: str, limit: int = 100,
     perform: Perform | None = None, observe: Observe[S] | None = None,
+    outside: list[Outside] | None = None,
 ) -> list[Timer]:
     """Fire the timers due by `now` that no other unit of work holds; returns those fired.
     Each fires in a savepoint: one whose command fails (a partner down) stays due for the next
-    round, and the others fire."""
+    round, and the others fire. With `outside`, a timer whose commands call a partner is not
+    fired here: its stream is claimed and the job added to `outside`, for `call_outside`
+    once this unit of work committed."""
     timers = await uow.due_timers(now, limit)
     await uow.preload([t.stream_id for t in timers])
     fired: list[Timer] = []
@@ -143,13 +147,14 @@ async def fire_due_timers(
             with metrics.collecting() as pending:
                 async with uow.savepoint():
                     if await _fire(uow, decider, timer, now, source=source, perform=perform,
-                                   observe=observe):
+                                   observe=observe, outside=outside):
                         fired.append(timer)
         except Exception as exc:
             if ends_transaction(exc):
                 raise
-            log.log(logging.WARNING if getattr(exc, "retriable", False) else logging.ERROR,
-                    "timer %s of %s failed; it stays due: %s: %s", timer.kind,
+            level = logging.INFO if isinstance(exc, StreamBusy) else logging.WARNING if \
+                getattr(exc, "retriable", False) else logging.ERROR
+            log.log(level, "timer %s of %s failed; it stays due: %s: %s", timer.kind,
                     timer.stream_id, type(exc).__name__, exc)
             continue
         for callback in pending:
@@ -158,7 +163,8 @@ async def fire_due_timers(
 
 
 async def _fire(uow: UnitOfWork, decider: Decider[S], timer: Timer, now: datetime, *,
-                source: str, perform: Perform | None, observe: Observe[S] | None) -> bool:
+                source: str, perform: Perform | None, observe: Observe[S] | None,
+                outside: list[Outside] | None = None) -> bool:
     history = await uow.load(timer.stream_id)
     state = decider.fold([stored.event for stored in history])
     deadline = decider.due(state).get(timer.kind)
@@ -166,15 +172,109 @@ async def _fire(uow: UnitOfWork, decider: Decider[S], timer: Timer, now: datetim
         # Moved or gone since it was written (the table lags the state only by a crash).
         uow.schedule(timer.stream_id, timer.kind, deadline)
         return False
-    after = await _act_on(uow, decider, timer.stream_id, history, state,
-                          decider.on_timer(state, timer.kind), source=source,
+    items = decider.on_timer(state, timer.kind)
+    if outside is not None and _has_commands(items):
+        outside.append(await _claim_for(uow, timer.stream_id, history, state, items,
+                                        timer=timer, deadline=deadline))
+        return False
+    after = await _act_on(uow, decider, timer.stream_id, history, state, items, source=source,
                           perform=perform, observe=observe)
+    _settle_timer(uow, decider, timer, after, deadline)
+    return True
+
+
+def _settle_timer(uow: UnitOfWork, decider: Decider[S], timer: Timer, after: S,
+                  deadline: datetime) -> None:
     if decider.due(after).get(timer.kind) == deadline:
         # on_timer must settle its deadline; a timer that would fire forever is dropped.
         log.error("timer %s of %s left its deadline in place; dropped", timer.kind,
                   timer.stream_id)
         uow.schedule(timer.stream_id, timer.kind, None)
-    return True
+
+
+# A claim taken for a timer's or a callback's partner call lapses after this many seconds
+# (a crash between the call and its record); the call itself is bounded by its client.
+OUTSIDE_CLAIM_TTL = 120.0
+
+
+@dataclass
+class Outside:
+    """A decision about a stream whose commands call a partner, to be carried out with no
+    transaction open and recorded afterwards if the stream has not moved (alur.runtime.
+    processing explains the claim that keeps the service's other writers off it)."""
+
+    stream_id: str
+    version: int
+    last_id: object
+    state: object
+    items: Sequence[object]
+    cause: Event
+    timer: Timer | None = None
+    deadline: datetime | None = None
+    remember: uuid.UUID | None = None  # an inbox id recorded with the outcome (a callback's)
+
+
+def _has_commands(items: Sequence[object]) -> bool:
+    return any(not _is_event_payload(item) for item in items)
+
+
+async def _claim_for(uow: UnitOfWork, stream_id: str, history: Sequence[StoredEvent],
+                     state: object, items: Sequence[object], **job: Any) -> Outside:  # noqa: ANN401
+    await uow.claim([stream_id], uuid.uuid4(), OUTSIDE_CLAIM_TTL)
+    return Outside(stream_id, len(history), history[-1].event.id, state, items,
+                   history[-1].event, **job)
+
+
+async def call_outside(new_uow: Callable[[], UnitOfWork], decider: Decider[S], job: Outside, *,
+                       source: str, perform: Perform | None,
+                       observe: Observe[S] | None = None) -> S | None:
+    """Carry out the job's partner calls with no transaction open, then record their outcome
+    in a transaction of its own, releasing the stream's claim. Returns the state after, or
+    None when there is nothing to record (the callback was recorded meanwhile). Raises
+    ConcurrencyConflict when the stream moved meanwhile (the caller tries again later: a
+    timer stays due, a callback gets 503), and the call's error when it failed; the claim is
+    released either way."""
+    try:
+        new_events = await _carry_out(job.items, cast(UnitOfWork, None), job.cause, source,
+                                      perform)
+    except BaseException:
+        await _release(new_uow, job.stream_id)
+        raise
+    moved = False
+    after: S | None = None
+    with metrics.collecting() as pending:
+        async with new_uow() as uow:
+            uow.claimant = True
+            uow.release_claims([job.stream_id])
+            if job.remember is not None and not await uow.remember(job.remember):
+                return None
+            history = await uow.load(job.stream_id)
+            if len(history) != job.version or history[-1].event.id != job.last_id:
+                moved = True
+            else:
+                after = cast(S, job.state)
+                if new_events:
+                    after = await _record(uow, decider, job.stream_id, job.version, after,
+                                          new_events, ["own"] * len(new_events), new_events,
+                                          source=source, observe=observe,
+                                          observed=new_events[0])
+                if job.timer is not None and job.deadline is not None:
+                    _settle_timer(uow, decider, job.timer, after, job.deadline)
+    if moved:
+        raise ConcurrencyConflict(f"order {job.stream_id} moved on while its partner call ran")
+    for callback in pending:
+        metrics.on_commit(callback)
+    return after
+
+
+async def _release(new_uow: Callable[[], UnitOfWork], stream_id: str) -> None:
+    """Let go of a claim whose call failed (best effort: it lapses anyway)."""
+    try:
+        async with new_uow() as uow:
+            uow.claimant = True
+            uow.release_claims([stream_id])
+    except Exception as exc:
+        log.warning("could not release the claim on %s; it lapses: %s", stream_id, exc)
 
 
 async def act(
@@ -191,6 +291,28 @@ async def act(
     state = decider.fold([stored.event for stored in history])
     return await _act_on(uow, decider, stream_id, history, state, choose(state),
                          source=source, perform=perform, observe=observe)
+
+
+async def act_or_claim(
+    uow: UnitOfWork, decider: Decider[S], stream_id: str,
+    choose: Callable[[S], Sequence[object]], *, source: str, observe: Observe[S] | None = None,
+    remember: uuid.UUID | None = None,
+) -> S | Outside:
+    """`act`, for a writer that must not call a partner inside its transaction (a gateway's
+    callback): when `choose` gives only payloads they are recorded here (with `remember` in
+    the inbox) and the state after is returned; when it gives commands, the stream is claimed
+    and the job returned, for `call_outside` once this unit of work committed."""
+    history = await uow.load(stream_id)
+    if not history:
+        raise LookupError(f"no stream {stream_id}")
+    state = decider.fold([stored.event for stored in history])
+    items = choose(state)
+    if _has_commands(items):
+        return await _claim_for(uow, stream_id, history, state, items, remember=remember)
+    if remember is not None:
+        await uow.remember(remember)
+    return await _act_on(uow, decider, stream_id, history, state, items, source=source,
+                         perform=None, observe=observe)
 
 
 async def _act_on(
@@ -404,13 +526,42 @@ FireTimers = Callable[[UnitOfWork, datetime], Awaitable[list[Timer]]]
 
 
 def timers_for(decider: Decider[S], *, source: str, perform: Perform | None = None,
-               observe: Observe[S] | None = None, limit: int = 200) -> FireTimers:
-    """The runtime's timer job for a service whose deadlines are `decider`'s."""
+               observe: Observe[S] | None = None, limit: int = 200,
+               outside: bool = False) -> FireTimers:
+    """The runtime's timer job for a service whose deadlines are `decider`'s. With `outside`
+    (commands that only call a partner), a timer whose commands call one is fired by
+    `fire.finish(new_uow)` after the round's transaction: the call is made with no
+    transaction open (see `call_outside`)."""
+    jobs: list[Outside] = []
 
     async def fire(uow: UnitOfWork, now: datetime) -> list[Timer]:
+        jobs.clear()  # those of a round that did not commit were never claimed
         return await fire_due_timers(uow, decider, now, source=source, limit=limit,
-                                     perform=perform, observe=observe)
+                                     perform=perform, observe=observe,
+                                     outside=jobs if outside else None)
 
+    async def finish(new_uow: Callable[[], UnitOfWork]) -> list[Timer]:
+        """Fire the round's timers that call a partner; returns those fired."""
+        taken = list(jobs)
+        jobs.clear()
+
+        async def one(job: Outside) -> Timer | None:
+            try:
+                await call_outside(new_uow, decider, job, source=source, perform=perform,
+                                   observe=observe)
+            except Exception as exc:
+                assert job.timer is not None
+                log.log(logging.WARNING if getattr(exc, "retriable", False) else logging.ERROR,
+                        "timer %s of %s failed; it stays due: %s: %s", job.timer.kind,
+                        job.stream_id, type(exc).__name__, exc)
+                return None
+            return job.timer
+
+        done = await asyncio.gather(*(one(job) for job in taken))
+        return [timer for timer in done if timer is not None]
+
+    if outside:
+        fire.finish = finish  # type: ignore[attr-defined]
     return fire
 
 

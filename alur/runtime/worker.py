@@ -330,6 +330,8 @@ async def _fire_timers(service: str, fire: FireTimers, pool: asyncpg.Pool,
     fired = metrics.Children(metrics.TIMERS_FIRED, service)
     clock = alarm.TIMERS = alarm.Alarm()
 
+    finish = getattr(fire, "finish", None)  # timers whose partner calls follow the round
+
     async def round_() -> int:
         try:
             with metrics.collecting() as committed:
@@ -340,6 +342,8 @@ async def _fire_timers(service: str, fire: FireTimers, pool: asyncpg.Pool,
             return 0
         for callback in committed:
             callback()
+        if finish is not None:
+            timers += await finish(lambda: PostgresUnitOfWork(pool, service))
         for timer in timers:
             fired(timer.kind).inc()
         return len(timers)

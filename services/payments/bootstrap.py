@@ -107,7 +107,7 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
         secret=settings.gateway_callback_secret, tolerance=settings.signature_tolerance)
     return ServiceParts(
         handler=handler_for(DECIDER, source=SOURCE, perform=perform, concurrent=True),
-        timers=timers_for(DECIDER, source=SOURCE, perform=perform),
+        timers=timers_for(DECIDER, source=SOURCE, perform=perform, outside=True),
         background=[embedded_server(app, settings.listen_host, settings.payments_port,
                                     settings.log_level)],
         close=gateway.close)

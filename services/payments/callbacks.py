@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from alur.runtime.aggregate import Decider, Perform, act
+from alur.runtime.aggregate import Decider, Outside, Perform, act_or_claim, call_outside
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
 from alur.runtime.http import Refused, problem, read_signed
 from alur.runtime.ports import UnitOfWork
@@ -49,13 +49,19 @@ def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.Paymen
         except Refused as exc:
             return exc.response()
         amount = Money(amount=report.amount, currency=report.currency)
+        callback_id = uuid.uuid5(CALLBACK_NAMESPACE, report.id)
         try:
             async with new_uow() as uow:
-                if not await uow.remember(uuid.uuid5(CALLBACK_NAMESPACE, report.id)):
+                if not await uow.unseen([callback_id]):
                     return JSONResponse({"status": "already recorded"})
-                await act(uow, decider, report.reference, lambda state: domain.transfer_received(
-                    state, report.reference, amount, report.account_number, report.id),
-                    source=source, perform=perform)
+                done = await act_or_claim(
+                    uow, decider, report.reference, lambda state: domain.transfer_received(
+                        state, report.reference, amount, report.account_number, report.id),
+                    source=source, remember=callback_id)
+            # A transfer to send back is sent with no transaction open, then recorded.
+            if isinstance(done, Outside) and await call_outside(
+                    new_uow, decider, done, source=source, perform=perform) is None:
+                return JSONResponse({"status": "already recorded"})
         except LookupError:
             return problem(404, f"no order {report.reference}")
         except domain.TransferMismatch as exc:

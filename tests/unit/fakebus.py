@@ -8,7 +8,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from alur.runtime.aggregate import act, handler_for, keep_timers, timers_for
+from alur.runtime.aggregate import (
+    Outside,
+    act,
+    act_or_claim,
+    call_outside,
+    handler_for,
+    keep_timers,
+    timers_for,
+)
 from alur.runtime.memory import InMemoryOutbox, InMemoryUnitOfWork, MemoryState
 from alur.runtime.processing import BatchProcessor, Message
 from alur.settings import CARRIERS, Settings
@@ -29,6 +37,8 @@ from services.shipping.webhooks import CarrierReport, record_report
 
 SERVICES = {m.DEFINITION.name: m for m in (orders, inventory, payments, shipping, notifications)}
 SUBSCRIPTIONS = {name: m.DEFINITION.subscriptions for name, m in SERVICES.items()}
+# Services whose commands only call a partner (handler_for's `concurrent`).
+PARTNER_ONLY = frozenset({"payments", "shipping", "notifications"})
 
 
 RETRY_FAILED_TIMER = timedelta(minutes=5)
@@ -65,13 +75,17 @@ class FakePlatform:
         }
         deciders = {name: m.DECIDER for name, m in SERVICES.items()}
         self.processors = {
+            # As the services wire them: partner calls planned outside the transaction.
             name: BatchProcessor(name, handler_for(deciders[name], source=f"alur/{name}",
-                                                   perform=performs.get(name)),
+                                                   perform=performs.get(name),
+                                                   concurrent=name in PARTNER_ONLY,
+                                                   claims=name != "notifications"),
                                  self._uow_factory(name), sleep=_no_sleep,
                                  patience=0.0)  # no wall clock here: dead-letter at once
             for name in SUBSCRIPTIONS}
         self.timers = {name: timers_for(deciders[name], source=f"alur/{name}",
-                                        perform=performs.get(name))
+                                        perform=performs.get(name),
+                                        outside=name in PARTNER_ONLY)
                        for name in SUBSCRIPTIONS if deciders[name].deadlines is not None}
 
     def _uow_factory(self, name: str):  # noqa: ANN202
@@ -116,6 +130,9 @@ class FakePlatform:
                     continue
                 async with InMemoryUnitOfWork(self.states[name]) as uow:
                     await fire(uow, self.clock)
+                finish = getattr(fire, "finish", None)  # partner calls after the round
+                if finish is not None:
+                    await finish(self._uow_factory(name))
             failed = frozenset(due_now & self.due_timers())
             await self.carriers_report()
             await self.settle()
@@ -161,9 +178,12 @@ class FakePlatform:
         pending = next(s.event.data for s in state.streams[order_id]
                        if s.event.type == "PaymentPending")
         async with InMemoryUnitOfWork(state) as uow:
-            await act(uow, payments.DECIDER, order_id, lambda s: transfer_received(
+            done = await act_or_claim(uow, payments.DECIDER, order_id, lambda s: transfer_received(
                 s, order_id, pending.amount, pending.virtual_account, f"tr_{order_id}"),
-                source="alur/payments", perform=self.performs["payments"])
+                source="alur/payments")
+        if isinstance(done, Outside):  # a transfer sent back: called after the transaction
+            await call_outside(self._uow_factory("payments"), payments.DECIDER, done,
+                               source="alur/payments", perform=self.performs["payments"])
 
 
     async def settle(self, max_rounds: int = 50) -> None:
