@@ -127,8 +127,10 @@ PER_SERVICE = Dashboard(
             Panel("Consumer lag, by topic and partition",
                   (q(f'sum by (topic, partition) (alur_consumer_lag_messages'
                      f'{{service="{SERVICE}"}})', "{{topic}}/{{partition}}"),), "short"),
-            Panel("Retries, failed batches and dead letters per second",
+            Panel("Retries, stragglers, failed batches and dead letters per second",
                   (q(f'sum(rate(alur_retries_total{{service="{SERVICE}"}}[{RATE}]))', "retries"),
+                   q(f'sum(rate(alur_stragglers_total{{service="{SERVICE}"}}[{RATE}]))',
+                     "stragglers (slow partner)"),
                    q(f'sum(rate(alur_batch_failures_total{{service="{SERVICE}"}}[{RATE}]))',
                      "failed batches"),
                    q(f'sum(rate(alur_dead_letters_total{{service="{SERVICE}"}}[{RATE}]))',

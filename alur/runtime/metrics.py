@@ -39,6 +39,10 @@ BATCH_FAILURES = Counter(
 RETRIES = Counter(
     "alur_retries_total", "Handler attempts that failed with a retriable error and were retried "
     "(the log line names the event).", ["service"])
+STRAGGLERS = Counter(
+    "alur_stragglers_total", "Orders a batch committed without because their partner call "
+    "(gateway, carrier, SMTP) was still running; each is committed by a task of its own once "
+    "answered.", ["service"])
 DEAD_LETTERS = Counter(
     "alur_dead_letters_total", "Messages sent to a dead-letter topic.", ["service", "topic"])
 CONSUMER_LAG = Gauge(

@@ -132,6 +132,7 @@ class BatchProcessor:
         self._waiting_since: dict[tuple[str, int, int], float] = {}
         self._handler_seconds = metrics.Children(metrics.HANDLER_SECONDS, service)
         self._retries = metrics.RETRIES.labels(service)
+        self._stragglers_seen = metrics.STRAGGLERS.labels(service)
         self._failures = metrics.BATCH_FAILURES.labels(service)
 
     async def commit(self, batch: Sequence[Message],
@@ -351,6 +352,9 @@ class BatchProcessor:
             if not task.done():
                 self._pending[stream] = stragglers[stream] = task
                 waits[stream] = [task]
+                self._stragglers_seen.inc()
+                log.info("%s: order %s's partner call takes over %.1fs; the batch commits "
+                         "without it", self.service, stream, self._straggler_after)
                 continue
             plans.update(task.result())
         now = time.monotonic()

@@ -2,14 +2,17 @@
 
 A trigger on the event store queues one delivery per subscription and event, in the same
 transaction as the event (see migration 102), so nothing is lost and nothing queued twice.
-This loop takes due deliveries with `FOR UPDATE SKIP LOCKED` (any replica of the orders
-service may run it) and POSTs each event's CloudEvents JSON to the subscription's URL:
+This loop leases due deliveries (one statement: `FOR UPDATE SKIP LOCKED`, then their next
+attempt pushed past the POST's timeout, so any replica of the orders service may run it and
+none takes another's), POSTs each event's CloudEvents JSON to the subscription's URL with no
+transaction open and no row locked, then records every outcome in one statement:
 
 - `Alur-Timestamp`, `Alur-Signature`: HMAC-SHA256 (alur.runtime.signing) over timestamp,
   method, path and body with the subscription's secret; during a rotation the header holds
   two signatures, new secret first, separated by a space.
 - `Alur-Delivery`: the event id. A delivery whose answer was lost (a crash between the POST
-  and the commit) is sent again with the same id, so the shop can tell it saw it already.
+  and its record) is sent again with the same id once its lease lapses, so the shop can tell
+  it saw it already.
 - Any 2xx is delivered. Anything else (a redirect too: none is followed), or no answer within
   the timeout, is tried again after `backoff * 2 ** (attempts - 1)` seconds, up to
   `max_attempts`; then the delivery is marked failed. Every attempt leaves its status code or
@@ -82,38 +85,50 @@ async def run(pool: asyncpg.Pool, client: httpx.AsyncClient, policy: DeliveryPol
         await clock.sleep(wait, at_least=interval)
 
 
+# A leased delivery comes due again this long after its POST's timeout (a crashed round).
+LEASE_MARGIN = 30.0
+
+
 async def deliver_due(pool: asyncpg.Pool, client: httpx.AsyncClient,
                       policy: DeliveryPolicy, egress: EgressPolicy) -> int:
     """One round: POST every due delivery (up to `policy.batch`); how many were attempted."""
-    async with pool.acquire() as conn, conn.transaction():
-        rows = await conn.fetch(
-            "SELECT d.webhook_id, d.event_id, d.attempts, w.url, w.secret,"
-            " CASE WHEN w.previous_until > now() THEN w.previous_secret END AS previous,"
-            " e.body::text AS body, now() AS now"
-            " FROM webhook_deliveries d JOIN webhooks w USING (webhook_id)"
-            " JOIN events e USING (event_id)"
-            " WHERE d.status = 'pending' AND d.next_attempt_at <= now()"
-            " ORDER BY d.next_attempt_at LIMIT $1 FOR UPDATE OF d SKIP LOCKED", policy.batch)
-        if not rows:
-            return 0
-        outcomes = await asyncio.gather(*(_post(client, r, egress) for r in rows))
-        for r, (status, error) in zip(rows, outcomes, strict=True):
-            attempts = r["attempts"] + 1
-            ok = status is not None and 200 <= status < 300
-            refused = status is None and error is not None and error.startswith(REFUSED)
-            state = "delivered" if ok else \
-                "failed" if attempts >= policy.max_attempts or refused else "pending"
-            if state == "failed":
-                log.warning("webhook %s gave up on event %s after %d attempts: %s",
-                            r["webhook_id"], r["event_id"], attempts, error or status)
-            await conn.execute(
-                "UPDATE webhook_deliveries SET status = $3, attempts = $4, last_status = $5,"
-                " last_error = $6, next_attempt_at = $7,"
-                " delivered_at = CASE WHEN $3 = 'delivered' THEN now() END"
-                " WHERE webhook_id = $1 AND event_id = $2",
-                r["webhook_id"], r["event_id"], state, attempts, status, error,
-                next_attempt(r["now"], attempts, policy))
-        return len(rows)
+    rows = await pool.fetch(
+        "WITH due AS (SELECT webhook_id, event_id FROM webhook_deliveries"
+        " WHERE status = 'pending' AND next_attempt_at <= now()"
+        " ORDER BY next_attempt_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        " UPDATE webhook_deliveries d"
+        " SET next_attempt_at = now() + make_interval(secs => $2)"
+        " FROM due JOIN webhooks w USING (webhook_id) JOIN events e USING (event_id)"
+        " WHERE d.webhook_id = due.webhook_id AND d.event_id = due.event_id"
+        " RETURNING d.webhook_id, d.event_id, d.attempts, w.url, w.secret,"
+        " CASE WHEN w.previous_until > now() THEN w.previous_secret END AS previous,"
+        " e.body::text AS body, now() AS now", policy.batch, policy.timeout + LEASE_MARGIN)
+    if not rows:
+        return 0
+    outcomes = await asyncio.gather(*(_post(client, r, egress) for r in rows))
+    recorded: list[tuple[object, ...]] = []
+    for r, (status, error) in zip(rows, outcomes, strict=True):
+        attempts = r["attempts"] + 1
+        ok = status is not None and 200 <= status < 300
+        refused = status is None and error is not None and error.startswith(REFUSED)
+        state = "delivered" if ok else \
+            "failed" if attempts >= policy.max_attempts or refused else "pending"
+        if state == "failed":
+            log.warning("webhook %s gave up on event %s after %d attempts: %s",
+                        r["webhook_id"], r["event_id"], attempts, error or status)
+        recorded.append((r["webhook_id"], r["event_id"], state, attempts, status, error,
+                         next_attempt(r["now"], attempts, policy)))
+    await pool.execute(
+        "UPDATE webhook_deliveries d SET status = o.status, attempts = o.attempts,"
+        " last_status = o.last_status, last_error = o.last_error,"
+        " next_attempt_at = o.next_at,"
+        " delivered_at = CASE WHEN o.status = 'delivered' THEN now() END"
+        " FROM unnest($1::text[], $2::uuid[], $3::text[], $4::int[], $5::int[], $6::text[],"
+        " $7::timestamptz[]) AS o(webhook_id, event_id, status, attempts, last_status,"
+        " last_error, next_at)"
+        " WHERE d.webhook_id = o.webhook_id AND d.event_id = o.event_id",
+        *(list(column) for column in zip(*recorded, strict=True)))
+    return len(rows)
 
 
 REFUSED = "refused by the egress policy: "

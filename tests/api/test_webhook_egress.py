@@ -91,3 +91,47 @@ async def test_a_delivery_goes_to_the_checked_address_with_the_registered_host(
         assert await deliver_due(api.pool, client, DeliveryPolicy(), dev) == 1
     assert seen == [f"hooks.shop-a.example:{port}"]
     assert await api.pool.fetchval("SELECT status FROM webhook_deliveries") == "delivered"
+
+
+async def test_a_slow_shop_endpoint_holds_no_lock_and_no_transaction_while_it_answers(
+        api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shop's endpoint answers only when the test lets it. Meanwhile the delivery row is
+    free (another writer locks it without waiting) and leased: a second round, as another
+    replica would run it, takes nothing. Then the outcome is recorded."""
+    asked, answer = asyncio.Event(), asyncio.Event()
+
+    async def hook(request: web.Request) -> web.Response:
+        asked.set()
+        await answer.wait()
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    async with serving(app) as port:
+        monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo",
+                            FakeResolver({"hooks.shop-a.example": ["127.0.0.1"]}))
+        dev = EgressPolicy(allow_loopback=True)
+        key, _ = await api.shop("shop-a")
+        await api.pool.execute(
+            "INSERT INTO webhooks (webhook_id, shop_id, url, events, secret) "
+            "VALUES ('wh_1', 'shop-a', $1, '{OrderPlaced}', 'whsec_x')",
+            f"http://hooks.shop-a.example:{port}/hook")
+        assert (await api.client.post("/v1/orders", json=mug_order(), headers=bearer(key))
+                ).status_code == 202
+        async with httpx.AsyncClient(timeout=30) as client:
+            round_ = asyncio.create_task(deliver_due(api.pool, client, DeliveryPolicy(), dev))
+            await asyncio.wait_for(asked.wait(), 10)
+            async with api.pool.acquire() as conn, conn.transaction():
+                await conn.execute("SET LOCAL lock_timeout = '1s'")
+                locked = await conn.fetchval(
+                    "SELECT count(*) FROM (SELECT 1 FROM webhook_deliveries "
+                    "FOR UPDATE NOWAIT) AS rows")
+            assert locked == 1
+            assert await api.pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()") == 0
+            assert await deliver_due(api.pool, client, DeliveryPolicy(), dev) == 0  # leased
+            answer.set()
+            assert await round_ == 1
+    row = await api.pool.fetchrow("SELECT status, attempts FROM webhook_deliveries")
+    assert (row["status"], row["attempts"]) == ("delivered", 1)
