@@ -83,7 +83,7 @@ class Settings(BaseSettings):
                                     "(gateway, carrier, SMTP) keeps failing holds its batch, "
                                     "retried, before it is dead-lettered: a partner's restart "
                                     "or short outage dead-letters nothing.")
-    straggler_after: float = Field(0.5, description="Seconds a batch waits for its partner "
+    straggler_after: float = Field(2.0, description="Seconds a batch waits for its partner "
                                    "calls (gateway, carrier, SMTP) before it commits without "
                                    "the orders whose calls still run; those commit on their "
                                    "own once answered, so a slow answer delays its own order "

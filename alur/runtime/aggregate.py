@@ -371,7 +371,7 @@ async def _carry_out(items: Sequence[object], uow: UnitOfWork, cause: Event, sou
 
 def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = None,
                 observe: Observe[S] | None = None, concurrent: bool = False,
-                claims: bool = True) -> Handler:
+                claims: bool = True, stragglers: bool = True) -> Handler:
     """The runtime's handler for a service whose decisions are `decider`.
 
     With `concurrent` (a service whose commands are calls to a partner that never touch the
@@ -383,7 +383,8 @@ def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = N
     is where the plan found it and records the plan (`apply`): no transaction or lock is held
     across a partner call (alur.runtime.processing). `claims`: other writers of the
     service's streams exist (timers, partner callbacks), so the streams are claimed while
-    their calls run."""
+    their calls run. `stragglers`: a batch may commit without an order whose call is slow
+    (alur.runtime.processing)."""
 
     async def handle(uow: UnitOfWork, event: Event) -> HandlerResult:
         return await handle_event(uow, event, decider, source=source,
@@ -457,6 +458,7 @@ def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = N
         handle.calls = calls  # type: ignore[attr-defined]
         handle.apply = apply  # type: ignore[attr-defined]
         handle.claims = claims  # type: ignore[attr-defined]
+        handle.stragglers = stragglers  # type: ignore[attr-defined]
     handle.relevant = decider.relevant  # type: ignore[attr-defined]
     return handle
 

@@ -72,6 +72,9 @@ T = TypeVar("T")
 CLAIM_MARGIN = 60.0
 # Orders left to tasks of their own at most (their partner is slow); beyond, batches wait.
 MAX_STRAGGLERS = 256
+# A plan is a straggler once it takes this many times the typical plan (and at least
+# straggler_after).
+STRAGGLER_FACTOR = 4.0
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ class BatchProcessor:
         # Seconds a batch waits for its partner calls before it commits without the orders
         # whose calls still run (None: it waits for all).
         self._straggler_after = straggler_after
+        self._typical = 0.0  # seconds a plan with partner calls takes, moving average
         # stream -> the latest task that still has to commit some of its messages
         self._pending: dict[str, asyncio.Task[Any]] = {}
         # (topic, partition, offset) -> when its partner first failed it for good
@@ -335,11 +339,19 @@ class BatchProcessor:
                 await uow.claim(calling, uuid.uuid4(), self._patience + CLAIM_MARGIN)
         tasks = {s: asyncio.create_task(handler.plan(histories[s], evs, self._attempt))
                  for s, evs in by_stream.items()}
+        started = time.monotonic()
+        for stream in calling:
+            tasks[stream].add_done_callback(lambda _: self._took(time.monotonic() - started))
         if tasks:
+            # A straggler is a call slow for this partner now, not one slowed with all the
+            # others by a busy machine: the wait grows with the calls' typical duration.
             # Stragglers are bounded: with a partner that hangs for everyone, the consumer
             # waits for it (as it does for one that refuses) instead of piling up tasks.
-            timeout = self._straggler_after if defer and self._stragglers() < MAX_STRAGGLERS \
-                else None
+            timeout = None
+            if defer and self._straggler_after is not None \
+                    and getattr(handler, "stragglers", True) \
+                    and self._stragglers() < MAX_STRAGGLERS:
+                timeout = max(self._straggler_after, STRAGGLER_FACTOR * self._typical)
             try:
                 await asyncio.wait(tasks.values(), timeout=timeout)
             except BaseException:
@@ -354,7 +366,7 @@ class BatchProcessor:
                 waits[stream] = [task]
                 self._stragglers_seen.inc()
                 log.info("%s: order %s's partner call takes over %.1fs; the batch commits "
-                         "without it", self.service, stream, self._straggler_after)
+                         "without it", self.service, stream, timeout)
                 continue
             plans.update(task.result())
         now = time.monotonic()
@@ -372,6 +384,10 @@ class BatchProcessor:
                     from failed.error
         claimed = [s for s in calling if s not in waits] if claims else None
         return _Planned(plans, claimed, waits, stragglers)
+
+    def _took(self, seconds: float) -> None:
+        """A plan with partner calls took `seconds`: the typical duration moves toward it."""
+        self._typical += (seconds - self._typical) * 0.05
 
     def _stragglers(self) -> int:
         """Deferred work not committed yet (and the bookkeeping of what was, let go)."""

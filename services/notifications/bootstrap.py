@@ -54,9 +54,11 @@ def make_perform(mailer: Mailer, sent_log: SentLog) -> Perform:
 
 def make_handler(mailer: Mailer, sent_log: SentLog) -> Handler:
     # Only the consumer writes a notification stream (no timers, no callbacks): its partner
-    # calls need no claims.
+    # calls need no claims. Its e-mails take turns on ALUR_SMTP_SESSIONS sessions, so a long
+    # batch is a queue, not a slow partner: no order is left behind as a straggler (under
+    # load that only added transactions), and nothing downstream waits on its records.
     return handler_for(DECIDER, source=SOURCE, perform=make_perform(mailer, sent_log),
-                       concurrent=True, claims=False)
+                       concurrent=True, claims=False, stragglers=False)
 
 
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
