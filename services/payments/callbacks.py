@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from alur.runtime.aggregate import Decider, Outside, Perform, act_or_claim, call_outside
+from alur.runtime.db import CONNECTION_ERRORS
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
 from alur.runtime.http import Refused, problem, read_signed
 from alur.runtime.ports import UnitOfWork
@@ -66,7 +67,7 @@ def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.Paymen
             return problem(404, f"no order {report.reference}")
         except domain.TransferMismatch as exc:
             return problem(422, str(exc))
-        except (ConcurrencyConflict, InfrastructureError) as exc:
+        except (ConcurrencyConflict, InfrastructureError, *CONNECTION_ERRORS) as exc:
             return problem(503, f"try again: {exc}")
         return JSONResponse({"status": "recorded"})
 

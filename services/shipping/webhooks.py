@@ -19,6 +19,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from alur.runtime import metrics
 from alur.runtime.aggregate import Decider, act
+from alur.runtime.db import CONNECTION_ERRORS
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
 from alur.runtime.http import Refused, problem, read_signed
 from alur.runtime.ports import UnitOfWork
@@ -89,7 +90,7 @@ def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.Shipme
             return "out_of_sequence", problem(409, str(exc))
         except LookupError as exc:  # no such order, or no such parcel on it
             return "unknown", problem(404, str(exc) or f"no order {report.reference}")
-        except (ConcurrencyConflict, InfrastructureError) as exc:
+        except (ConcurrencyConflict, InfrastructureError, *CONNECTION_ERRORS) as exc:
             return "retry", problem(503, f"try again: {exc}")
         if recorded:
             return "recorded", JSONResponse({"status": "recorded"})
