@@ -5,12 +5,19 @@ and body; `Carrier-Timestamp` / `Carrier-Signature`, see alur.runtime.signing). 
 goes in the shipping inbox, so a report sent again changes nothing. Answers: 200 recorded (or
 already), 401 bad signature, 404 unknown carrier, order or parcel, 409 the step does not follow
 from the parcel's status, 422 not a report, 503 try again.
+
+Reports are recorded with group commit (`ReportRecorder`): those that arrive while a
+transaction is being written wait for it to end and then go into the next one together, so
+under load a transaction records many reports (one inbox statement, one lock statement, one
+read and one COPY each for events, audit and outbox), and alone a report is recorded at once.
+Each report is answered with its own outcome.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 from fastapi import FastAPI, Request
@@ -23,6 +30,7 @@ from alur.runtime.db import CONNECTION_ERRORS
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
 from alur.runtime.http import Refused, problem, read_signed
 from alur.runtime.ports import UnitOfWork
+from alur.runtime.processing import ends_transaction
 from services.shipping import domain
 
 EVENTS_PATH = "/v1/carriers/{carrier}/events"
@@ -52,16 +60,102 @@ async def record_report(uow: UnitOfWork, decider: Decider[domain.ShipmentState],
                         report: CarrierReport, *, source: str) -> bool:
     """Record what a report means for its order; False if this report was recorded before.
     Raises LookupError (no such order), UnknownParcel or UpdateRefused."""
-    if not await uow.remember(uuid.uuid5(REPORT_NAMESPACE, f"{report.carrier}:{report.id}")):
-        return False
-    await act(uow, decider, report.reference,
-              lambda state: domain.carrier_update(state, report.update()), source=source)
-    return True
+    [outcome] = await record_reports(uow, decider, [report], source=source)
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
+
+
+def _update(report: CarrierReport) -> Callable[[domain.ShipmentState], list[object]]:
+    return lambda state: list(domain.carrier_update(state, report.update()))
+
+
+def report_id(report: CarrierReport) -> uuid.UUID:
+    return uuid.uuid5(REPORT_NAMESPACE, f"{report.carrier}:{report.id}")
+
+
+async def record_reports(uow: UnitOfWork, decider: Decider[domain.ShipmentState],
+                         reports: Sequence[CarrierReport], *,
+                         source: str) -> list[bool | Exception]:
+    """`record_report` for many reports in one unit of work: for each, True (recorded), False
+    (recorded before) or the error that refused it (LookupError, UnknownParcel,
+    UpdateRefused, StreamBusy); a refused report leaves nothing behind, the others are kept.
+    Raises only what ends the transaction."""
+    new = await uow.remember_all([report_id(r) for r in reports])
+    await uow.preload([r.reference for r in reports if report_id(r) in new])
+    outcomes: list[bool | Exception] = []
+    for report in reports:
+        rid = report_id(report)
+        if rid not in new:
+            outcomes.append(False)
+            continue
+        new.discard(rid)  # a second copy in the same group is a duplicate
+        try:
+            async with uow.savepoint():
+                await act(uow, decider, report.reference, _update(report), source=source)
+        except Exception as exc:
+            if ends_transaction(exc):
+                raise
+            await uow.forget(rid)  # refused: a corrected report with this id may come
+            outcomes.append(exc)
+            continue
+        outcomes.append(True)
+    return outcomes
+
+
+class ReportRecorder:
+    """Group commit of carrier reports (see the module's docstring)."""
+
+    MAX_GROUP = 200
+
+    def __init__(self, new_uow: Callable[[], UnitOfWork],
+                 decider: Decider[domain.ShipmentState], *, source: str) -> None:
+        self._new_uow, self._decider, self._source = new_uow, decider, source
+        self._waiting: list[tuple[CarrierReport, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, report: CarrierReport) -> bool:
+        """True once recorded, False if recorded before; raises what refused it."""
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((report, answer))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return await answer
+
+    async def _commit(self, reports: list[CarrierReport]) -> list[bool | Exception]:
+        async with self._new_uow() as uow:
+            return await record_reports(uow, self._decider, reports, source=self._source)
+
+    async def _write(self) -> None:
+        while self._waiting:
+            group = self._waiting[:self.MAX_GROUP]
+            del self._waiting[:self.MAX_GROUP]
+            try:
+                outcomes = await self._commit([r for r, _ in group])
+            except (InfrastructureError, *CONNECTION_ERRORS) as exc:  # an outage: all wait
+                outcomes = [exc] * len(group)
+            except Exception:
+                # The transaction failed: each report alone, so that one the database refuses
+                # (or a conflict with another writer) fails only itself.
+                outcomes = []
+                for report, _ in group:
+                    try:
+                        outcomes.extend(await self._commit([report]))
+                    except Exception as exc:
+                        outcomes.append(exc)
+            for (_, answer), outcome in zip(group, outcomes, strict=True):
+                if answer.done():  # its request went away
+                    continue
+                if isinstance(outcome, Exception):
+                    answer.set_exception(outcome)
+                else:
+                    answer.set_result(outcome)
 
 
 def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.ShipmentState], *,
                source: str, secrets: Mapping[str, str], tolerance: float) -> FastAPI:
     app = FastAPI(title="Alur shipping: carrier webhooks")
+    recorder = ReportRecorder(new_uow, decider, source=source)
 
     @app.post(EVENTS_PATH)
     async def carrier_event(carrier: str, request: Request) -> JSONResponse:
@@ -84,8 +178,7 @@ def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.Shipme
             return "invalid", problem(422, f"a report from {report.carrier} sent to {carrier}'s "
                                            "endpoint")
         try:
-            async with new_uow() as uow:
-                recorded = await record_report(uow, decider, report, source=source)
+            recorded = await recorder.record(report)
         except domain.UpdateRefused as exc:
             return "out_of_sequence", problem(409, str(exc))
         except LookupError as exc:  # no such order, or no such parcel on it
