@@ -87,20 +87,27 @@ async def handle_event(
     if event.type not in decider.relevant:
         return "ignored"
     history = await uow.load(event.subject)
-    admitted = _admit(decider, history, event)
-    if admitted is None:
+
+    async def call(cause: Event, command: object) -> Sequence[Model]:
+        return await _perform(perform, uow, command, cause)
+
+    planned = await _plan_one(decider, history, event, source, call)
+    return await _record_plan(uow, decider, event, planned, source=source, observe=observe)
+
+
+async def _record_plan(uow: UnitOfWork, decider: Decider[S], event: Event, planned: Plan, *,
+                       source: str, observe: Observe[S] | None) -> HandlerResult:
+    """Record what handling `event` came to (`_plan_one`), or raise why it is refused."""
+    if planned.refused is not None:
+        raise planned.refused
+    if planned.outcome == "held":
         # Overtook its order's opener on another topic: kept, and decided upon with it.
-        await uow.append(event.subject, len(history), [event], ["observed"])
-        return "held"
-    state, own_echo = admitted
-    new_events = await _carry_out(decider.decide(state, event), uow, event, source, perform)
-    recorded = new_events if own_echo else [event, *new_events]
-    origins: list[Literal["own", "observed"]] = ["own"] * len(new_events)
-    if not own_echo:
-        origins.insert(0, "observed")
-    await _record(uow, decider, event.subject, len(history), state, recorded, origins,
-                  new_events, source=source, observe=observe, observed=event)
-    return "processed"
+        await uow.append(event.subject, planned.version, planned.recorded, planned.origins)
+    elif planned.outcome == "processed":
+        await _record(uow, decider, event.subject, planned.version, cast(S, planned.state),
+                      planned.recorded, planned.origins, planned.new_events, source=source,
+                      observe=observe, observed=event)
+    return planned.outcome
 
 
 def _admit(decider: Decider[S], history: Sequence[StoredEvent],
@@ -408,15 +415,9 @@ def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = N
             tries[event.id] = max(n, tries.get(event.id, 1))
             return result
 
-        plans: dict[object, Plan] = {}
-        stream = list(history)
-        for event in events:
-            if event.type not in decider.relevant:
-                continue
-            plans[event.id] = planned = await _plan_one(decider, stream, event, source, call)
-            planned.attempts = tries.get(event.id, 1)
-            stream.extend(StoredEvent(len(stream) + 1 + i, origin, e) for i, (e, origin)
-                          in enumerate(zip(planned.recorded, planned.origins, strict=True)))
+        plans = await _plan_stream(decider, history, events, source, call)
+        for event_id, planned in plans.items():
+            planned.attempts = tries.get(event_id, 1)
         return plans
 
     async def calls(history: Sequence[StoredEvent], events: Sequence[Event]) -> bool:
@@ -425,16 +426,10 @@ def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = N
         async def call(event: Event, command: object) -> Sequence[Model]:
             raise _Calls
 
-        stream = list(history)
-        for event in events:
-            if event.type not in decider.relevant:
-                continue
-            try:
-                planned = await _plan_one(decider, stream, event, source, call)
-            except _Calls:
-                return True
-            stream.extend(StoredEvent(len(stream) + 1 + i, origin, e) for i, (e, origin)
-                          in enumerate(zip(planned.recorded, planned.origins, strict=True)))
+        try:
+            await _plan_stream(decider, history, events, source, call)
+        except _Calls:
+            return True
         return False
 
     async def apply(uow: UnitOfWork, event: Event, planned: Plan) -> HandlerResult:
@@ -442,16 +437,8 @@ def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = N
         last = history[-1].event.id if history else None
         if len(history) != planned.version or last != planned.last_id:
             raise Unplanned(f"order {event.subject} moved on while its partner calls ran")
-        if planned.refused is not None:
-            raise planned.refused
-        if planned.outcome == "held":
-            await uow.append(event.subject, planned.version, planned.recorded, planned.origins)
-        elif planned.outcome == "processed":
-            await _record(uow, decider, event.subject, planned.version,
-                          cast(S, planned.state),
-                          planned.recorded, planned.origins, planned.new_events,
-                          source=source, observe=observe, observed=event)
-        return planned.outcome
+        return await _record_plan(uow, decider, event, planned, source=source,
+                                  observe=observe)
 
     if concurrent and perform is not None:
         handle.plan = plan  # type: ignore[attr-defined]
@@ -496,10 +483,29 @@ async def _unplanned(uow: UnitOfWork, command: object, event: Event) -> Sequence
     raise Unplanned(f"{event.type} {event.subject} needs a partner call it has not planned")
 
 
+Call = Callable[[Event, object], Awaitable[Sequence[Model]]]
+
+
+async def _plan_stream(decider: Decider[S], history: Sequence[StoredEvent],
+                       events: Sequence[Event], source: str, call: Call) -> dict[object, Plan]:
+    """`_plan_one` for one stream's events in turn, each on the stream as the ones before it
+    left it."""
+    plans: dict[object, Plan] = {}
+    stream = list(history)
+    for event in events:
+        if event.type not in decider.relevant:
+            continue
+        plans[event.id] = planned = await _plan_one(decider, stream, event, source, call)
+        stream.extend(StoredEvent(len(stream) + 1 + i, origin, e) for i, (e, origin)
+                      in enumerate(zip(planned.recorded, planned.origins, strict=True)))
+    return plans
+
+
 async def _plan_one(decider: Decider[S], history: Sequence[StoredEvent], event: Event,
-                    source: str, call: Callable[[Event, object], Awaitable[Sequence[Model]]],
-                    ) -> Plan:
-    """handle_event on a stream in memory: what it would record, its commands carried out."""
+                    source: str, call: Call) -> Plan:
+    """What handling `event` on `history` records, its commands carried out by `call` (within
+    the unit of work for handle_event, with none open for a plan); or why it is refused, or the
+    partner call that failed."""
     version = len(history)
     last = history[-1].event.id if history else None
     try:

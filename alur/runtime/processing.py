@@ -283,7 +283,8 @@ class BatchProcessor:
                     and straggler.exception() is None:
                 plans = straggler.result()
                 if not any(getattr(p, "failed", None) for p in plans.values()):
-                    given = _Planned(plans, [stream] if planned.claimed is not None else [])
+                    given = _Planned(plans, [stream] if getattr(self._handler, "claims", True)
+                                     else [])
             if given is not None:
                 try:
                     return await self.process(messages, given=given)
@@ -320,7 +321,7 @@ class BatchProcessor:
         events = [e for e in events if e.subject not in waits]
         claims = getattr(handler, "claims", True)
         if not events:
-            return _Planned(waits=waits, claimed=[] if claims else None)
+            return _Planned(waits=waits)
         async with self._new_uow() as uow:
             uow.claimant = True
             if not claims:  # nobody else writes these streams: nothing to lock
@@ -369,20 +370,11 @@ class BatchProcessor:
                          "without it", self.service, stream, timeout)
                 continue
             plans.update(task.result())
-        now = time.monotonic()
         for event in todo:
             failed = getattr(plans.get(event.id), "failed", None)
-            if failed is None or not is_retriable(failed.error):
-                continue
-            message = where[event.id]
-            key = (message.topic, message.partition, message.offset)
-            if now - self._waiting_since.setdefault(key, now) < self._patience:
-                # A partner (gateway, carrier, SMTP) that does not answer: the batch waits
-                # for it, as for the database, instead of dead-lettering what it will take
-                # once it is back (a restart takes seconds).
-                raise PartnerUnavailable(f"{event.type} {event.subject}: {failed}") \
-                    from failed.error
-        claimed = [s for s in calling if s not in waits] if claims else None
+            if failed is not None:
+                self._wait_for_partner(where[event.id], event, failed.error)
+        claimed = [s for s in calling if s not in waits] if claims else []
         return _Planned(plans, claimed, waits, stragglers)
 
     def _took(self, seconds: float) -> None:
@@ -419,11 +411,7 @@ class BatchProcessor:
         started = time.perf_counter()
         failed: Failed | None = getattr(plan, "failed", None)
         if failed is not None:  # its partner failed it in planning, for good or for too long
-            self._waiting_since.pop((message.topic, message.partition, message.offset), None)
-            log.error("dead-lettering %s %s after %d attempt(s): %s", event.type,
-                      event.subject, failed.attempts, failed)
-            await uow.forget(event.id)  # so that a redrive after a fix is handled
-            return self._dead_letter(uow, message, event, str(failed), failed.attempts)
+            return await self._give_up(uow, message, event, str(failed), failed.attempts)
         apply: Any = getattr(self._handler, "apply", None)
         while True:
             attempt += 1
@@ -456,19 +444,30 @@ class BatchProcessor:
                                 attempt, error)
                     await self._sleep(self._backoff * 2 ** (attempt - 1))
                     continue
-                key = (message.topic, message.partition, message.offset)
-                now = time.monotonic()
-                waited = now - self._waiting_since.setdefault(key, now)
-                if is_retriable(exc) and waited < self._patience:
-                    # A partner (gateway, carrier, SMTP) that does not answer: the batch waits
-                    # for it, as for the database, instead of dead-lettering what it will
-                    # take once it is back (a restart takes seconds).
-                    raise PartnerUnavailable(f"{event.type} {event.subject}: {error}") from exc
-                self._waiting_since.pop(key, None)
-                log.error("dead-lettering %s %s after %d attempt(s): %s", event.type,
-                          event.subject, attempt, error)
-                await uow.forget(event.id)  # so that a redrive after a fix is handled
-                return self._dead_letter(uow, message, event, error, attempt)
+                self._wait_for_partner(message, event, exc)
+                return await self._give_up(uow, message, event, error, attempt)
+
+    def _wait_for_partner(self, message: Message, event: Event, exc: Exception) -> None:
+        """Raise PartnerUnavailable for a retriable failure the batch has waited for less than
+        `patience` seconds: a partner (gateway, carrier, SMTP) that does not answer is waited
+        for, as the database is, instead of dead-lettering what it will take once it is back
+        (a restart takes seconds)."""
+        if not is_retriable(exc):
+            return
+        key = (message.topic, message.partition, message.offset)
+        now = time.monotonic()
+        if now - self._waiting_since.setdefault(key, now) < self._patience:
+            raise PartnerUnavailable(f"{event.type} {event.subject}: "
+                                     f"{type(exc).__name__}: {exc}") from exc
+
+    async def _give_up(self, uow: UnitOfWork, message: Message, event: Event, error: str,
+                       attempts: int) -> Result:
+        """Dead-letter a message its handler (or its partner) failed for good."""
+        self._waiting_since.pop((message.topic, message.partition, message.offset), None)
+        log.error("dead-lettering %s %s after %d attempt(s): %s", event.type, event.subject,
+                  attempts, error)
+        await uow.forget(event.id)  # so that a redrive after a fix is handled
+        return self._dead_letter(uow, message, event, error, attempts)
 
     def _audit_in(self, message: Message, event: Event | None, outcome: str, attempts: int,
                   error: str | None = None) -> AuditRow:
@@ -490,8 +489,7 @@ class BatchProcessor:
 @dataclass
 class _Planned:
     plans: dict[Any, Any] = field(default_factory=dict)  # event id -> aggregate.Plan
-    # The streams whose claims the batch releases; None for a handler without claims.
-    claimed: list[str] | None = None
+    claimed: list[str] = field(default_factory=list)  # the streams whose claims it releases
     # Deferred streams -> the tasks their messages wait for; the plans still running.
     waits: dict[str, list[asyncio.Task[Any]]] = field(default_factory=dict)
     stragglers: dict[str, asyncio.Task[Any]] = field(default_factory=dict)

@@ -66,8 +66,8 @@ async def record_report(uow: UnitOfWork, decider: Decider[domain.ShipmentState],
     return outcome
 
 
-def _update(report: CarrierReport) -> Callable[[domain.ShipmentState], list[object]]:
-    return lambda state: list(domain.carrier_update(state, report.update()))
+def _update(report: CarrierReport) -> Callable[[domain.ShipmentState], Sequence[object]]:
+    return lambda state: domain.carrier_update(state, report.update())
 
 
 def report_id(report: CarrierReport) -> uuid.UUID:

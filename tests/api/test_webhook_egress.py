@@ -74,12 +74,13 @@ async def test_a_name_that_resolves_inward_at_delivery_is_refused_without_a_requ
     assert seen == []
 
 
-async def test_a_delivery_goes_to_the_checked_address_with_the_registered_host(
-        api: Api, receiver: tuple[int, list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
-    port, seen = receiver
+async def an_order_for_a_loopback_webhook(api: Api, port: int,
+                                          monkeypatch: pytest.MonkeyPatch) -> EgressPolicy:
+    """shop-a subscribes `hooks.shop-a.example:{port}` (resolving to loopback, hence the
+    returned development policy, the setting the tests run with) and places an order, so
+    one delivery is due."""
     monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo",
                         FakeResolver({"hooks.shop-a.example": ["127.0.0.1"]}))
-    dev = EgressPolicy(allow_loopback=True)  # the development setting the tests run with
     key, _ = await api.shop("shop-a")
     await api.pool.execute(
         "INSERT INTO webhooks (webhook_id, shop_id, url, events, secret) "
@@ -87,6 +88,13 @@ async def test_a_delivery_goes_to_the_checked_address_with_the_registered_host(
         f"http://hooks.shop-a.example:{port}/hook")
     assert (await api.client.post("/v1/orders", json=mug_order(), headers=bearer(key))
             ).status_code == 202
+    return EgressPolicy(allow_loopback=True)
+
+
+async def test_a_delivery_goes_to_the_checked_address_with_the_registered_host(
+        api: Api, receiver: tuple[int, list[str]], monkeypatch: pytest.MonkeyPatch) -> None:
+    port, seen = receiver
+    dev = await an_order_for_a_loopback_webhook(api, port, monkeypatch)
     async with httpx.AsyncClient(timeout=5) as client:
         assert await deliver_due(api.pool, client, DeliveryPolicy(), dev) == 1
     assert seen == [f"hooks.shop-a.example:{port}"]
@@ -108,16 +116,7 @@ async def test_a_slow_shop_endpoint_holds_no_lock_and_no_transaction_while_it_an
     app = web.Application()
     app.router.add_post("/hook", hook)
     async with serving(app) as port:
-        monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo",
-                            FakeResolver({"hooks.shop-a.example": ["127.0.0.1"]}))
-        dev = EgressPolicy(allow_loopback=True)
-        key, _ = await api.shop("shop-a")
-        await api.pool.execute(
-            "INSERT INTO webhooks (webhook_id, shop_id, url, events, secret) "
-            "VALUES ('wh_1', 'shop-a', $1, '{OrderPlaced}', 'whsec_x')",
-            f"http://hooks.shop-a.example:{port}/hook")
-        assert (await api.client.post("/v1/orders", json=mug_order(), headers=bearer(key))
-                ).status_code == 202
+        dev = await an_order_for_a_loopback_webhook(api, port, monkeypatch)
         async with httpx.AsyncClient(timeout=30) as client:
             round_ = asyncio.create_task(deliver_due(api.pool, client, DeliveryPolicy(), dev))
             await asyncio.wait_for(asked.wait(), 10)
