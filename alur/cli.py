@@ -88,6 +88,30 @@ def _stock(args: argparse.Namespace, settings: Settings) -> None:
     print(f"{args.sku} at {args.location}: {args.on_hand} on hand")
 
 
+async def _kafka_access(settings: Settings, shop_id: str) -> None:
+    """Give the shop its Kafka topics, SCRAM credentials and ACLs, and print how to connect."""
+    from aiokafka.errors import KafkaError
+
+    from alur.infra.kafka_access import AccessError, grant
+    from services.orders.shops import RegistryError
+
+    try:
+        access = await grant(settings.kafka_bootstrap, settings.kafka_shop_bootstrap, shop_id,
+                             partitions=settings.partitions,
+                             replication=settings.replication_factor)
+    except (AccessError, KafkaError) as exc:
+        raise RegistryError(f"Kafka access for {shop_id}: {exc}") from None
+    print(f"Kafka access for {shop_id} (see services/orders/KAFKA.md):")
+    print(f"  bootstrap servers  {access.bootstrap}")
+    print("  security protocol  SASL_PLAINTEXT (SASL_SSL behind TLS), mechanism SCRAM-SHA-512")
+    print(f"  username           {access.username}")
+    print(f"  password           {access.password}   (shown once; run `alur shops kafka "
+          f"{shop_id}` for a new one)")
+    print(f"  publish orders to  {access.intake_topic}  (key: your order reference)")
+    print(f"  read outcomes from {access.outcomes_topic}")
+    print(f"  consumer groups    {access.group_prefix}*")
+
+
 def _registry(args: argparse.Namespace, settings: Settings) -> int:
     from services.orders.admin import registry
     from services.orders.shops import RegistryError
@@ -104,6 +128,12 @@ def _registry(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"shop {shop.shop_id} added ({shop.currency})")
                 if shop.signing_secret:
                     print(f"signing secret (shown once): {shop.signing_secret}")
+                if args.kafka:
+                    await _kafka_access(settings, shop.shop_id)
+            elif args.command == "shops" and args.action == "kafka":
+                if await shops.shop(args.shop_id) is None:
+                    raise RegistryError(f"no shop {args.shop_id}; add it with `alur shops add`")
+                await _kafka_access(settings, args.shop_id)
             elif args.command == "shops":
                 for shop in await shops.shops():
                     print(f"{shop.shop_id:<24} {shop.currency}  "
@@ -133,9 +163,11 @@ def _registry(args: argparse.Namespace, settings: Settings) -> int:
 
 def _schemas(action: str) -> None:
     from schemas import tools
+    from services.orders import asyncapi
     from services.orders.api import openapi
 
-    paths = tools.write_samples() if action == "samples" else [*tools.export(), openapi.write()]
+    paths = tools.write_samples() if action == "samples" else [
+        *tools.export(), openapi.write(), asyncapi.write()]
     for path in paths:
         print(path)
 
@@ -391,7 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     stock.add_argument("sku")
     stock.add_argument("on_hand", type=int)
     shops = sub.add_parser("shops", help="the shop registry: add a shop, list shops")
-    shops.add_argument("action", choices=["add", "list"])
+    shops.add_argument("action", choices=["add", "list", "kafka"],
+                       help="kafka: new Kafka credentials for an existing shop (its topics and "
+                       "ACLs are made if missing)")
     shops.add_argument("shop_id", nargs="?", help="lower-case letters, digits, dashes (add)")
     shops.add_argument("--name", help="display name (add; default: the id)")
     shops.add_argument("--currency", default="EUR", help="ISO-4217 code orders are in (add)")
@@ -399,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="require HMAC-signed requests; prints the secret once (add)")
     shops.add_argument("--rate", type=float, help="requests/s (add; default: the settings')")
     shops.add_argument("--burst", type=int, help="requests at once above the rate (add)")
+    shops.add_argument("--kafka", action="store_true", help="also let the shop publish orders "
+                       "on Kafka: its topics, SCRAM credentials (shown once) and ACLs (add)")
     keys = sub.add_parser("keys", help="API keys: create (shown once), revoke, list")
     keys.add_argument("action", choices=["create", "revoke", "list"])
     keys.add_argument("target", nargs="?", help="shop id (create, list) or key id (revoke)")
@@ -500,8 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "stock":
             _stock(args, settings)
         elif args.command in ("shops", "keys", "catalogue"):
-            if args.command == "shops" and args.action == "add" and not args.shop_id:
-                print("alur shops add: name the shop id", file=sys.stderr)
+            if args.command == "shops" and args.action in ("add", "kafka") and not args.shop_id:
+                print(f"alur shops {args.action}: name the shop id", file=sys.stderr)
                 return 2
             if args.command == "keys" and args.action != "list" and not args.target:
                 print(f"alur keys {args.action}: name the "

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
                             "kafka_port + 10 * (n - 1).")
     kafka_controller_port: int = Field(19093, description="Controller port of node 1; node n "
                                        "on kafka_controller_port + 10 * (n - 1).")
+    kafka_shop_port: int = Field(0, description="Shops' SASL listener (SCRAM-SHA-512) of "
+                                 "broker 1; 0 means kafka_port + 2. Broker n listens on it "
+                                 "+ 10 * (n - 1).")
+    kafka_shop_host: str = Field("", description="Host shops are told to connect to (`alur "
+                                 "shops add --kafka`); empty means kafka_host.")
     brokers: int = Field(1, ge=1, le=5, description="Kafka nodes of the local KRaft cluster "
                          "(`alur infra up --brokers 3`); from 3 on, topics are replicated 3 "
                          "times with min.insync.replicas=2.")
@@ -146,6 +151,17 @@ class Settings(BaseSettings):
     @property
     def kafka_ports(self) -> list[int]:
         return [self.kafka_port + 10 * n for n in range(self.brokers)]
+
+    @property
+    def kafka_shop_ports(self) -> list[int]:
+        first = self.kafka_shop_port or self.kafka_port + 2
+        return [first + 10 * n for n in range(self.brokers)]
+
+    @property
+    def kafka_shop_bootstrap(self) -> str:
+        """Where shops connect: the brokers' SASL listener."""
+        host = self.kafka_shop_host or self.kafka_host
+        return ",".join(f"{host}:{port}" for port in self.kafka_shop_ports)
 
     @property
     def replication_factor(self) -> int:

@@ -8,7 +8,9 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-Channel = Literal["online", "pos"]
+# online: the shop's own storefront; marketplace: a marketplace selling for the shop; pos: a
+# till's sale. Online and marketplace orders take the same flow; pos ones are handed over.
+Channel = Literal["online", "marketplace", "pos"]
 
 # Every event class registers itself here: type name -> class, and payload class -> event class.
 EVENT_TYPES: dict[str, type[Event]] = {}

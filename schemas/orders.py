@@ -55,6 +55,11 @@ class OrderPlacedData(Model):
         "Point-of-sale only: when the till sold it. The upload may come hours later."))
     sale_id: str | None = Field(None, max_length=64, description=(
         "Point-of-sale only: the till's receipt number, unique per shop and store."))
+    reference: str | None = Field(None, max_length=128, description=(
+        "The shop's own order reference, unique per shop: an order it names twice is placed "
+        "once."))
+    intake: Literal["http", "kafka"] = Field("http", description=(
+        "How the order reached Alur: the HTTP API or the shop's Kafka intake topic."))
 
 
 class OrderCancelledData(Model):

@@ -89,6 +89,7 @@ def ensure_jars(settings: Settings) -> Path:
 def _config(settings: Settings, node: int, data_dir: Path) -> str:
     host = "127.0.0.1"
     port = settings.kafka_ports[node - 1]
+    shops = settings.kafka_shop_ports[node - 1]
     controller = settings.kafka_controller_port + 10 * (node - 1)
     voters = ",".join(f"{n}@{host}:{settings.kafka_controller_port + 10 * (n - 1)}"
                       for n in nodes(settings))
@@ -97,10 +98,25 @@ def _config(settings: Settings, node: int, data_dir: Path) -> str:
         "process.roles=broker,controller",
         f"node.id={node}",
         f"controller.quorum.voters={voters}",
-        f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
-        f"advertised.listeners=PLAINTEXT://{host}:{port}",
+        # PLAINTEXT: the services and the brokers themselves, on loopback (deployments keep it
+        # on the cluster's private network). SHOPS: shops, authenticated with SCRAM-SHA-512 and
+        # held to their ACLs (alur.infra.kafka_access). TLS in front of it is a deployment's.
+        f"listeners=PLAINTEXT://{host}:{port},SHOPS://{host}:{shops},"
+        f"CONTROLLER://{host}:{controller}",
+        f"advertised.listeners=PLAINTEXT://{host}:{port},SHOPS://{host}:{shops}",
         "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SHOPS:SASL_PLAINTEXT,"
+        "CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "listener.name.shops.sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "listener.name.shops.scram-sha-512.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        # ACLs decide on every request. The internal listeners' principal (ANONYMOUS) is a
+        # super user; a shop's principal (User:<shop id>) may do only what its ACLs allow.
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "super.users=User:ANONYMOUS",
+        "allow.everyone.if.no.acl.found=false",
         f"log.dirs={data_dir}",
         "auto.create.topics.enable=false",
         "group.initial.rebalance.delay.ms=0",

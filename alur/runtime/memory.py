@@ -12,7 +12,6 @@ from typing import Any, Literal
 
 from alur.runtime.errors import ConcurrencyConflict, StreamBusy
 from alur.runtime.ports import (
-    DEAD_LETTER_TYPE,
     AuditRow,
     OutboxRow,
     OutboxStats,
@@ -147,8 +146,8 @@ class InMemoryUnitOfWork:
         self.audit(AuditRow(direction="out", topic=event.topic, outcome="emitted",
                             event_id=event.id, type=event.type, order_id=event.subject))
 
-    def dead_letter(self, topic: str, key: bytes | None, value: bytes) -> None:
-        self._enqueue(None, topic, key, value, DEAD_LETTER_TYPE)
+    def send(self, topic: str, key: bytes | None, value: bytes, type: str) -> None:
+        self._enqueue(None, topic, key, value, type)
 
     def _enqueue(self, event_id: uuid.UUID | None, topic: str, key: bytes | None,
                  value: bytes, type_: str) -> None:

@@ -67,6 +67,20 @@ OUTBOX_OLDEST_AGE = Gauge(
     "alur_outbox_oldest_age_seconds", "Age of the oldest unpublished outbox row (0 if none).",
     ["service"])
 
+# --- shops publishing on Kafka (services/orders/kafka_intake.py) ----------------------------
+INTAKE_RECORDS = Counter(
+    "alur_intake_records_total", "Records read from the shops' intake topics, by shop and "
+    "outcome (accepted, duplicate, rejected).", ["shop", "outcome"])
+INTAKE_REJECTIONS = Counter(
+    "alur_intake_rejections_total", "Intake records rejected, by shop and reason (the "
+    "problem's kind, e.g. validation-error).", ["shop", "reason"])
+INTAKE_LAG = Gauge(
+    "alur_intake_lag_records", "Records on a shop's intake topic not yet handled (log end "
+    "offset minus position, summed over its partitions).", ["shop"])
+INTAKE_THROTTLED = Counter(
+    "alur_intake_throttled_total", "Times a shop's intake partition was paused because the "
+    "shop published faster than its rate.", ["shop"])
+
 # --- the business ---------------------------------------------------------------------------
 ORDER_TRANSITIONS = Counter(
     "alur_order_transitions_total", "Orders entering a state, by sales channel.",

@@ -119,8 +119,9 @@ class UnitOfWork(Protocol):
     def publish(self, event: Event) -> None:
         """Put an own event in the outbox (its class's topic, keyed by subject) and audit it."""
 
-    def dead_letter(self, topic: str, key: bytes | None, value: bytes) -> None:
-        """Put a dead-letter record in the outbox for `topic` (already the `.dlq` name)."""
+    def send(self, topic: str, key: bytes | None, value: bytes, type: str) -> None:
+        """Put a record that is not an own event in the outbox for `topic`: a dead letter
+        (type DEAD_LETTER_TYPE, `topic` already the `.dlq` name) or a record for a shop."""
 
     def audit(self, row: AuditRow) -> None: ...
 

@@ -24,7 +24,6 @@ from alur.runtime import alarm
 from alur.runtime.db import ACQUIRE_TIMEOUT, CONNECTION_ERRORS
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError, StreamBusy
 from alur.runtime.ports import (
-    DEAD_LETTER_TYPE,
     AuditRow,
     OutboxRow,
     OutboxStats,
@@ -379,8 +378,8 @@ class PostgresUnitOfWork:
         self.audit(AuditRow(direction="out", topic=event.topic, outcome="emitted",
                             event_id=event.id, type=event.type, order_id=event.subject))
 
-    def dead_letter(self, topic: str, key: bytes | None, value: bytes) -> None:
-        self._outbox.append((None, topic, key, value, DEAD_LETTER_TYPE))
+    def send(self, topic: str, key: bytes | None, value: bytes, type: str) -> None:
+        self._outbox.append((None, topic, key, value, type))
 
     def audit(self, row: AuditRow) -> None:
         self._audit.append(tuple(getattr(row, c) for c in _AUDIT_COLUMNS))

@@ -51,7 +51,7 @@ from typing import Any, Literal, TypeVar, cast
 from alur.runtime import metrics
 from alur.runtime.errors import InfrastructureError, InvalidEvent, is_retriable
 from alur.runtime.logs import message_context
-from alur.runtime.ports import AuditRow, UnitOfWork
+from alur.runtime.ports import DEAD_LETTER_TYPE, AuditRow, UnitOfWork
 from schemas import DecodeError, Event, decode, dlq_topic
 
 log = logging.getLogger("alur.processing")
@@ -480,8 +480,8 @@ class BatchProcessor:
 
     def _dead_letter(self, uow: UnitOfWork, message: Message, event: Event | None, error: str,
                      attempts: int, outcome: str = "dead_lettered") -> Result:
-        uow.dead_letter(dlq_topic(message.topic), message.key,
-                        dead_letter_record(self.service, message, error, attempts))
+        uow.send(dlq_topic(message.topic), message.key,
+                 dead_letter_record(self.service, message, error, attempts), DEAD_LETTER_TYPE)
         uow.audit(self._audit_in(message, event, outcome, attempts, error))
         return Result(message, outcome, event.type if event else None, attempts, error)
 

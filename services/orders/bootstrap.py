@@ -21,6 +21,7 @@ from schemas import Event
 from services.orders import domain, webhook_delivery
 from services.orders.api import ApiConfig, create_app
 from services.orders.api.writes import prune
+from services.orders.kafka_intake import KafkaIntake
 
 SOURCE = "alur/orders"
 
@@ -75,6 +76,10 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
 
     app = create_app(pool, new_uow, api_config(settings), observe=observe_order)
     serve_api = embedded_server(app, settings.listen_host, settings.api_port, settings.log_level)
+    # Shops publishing on Kafka are placed through the API's own intake and rate buckets.
+    kafka_intake = KafkaIntake(settings.kafka_bootstrap, new_uow, app.state.intake,
+                               app.state.limiter, settings.api_rate_per_second,
+                               settings.api_burst, settings.api_body_limit)
 
     stuck = metrics.ORDERS_STUCK.labels("orders")
     metrics.initialise(metrics.COMPENSATIONS, ("orders", "OrderCancelled"))
@@ -103,7 +108,7 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
     return ServiceParts(handler=handler_for(chosen, source=SOURCE, observe=observe_order),
                         timers=timers_for(chosen, source=SOURCE, observe=observe_order),
                         background=[serve_api, watch_stuck_orders, prune_api_records,
-                                    deliver_webhooks],
+                                    deliver_webhooks, kafka_intake.run],
                         close=client.aclose)
 
 

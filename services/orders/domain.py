@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Literal
 
 from schemas import (
     Customer,
@@ -117,10 +118,11 @@ class OrderState:
 
 def place_order(
     order_id: str, customer: Customer, lines: Sequence[OrderLine],
-    payment: PaymentInstruction, delivery: Delivery, currency: str | None = None,
+    payment: PaymentInstruction, delivery: Delivery, currency: str | None = None, *,
+    reference: str | None = None, intake: Literal["http", "kafka"] = "http",
 ) -> OrderPlacedData:
-    """Validate a new online order and compute its total; `currency`, when given, is the
-    shop's."""
+    """Validate a new order that ships (online or marketplace) and compute its total;
+    `currency`, when given, is the shop's."""
     total = _total(lines, currency)
     if payment.method not in SUPPORTED_PAYMENT_METHODS:
         raise InvalidOrder(f"payment method {payment.method!r} is not supported online")
@@ -135,7 +137,8 @@ def place_order(
     if delivery.method == "click_and_collect" and payment.method == "cod":
         raise InvalidOrder("cash on delivery needs home delivery")
     return OrderPlacedData(order_id=order_id, customer=customer, lines=list(lines), total=total,
-                           payment=payment, delivery=delivery)
+                           payment=payment, delivery=delivery, reference=reference,
+                           intake=intake)
 
 
 def record_sale(
@@ -347,12 +350,12 @@ def decide_under(policy: Policy) -> Callable[[OrderState, Event], list[Model]]:
 
 
 def _may_ship(state: OrderState) -> bool:
-    """An online order that is paid (or reserved, for cash on delivery), not cancelled, and
-    not yet released to shipping. Shipping books only on OrderReadyToShip, so a cancel decided
-    before it means no parcel at all, and one decided after it reaches shipping after it (on
-    the order's partition)."""
+    """An order that ships (online or marketplace), paid (or reserved, for cash on delivery),
+    not cancelled, and not yet released to shipping. Shipping books only on OrderReadyToShip,
+    so a cancel decided before it means no parcel at all, and one decided after it reaches
+    shipping after it (on the order's partition)."""
     waits_in = "reserved" if state.cod else "paid"
-    return state.channel == "online" and not state.ready_to_ship and state.status == waits_in
+    return state.channel != "pos" and not state.ready_to_ship and state.status == waits_in
 
 
 def _sale_recorded(state: OrderState) -> bool:

@@ -104,6 +104,10 @@ class ShopRegistry:
             " WHERE $1::text IS NULL OR shop_id = $1 ORDER BY shop_id, created_at", shop_id)
         return [ApiKey(**dict(r)) for r in rows]
 
+    async def shop(self, shop_id: str) -> Shop | None:
+        row = await self._pool.fetchrow("SELECT * FROM shops WHERE shop_id = $1", shop_id)
+        return None if row is None else _shop(row)
+
     async def authenticate(self, key: str) -> Shop | None:
         """The shop whose live key this is, or None. The lookup is by hash (an index probe),
         so no secret is ever compared byte by byte."""

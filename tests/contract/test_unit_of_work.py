@@ -82,7 +82,7 @@ async def test_the_outbox_hands_out_rows_in_order_until_marked_published(store) 
     async with store.new_uow() as uow:
         for ev in events:
             uow.publish(ev)
-        uow.dead_letter("orders.dlq", b"k", b"raw")
+        uow.send("orders.dlq", b"k", b"raw", DEAD_LETTER_TYPE)
     rows = await store.outbox.unpublished(10)
     assert [r.topic for r in rows] == ["orders", "orders", "orders", "orders.dlq"]
     assert [r.type for r in rows] == ["OrderPlaced"] * 3 + [DEAD_LETTER_TYPE]

@@ -55,8 +55,12 @@ def test_the_environment_is_made_of_settings_fields() -> None:
 def test_ports_and_credentials_agree_with_the_settings(compose_settings: Settings) -> None:
     s = compose_settings
     kafka = CONTAINERS["kafka"]["environment"]
-    assert kafka["KAFKA_ADVERTISED_LISTENERS"] == f"PLAINTEXT://{s.kafka_bootstrap}"
+    assert kafka["KAFKA_ADVERTISED_LISTENERS"] == \
+        f"PLAINTEXT://{s.kafka_bootstrap},SHOPS://{s.kafka_shop_bootstrap}"
     assert f":{s.kafka_port}" in kafka["KAFKA_LISTENERS"]
+    assert f"SHOPS://:{s.kafka_shop_ports[0]}" in kafka["KAFKA_LISTENERS"]
+    assert "SHOPS:SASL_PLAINTEXT" in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
+    assert kafka["KAFKA_SUPER_USERS"] == "User:ANONYMOUS"
     assert kafka["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     pg = CONTAINERS["postgres"]["environment"]
     assert (pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], pg["POSTGRES_DB"]) == \

@@ -2,6 +2,7 @@
 
 import json
 
+from services.orders import asyncapi
 from services.orders.api import openapi
 
 
@@ -21,3 +22,9 @@ def test_every_route_is_documented_with_auth_and_its_problems() -> None:
             if method == "post":
                 names = {p["name"] for p in op.get("parameters", [])}
                 assert "Idempotency-Key" in names, path
+
+
+def test_the_committed_asyncapi_document_of_the_shop_topics_matches_the_code() -> None:
+    committed = json.loads(asyncapi.COMMITTED.read_text())
+    assert committed == asyncapi.document(), (
+        "services/orders/asyncapi.json is stale: run `alur schemas export` and commit it")

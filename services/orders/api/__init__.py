@@ -24,6 +24,7 @@ from services.orders.api.problems import responses
 from services.orders.api.security import BodyLimit, Caller, Limits, RateLimiter, authenticator
 from services.orders.api.writes import Writes
 from services.orders.domain import OrderState, Policy, deadlines_under
+from services.orders.intake import Intake
 from services.orders.reports import report_on
 from services.orders.shops import ShopRegistry
 
@@ -52,12 +53,16 @@ def create_app(pool: asyncpg.Pool, new_uow: Callable[[], PostgresUnitOfWork],
     problems.install(app)
     app.add_middleware(BodyLimit, limit=config.body_limit)
     registry = ShopRegistry(pool)
+    limiter = RateLimiter()
     authenticate = authenticator(
-        registry.authenticate, RateLimiter(),
+        registry.authenticate, limiter,
         Limits(config.rate_per_second, config.burst, config.signature_tolerance))
     writes = Writes(new_uow, config.idempotency_ttl)
     authenticated = Depends(authenticate)
-    app.include_router(orders.router(new_uow, registry, writes, authenticate, observe,
+    # The one way orders are placed; the Kafka intake (kafka_intake.py) takes it from here.
+    app.state.intake = Intake(registry, writes, observe, config.deadlines)
+    app.state.limiter = limiter
+    app.include_router(orders.router(new_uow, app.state.intake, writes, authenticate, observe,
                                      config.return_window_days, config.deadlines))
     app.include_router(pos.router(registry, writes, authenticate, observe, config.deadlines))
     app.include_router(webhooks.router(pool, writes, authenticate,

@@ -65,7 +65,14 @@ class PlaceOrder(_Body):
 
     shop_id: str | None = Field(None, max_length=64, description=(
         "Optional; when sent it must be the shop of the API key."))
-    channel: Channel = Field("online", description="Sales channel.")
+    channel: Channel = Field("online", description=(
+        "Sales channel: `online` (the shop's storefront) or `marketplace`; a till's sales go "
+        "to POST /v1/pos/sales."))
+    reference: str | None = Field(None, min_length=1, max_length=128,
+                                  pattern=r"^[\x21-\x7e]+$", description=(
+        "The shop's own order reference (printable ASCII). An order named by a reference the "
+        "shop used before is not placed again: the answer names the first order, with "
+        "`duplicate` true, or, if the order differs, is a 409 reference-reused."))
     customer: Customer
     lines: list[OrderLine] = Field(min_length=1, max_length=MAX_LINES, description=(
         f"1 to {MAX_LINES} lines, one per SKU, all in the shop's currency."))
@@ -123,6 +130,9 @@ class SalesRecorded(BaseModel):
 class Accepted(BaseModel):
     order_id: str = Field(description="Id of the new order.", examples=["ord_5f1c..."])
     status_url: str = Field(description="Where to follow the order.")
+    duplicate: bool = Field(False, description=(
+        "True when the order's `reference` named an order placed before: nothing new was "
+        "placed, and `order_id` is that order's."))
 
 
 class TimelineEntry(BaseModel):

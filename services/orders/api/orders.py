@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from functools import reduce
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
@@ -18,7 +18,7 @@ from alur.runtime.aggregate import keep_timers
 from alur.runtime.ports import StoredEvent
 from alur.runtime.postgres import PostgresUnitOfWork
 from alur.runtime.strict_json import StrictJSONRoute
-from schemas import Channel, Event, Model, caused_by, first_event
+from schemas import Channel, Event, Model, caused_by
 from schemas.envelope import now
 from services.orders import domain
 from services.orders.api.models import (
@@ -36,8 +36,10 @@ from services.orders.api.models import (
 )
 from services.orders.api.problems import ApiError, responses
 from services.orders.api.security import Caller
-from services.orders.api.writes import Writes
-from services.orders.shops import ShopRegistry
+from services.orders.api.writes import Writes, request_hash
+
+if TYPE_CHECKING:
+    from services.orders.intake import Intake
 
 SOURCE = "alur/orders"
 Observe = Callable[[domain.OrderState, domain.OrderState, Event], None]
@@ -48,6 +50,7 @@ IdempotencyKey = Annotated[str | None, Header(
 AUTH = ("unauthenticated", "invalid-signature", "signature-expired", "signature-replayed",
         "rate-limited", "body-too-large", "validation-error")
 POST = (*AUTH, "idempotency-key-in-use", "idempotency-key-reused")
+# Kafka intake: a record's outcome is OrderRejected with one of these problems (KAFKA.md).
 
 
 def fold(events: Sequence[Event]) -> domain.OrderState:
@@ -103,7 +106,7 @@ def _uncursor(cursor: str) -> tuple[datetime, str]:
                        errors=[{"field": "cursor", "message": "invalid cursor"}]) from None
 
 
-def router(new_uow: Callable[[], PostgresUnitOfWork], registry: ShopRegistry, writes: Writes,
+def router(new_uow: Callable[[], PostgresUnitOfWork], intake: Intake, writes: Writes,
            authenticate: Callable[..., Any], observe: Observe, return_window_days: float,
            deadlines: Callable[[domain.OrderState], Mapping[str, datetime]]) -> APIRouter:
     api = APIRouter(prefix="/v1/orders", tags=["orders"], route_class=StrictJSONRoute)
@@ -124,42 +127,13 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], registry: ShopRegistry, wr
         return stream
 
     @api.post("", status_code=202, response_model=Accepted, responses=responses(
-        *POST, "invalid-order", "unknown-sku", "currency-mismatch"))
+        *POST, "invalid-order", "unknown-sku", "currency-mismatch", "reference-reused"))
     async def place_order(body: PlaceOrder, request: Request, caller: Caller = authenticated,
                           idempotency_key: IdempotencyKey = None) -> JSONResponse:
         """Accept an order: it is durably recorded before this answers 202."""
-        shop = caller.shop
-        if body.shop_id is not None and body.shop_id != shop.shop_id:
-            raise ApiError("validation-error", "See `errors`.", errors=[
-                {"field": "shop_id", "message": "must be the shop of the API key"}])
-        if body.channel == "pos":
-            raise ApiError("invalid-order", "A till's sales are uploaded to POST /v1/pos/sales.")
-        unknown = set(await registry.unknown_skus([line.sku for line in body.lines]))
-        if unknown:
-            raise ApiError("unknown-sku", f"Not in the catalogue: {', '.join(sorted(unknown))}.",
-                           errors=[{"field": f"lines.{i}.sku", "message": "unknown SKU"}
-                                   for i, line in enumerate(body.lines) if line.sku in unknown])
-        # A new stream: no service can have appended to it, so `work` runs once and the id
-        # and the validated order can be made before the transaction.
-        order_id = f"ord_{uuid.uuid4().hex}"
-        try:
-            data = domain.place_order(order_id, body.customer, body.lines, body.payment,
-                                      body.delivery, currency=shop.currency)
-        except domain.CurrencyMismatch as exc:
-            raise ApiError("currency-mismatch", str(exc)) from None
-        except domain.InvalidOrder as exc:
-            raise ApiError("invalid-order", str(exc)) from None
-        event = first_event(data, source=SOURCE, subject=order_id, shop_id=shop.shop_id,
-                            channel=body.channel)
-
-        async def work(uow: PostgresUnitOfWork) -> tuple[int, Accepted]:
-            await open_stream(uow, event, deadlines)
-            return 202, Accepted(order_id=order_id, status_url=f"/v1/orders/{order_id}")
-
-        response = await writes.run(caller, request, idempotency_key, work)
-        if "Idempotent-Replayed" not in response.headers:
-            observe(domain.OrderState(), fold([event]), event)
-        return response
+        answer = await intake.place(caller, body, fingerprint=await request_hash(request),
+                                    idempotency_key=idempotency_key, via="http")
+        return answer.response()
 
     @api.get("/{order_id}", response_model=OrderView,
              responses=responses(*AUTH, "not-found"))

@@ -30,6 +30,7 @@ KINDS: dict[str, tuple[int, str]] = {
     "not-found": (404, "No such resource"),
     "method-not-allowed": (405, "Method not allowed"),
     "idempotency-key-in-use": (409, "A request with this Idempotency-Key is in progress"),
+    "reference-reused": (409, "The shop's reference names another order"),
     "not-allowed-now": (409, "The order's state does not allow this"),
     "body-too-large": (413, "The request body is too large"),
     "validation-error": (422, "The request is invalid"),
@@ -68,14 +69,21 @@ class ApiError(Exception):
         self.kind, self.detail, self.errors, self.headers = kind, detail, errors, headers
 
 
-def problem(kind: str, detail: str, *, errors: list[dict[str, str]] | None = None,
-            headers: dict[str, str] | None = None) -> JSONResponse:
+def problem_body(kind: str, detail: str,
+                 errors: list[dict[str, str]] | None = None) -> dict[str, object]:
+    """The problem's JSON: over HTTP its response body, on Kafka an OrderRejected's `problem`."""
     status, title = KINDS[kind]
     body: dict[str, object] = {"type": PROBLEM_BASE + kind, "title": title, "status": status,
                                "detail": detail}
     if errors is not None:
         body["errors"] = errors
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+    return body
+
+
+def problem(kind: str, detail: str, *, errors: list[dict[str, str]] | None = None,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(problem_body(kind, detail, errors), status_code=KINDS[kind][0],
+                        media_type=PROBLEM, headers=headers)
 
 
 def responses(*kinds: str) -> dict[int | str, dict[str, object]]:
@@ -89,12 +97,15 @@ def responses(*kinds: str) -> dict[int | str, dict[str, object]]:
     return out
 
 
-def _field_error(error: Any) -> dict[str, str]:
-    field = ".".join(str(p) for p in error["loc"][1:])
+def field_error(error: Any, skip: int = 1) -> dict[str, str]:
+    """A pydantic error as a problem's field error; `skip` leading parts of its location
+    (FastAPI's `body`) are left out of the dotted field."""
+    field = ".".join(str(p) for p in error["loc"][skip:])
     message = str(error["msg"])
     if not field and ": " in message:  # a whole-body check that names the field it refused
         field, _, message = message.removeprefix("Value error, ").partition(": ")
-    return {"field": field or str(error["loc"][0]), "message": message}
+    return {"field": field or ".".join(str(p) for p in error["loc"][:1]) or "body",
+            "message": message}
 
 
 def install(app: FastAPI) -> None:
@@ -109,7 +120,7 @@ def install(app: FastAPI) -> None:
             why = str((unparsable[0].get("ctx") or {}).get("error", "")) or "not valid JSON"
             return problem("validation-error", f"The body is not valid JSON: {why}.",
                            errors=[{"field": "body", "message": why}])
-        errors = [_field_error(e) for e in exc.errors()]
+        errors = [field_error(e) for e in exc.errors()]
         return problem("validation-error", "See `errors` for each invalid field.", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)

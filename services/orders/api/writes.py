@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
@@ -28,26 +29,44 @@ async def request_hash(request: Request) -> bytes:
                           + await request.body()).digest()
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What a write answers: its status and JSON body, and whether it repeats an earlier one."""
+
+    status: int
+    body: Any
+    replayed: bool = False
+
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body, status_code=self.status,
+                            headers={"Idempotent-Replayed": "true"} if self.replayed else None)
+
+
 class Writes:
     def __init__(self, new_uow: Callable[[], PostgresUnitOfWork], idempotency_ttl: float) -> None:
         self._new_uow, self._ttl = new_uow, idempotency_ttl
 
     async def run(self, caller: Caller, request: Request, idempotency_key: str | None,
                   work: Work) -> JSONResponse:
+        """An HTTP request's write: `answer`, as the response."""
+        return (await self.answer(caller, await request_hash(request), idempotency_key,
+                                  work)).response()
+
+    async def answer(self, caller: Caller, fingerprint: bytes, idempotency_key: str | None,
+                     work: Work) -> Answer:
         """`work` in one transaction with the request's bookkeeping. If a service appended to
         the same order meanwhile, the whole request is decided again on the new state."""
         for attempt in range(CONFLICT_ATTEMPTS):
             try:
-                return await self._once(caller, request, idempotency_key, work)
+                return await self._once(caller, fingerprint, idempotency_key, work)
             except ConcurrencyConflict:
                 if attempt == CONFLICT_ATTEMPTS - 1:
                     raise
         raise AssertionError("unreachable")
 
-    async def _once(self, caller: Caller, request: Request, idempotency_key: str | None,
-                    work: Work) -> JSONResponse:
+    async def _once(self, caller: Caller, fingerprint: bytes, idempotency_key: str | None,
+                    work: Work) -> Answer:
         shop_id = caller.shop.shop_id
-        fingerprint = await request_hash(request)
         async with self._new_uow() as uow:
             conn = await uow.connection()
             if caller.signature is not None:
@@ -72,8 +91,7 @@ class Writes:
                     if seen["request_hash"] != fingerprint:
                         raise ApiError("idempotency-key-reused", "This Idempotency-Key was sent "
                                        "with another request; use a new key for a new request.")
-                    return JSONResponse(json.loads(seen["response"]), status_code=seen["status"],
-                                        headers={"Idempotent-Replayed": "true"})
+                    return Answer(seen["status"], json.loads(seen["response"]), replayed=True)
             status, payload = await work(uow)
             body = jsonable_encoder(payload)
             if idempotency_key is not None:
@@ -83,7 +101,7 @@ class Writes:
                     " SET request_hash = excluded.request_hash, status = excluded.status,"
                     " response = excluded.response, created_at = now()",
                     shop_id, idempotency_key, fingerprint, status, json.dumps(body))
-        return JSONResponse(body, status_code=status)
+        return Answer(status, body)
 
 
 async def prune(conn_execute: Callable[..., Awaitable[str]], idempotency_ttl: float,

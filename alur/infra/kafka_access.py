@@ -1,0 +1,230 @@
+"""A shop's access to the brokers: its SCRAM-SHA-512 credentials, its two topics and its ACLs.
+
+Each shop gets a topic of its own to publish on and one to read from:
+
+- `order-intake.<shop id>`: the shop may WRITE (and DESCRIBE) it, nobody else may. The orders
+  service reads it as the shop's records, so a shop cannot publish as another: the topic is
+  its identity, and only its principal can write there.
+- `order-outcomes.<shop id>`: the shop may READ (and DESCRIBE) it; the orders service writes
+  its acceptances, rejections and later status events there.
+- consumer groups whose id starts with `<shop id>.` (a prefixed ACL): the shop's own groups.
+
+The principal is `User:<shop id>`. Nothing else is granted: internal topics, other shops'
+topics, other groups and the cluster are refused with an authorization error.
+
+aiokafka's admin client has no call for SCRAM credentials and speaks the old ACL versions
+Kafka 4 dropped, so the two requests are written out here from the protocol's message specs
+(AlterUserScramCredentials v0 and CreateAcls v3, both "flexible" versions).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import secrets
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import (
+    CompactArray,
+    CompactString,
+    Int8,
+    Int16,
+    Int32,
+    Schema,
+    TaggedFields,
+    UnsignedVarInt32,
+)
+
+INTAKE_PREFIX = "order-intake."
+OUTCOMES_PREFIX = "order-outcomes."
+SCRAM_SHA_512 = 2  # the protocol's mechanism code
+SCRAM_ITERATIONS = 8192
+# The largest record the shops' topics take. The orders service refuses bodies over its own
+# limit (api_body_limit) with a readable rejection; records up to this size reach it for that.
+TOPIC_MAX_RECORD_BYTES = 4 * 1024 * 1024
+
+# ACL codes (org.apache.kafka.common.acl / resource)
+TOPIC, GROUP = 2, 3
+LITERAL, PREFIXED = 3, 4
+READ, WRITE, DESCRIBE = 3, 4, 8
+ALLOW = 3
+
+
+def intake_topic(shop_id: str) -> str:
+    return INTAKE_PREFIX + shop_id
+
+
+def outcomes_topic(shop_id: str) -> str:
+    return OUTCOMES_PREFIX + shop_id
+
+
+def principal(shop_id: str) -> str:
+    return f"User:{shop_id}"
+
+
+def group_prefix(shop_id: str) -> str:
+    return f"{shop_id}."
+
+
+class CompactBytes:
+    """The protocol's COMPACT_BYTES: unsigned varint length + 1, then the bytes."""
+
+    @classmethod
+    def encode(cls, value: bytes) -> bytes:
+        return bytes(UnsignedVarInt32.encode(len(value) + 1)) + value
+
+    @classmethod
+    def decode(cls, data: io.BytesIO) -> bytes:
+        return bytes(data.read(UnsignedVarInt32.decode(data) - 1))
+
+
+class AlterUserScramCredentialsResponse_v0(Response):  # type: ignore[misc]  # aiokafka is untyped
+    API_KEY = 51
+    API_VERSION = 0
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        ("results", CompactArray(("user", CompactString("utf-8")), ("error_code", Int16),
+                                 ("error_message", CompactString("utf-8")),
+                                 ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )
+
+
+class AlterUserScramCredentialsRequest_v0(RequestStruct):  # type: ignore[misc]  # aiokafka is untyped
+    FLEXIBLE_VERSION = True
+    API_KEY = 51
+    API_VERSION = 0
+    RESPONSE_TYPE = AlterUserScramCredentialsResponse_v0
+    SCHEMA = Schema(
+        ("deletions", CompactArray(("name", CompactString("utf-8")), ("mechanism", Int8),
+                                   ("tags", TaggedFields))),
+        ("upsertions", CompactArray(("name", CompactString("utf-8")), ("mechanism", Int8),
+                                    ("iterations", Int32), ("salt", CompactBytes),
+                                    ("salted_password", CompactBytes), ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )
+
+
+class AlterUserScramCredentials(Request[AlterUserScramCredentialsRequest_v0]):  # type: ignore[misc]  # aiokafka is untyped
+    API_KEY = 51
+
+    def __init__(self, user: str, password: str) -> None:
+        self._salt = secrets.token_bytes(32)
+        # SCRAM's Hi() is PBKDF2 with the mechanism's HMAC and its digest length.
+        self._salted = hashlib.pbkdf2_hmac("sha512", password.encode(), self._salt,
+                                           SCRAM_ITERATIONS)
+        self._user = user
+
+    def build(self, request_struct_class: type[AlterUserScramCredentialsRequest_v0]
+              ) -> AlterUserScramCredentialsRequest_v0:
+        return request_struct_class(
+            [], [(self._user, SCRAM_SHA_512, SCRAM_ITERATIONS, self._salt, self._salted, {})], {})
+
+
+class CreateAclsResponse_v3(Response):  # type: ignore[misc]  # aiokafka is untyped
+    API_KEY = 30
+    API_VERSION = 3
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        ("results", CompactArray(("error_code", Int16),
+                                 ("error_message", CompactString("utf-8")),
+                                 ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )
+
+
+class CreateAclsRequest_v3(RequestStruct):  # type: ignore[misc]  # aiokafka is untyped
+    FLEXIBLE_VERSION = True
+    API_KEY = 30
+    API_VERSION = 3
+    RESPONSE_TYPE = CreateAclsResponse_v3
+    SCHEMA = Schema(
+        ("creations", CompactArray(
+            ("resource_type", Int8), ("resource_name", CompactString("utf-8")),
+            ("resource_pattern_type", Int8), ("principal", CompactString("utf-8")),
+            ("host", CompactString("utf-8")), ("operation", Int8), ("permission_type", Int8),
+            ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )
+
+
+@dataclass(frozen=True)
+class Acl:
+    resource_type: int
+    resource_name: str
+    pattern_type: int
+    operation: int
+
+
+class CreateAcls(Request[CreateAclsRequest_v3]):  # type: ignore[misc]  # aiokafka is untyped
+    API_KEY = 30
+
+    def __init__(self, who: str, acls: list[Acl]) -> None:
+        self._who, self._acls = who, acls
+
+    def build(self, request_struct_class: type[CreateAclsRequest_v3]) -> CreateAclsRequest_v3:
+        return request_struct_class([
+            (a.resource_type, a.resource_name, a.pattern_type, self._who, "*", a.operation,
+             ALLOW, {}) for a in self._acls], {})
+
+
+def shop_acls(shop_id: str) -> list[Acl]:
+    """Everything a shop may do on the brokers."""
+    return [Acl(TOPIC, intake_topic(shop_id), LITERAL, WRITE),
+            Acl(TOPIC, intake_topic(shop_id), LITERAL, DESCRIBE),
+            Acl(TOPIC, outcomes_topic(shop_id), LITERAL, READ),
+            Acl(TOPIC, outcomes_topic(shop_id), LITERAL, DESCRIBE),
+            Acl(GROUP, group_prefix(shop_id), PREFIXED, READ)]
+
+
+class AccessError(RuntimeError):
+    """The brokers refused to set up a shop's access; the message says why."""
+
+
+def _raise_errors(what: str, results: list[tuple[object, ...]], code_at: int) -> None:
+    for result in results:
+        code, message = int(result[code_at]), result[code_at + 1]  # type: ignore[call-overload]
+        if code:
+            raise AccessError(f"{what}: {for_code(code).__name__}: {message or ''}".rstrip(": "))
+
+
+@dataclass(frozen=True)
+class KafkaAccess:
+    """What `alur shops add --kafka` hands the shop (the password is shown once)."""
+
+    shop_id: str
+    username: str
+    password: str
+    bootstrap: str
+    intake_topic: str
+    outcomes_topic: str
+    group_prefix: str
+
+
+async def grant(bootstrap: str, shop_bootstrap: str, shop_id: str, *, partitions: int,
+                replication: int) -> KafkaAccess:
+    """Create (or keep) the shop's two topics, set a new SCRAM password, add its ACLs. Run
+    again, it rotates the password and leaves the rest as it was."""
+    password = secrets.token_urlsafe(32)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        config = {"max.message.bytes": str(TOPIC_MAX_RECORD_BYTES)}
+        for topic in (intake_topic(shop_id), outcomes_topic(shop_id)):
+            response = await admin.create_topics(
+                [NewTopic(topic, partitions, replication, topic_configs=config)])
+            for name, code, *rest in response.topic_errors:
+                if code and for_code(code) is not TopicAlreadyExistsError:
+                    raise AccessError(f"topic {name}: {for_code(code).__name__}: "
+                                      f"{rest[0] if rest else ''}")
+        scram = await admin._send_to_controller(AlterUserScramCredentials(shop_id, password))
+        _raise_errors(f"SCRAM credentials of {shop_id}", scram.results, 1)
+        acls = await admin._send_to_controller(CreateAcls(principal(shop_id), shop_acls(shop_id)))
+        _raise_errors(f"ACLs of {shop_id}", acls.results, 0)
+    finally:
+        await admin.close()
+    return KafkaAccess(shop_id, shop_id, password, shop_bootstrap, intake_topic(shop_id),
+                       outcomes_topic(shop_id), group_prefix(shop_id))
