@@ -1,4 +1,5 @@
-"""`alur demo`: the real stack, simulated shops placing orders over HTTP, a summary, teardown."""
+"""`alur demo`: the real stack, simulated shops placing orders (over HTTP; the last one, a
+marketplace, on Kafka with its own credentials), a summary, teardown."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import asyncpg
 import httpx
 
 from alur.infra import prometheus, stack
+from alur.infra.kafka_access import KafkaAccess, grant
 from alur.infra.procs import StartError
 from alur.progress import Progress
 from alur.settings import SERVICES, Settings
@@ -30,6 +32,7 @@ from alur.simulators.customers import (
     till_plan,
     till_sale,
 )
+from alur.simulators.marketplace import publish_orders
 from alur.simulators.smtp import read_messages
 from alur.tools.invariants import Report, check
 from services.inventory.seed import set_stock
@@ -50,13 +53,15 @@ class Run:
     slowed_down: int = 0  # 429 answers waited out
     unanswered: int = 0   # placements sent again after the connection failed
     till_batches: int = 0
+    kafka_orders: list[str] = field(default_factory=list)  # the marketplace's, on Kafka
+    kafka_rejected: int = 0
 
     @property
     def till_orders(self) -> list[str]:
         return [o for o, (_, p) in self.customers.orders.items() if p.till]
 
 
-async def _place(total: int, customers: Customers) -> Run:
+async def _place(total: int, customers: Customers, marketplace: KafkaAccess | None) -> Run:
     """Each shop was registered with an API key, as a real one would be onboarded, and sends
     its orders like a well-behaved client: an Idempotency-Key per order, kept across retries,
     a pause for as long as a 429 asks, and the same request again when one got no answer."""
@@ -119,14 +124,31 @@ async def _place(total: int, customers: Customers) -> Run:
             count -= len(plans)
             progress.show(len(run.orders))
 
+    async def on_kafka(access: KafkaAccess, count: int) -> None:
+        """The marketplace publishes its orders on its intake topic and reads the outcomes."""
+        done = len(run.orders)
+        published = await publish_orders(access, count, rng,
+                                          lambda n: progress.show(done + n))
+        for order_id, p, body in published.accepted.values():
+            run.orders.append(order_id)
+            run.kafka_orders.append(order_id)
+            customers.add(order_id, access.shop_id, p, body)
+        run.kafka_rejected = len(published.rejected)
+        for reference, why in list(published.rejected.items())[:5]:
+            print(f"  marketplace order {reference} rejected: {why}", file=sys.stderr)
+        progress.show(len(run.orders))
+
     shops = len(shop_ids)
     share = [total // shops + (1 if i < total % shops else 0) for i in range(shops)]
+    web = shop_ids[:-1] if marketplace is not None else shop_ids
     tills = [n // 10 for n in share]  # a tenth of each shop's sales are made at its tills
-    # each shop sends from a few web servers at once, and one store till uploads late
+    # each shop sends from a few web servers at once, and one store till uploads late; the
+    # marketplace publishes on Kafka
     await asyncio.gather(*(shop(s, (n - t) // 4 + (1 if k < (n - t) % 4 else 0))
-                           for s, n, t in zip(shop_ids, share, tills, strict=True)
+                           for s, n, t in zip(web, share, tills, strict=False)
                            for k in range(4)),
-                         *(till(s, t) for s, t in zip(shop_ids, tills, strict=True)))
+                         *(till(s, t) for s, t in zip(web, tills, strict=False)),
+                         *([on_kafka(marketplace, share[-1])] if marketplace else []))
     run.placing_seconds = time.monotonic() - started
     progress.finish(len(run.orders))
     return run
@@ -273,8 +295,12 @@ async def _summary(settings: Settings, db: asyncpg.Pool, run: Run, due_mails: in
     mails = sum(1 for raw in read_messages(settings.mail_dir)
                 if _order_of(raw) in wanted)
     seconds = (span["last"] - span["first"]).total_seconds() if span["first"] else 0.0
+    tills, kafka = len(run.till_orders), len(run.kafka_orders)
     rows = [("orders placed", f"{len(ids)}"),
-            ("intake rate", f"{len(ids) / run.placing_seconds:.0f} orders/s over HTTP"),
+            ("orders by intake path", f"HTTP {len(ids) - tills - kafka} (web shops), HTTP "
+                                      f"{tills} (till uploads), Kafka {kafka} (marketplace, "
+                                      f"{run.kafka_rejected} rejected)"),
+            ("intake rate", f"{len(ids) / run.placing_seconds:.0f} orders/s"),
             ("rate-limit waits (429)", str(run.slowed_down)),
             ("requests without an answer, sent again",
              str(run.unanswered + sum(run.customers.unanswered.values()))),
@@ -342,11 +368,16 @@ async def _drive(settings: Settings, orders: int, shops: int) -> tuple[int, str]
     skus = [sku for sku, _ in CATALOGUE] + [SCARCE[0]]
     keys = {s: (await onboard(settings, s, "EUR", skus))[0]
             for s in (f"shop-{i + 1}" for i in range(shops))}
+    # The last shop is a marketplace that publishes on Kafka (it keeps its API key: its
+    # customers still cancel, confirm and return through the API).
+    marketplace = await grant(settings.kafka_bootstrap, settings.kafka_shop_bootstrap,
+                              f"shop-{shops}", partitions=settings.partitions,
+                              replication=settings.replication_factor) if shops > 1 else None
     db = await asyncpg.create_pool(settings.pg_dsn, min_size=1, max_size=2)
     try:
         async with httpx.AsyncClient(base_url=settings.api_url, timeout=30) as api, \
                 httpx.AsyncClient(base_url=settings.gateway_url, timeout=30) as gateway:
-            run = await _place(orders, Customers(api, gateway, keys))
+            run = await _place(orders, Customers(api, gateway, keys), marketplace)
             settled = await _settle(db, run, timeout=max(180.0, orders / 4))
         due_mails = await _notify(db, run, timeout=60.0)
         async with db.acquire() as conn:

@@ -85,6 +85,23 @@ OVERVIEW = Dashboard(
                   (q("max by (service) (alur_outbox_oldest_age_seconds)", "{{service}}"),),
                   "s"),
         )),
+        ("Shops on Kafka", (
+            Panel("Intake records per second, by shop and outcome",
+                  (q(f"sum by (shop, outcome) (rate(alur_intake_records_total[{RATE}]))",
+                     "{{shop}} {{outcome}}"),), "ops",
+                  description="Records read from the shops' intake topics: accepted, "
+                              "duplicate (a reference seen before) or rejected."),
+            Panel("Intake rejections per second, by shop and reason",
+                  (q(f"sum by (shop, reason) (rate(alur_intake_rejections_total[{RATE}]))",
+                     "{{shop}} {{reason}}"),), "ops",
+                  description="The problem kind each rejected record's OrderRejected names."),
+            Panel("Intake consumer lag, by shop",
+                  (q("sum by (shop) (alur_intake_lag_records)", "{{shop}}"),
+                   q(f"sum by (shop) (rate(alur_intake_throttled_total[{RATE}]))",
+                     "{{shop}} paused for its rate (per s)")), "short",
+                  description="Records on a shop's intake topic not yet handled; should "
+                              "return to zero. A shop above its rate is paused, not refused."),
+        )),
         ("Errors", (
             Panel("Dead letters per second, by service and topic",
                   (q(f"sum by (service, topic) (rate(alur_dead_letters_total[{RATE}]))",

@@ -169,7 +169,7 @@ async def _gateway_ledger(conn: asyncpg.Connection, ids: list[str] | None,
         "   FROM gateway_sim.refunds GROUP BY reference),"
         " p AS (SELECT stream_id AS order_id,"
         "   coalesce(sum((body->'data'->'amount'->>'amount')::bigint) FILTER ("
-        "     WHERE type = 'PaymentConfirmed' AND body->>'channel' = 'online'"
+        "     WHERE type = 'PaymentConfirmed' AND body->>'channel' <> 'pos'"
         "     AND body->'data'->>'method' <> 'cod'), 0) AS captured,"
         "   coalesce(sum((body->'data'->'amount'->>'amount')::bigint)"
         "     FILTER (WHERE type = 'RefundIssued'), 0) AS refunded,"

@@ -323,3 +323,41 @@ def _by_content(outcomes: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rejected = sorted((r for r in outcomes if r["type"] == "OrderRejected"),
                       key=lambda r: str(r["key"]) != "D-2")
     return [*accepted, *rejected]
+
+
+async def test_the_operators_command_gives_a_shop_working_credentials_once(
+        services: Settings) -> None:
+    from tests.e2e.test_engineer_tools import alur
+
+    shop_id = f"kshop-cli-{uuid.uuid4().hex[:6]}"
+    added = alur(services, "shops", "add", shop_id, "--currency", "EUR", "--kafka")
+    assert added.returncode == 0, added.stderr
+    password = added.stdout.split("password")[1].split()[0]
+    assert f"order-intake.{shop_id}" in added.stdout
+    assert f"order-outcomes.{shop_id}" in added.stdout
+    assert services.kafka_shop_bootstrap in added.stdout
+    sku = f"SKU-C{uuid.uuid4().hex[:6].upper()}"
+    await set_stock(services, [("WH-JKT", sku, 10)])
+    config = connection(services.kafka_shop_bootstrap, shop_id, password)
+    async with AIOKafkaProducer(acks="all", **config) as producer:
+        await producer.send_and_wait(f"order-intake.{shop_id}", submission(order("C-1", sku)),
+                                     key=b"C-1")
+    outcomes = outcome_consumer(config, shop_id)
+    await outcomes.start()
+    shop = KafkaShop(KafkaAccess(shop_id, shop_id, password, services.kafka_shop_bootstrap,
+                                 f"order-intake.{shop_id}", f"order-outcomes.{shop_id}",
+                                 f"{shop_id}."), None, outcomes, [])  # type: ignore[arg-type]
+    try:
+        assert (await shop.about("C-1", "OrderAccepted"))["data"]["order_id"]
+    finally:
+        await outcomes.stop()
+    # A new password replaces the old one: the old one no longer gets in.
+    rotated = alur(services, "shops", "kafka", shop_id)
+    assert rotated.returncode == 0, rotated.stderr
+    assert password not in rotated.stdout
+    stale = AIOKafkaProducer(**config)
+    with pytest.raises(KafkaError):
+        await asyncio.wait_for(stale.start(), 20)
+    await stale.stop()
+    missing = alur(services, "shops", "kafka", "no-such-shop")
+    assert missing.returncode == 2 and "no shop no-such-shop" in missing.stderr
