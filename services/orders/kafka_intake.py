@@ -3,7 +3,8 @@
 The orders service reads every `order-intake.<shop id>` topic (a pattern subscription, so a
 shop added later is picked up within seconds). Only the shop's principal may write its topic
 (alur.infra.kafka_access), so the topic names the shop: a record claiming another shop is
-refused. Each record is one `OrderSubmitted` CloudEvent (structured mode, JSON) whose `data`
+refused. Each record is one `OrderSubmitted` CloudEvent (structured mode, or binary mode with
+`ce_` headers; JSON) whose `data`
 is the body of `POST /v1/orders` with a `reference`, and is placed through the same path as
 that POST (services/orders/intake.py).
 
@@ -154,6 +155,12 @@ def parse(record: ConsumerRecord[bytes, bytes], shop: Shop, body_limit: int,
     except json.JSONDecodeError as exc:
         raise ApiError("validation-error", f"The record is not valid JSON: {exc.msg}.",
                        errors=[{"field": "value", "message": exc.msg}]) from None
+    attributes = {name[3:]: _text(bytes(v)) for name, v in record.headers or ()
+                  if name.startswith("ce_")}
+    if attributes:  # binary mode: the attributes in ce_ headers, the value is `data`
+        raw = {**attributes, "data": raw}
+        raw.setdefault("datacontenttype", next(
+            (_text(bytes(v)) for name, v in record.headers if name == "content-type"), None))
     if isinstance(raw, dict):
         data = raw.get("data")
         read.submission_id = raw["id"] if isinstance(raw.get("id"), str) else None

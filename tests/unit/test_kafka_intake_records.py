@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -64,3 +65,20 @@ def test_the_migration_republishes_exactly_the_status_events() -> None:
     listed = re.search(r"NEW\.type IN \((.*?)\)\)", sql, re.S)
     assert listed is not None
     assert tuple(re.findall(r"'(\w+)'", listed.group(1))) == STATUS_EVENTS
+
+
+def test_binary_mode_takes_the_attributes_from_ce_headers() -> None:
+    order = example_order("REF-1", "SKU-KOPI", "IDR")
+    headers = (("ce_specversion", b"1.0"), ("ce_type", b"OrderSubmitted"),
+               ("ce_id", b"sub-1"), ("ce_source", b"urn:erp"),
+               ("content-type", b"application/json"))
+    good = replace(record(json.dumps(order).encode()), headers=headers)
+    read = _Read()
+    assert parse(good, SHOP, 262_144, read).reference == "REF-1"
+    assert read.submission_id == "sub-1"
+    wrong = replace(record(json.dumps(order).encode()), headers=(
+        ("ce_specversion", b"1.0"), ("ce_type", b"OrderPlaced"), ("ce_id", b"x"),
+        ("ce_source", b"urn:erp")))
+    with pytest.raises(ApiError) as refused:
+        parse(wrong, SHOP, 262_144, _Read())
+    assert refused.value.errors and refused.value.errors[0]["field"] == "type"
