@@ -263,13 +263,14 @@ class KafkaIntake:
                          ) -> tuple[TopicPartition, int | None]:
         """Handle one partition's records in order; the offset to commit after them."""
         shop_id = tp.topic.removeprefix(INTAKE_PREFIX)
+        throttled = self._throttled(shop_id)  # exported at 0 before the shop is ever paused
         shop = await self._retrying(lambda: self._intake.registry.shop(shop_id))
         done: int | None = None
         for record in records:
             wait = self._limiter.take(shop_id, (shop and shop.rate_per_second) or self._rate,
                                       (shop and shop.burst) or self._burst)
             if wait > 0:
-                self._throttled(shop_id).inc()
+                throttled.inc()
                 consumer.pause(tp)
                 consumer.seek(tp, record.offset)
                 asyncio.get_running_loop().call_later(wait, _resume, consumer, tp)

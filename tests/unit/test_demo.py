@@ -22,7 +22,7 @@ async def run_once(sent: list[httpx.Request]) -> None:
     transport = httpx.MockTransport(answer)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as api:
         customers = Customers(api, api, {"shop-1": "key-1", "shop-2": "key-2"})
-        run = await _place(40, customers)
+        run = await _place(40, customers, marketplace=None)
     assert len(run.orders) == 40 and run.till_batches > 0
 
 
