@@ -1,9 +1,10 @@
 """PostgreSQL adapters of the core ports (asyncpg). One connection and transaction per unit.
 
 A unit of work costs few round trips however many messages it handles: the batch's inbox ids
-and streams are fetched in one statement each, appends, outbox and audit rows are buffered and
-written with COPY at commit, and a savepoint is only issued when a handler reaches for the
-connection itself (e.g. the stock table).
+and streams are fetched in one statement each; appends, outbox, audit and timer rows are
+buffered and written at commit in one statement (one data-modifying CTE per table); and a
+savepoint is only issued when a handler reaches for the connection itself (e.g. the stock
+table).
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ _AUDIT_COLUMNS = ("direction", "topic", "partition", "offset", "event_id", "type
                   "outcome", "attempts", "error")
 _OUTBOX_COLUMNS = ("event_id", "topic", "key", "value", "type")
 _EVENT_COLUMNS = ("stream_id", "version", "event_id", "type", "origin", "body")
+# The flush's column types, in the order of the columns above (events' body is JSON text).
+_TYPES = {
+    "events": ("text", "int", "uuid", "text", "text", "jsonb"),
+    "audit": ("text", "text", "int", "bigint", "uuid", "text", "text", "text", "int", "text"),
+    "outbox": ("uuid", "text", "bytea", "bytea", "text"),
+}
 
 log = logging.getLogger("alur.postgres")
 # Errors that end the transaction as a whole, not one message's savepoint: the connection is
@@ -166,18 +173,49 @@ class PostgresUnitOfWork:
             await self._release(broken)
 
     async def _flush(self) -> None:
+        """Everything buffered, in one statement: a round trip per commit, not one per table.
+        (Data-modifying CTEs each run once, to completion, whether the query reads them.)"""
         assert self.conn is not None
+        parts: list[str] = []
+        args: list[object] = []
+
+        def array(values: Sequence[object], pg_type: str) -> str:
+            args.append(list(values))
+            return f"${len(args)}::{'text' if pg_type == 'jsonb' else pg_type}[]"
+
         for table, rows, columns in (("events", self._events, _EVENT_COLUMNS),
                                      ("audit", self._audit, _AUDIT_COLUMNS),
                                      ("outbox", self._outbox, _OUTBOX_COLUMNS)):
             if rows:
-                await self.conn.copy_records_to_table(
-                    table, records=rows, columns=columns, schema_name=self._schema)
-        if self._timers:
-            await self._flush_timers()
+                types = _TYPES[table]
+                arrays = [array(column, t) for column, t in
+                          zip(zip(*rows, strict=True), types, strict=True)]
+                names = [f"c{i}" for i in range(len(columns))]
+                values = ", ".join(f"{n}::jsonb" if t == "jsonb" else n
+                                   for n, t in zip(names, types, strict=True))
+                quoted = ", ".join(f'"{c}"' for c in columns)
+                parts.append(f"INSERT INTO {table} ({quoted}) SELECT {values} FROM "
+                             f"unnest({', '.join(arrays)}) AS r({', '.join(names)})")
+        set_ = [(s, k, due) for (s, k), due in self._timers.items() if due is not None]
+        cancelled = [(s, k) for (s, k), due in self._timers.items() if due is None]
+        if cancelled:  # a (stream, kind) is either set or cancelled, never both
+            streams, kinds = zip(*cancelled, strict=True)
+            parts.append(f"DELETE FROM timers t USING unnest({array(streams, 'text')}, "
+                         f"{array(kinds, 'text')}) AS c(s, k) "
+                         "WHERE t.stream_id = c.s AND t.kind = c.k")
+        if set_:
+            streams, kinds, dues = zip(*set_, strict=True)
+            parts.append(f"INSERT INTO timers (stream_id, kind, due_at) SELECT * FROM unnest("
+                         f"{array(streams, 'text')}, {array(kinds, 'text')}, "
+                         f"{array(dues, 'timestamptz')}) "
+                         "ON CONFLICT (stream_id, kind) DO UPDATE SET due_at = EXCLUDED.due_at")
         if self._released:
-            await self.conn.execute("DELETE FROM claims WHERE stream_id = ANY($1::text[])",
-                                    self._released)
+            released = array(self._released, "text")
+            parts.append(f"DELETE FROM claims WHERE stream_id = ANY({released})")
+        if parts:
+            await self.conn.execute(
+                "WITH " + ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts))
+                + " SELECT 1", *args)
 
     def _wake_loops(self) -> None:
         """Tell the process's polling loops what was committed (alur.runtime.alarm)."""
@@ -186,23 +224,6 @@ class PostgresUnitOfWork:
             alarm.TIMERS.due(min(dues))
         if self._events and alarm.WRITES is not None:
             alarm.WRITES.due(datetime.now(UTC))
-
-    async def _flush_timers(self) -> None:
-        assert self.conn is not None
-        set_ = [(s, k, due) for (s, k), due in self._timers.items() if due is not None]
-        cancelled = [(s, k) for (s, k), due in self._timers.items() if due is None]
-        if cancelled:
-            streams, kinds = zip(*cancelled, strict=True)
-            await self.conn.execute(
-                "DELETE FROM timers t USING unnest($1::text[], $2::text[]) AS c(s, k) "
-                "WHERE t.stream_id = c.s AND t.kind = c.k", list(streams), list(kinds))
-        if set_:
-            streams, kinds, dues = zip(*set_, strict=True)
-            await self.conn.execute(
-                "INSERT INTO timers (stream_id, kind, due_at) "
-                "SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[]) "
-                "ON CONFLICT (stream_id, kind) DO UPDATE SET due_at = EXCLUDED.due_at",
-                list(streams), list(kinds), list(dues))
 
     async def _release(self, broken: bool = False) -> None:
         if self.conn is not None:
