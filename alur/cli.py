@@ -88,18 +88,24 @@ def _stock(args: argparse.Namespace, settings: Settings) -> None:
     print(f"{args.sku} at {args.location}: {args.on_hand} on hand")
 
 
-async def _kafka_access(settings: Settings, shop_id: str) -> None:
-    """Give the shop its Kafka topics, SCRAM credentials and ACLs, and print how to connect."""
+async def _kafka_access(settings: Settings, shop_id: str, revoke: bool = False) -> None:
+    """Give the shop its Kafka topics, SCRAM credentials and ACLs, and print how to connect;
+    or, with `revoke`, take its credentials away."""
     from aiokafka.errors import KafkaError
 
-    from alur.infra.kafka_access import AccessError, grant
+    from alur.infra import kafka_access
     from services.orders.shops import RegistryError
 
     try:
-        access = await grant(settings.kafka_bootstrap, settings.kafka_shop_bootstrap, shop_id,
-                             partitions=settings.partitions,
-                             replication=settings.replication_factor)
-    except (AccessError, KafkaError) as exc:
+        if revoke:
+            await kafka_access.revoke(settings.kafka_bootstrap, shop_id)
+            print(f"Kafka credentials of {shop_id} deleted: no new connection gets in "
+                  f"(`alur shops kafka {shop_id}` gives it new ones)")
+            return
+        access = await kafka_access.grant(
+            settings.kafka_bootstrap, settings.kafka_shop_bootstrap, shop_id,
+            partitions=settings.partitions, replication=settings.replication_factor)
+    except (kafka_access.AccessError, KafkaError) as exc:
         raise RegistryError(f"Kafka access for {shop_id}: {exc}") from None
     print(f"Kafka access for {shop_id} (see services/orders/KAFKA.md):")
     print(f"  bootstrap servers  {access.bootstrap}")
@@ -133,7 +139,7 @@ def _registry(args: argparse.Namespace, settings: Settings) -> int:
             elif args.command == "shops" and args.action == "kafka":
                 if await shops.shop(args.shop_id) is None:
                     raise RegistryError(f"no shop {args.shop_id}; add it with `alur shops add`")
-                await _kafka_access(settings, args.shop_id)
+                await _kafka_access(settings, args.shop_id, revoke=args.revoke)
             elif args.command == "shops":
                 for shop in await shops.shops():
                     print(f"{shop.shop_id:<24} {shop.currency}  "
@@ -435,6 +441,8 @@ def build_parser() -> argparse.ArgumentParser:
     shops.add_argument("--burst", type=int, help="requests at once above the rate (add)")
     shops.add_argument("--kafka", action="store_true", help="also let the shop publish orders "
                        "on Kafka: its topics, SCRAM credentials (shown once) and ACLs (add)")
+    shops.add_argument("--revoke", action="store_true", help="delete the shop's Kafka "
+                       "credentials (kafka)")
     keys = sub.add_parser("keys", help="API keys: create (shown once), revoke, list")
     keys.add_argument("action", choices=["create", "revoke", "list"])
     keys.add_argument("target", nargs="?", help="shop id (create, list) or key id (revoke)")

@@ -111,17 +111,19 @@ class AlterUserScramCredentialsRequest_v0(RequestStruct):  # type: ignore[misc] 
 class AlterUserScramCredentials(Request[AlterUserScramCredentialsRequest_v0]):  # type: ignore[misc]  # aiokafka is untyped
     API_KEY = 51
 
-    def __init__(self, user: str, password: str) -> None:
-        self._salt = secrets.token_bytes(32)
-        # SCRAM's Hi() is PBKDF2 with the mechanism's HMAC and its digest length.
-        self._salted = hashlib.pbkdf2_hmac("sha512", password.encode(), self._salt,
-                                           SCRAM_ITERATIONS)
-        self._user = user
+    def __init__(self, user: str, password: str | None) -> None:
+        """Set the user's SCRAM-SHA-512 password, or delete the credential (None)."""
+        self._user, self._password = user, password
 
     def build(self, request_struct_class: type[AlterUserScramCredentialsRequest_v0]
               ) -> AlterUserScramCredentialsRequest_v0:
+        if self._password is None:
+            return request_struct_class([(self._user, SCRAM_SHA_512, {})], [], {})
+        salt = secrets.token_bytes(32)
+        # SCRAM's Hi() is PBKDF2 with the mechanism's HMAC and its digest length.
+        salted = hashlib.pbkdf2_hmac("sha512", self._password.encode(), salt, SCRAM_ITERATIONS)
         return request_struct_class(
-            [], [(self._user, SCRAM_SHA_512, SCRAM_ITERATIONS, self._salt, self._salted, {})], {})
+            [], [(self._user, SCRAM_SHA_512, SCRAM_ITERATIONS, salt, salted, {})], {})
 
 
 class CreateAclsResponse_v3(Response):  # type: ignore[misc]  # aiokafka is untyped
@@ -189,6 +191,18 @@ def _raise_errors(what: str, results: list[tuple[object, ...]], code_at: int) ->
         code, message = int(result[code_at]), result[code_at + 1]  # type: ignore[call-overload]
         if code:
             raise AccessError(f"{what}: {for_code(code).__name__}: {message or ''}".rstrip(": "))
+
+
+async def revoke(bootstrap: str, shop_id: str) -> None:
+    """Delete the shop's SCRAM credential: no new connection of the shop gets in (one open
+    already lives until it closes). Its topics and ACLs stay; `grant` gives it access again."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+    await admin.start()
+    try:
+        response = await admin._send_to_controller(AlterUserScramCredentials(shop_id, None))
+        _raise_errors(f"SCRAM credentials of {shop_id}", response.results, 1)
+    finally:
+        await admin.close()
 
 
 @dataclass(frozen=True)

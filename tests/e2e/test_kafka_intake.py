@@ -362,5 +362,16 @@ async def test_the_operators_command_gives_a_shop_working_credentials_once(
     assert rotated.returncode == 0, rotated.stderr
     assert password not in rotated.stdout
     await refused_at_start(AIOKafkaProducer(**config))
+    # Revoked, the shop's credentials let no new connection in.
+    fresh = alur(services, "shops", "kafka", shop_id)
+    assert fresh.returncode == 0, fresh.stderr
+    fresh_password = fresh.stdout.split("password")[1].split()[0]
+    async with AIOKafkaProducer(**connection(services.kafka_shop_bootstrap, shop_id,
+                                             fresh_password)):
+        pass  # gets in
+    revoked = alur(services, "shops", "kafka", shop_id, "--revoke")
+    assert revoked.returncode == 0 and "deleted" in revoked.stdout, revoked.stderr
+    await refused_at_start(AIOKafkaProducer(**connection(
+        services.kafka_shop_bootstrap, shop_id, fresh_password)))
     missing = alur(services, "shops", "kafka", "no-such-shop")
     assert missing.returncode == 2 and "no shop no-such-shop" in missing.stderr
