@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
@@ -27,7 +28,7 @@ from alur.settings import Settings
 from examples.kafka_shop import connection, example_order, outcome_consumer, submission
 from services.orders.admin import onboard
 from services.orders.intake import reference_order_id
-from tests.e2e.helpers import set_stock, statuses
+from tests.e2e.helpers import auth, set_stock, statuses
 
 DECISIONS = ("OrderAccepted", "OrderRejected")
 
@@ -116,7 +117,7 @@ def order(reference: str, sku: str, **changes: Any) -> dict[str, Any]:
 
 
 async def test_a_shop_publishes_an_order_that_completes_and_reads_its_statuses(
-        shops: tuple[KafkaShop, KafkaShop, str], db: asyncpg.Pool) -> None:
+        shops: tuple[KafkaShop, KafkaShop, str], db: asyncpg.Pool, services: Settings) -> None:
     a, _, sku = shops
     await a.place(order("A-1", sku))
     accepted = await a.about("A-1", "OrderAccepted")
@@ -129,9 +130,17 @@ async def test_a_shop_publishes_an_order_that_completes_and_reads_its_statuses(
     delivered = await a.about("A-1", "Delivered", timeout=90)
     assert shipped["data"]["tracking_number"]
     assert {paid["subject"], shipped["subject"], delivered["subject"]} == {order_id}
+    # The customer confirms receipt (through the shop's API): the order completes, and the
+    # shop reads that too.
+    async with httpx.AsyncClient(base_url=services.api_url, timeout=10) as client:
+        receipt = await client.post(f"/v1/orders/{order_id}/receipt",
+                                    headers=await auth(a.shop_id))
+    assert receipt.status_code == 200, receipt.text
+    await a.about("A-1", "OrderCompleted")
     kinds = [r["type"] for r in a.seen if r["key"] == "A-1"]
     assert kinds.index("OrderAccepted") < kinds.index("PaymentConfirmed") \
-        < kinds.index("ShipmentCreated") < kinds.index("Delivered"), kinds
+        < kinds.index("ShipmentCreated") < kinds.index("Delivered") \
+        < kinds.index("OrderCompleted"), kinds
     placed = (await statuses(db, [order_id]))[order_id]
     assert placed[0] == "OrderPlaced" and "Delivered" in placed
     body = json.loads(await db.fetchval(
@@ -297,10 +306,6 @@ async def test_records_of_a_new_shop_are_picked_up_without_a_restart(
 
 async def test_a_reference_sent_over_http_and_kafka_is_one_order(
         shops: tuple[KafkaShop, KafkaShop, str], services: Settings) -> None:
-    import httpx
-
-    from tests.e2e.helpers import auth
-
     a, _, sku = shops
     body = order("H-1", sku)
     async with httpx.AsyncClient(base_url=services.api_url, timeout=10) as client:
