@@ -16,6 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from aiokafka import AIOKafkaProducer
+
 from alur.infra.kafka_access import KafkaAccess
 from alur.simulators.customers import Plan, order_body, plan
 
@@ -58,8 +60,6 @@ async def publish_orders(access: KafkaAccess, count: int, rng: random.Random,
     consumer = shop.outcome_consumer(config, access.shop_id, f"{access.group_prefix}demo-{run}")
     await consumer.start()
     try:
-        from aiokafka import AIOKafkaProducer
-
         async with AIOKafkaProducer(acks="all", enable_idempotence=True, **config) as producer:
             await shop.publish(producer, access.shop_id, [b for _, b in bodies.values()])
         deadline = time.monotonic() + timeout

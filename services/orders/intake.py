@@ -19,13 +19,12 @@ from alur.runtime.postgres import PostgresUnitOfWork
 from schemas import Event, first_event
 from services.orders import domain
 from services.orders.api.models import Accepted, PlaceOrder
-from services.orders.api.orders import Observe, fold, open_stream
+from services.orders.api.orders import SOURCE, Observe, fold, open_stream
 from services.orders.api.problems import ApiError
 from services.orders.api.security import Caller
 from services.orders.api.writes import Answer, Writes
 from services.orders.shops import ShopRegistry
 
-SOURCE = "alur/orders"
 REFERENCES = uuid.UUID("9a4f3c2e-5d1b-4e7a-8c6f-2b0d9e1a7c35")
 Via = Literal["http", "kafka"]
 # Runs in the order's transaction after it is recorded (the Kafka intake records its outcome

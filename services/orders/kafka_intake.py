@@ -313,43 +313,42 @@ class KafkaIntake:
         except AlreadyHandled:
             return "skipped"
         except ApiError as exc:
-            try:
-                await self._reject(shop_id, record, read, exc)
-            except AlreadyHandled:
-                return "skipped"
-            outcome = "rejected"
-            self._rejections(shop_id, exc.kind).inc()
+            return await self._reject(shop_id, record, read, exc)
         except (asyncpg.DataError, UnicodeError) as exc:  # a value the database refuses
-            await self._reject(shop_id, record, read, ApiError(
+            return await self._reject(shop_id, record, read, ApiError(
                 "validation-error", "A value is out of range or holds characters that cannot "
                 f"be stored ({type(exc).__name__})."))
-            outcome = "rejected"
-            self._rejections(shop_id, "validation-error").inc()
         except (*DATABASE_ERRORS, ConcurrencyConflict):
             raise
         except Exception:  # a defect must not stall the partition: answer it, and say so
             log.exception("kafka intake: record %s/%d/%d could not be handled", record.topic,
                           record.partition, record.offset)
-            await self._reject(shop_id, record, read, ApiError(
+            return await self._reject(shop_id, record, read, ApiError(
                 "internal", "The record could not be handled; publish it again later."))
-            outcome = "rejected"
-            self._rejections(shop_id, "internal").inc()
         self._records(shop_id, outcome).inc()
         return outcome
 
     async def _reject(self, shop_id: str, record: ConsumerRecord[bytes, bytes], read: _Read,
-                      error: ApiError) -> None:
+                      error: ApiError) -> str:
+        """Record the record's OrderRejected; 'rejected', or 'skipped' if it was decided
+        before (by another replica, or before a crash)."""
         rejected = OrderRejectedData(
             reference=read.reference, submission_id=read.submission_id, intake=_ref(record),
             problem=Problem.model_validate(problem_body(error.kind, error.detail, error.errors)))
         # Keyed like the record, so a shop's records and their outcomes share partitions.
         key = record.key if record.key is not None else \
             read.reference.encode() if read.reference is not None else None
-        async with self._new_uow() as uow:
-            await self._advance(uow, record)
-            uow.send(outcomes_topic(shop_id), key,
-                     outcome_value("OrderRejected", record, read.reference, rejected),
-                     "OrderRejected")
+        try:
+            async with self._new_uow() as uow:
+                await self._advance(uow, record)
+                uow.send(outcomes_topic(shop_id), key,
+                         outcome_value("OrderRejected", record, read.reference, rejected),
+                         "OrderRejected")
+        except AlreadyHandled:
+            return "skipped"
+        self._rejections(shop_id, error.kind).inc()
+        self._records(shop_id, "rejected").inc()
+        return "rejected"
 
     @staticmethod
     async def _advance(uow: PostgresUnitOfWork, record: ConsumerRecord[bytes, bytes]) -> None:

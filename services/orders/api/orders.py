@@ -50,7 +50,6 @@ IdempotencyKey = Annotated[str | None, Header(
 AUTH = ("unauthenticated", "invalid-signature", "signature-expired", "signature-replayed",
         "rate-limited", "body-too-large", "validation-error")
 POST = (*AUTH, "idempotency-key-in-use", "idempotency-key-reused")
-# Kafka intake: a record's outcome is OrderRejected with one of these problems (KAFKA.md).
 
 
 def fold(events: Sequence[Event]) -> domain.OrderState:
