@@ -6,9 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-import httpx
-
 from alur.runtime.errors import InfrastructureError
+from alur.runtime.partner import PartnerClient
 from schemas import Money
 
 
@@ -50,7 +49,7 @@ class Gateway(Protocol):
 
 class HttpGateway:
     def __init__(self, base_url: str, timeout: float = 5.0) -> None:
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        self._client = PartnerClient("gateway", base_url, timeout)
 
     async def charge(self, idempotency_key: str, reference: str, amount: Money,
                      token: str | None) -> ChargeResult:
@@ -84,14 +83,11 @@ class HttpGateway:
                         keep: Any = lambda _: True) -> list[Transfer]:  # noqa: ANN401
         """A listing of money the gateway took in (id, amount, currency); [] for an unknown
         account."""
-        try:
-            response = await self._client.get(path, params=params)
-        except httpx.HTTPError as exc:
-            raise InfrastructureError(f"gateway unreachable: {exc!r}") from exc
-        if response.status_code == 404:
+        response = await self._client.get(path, params=params)
+        if response.status == 404:
             return []  # no such account: nothing can have been paid into it
-        if response.status_code != 200:
-            raise InfrastructureError(f"gateway answered {response.status_code}")
+        if response.status != 200:
+            raise InfrastructureError(f"gateway answered {response.status}")
         try:
             return [Transfer(str(t["id"]), Money(amount=t["amount"], currency=t["currency"]))
                     for t in response.json() if keep(t)]
@@ -100,22 +96,18 @@ class HttpGateway:
                                       retriable=False) from exc
 
     async def _post(self, path: str, idempotency_key: str, json: dict[str, Any]) -> Any:
-        try:
-            response = await self._client.post(
-                path, headers={"Idempotency-Key": idempotency_key}, json=json)
-        except httpx.HTTPError as exc:
-            # A timeout may or may not have taken effect: retrying with the same key is safe.
-            raise InfrastructureError(f"gateway unreachable: {exc!r}") from exc
-        if response.status_code >= 500 or response.status_code == 409:
-            raise InfrastructureError(f"gateway answered {response.status_code}")
-        if response.status_code >= 400:
+        # A timeout may or may not have taken effect: retrying with the same key is safe.
+        response = await self._client.post(path, json, {"Idempotency-Key": idempotency_key})
+        if response.status >= 500 or response.status == 409:
+            raise InfrastructureError(f"gateway answered {response.status}")
+        if response.status >= 400:
             raise InfrastructureError(
-                f"gateway refused the request: {response.status_code} {response.text}",
+                f"gateway refused the request: {response.status} {response.text}",
                 retriable=False)
         return response.json()
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
 
 class InMemoryGateway:

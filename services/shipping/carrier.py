@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-import httpx
-
 from alur.runtime.errors import InfrastructureError
+from alur.runtime.partner import Answer, PartnerClient
 from alur.simulators.carrier import (
     RECALLED,
     Stopped,
@@ -73,7 +72,7 @@ class HttpCarrier:
                  timeout: float = 5.0) -> None:
         self.name = name
         self.callback_url = callback_url
-        self._client = httpx.AsyncClient(base_url=base_url, timeout=timeout)
+        self._client = PartnerClient(f"carrier {name}", base_url, timeout)
 
     async def book(self, idempotency_key: str, reference: str, service: str,
                    address: Address | None, store_id: str | None) -> Booking:
@@ -86,29 +85,26 @@ class HttpCarrier:
     async def cancel(self, tracking_number: str) -> Stopped:
         answer = await self._call(f"/v1/shipments/{tracking_number}/cancel", None, {},
                                   allow=(409,))
-        if answer.status_code == 409:
+        if answer.status == 409:
             return "arrived"
         return "cancelled" if answer.json()["status"] == "cancelled" else "recalled"
 
     async def _call(self, path: str, json: dict[str, Any] | None, headers: dict[str, str],
-                    allow: tuple[int, ...] = ()) -> httpx.Response:
-        try:
-            response = await self._client.post(path, json=json, headers=headers)
-        except httpx.HTTPError as exc:
-            # A timeout may or may not have taken effect: the same key books the same parcel.
-            raise InfrastructureError(f"carrier {self.name} unreachable: {exc!r}") from exc
-        if response.status_code in allow:
+                    allow: tuple[int, ...] = ()) -> Answer:
+        # A timeout may or may not have taken effect: the same key books the same parcel.
+        response = await self._client.post(path, json, headers)
+        if response.status in allow:
             return response
-        if response.status_code >= 500:
-            raise InfrastructureError(f"carrier {self.name} answered {response.status_code}")
-        if response.status_code >= 400:
+        if response.status >= 500:
+            raise InfrastructureError(f"carrier {self.name} answered {response.status}")
+        if response.status >= 400:
             raise InfrastructureError(
-                f"carrier {self.name} refused the request: {response.status_code} "
+                f"carrier {self.name} refused the request: {response.status} "
                 f"{response.text}", retriable=False)
         return response
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.close()
 
 
 @dataclass
