@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -49,6 +50,8 @@ DECLINE_REASONS = frozenset({"card_declined", "declined", "insufficient_funds", 
                              "card_expired", "fraud_suspected"})
 
 
+# Streams whose latest fold a decider keeps (Decider.fold_stored): the orders in flight.
+FOLDS_KEPT = 4096
 # In Decider.outcomes: carrying the command out may also record no event at all.
 OR_NOTHING = ""
 
@@ -73,8 +76,34 @@ class Decider(Generic[S]):
     # Why an event is impossible in the state (then it is refused), or None.
     refuse: Callable[[S, Event], str | None] | None = None
 
+    # stream (its first event's id) -> (the ids of the events folded, the state): the
+    # process's latest fold of each stream it handled, least recently used out first.
+    _folds: OrderedDict[object, tuple[tuple[object, ...], S]] = field(
+        default_factory=OrderedDict, compare=False, repr=False)
+
     def fold(self, events: Sequence[Event]) -> S:
         return reduce(self.evolve, events, self.initial)
+
+    def fold_stored(self, history: Sequence[StoredEvent]) -> S:
+        """The state of a stream's stored events. A stream is folded once per process, not
+        once per event handled: the state of the events folded last time is carried forward
+        when they begin this history, event for event (a history that differs, say a plan
+        that was never recorded, is folded afresh). States are immutable, so a kept one is
+        never changed by a later evolve."""
+        if not history:
+            return self.initial
+        ids = tuple(stored.event.id for stored in history)
+        state, start = self.initial, 0
+        kept = self._folds.get(ids[0])
+        if kept is not None and ids[:len(kept[0])] == kept[0]:
+            state, start = kept[1], len(kept[0])
+        for stored in history[start:]:
+            state = self.evolve(state, stored.event)
+        self._folds[ids[0]] = (ids, state)
+        self._folds.move_to_end(ids[0])
+        if len(self._folds) > FOLDS_KEPT:
+            self._folds.popitem(last=False)
+        return state
 
     def due(self, state: S) -> Mapping[str, datetime]:
         return self.deadlines(state) if self.deadlines is not None else {}
@@ -128,7 +157,7 @@ def _admit(decider: Decider[S], history: Sequence[StoredEvent],
             return None
     # For an observed event, the state before it; for an own event read back from Kafka (a
     # service that reacts to its own topic), the state already includes it.
-    state = decider.fold([stored.event for stored in history])
+    state = decider.fold_stored(history)
     if decider.refuse is not None and not own_echo:
         reason = decider.refuse(state, event)
         if reason is not None:
@@ -173,7 +202,7 @@ async def _fire(uow: UnitOfWork, decider: Decider[S], timer: Timer, now: datetim
                 source: str, perform: Perform | None, observe: Observe[S] | None,
                 outside: list[Outside] | None = None) -> bool:
     history = await uow.load(timer.stream_id)
-    state = decider.fold([stored.event for stored in history])
+    state = decider.fold_stored(history)
     deadline = decider.due(state).get(timer.kind)
     if deadline is None or deadline > now or not history or decider.on_timer is None:
         # Moved or gone since it was written (the table lags the state only by a crash).
@@ -295,7 +324,7 @@ async def act(
     history = await uow.load(stream_id)
     if not history:
         raise LookupError(f"no stream {stream_id}")
-    state = decider.fold([stored.event for stored in history])
+    state = decider.fold_stored(history)
     return await _act_on(uow, decider, stream_id, history, state, choose(state),
                          source=source, perform=perform, observe=observe)
 
@@ -312,7 +341,7 @@ async def act_or_claim(
     history = await uow.load(stream_id)
     if not history:
         raise LookupError(f"no stream {stream_id}")
-    state = decider.fold([stored.event for stored in history])
+    state = decider.fold_stored(history)
     items = choose(state)
     if _has_commands(items):
         return await _claim_for(uow, stream_id, history, state, items, remember=remember)
