@@ -407,7 +407,8 @@ async def _carry_out(items: Sequence[object], uow: UnitOfWork, cause: Event, sou
 
 def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = None,
                 observe: Observe[S] | None = None, concurrent: bool = False,
-                claims: bool = True, stragglers: bool = True) -> Handler:
+                claims: bool = True, stragglers: bool = True,
+                prepare: Prepare | None = None) -> Handler:
     """The runtime's handler for a service whose decisions are `decider`.
 
     With `concurrent` (a service whose commands are calls to a partner that never touch the
@@ -420,7 +421,9 @@ def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = N
     across a partner call (alur.runtime.processing). `claims`: other writers of the
     service's streams exist (timers, partner callbacks), so the streams are claimed while
     their calls run. `stragglers`: a batch may commit without an order whose call is slow
-    (alur.runtime.processing)."""
+    (alur.runtime.processing). `prepare(uow, events)` is given a batch's new events the
+    service acts on before they are handled one by one, to read what they need at once
+    (the inventory's stock rows)."""
 
     async def handle(uow: UnitOfWork, event: Event) -> HandlerResult:
         return await handle_event(uow, event, decider, source=source,
@@ -475,10 +478,14 @@ def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = N
         handle.apply = apply  # type: ignore[attr-defined]
         handle.claims = claims  # type: ignore[attr-defined]
         handle.stragglers = stragglers  # type: ignore[attr-defined]
+    if prepare is not None:
+        handle.prepare = prepare  # type: ignore[attr-defined]
     handle.relevant = decider.relevant  # type: ignore[attr-defined]
     return handle
 
 
+# Reads what a batch's new events will need, in one go (handler_for's `prepare`).
+Prepare = Callable[[UnitOfWork, Sequence[Event]], Awaitable[None]]
 # Partner calls a batch's plan has in flight at once.
 PLAN_CONCURRENCY = 64
 # Carries out one partner call with the runtime's retries: its result and the tries it took;

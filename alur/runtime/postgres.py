@@ -14,10 +14,10 @@ import itertools
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, Protocol, TypeVar, cast
 
 import asyncpg
 
@@ -104,6 +104,26 @@ def stream_cache(schema: str) -> StreamCache:
     return _caches[schema]
 
 
+class Attachment(Protocol):
+    """A service's buffer of its own table writes that rides on a unit of work: undone with a
+    message's savepoint, written in the unit of work's one flush statement at commit (so a
+    batch's stock changes, say, cost no round trip of their own)."""
+
+    def mark(self) -> object:
+        """Where the buffer stands, for `undo`."""
+
+    def undo(self, mark: object) -> None:
+        """Forget what was buffered since `mark`."""
+
+    def flush(self, array: Callable[[Sequence[object], str], str]) -> list[tuple[str, str]]:
+        """The statements that write the buffer, as (name, statement) CTEs of the flush (a
+        later one may read an earlier one's RETURNING by its name); `array(values,
+        pg_type)` binds a parameter and returns its placeholder."""
+
+
+A = TypeVar("A", bound=Attachment)
+
+
 class PostgresUnitOfWork:
     def __init__(self, pool: asyncpg.Pool, schema: str) -> None:
         self._pool = pool
@@ -126,6 +146,15 @@ class PostgresUnitOfWork:
         self._savepoints: list[list[object]] = []  # [name, issued] per open savepoint
         self._names = itertools.count()
         self._json: dict[uuid.UUID, str] = {}
+        self._attached: dict[str, Attachment] = {}
+
+    def attached(self, key: str, make: Callable[[asyncpg.Connection], A]) -> A:
+        """This unit of work's attachment `key`, made on first use with its connection."""
+        found = self._attached.get(key)
+        if found is None:
+            assert self.conn is not None
+            found = self._attached[key] = make(self.conn)
+        return cast(A, found)
 
     async def __aenter__(self) -> PostgresUnitOfWork:
         try:
@@ -139,6 +168,7 @@ class PostgresUnitOfWork:
         self._timers = {}
         self._json = {}
         self._busy, self._released = set(), []
+        self._attached = {}
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -177,6 +207,7 @@ class PostgresUnitOfWork:
         (Data-modifying CTEs each run once, to completion, whether the query reads them.)"""
         assert self.conn is not None
         parts: list[str] = []
+        named: list[tuple[str, str]] = []
         args: list[object] = []
 
         def array(values: Sequence[object], pg_type: str) -> str:
@@ -209,12 +240,15 @@ class PostgresUnitOfWork:
                          f"{array(streams, 'text')}, {array(kinds, 'text')}, "
                          f"{array(dues, 'timestamptz')}) "
                          "ON CONFLICT (stream_id, kind) DO UPDATE SET due_at = EXCLUDED.due_at")
+        for attachment in self._attached.values():
+            named.extend(attachment.flush(array))
         if self._released:
             released = array(self._released, "text")
             parts.append(f"DELETE FROM claims WHERE stream_id = ANY({released})")
-        if parts:
+        named.extend((f"w{i}", part) for i, part in enumerate(parts))
+        if named:
             await self.conn.execute(
-                "WITH " + ", ".join(f"w{i} AS ({part})" for i, part in enumerate(parts))
+                "WITH " + ", ".join(f"{name} AS ({part})" for name, part in named)
                 + " SELECT 1", *args)
 
     def _wake_loops(self) -> None:
@@ -251,6 +285,7 @@ class PostgresUnitOfWork:
         marks = (len(self._outbox), len(self._audit), len(self._events),
                  {k: len(v) for k, v in self._streams.items()})
         timers = dict(self._timers)
+        attached = {key: a.mark() for key, a in self._attached.items()}
         savepoint: list[object] = [f"alur_sp_{next(self._names)}", False]
         self._savepoints.append(savepoint)
         try:
@@ -262,6 +297,11 @@ class PostgresUnitOfWork:
             n_outbox, n_audit, n_events, lengths = marks
             del self._outbox[n_outbox:], self._audit[n_audit:], self._events[n_events:]
             self._timers = timers
+            for key in list(self._attached):
+                if key in attached:
+                    self._attached[key].undo(attached[key])
+                else:  # made inside the block: all of it goes
+                    del self._attached[key]
             for stream_id in list(self._streams):
                 if stream_id in lengths:
                     del self._streams[stream_id][lengths[stream_id]:]

@@ -230,6 +230,7 @@ class BatchProcessor:
             planned = await self._plan(batch, decoded, defer=later is not None)
         waits = planned.waits if planned is not None else {}
         relevant = getattr(self._handler, "relevant", None)
+        prepare = getattr(self._handler, "prepare", None)
         results: list[Result] = []
         held_back: dict[str, list[Message]] = {}
         committed: list[Callable[[], None]] = []  # metric updates due once the batch commits
@@ -239,8 +240,11 @@ class BatchProcessor:
             new = await uow.remember_all([e.id for e in events if e.subject not in waits])
             # Only the orders of events the service acts on are locked and loaded: an event it
             # ignores must not make a partner's callback about that order wait for the batch.
-            await uow.preload([e.subject for e in events
-                               if e.id in new and (relevant is None or e.type in relevant)])
+            acting = [e for e in events if e.id in new and (relevant is None
+                                                            or e.type in relevant)]
+            await uow.preload([e.subject for e in acting])
+            if prepare is not None and acting:
+                await prepare(uow, acting)
             for message, event in zip(batch, decoded, strict=True):
                 if isinstance(event, Event) and event.subject in waits:
                     held_back.setdefault(event.subject, []).append(message)

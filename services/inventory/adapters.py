@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import asyncpg
 
@@ -12,6 +12,9 @@ from services.inventory.domain import Levels, choose_location, short_skus
 
 
 class Stock(Protocol):
+    async def preload(self, skus: Sequence[str]) -> None:
+        """Make ready to act on these SKUs at once (a batch's), where that saves work."""
+
     async def set_on_hand(self, location: str, sku: str, on_hand: int) -> None: ...
 
     async def levels(self, skus: Sequence[str]) -> dict[str, dict[str, int]]:
@@ -45,7 +48,8 @@ class Stock(Protocol):
 
 
 class PostgresStock:
-    """Runs inside the unit of work's transaction (its connection)."""
+    """Statement by statement, on a connection: the admin API's and the seed's way in (and
+    what the stock book's writes must agree with, tests/contract/test_stock.py)."""
 
     def __init__(self, connection: Callable[[], Awaitable[asyncpg.Connection]]) -> None:
         self._connection = connection
@@ -56,6 +60,9 @@ class PostgresStock:
             return conn
 
         return cls(same)
+
+    async def preload(self, skus: Sequence[str]) -> None:
+        return None
 
     async def set_on_hand(self, location: str, sku: str, on_hand: int) -> None:
         await (await self._connection()).execute(
@@ -154,6 +161,241 @@ class PostgresStock:
              for r in sorted(rows, key=lambda r: (r["location"], r["sku"]))])
 
 
+class StockBook:
+    """The stock a unit of work acts on, read once and changed in memory; its changes are
+    written with the unit of work's other rows, in its one flush statement at commit
+    (alur.runtime.postgres.Attachment). A batch of reservations costs one statement that
+    reads (and locks) the rows of its SKUs, not five round trips an order.
+
+    - Rows are read FOR UPDATE, in the global (location, sku) order, with the SKU's low-stock
+      threshold; the batch's SKUs at once (`preload`), any other when first needed. Until
+      commit no other writer changes them, so what the book computes is what the table holds.
+    - Reservations, till sales and restocks are decided on the rows in memory and kept as
+      deltas; the flush adds them up per row in one UPDATE, where the stock_never_oversold
+      constraint still has the last word.
+    - Settling an order (shipped or released) needs no read: the flush sets its
+      reservation lines' status where still `reserved` and takes their units off the rows in
+      the same statement, so settling twice settles once. Units an order releases come back
+      on sale for the next unit of work (a reservation later in the same batch does not
+      count on them: it may be refused where it would just fit, never oversold).
+    - A message's savepoint undoes what it changed (`mark`/`undo`); the rows read stay read.
+    """
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+        self._rows: dict[tuple[str, str], int] = {}  # (location, sku) -> available as read
+        self._thresholds: dict[str, int] = {}
+        self._read: set[str] = set()  # SKUs whose rows (every location) are read
+        self._changes: list[tuple[str, str, int, int]] = []  # location, sku, on hand, reserved
+        self._available: dict[tuple[str, str], int] = {}  # with the changes
+        # order, reservation, location, sku, quantity, status
+        self._lines: list[tuple[str, str, str, str, int, str]] = []
+        self._settles: list[tuple[str, str]] = []  # order, its lines' new status
+
+    def mark(self) -> object:
+        return len(self._changes), len(self._lines), len(self._settles)
+
+    def undo(self, mark: object) -> None:
+        changes, lines, settles = cast(tuple[int, int, int], mark)
+        for location, sku, on_hand, reserved in self._changes[changes:]:
+            self._available[(location, sku)] -= on_hand - reserved
+        del self._changes[changes:], self._lines[lines:], self._settles[settles:]
+
+    async def read(self, skus: Sequence[str]) -> None:
+        wanted = sorted(set(skus) - self._read)
+        if not wanted:
+            return
+        rows = await self._conn.fetch(
+            "WITH held AS (SELECT location, sku, on_hand - reserved AS available FROM stock"
+            " WHERE sku = ANY($1::text[]) ORDER BY location, sku FOR UPDATE)"
+            " SELECT w.sku, h.location, h.available, t.threshold FROM unnest($1::text[]) AS w(sku)"
+            " LEFT JOIN held h USING (sku) LEFT JOIN low_stock_thresholds t USING (sku)", wanted)
+        self._take(rows)
+        self._read.update(wanted)
+
+    async def read_at(self, location: str, skus: Sequence[str]) -> None:
+        """Read the rows of `skus` at `location`, counting from 0 those it never held."""
+        await self.read(skus)
+        missing = sorted(sku for sku in set(skus) if (location, sku) not in self._rows)
+        if not missing:
+            return
+        rows = await self._conn.fetch(
+            "WITH made AS (INSERT INTO stock (location, sku, on_hand)"
+            " SELECT $1, unnest($2::text[]), 0 ON CONFLICT DO NOTHING)"
+            " SELECT location, sku, on_hand - reserved AS available, NULL::int AS threshold"
+            " FROM stock WHERE location = $1 AND sku = ANY($2::text[]) ORDER BY sku FOR UPDATE",
+            location, missing)
+        self._take(rows)
+        for sku in missing:  # made by the statement above: not visible to it yet, empty
+            if (location, sku) not in self._rows:
+                self._rows[(location, sku)] = self._available[(location, sku)] = 0
+
+    def _take(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        for r in rows:
+            key = (r["location"], r["sku"])
+            if r["location"] is not None and key not in self._rows:
+                self._rows[key] = self._available[key] = r["available"]
+            if r["threshold"] is not None:
+                self._thresholds[r["sku"]] = r["threshold"]
+
+    def forget(self, sku: str) -> None:
+        """The SKU's rows were written around the book (the admin's writes): read them again
+        when next needed."""
+        if any(change[1] == sku for change in self._changes):
+            raise RuntimeError(f"{sku} has stock changes in this unit of work; the book would "
+                               "lose them")
+        self._read.discard(sku)
+        self._thresholds.pop(sku, None)
+        for key in [k for k in self._rows if k[1] == sku]:
+            del self._rows[key], self._available[key]
+
+    def levels(self, skus: Sequence[str]) -> dict[str, dict[str, int]]:
+        wanted = set(skus)
+        levels: dict[str, dict[str, int]] = {}
+        for (location, sku), available in sorted(self._available.items()):
+            if sku in wanted:
+                levels.setdefault(location, {})[sku] = available
+        return levels
+
+    def change(self, location: str, sku: str, on_hand: int, reserved: int) -> None:
+        self._changes.append((location, sku, on_hand, reserved))
+        key = (location, sku)
+        self._available[key] = self._available.get(key, 0) + on_hand - reserved
+
+    def add_lines(self, order_id: str, reservation_id: str, location: str,
+                  lines: Sequence[StockLine], status: str) -> None:
+        self._lines.extend((order_id, reservation_id, location, x.sku, x.quantity, status)
+                           for x in lines)
+
+    def settle(self, order_id: str, status: str, *, shipped: bool) -> None:
+        if any(order == order_id for order, _ in self._settles):
+            return  # settled once already
+        self._settles.append((order_id, status))
+        for order, _, location, sku, quantity, line_status in self._lines:
+            if order == order_id and line_status == "reserved":  # held in this unit of work
+                self.change(location, sku, -quantity * shipped, -quantity)
+
+    def threshold(self, sku: str) -> int | None:
+        return self._thresholds.get(sku)
+
+    def available(self, location: str, sku: str) -> int | None:
+        return self._available.get((location, sku))
+
+    def flush(self, array: Callable[[Sequence[object], str], str]) -> list[tuple[str, str]]:
+        parts: list[tuple[str, str]] = []
+        settled = dict(self._settles)
+        lines = [(*line[:5], settled.get(line[0], line[5]) if line[5] == "reserved" else line[5])
+                 for line in self._lines]
+        held_here = {line[0] for line in self._lines}
+        for held, conflict in ((True, ""), (False, " ON CONFLICT DO NOTHING")):
+            # Lines held now are new; a till sale's may be there from a sale before a crash.
+            rows = [line for line, new in zip(lines, self._lines, strict=True)
+                    if (new[5] == "reserved") == held]
+            if rows:
+                columns = zip(*rows, strict=True)
+                arrays = ", ".join(array(list(c), t) for c, t in zip(
+                    columns, ("text", "text", "text", "text", "int", "text"), strict=True))
+                parts.append((f"stock_lines_{int(held)}",
+                              "INSERT INTO reservation_lines (order_id, reservation_id,"
+                              " location, sku, quantity, status)"
+                              f" SELECT * FROM unnest({arrays}){conflict}"))
+        elsewhere = [(o, s) for o, s in settled.items() if o not in held_here]
+        deltas = "SELECT * FROM unnest({}, {}, {}, {}) AS m(location, sku, on_hand, reserved)"
+        if self._changes:
+            location, sku, on_hand, reserved = zip(*self._changes, strict=True)
+            deltas = deltas.format(array(location, "text"), array(sku, "text"),
+                                   array(on_hand, "int"), array(reserved, "int"))
+        else:
+            deltas = ""
+        if elsewhere:
+            orders, statuses = zip(*elsewhere, strict=True)
+            parts.append(("stock_settled",
+                          "UPDATE reservation_lines r SET status = c.status"
+                          f" FROM unnest({array(orders, 'text')}, {array(statuses, 'text')})"
+                          " AS c(order_id, status)"
+                          " WHERE r.order_id = c.order_id AND r.status = 'reserved'"
+                          " RETURNING r.location, r.sku, r.quantity, c.status"))
+            settled_deltas = ("SELECT location, sku, -quantity * (status = 'committed')::int"
+                              " AS on_hand, -quantity AS reserved FROM stock_settled")
+            deltas = f"{deltas} UNION ALL {settled_deltas}" if deltas else settled_deltas
+        if deltas:
+            parts.append(("stock_changed",
+                          "UPDATE stock s SET on_hand = s.on_hand + d.on_hand,"
+                          " reserved = s.reserved + d.reserved, updated_at = now()"
+                          " FROM (SELECT location, sku, sum(on_hand) AS on_hand,"
+                          f" sum(reserved) AS reserved FROM ({deltas}) AS a"
+                          " GROUP BY location, sku) AS d"
+                          " WHERE s.location = d.location AND s.sku = d.sku"))
+        return parts
+
+
+class BookedStock:
+    """The Stock port on a unit of work's StockBook."""
+
+    def __init__(self, book: StockBook,
+                 connection: Callable[[], Awaitable[asyncpg.Connection]]) -> None:
+        self._book = book
+        self._connection = connection  # for the admin's writes, inside the savepoint
+
+    async def preload(self, skus: Sequence[str]) -> None:
+        await self._book.read(skus)
+
+    async def set_on_hand(self, location: str, sku: str, on_hand: int) -> None:
+        await PostgresStock(self._connection).set_on_hand(location, sku, on_hand)
+        self._book.forget(sku)
+
+    async def set_threshold(self, sku: str, threshold: int) -> None:
+        await PostgresStock(self._connection).set_threshold(sku, threshold)
+        self._book.forget(sku)
+
+    async def levels(self, skus: Sequence[str]) -> dict[str, dict[str, int]]:
+        await self._book.read(skus)
+        return self._book.levels(skus)
+
+    async def reserve(self, order_id: str, reservation_id: str,
+                      lines: Sequence[StockLine]) -> tuple[str | None, list[str]]:
+        levels = await self.levels([line.sku for line in lines])
+        location = choose_location(levels, lines)
+        if location is None:
+            return None, short_skus(levels, lines)
+        for line in lines:
+            self._book.change(location, line.sku, 0, line.quantity)
+        self._book.add_lines(order_id, reservation_id, location, lines, "reserved")
+        return location, []
+
+    async def commit(self, order_id: str) -> None:
+        self._book.settle(order_id, "committed", shipped=True)
+
+    async def release(self, order_id: str) -> None:
+        self._book.settle(order_id, "released", shipped=False)
+
+    async def restock(self, location: str, lines: Sequence[ReturnLine]) -> None:
+        for line in lines:
+            self._book.change(location, line.sku, line.quantity, 0)
+
+    async def sell(self, order_id: str, reservation_id: str, location: str,
+                   lines: Sequence[StockLine]) -> list[StockLine]:
+        ordered = sorted(lines, key=lambda x: x.sku)
+        await self._book.read_at(location, [x.sku for x in ordered])
+        recounted = []
+        for line in ordered:
+            short = max(0, line.quantity - (self._book.available(location, line.sku) or 0))
+            if short:
+                recounted.append(StockLine(sku=line.sku, quantity=short))
+            self._book.change(location, line.sku, short - line.quantity, 0)
+        self._book.add_lines(order_id, reservation_id, location, ordered, "committed")
+        return recounted
+
+    async def below_threshold(self, location: str,
+                              lines: Sequence[StockLine]) -> list[tuple[str, int, int]]:
+        await self._book.read([x.sku for x in lines])
+        rows = [{"sku": x.sku, "available": available, "threshold": threshold}
+                for x in sorted(lines, key=lambda x: x.sku)
+                if (threshold := self._book.threshold(x.sku)) is not None
+                and (available := self._book.available(location, x.sku)) is not None]
+        return crossed(rows, lines)
+
+
 def crossed(rows: Sequence[Mapping[str, Any]],
             lines: Sequence[StockLine]) -> list[tuple[str, int, int]]:
     """The rows (sku, available, threshold) that the lines' units just took under their
@@ -175,6 +417,9 @@ class InMemoryStock:
         self._lines: dict[tuple[str, str], dict[str, object]] = tables.setdefault(
             "reservation_lines", {})
         self._thresholds: dict[str, int] = tables.setdefault("low_stock_thresholds", {})
+
+    async def preload(self, skus: Sequence[str]) -> None:
+        return None
 
     async def set_on_hand(self, location: str, sku: str, on_hand: int) -> None:
         row = self._stock.setdefault((location, sku), {"on_hand": 0, "reserved": 0})

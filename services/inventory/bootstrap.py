@@ -29,7 +29,7 @@ from schemas import (
     now,
 )
 from services.inventory import admin_api, domain
-from services.inventory.adapters import InMemoryStock, PostgresStock, Stock
+from services.inventory.adapters import BookedStock, InMemoryStock, Stock, StockBook
 
 SOURCE = "alur/inventory"
 DECIDER = Decider(domain.ReservationState(), domain.evolve, domain.decide, domain.RELEVANT,
@@ -40,7 +40,7 @@ DECIDER = Decider(domain.ReservationState(), domain.evolve, domain.decide, domai
 def stock_of(uow: UnitOfWork) -> Stock:
     """The stock adapter that writes inside this unit of work's transaction."""
     if isinstance(uow, PostgresUnitOfWork):
-        return PostgresStock(uow.connection)
+        return BookedStock(uow.attached("stock", StockBook), uow.connection)
     if isinstance(uow, InMemoryUnitOfWork):
         return InMemoryStock(uow.state.extra)
     raise TypeError(f"no stock adapter for {type(uow).__name__}")
@@ -94,11 +94,19 @@ async def low_stock(stock: Stock, location: str,
             for sku, available, threshold in await stock.below_threshold(location, lines)]
 
 
+async def read_stock(uow: UnitOfWork, events: Sequence[Event]) -> None:
+    """A batch's stock rows, read (and locked) in one statement before its orders reserve."""
+    skus = [line.sku for e in events if e.type == "OrderPlaced" for line in e.data.lines]
+    if skus:
+        await stock_of(uow).preload(skus)
+
+
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
     metrics.initialise(metrics.COMPENSATIONS, ("inventory", "StockReleased"))
     perform = make_perform(settings.reservation_ttl)
     admin = admin_api.create_app(pool, settings.inventory_admin_token)
-    return ServiceParts(handler=handler_for(DECIDER, source=SOURCE, perform=perform),
+    return ServiceParts(handler=handler_for(DECIDER, source=SOURCE, perform=perform,
+                                            prepare=read_stock),
                         timers=timers_for(DECIDER, source=SOURCE, perform=perform),
                         background=[embedded_server(admin, settings.listen_host,
                                                     settings.inventory_port, settings.log_level)])

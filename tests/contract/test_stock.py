@@ -116,3 +116,57 @@ async def test_low_stock_names_the_skus_just_taken_under_their_threshold(store) 
             assert location == ("WH-1" if order != "o3" else None)
             if location is not None:
                 assert await stock_of(uow).below_threshold(location, [MUG, PLATE]) == expected
+
+
+async def reservation_lines(store, order_id: str) -> list[tuple[str, str, int, str]]:  # noqa: ANN001
+    """(location, sku, quantity, status) of an order's lines, however the store keeps them."""
+    if store.kind == "memory":
+        async with store.new_uow() as uow:
+            lines = uow.state.extra.get("reservation_lines", {})
+        return sorted((str(v["location"]), sku, int(v["quantity"]), str(v["status"]))
+                      for (order, sku), v in lines.items() if order == order_id)
+    async with store.new_uow() as uow:
+        conn = await uow.connection()
+        rows = await conn.fetch("SELECT location, sku, quantity, status FROM reservation_lines "
+                                "WHERE order_id = $1 ORDER BY sku", order_id)
+    return [tuple(r) for r in rows]
+
+
+async def test_one_unit_of_work_reserves_ships_and_releases_many_orders(store) -> None:
+    """A batch: what an order settles in the same unit of work it reserved in counts."""
+    await seed(store, [("WH-1", "MUG", 10), ("WH-1", "PLATE", 2)])
+    async with store.new_uow() as uow:
+        stock = stock_of(uow)
+        await stock.preload(["MUG", "PLATE"])
+        assert await stock.reserve("o1", "r1", [MUG, PLATE]) == ("WH-1", [])
+        assert await stock.reserve("o2", "r2", [MUG]) == ("WH-1", [])
+        assert await stock.reserve("o3", "r3", [StockLine(sku="PLATE", quantity=2)]) == (
+            None, ["PLATE"])
+        await stock.commit("o1")
+        await stock.release("o2")
+        await stock.release("o2")  # once
+        assert await stock.levels(["MUG", "PLATE"]) == {"WH-1": {"MUG": 8, "PLATE": 1}}
+    assert await levels(store, "MUG", "PLATE") == {"WH-1": {"MUG": 8, "PLATE": 1}}
+    assert await reservation_lines(store, "o1") == [("WH-1", "MUG", 2, "committed"),
+                                                    ("WH-1", "PLATE", 1, "committed")]
+    assert await reservation_lines(store, "o2") == [("WH-1", "MUG", 2, "released")]
+    assert await reservation_lines(store, "o3") == []
+    async with store.new_uow() as uow:  # the shipped units left the shelf for good
+        await stock_of(uow).release("o1")
+    assert await levels(store, "MUG", "PLATE") == {"WH-1": {"MUG": 8, "PLATE": 1}}
+
+
+async def test_a_failed_message_takes_its_stock_changes_with_it(store) -> None:
+    await seed(store, [("WH-1", "MUG", 5)])
+    async with store.new_uow() as uow:
+        await stock_of(uow).reserve("o1", "r1", [MUG])
+        with pytest.raises(RuntimeError):
+            async with uow.savepoint():
+                await stock_of(uow).reserve("o2", "r2", [MUG])
+                await stock_of(uow).commit("o1")
+                raise RuntimeError("the handler failed")
+        assert await stock_of(uow).levels(["MUG"]) == {"WH-1": {"MUG": 3}}
+        assert await stock_of(uow).reserve("o3", "r3", [MUG]) == ("WH-1", [])
+    assert await levels(store, "MUG") == {"WH-1": {"MUG": 1}}
+    assert await reservation_lines(store, "o1") == [("WH-1", "MUG", 2, "reserved")]
+    assert await reservation_lines(store, "o2") == []
