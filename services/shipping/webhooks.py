@@ -15,7 +15,6 @@ Each report is answered with its own outcome.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
@@ -28,6 +27,7 @@ from alur.runtime import metrics
 from alur.runtime.aggregate import Decider, act
 from alur.runtime.db import CONNECTION_ERRORS
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
+from alur.runtime.group import GroupCommit
 from alur.runtime.http import Refused, problem, read_signed
 from alur.runtime.ports import UnitOfWork
 from alur.runtime.processing import ends_transaction
@@ -106,50 +106,22 @@ async def record_reports(uow: UnitOfWork, decider: Decider[domain.ShipmentState]
 class ReportRecorder:
     """Group commit of carrier reports (see the module's docstring)."""
 
-    MAX_GROUP = 200
-
     def __init__(self, new_uow: Callable[[], UnitOfWork],
                  decider: Decider[domain.ShipmentState], *, source: str) -> None:
         self._new_uow, self._decider, self._source = new_uow, decider, source
-        self._waiting: list[tuple[CarrierReport, asyncio.Future[bool]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        # A transaction that fails for another reason than an outage is tried report by
+        # report, so that one the database refuses (or a conflict with another writer)
+        # fails only itself.
+        self._group = GroupCommit(self._commit, alone=lambda exc: not isinstance(
+            exc, (InfrastructureError, *CONNECTION_ERRORS)))
 
     async def record(self, report: CarrierReport) -> bool:
         """True once recorded, False if recorded before; raises what refused it."""
-        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((report, answer))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write())
-        return await answer
+        return await self._group.submit(report)
 
     async def _commit(self, reports: list[CarrierReport]) -> list[bool | Exception]:
         async with self._new_uow() as uow:
             return await record_reports(uow, self._decider, reports, source=self._source)
-
-    async def _write(self) -> None:
-        while self._waiting:
-            group = self._waiting[:self.MAX_GROUP]
-            del self._waiting[:self.MAX_GROUP]
-            try:
-                outcomes = await self._commit([r for r, _ in group])
-            except (InfrastructureError, *CONNECTION_ERRORS) as exc:  # an outage: all wait
-                outcomes = [exc] * len(group)
-            except Exception:
-                # The transaction failed: each report alone, so that one the database refuses
-                # (or a conflict with another writer) fails only itself.
-                outcomes = []
-                for report, _ in group:
-                    try:
-                        outcomes.extend(await self._commit([report]))
-                    except Exception as exc:
-                        outcomes.append(exc)
-            for (_, answer), outcome in zip(group, outcomes, strict=True):
-                if answer.done():  # its request went away
-                    continue
-                if isinstance(outcome, Exception):
-                    answer.set_exception(outcome)
-                else:
-                    answer.set_result(outcome)
 
 
 def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.ShipmentState], *,
