@@ -64,6 +64,9 @@ def stream_lock_key(schema: str, stream_id: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+_UNSET = object()  # a timer the unit of work had not touched (the savepoints' undo log)
+
+
 class StreamCache:
     """The committed events of the streams this process wrote or read last (least recently
     used out first), so that a stream's history is decoded once per process instead of once
@@ -145,6 +148,12 @@ class PostgresUnitOfWork:
         self._released: list[str] = []
         self._savepoints: list[list[object]] = []  # [name, issued] per open savepoint
         self._names = itertools.count()
+        # Undo logs for savepoints, so that marking one costs the same however many streams
+        # and timers the batch holds: streams added (read or begun), the stream of each event
+        # appended, and each timer change with the value it replaced.
+        self._added: list[str] = []
+        self._appended: list[str] = []
+        self._timer_log: list[tuple[tuple[str, str], object]] = []
         self._json: dict[uuid.UUID, str] = {}
         self._attached: dict[str, Attachment] = {}
 
@@ -166,6 +175,7 @@ class PostgresUnitOfWork:
             raise InfrastructureError(f"PostgreSQL unavailable: {exc}") from exc
         self._outbox, self._audit, self._events, self._streams = [], [], [], {}
         self._timers = {}
+        self._added, self._appended, self._timer_log = [], [], []
         self._json = {}
         self._busy, self._released = set(), []
         self._attached = {}
@@ -282,9 +292,8 @@ class PostgresUnitOfWork:
     @asynccontextmanager
     async def savepoint(self) -> AsyncIterator[None]:
         assert self.conn is not None
-        marks = (len(self._outbox), len(self._audit), len(self._events),
-                 {k: len(v) for k, v in self._streams.items()})
-        timers = dict(self._timers)
+        marks = (len(self._outbox), len(self._audit), len(self._events), len(self._added),
+                 len(self._appended), len(self._timer_log))
         attached = {key: a.mark() for key, a in self._attached.items()}
         savepoint: list[object] = [f"alur_sp_{next(self._names)}", False]
         self._savepoints.append(savepoint)
@@ -294,19 +303,24 @@ class PostgresUnitOfWork:
             self._savepoints.pop()
             if savepoint[1]:
                 await self.conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint[0]}")
-            n_outbox, n_audit, n_events, lengths = marks
+            n_outbox, n_audit, n_events, n_added, n_appended, n_timers = marks
             del self._outbox[n_outbox:], self._audit[n_audit:], self._events[n_events:]
-            self._timers = timers
+            for timer, before in reversed(self._timer_log[n_timers:]):
+                if before is _UNSET:
+                    self._timers.pop(timer, None)
+                else:
+                    self._timers[timer] = cast(datetime | None, before)
+            for stream_id in reversed(self._appended[n_appended:]):
+                if stream_id in self._streams:
+                    self._streams[stream_id].pop()
+            for stream_id in self._added[n_added:]:
+                self._streams.pop(stream_id, None)
+            del self._timer_log[n_timers:], self._appended[n_appended:], self._added[n_added:]
             for key in list(self._attached):
                 if key in attached:
                     self._attached[key].undo(attached[key])
                 else:  # made inside the block: all of it goes
                     del self._attached[key]
-            for stream_id in list(self._streams):
-                if stream_id in lengths:
-                    del self._streams[stream_id][lengths[stream_id]:]
-                else:
-                    del self._streams[stream_id]
             raise
         self._savepoints.pop()
         if savepoint[1]:
@@ -363,6 +377,7 @@ class PostgresUnitOfWork:
         cached = [self._cache.get(s) for s in wanted]
         for stream_id, events in zip(wanted, cached, strict=True):
             self._streams[stream_id] = list(events or ())
+            self._added.append(stream_id)
         known = [len(c) if c else 0 for c in cached]
         confirmed = await self._read_after(wanted, known)
         stale = [s for s, n in zip(wanted, known, strict=True) if n and s not in confirmed]
@@ -416,6 +431,7 @@ class PostgresUnitOfWork:
             # writer begin it meanwhile after all, the commit fails on the (stream, version)
             # key, a ConcurrencyConflict as for any stale version.
             self._streams[stream_id] = []
+            self._added.append(stream_id)
         else:
             await self.preload([stream_id])
             if stream_id in self._busy:
@@ -427,6 +443,7 @@ class PostgresUnitOfWork:
         for event, origin in zip(events, origins, strict=True):
             stored = StoredEvent(len(stream) + 1, origin, event)
             stream.append(stored)
+            self._appended.append(stream_id)
             body = event.model_dump_json()
             self._json[event.id] = body
             self._events.append((stream_id, stored.version, event.id, event.type, origin,
@@ -446,6 +463,7 @@ class PostgresUnitOfWork:
         self._audit.append(tuple(getattr(row, c) for c in _AUDIT_COLUMNS))
 
     def schedule(self, stream_id: str, kind: str, due_at: datetime | None) -> None:
+        self._timer_log.append(((stream_id, kind), self._timers.get((stream_id, kind), _UNSET)))
         self._timers[(stream_id, kind)] = due_at
 
     async def due_timers(self, now: datetime, limit: int) -> list[Timer]:

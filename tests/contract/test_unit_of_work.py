@@ -2,6 +2,7 @@
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 
@@ -266,3 +267,23 @@ async def test_a_lapsed_claim_holds_nobody_and_a_new_claim_takes_over(store) -> 
     with pytest.raises(StreamBusy):
         async with store.new_uow() as uow:
             await uow.load("o1")
+
+
+async def test_a_savepoint_rollback_forgets_a_stream_begun_in_it_and_its_timer_changes(
+        store) -> None:
+    async with store.new_uow() as uow:
+        uow.schedule("o1", "stuck", datetime(2030, 1, 1, tzinfo=UTC))
+        with pytest.raises(ValueError):
+            async with uow.savepoint():
+                await uow.append("o2", 0, [event("OrderPlaced", "o2")], ["own"])
+                uow.schedule("o1", "stuck", None)
+                uow.schedule("o1", "stuck", datetime(2031, 1, 1, tzinfo=UTC))
+                uow.schedule("o2", "stuck", datetime(2031, 1, 1, tzinfo=UTC))
+                raise ValueError("handler failed")
+        assert await uow.load("o2") == []
+        placed = event("OrderPlaced", "o2")
+        await uow.append("o2", 0, [placed], ["own"])
+    async with store.new_uow() as uow:
+        assert [s.event for s in await uow.load("o2")] == [placed]
+        due = await uow.due_timers(datetime(2032, 1, 1, tzinfo=UTC), 10)
+    assert [(t.stream_id, t.due_at) for t in due] == [("o1", datetime(2030, 1, 1, tzinfo=UTC))]
