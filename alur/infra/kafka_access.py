@@ -19,13 +19,16 @@ Kafka 4 dropped, so the two requests are written out here from the protocol's me
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import secrets
+import time
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import (
     CompactArray,
@@ -240,5 +243,34 @@ async def grant(bootstrap: str, shop_bootstrap: str, shop_id: str, *, partitions
         _raise_errors(f"ACLs of {shop_id}", acls.results, 0)
     finally:
         await admin.close()
+    await _until_usable(shop_bootstrap, shop_id, password)
     return KafkaAccess(shop_id, shop_id, password, shop_bootstrap, intake_topic(shop_id),
                        outcomes_topic(shop_id), group_prefix(shop_id))
+
+
+async def _until_usable(shop_bootstrap: str, shop_id: str, password: str,
+                        timeout: float = 30.0) -> None:
+    """Wait until the broker lets the shop in and shows it its intake topic. The controller
+    answers once the credential and the ACLs are in the metadata log; the broker applies them
+    a moment later, and a shop that connects in between is refused as if its password were
+    wrong."""
+    deadline = time.monotonic() + timeout
+    while True:
+        client = AIOKafkaClient(bootstrap_servers=shop_bootstrap, request_timeout_ms=5000,
+                                security_protocol="SASL_PLAINTEXT",
+                                sasl_mechanism="SCRAM-SHA-512", sasl_plain_username=shop_id,
+                                sasl_plain_password=password)
+        try:
+            await client.bootstrap()
+            metadata = await client.fetch_all_metadata()
+            if intake_topic(shop_id) in metadata.topics():
+                return
+            problem = "its intake topic is not visible to it yet"
+        except KafkaError as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+        finally:
+            await client.close()
+        if time.monotonic() > deadline:
+            raise AccessError(f"the broker does not let {shop_id} in {timeout:.0f} s after its "
+                              f"credential was set: {problem}")
+        await asyncio.sleep(0.2)
