@@ -236,12 +236,13 @@ class BatchProcessor:
         committed: list[Callable[[], None]] = []  # metric updates due once the batch commits
         async with self._new_uow() as uow:
             uow.claimant = planned is not None
-            # One statement each for the whole batch: inbox ids, then the streams to fold.
-            new = await uow.remember_all([e.id for e in events if e.subject not in waits])
+            # One statement each for the whole batch: inbox ids, then the streams to fold. An
+            # event of a type the service ignores has no effect to make once: no inbox row.
             # Only the orders of events the service acts on are locked and loaded: an event it
             # ignores must not make a partner's callback about that order wait for the batch.
-            acting = [e for e in events if e.id in new and (relevant is None
-                                                            or e.type in relevant)]
+            new = await uow.remember_all([e.id for e in events if e.subject not in waits and (
+                relevant is None or e.type in relevant)])
+            acting = [e for e in events if e.id in new]
             await uow.preload([e.subject for e in acting])
             if prepare is not None and acting:
                 await prepare(uow, acting)
@@ -252,6 +253,9 @@ class BatchProcessor:
                 elif isinstance(event, DecodeError):
                     results.append(
                         self._dead_letter(uow, message, None, f"undecodable: {event}", 1))
+                elif relevant is not None and event.type not in relevant:
+                    uow.audit(self._audit_in(message, event, "ignored", 1))
+                    results.append(Result(message, "ignored", event.type, 1))
                 elif event.id not in new:
                     uow.audit(self._audit_in(message, event, "duplicate", 1))
                     results.append(Result(message, "duplicate", event.type, 1))
