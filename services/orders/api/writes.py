@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,14 +94,34 @@ class Writes:
                     return Answer(seen["status"], json.loads(seen["response"]), replayed=True)
             status, payload = await work(uow)
             body = jsonable_encoder(payload)
-            if idempotency_key is not None:
-                await conn.execute(
-                    "INSERT INTO idempotency_keys (shop_id, key, request_hash, status, response)"
-                    " VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (shop_id, key) DO UPDATE"
-                    " SET request_hash = excluded.request_hash, status = excluded.status,"
-                    " response = excluded.response, created_at = now()",
-                    shop_id, idempotency_key, fingerprint, status, json.dumps(body))
+            if idempotency_key is not None:  # written with the order, in the flush
+                row = (shop_id, idempotency_key, fingerprint, status, json.dumps(body))
+                uow.attached("idempotency", lambda _: _Remember(row))
         return Answer(status, body)
+
+
+class _Remember:
+    """The request's Idempotency-Key and answer, an attachment of its unit of work
+    (alur.runtime.postgres.Attachment): one statement fewer a request."""
+
+    def __init__(self, row: tuple[str, str, bytes, int, str]) -> None:
+        self._row = row
+
+    def mark(self) -> object:
+        return None
+
+    def undo(self, mark: object) -> None:
+        return None
+
+    def flush(self, array: Callable[[Sequence[object], str], str]) -> list[tuple[str, str]]:
+        values = ", ".join(array([v], t) for v, t in zip(
+            self._row, ("text", "text", "bytea", "int", "text"), strict=True))
+        return [("idempotency", "INSERT INTO idempotency_keys (shop_id, key, request_hash,"
+                 " status, response) SELECT s, k, h, st, r::jsonb"
+                 f" FROM unnest({values}) AS x(s, k, h, st, r)"
+                 " ON CONFLICT (shop_id, key) DO UPDATE"
+                 " SET request_hash = excluded.request_hash, status = excluded.status,"
+                 " response = excluded.response, created_at = now()")]
 
 
 async def prune(conn_execute: Callable[..., Awaitable[str]], idempotency_ttl: float,
