@@ -5,9 +5,13 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from alur.settings import SERVICES
 from schemas import EVENT_TYPES, TOPICS, DecodeError, decode, encode, tools
+from schemas.orders import Email
 
 SAMPLES = sorted(tools.SAMPLES.glob("*.json"))
 
@@ -75,3 +79,30 @@ def test_generated_json_schema_and_asyncapi_are_up_to_date(tmp_path: Path) -> No
         assert committed.read_text() == fresh.read_text(), "run `alur schemas export`"
     doc = json.loads((tools.GENERATED / "asyncapi.json").read_text())
     assert doc["asyncapi"].startswith("3.") and set(TOPICS) <= set(doc["channels"])
+
+
+# Addresses built from the characters where the fast path and email_validator could part ways.
+_LOCAL = st.text(alphabet="aZ09.+-_'!~#", min_size=1, max_size=70)
+_LABEL = st.text(alphabet="aZ09-", min_size=1, max_size=66)
+_TLD = st.sampled_from(["com", "ID", "co", "x", "c0m", "test", "local", "arpa", "onion", "io"])
+_ADDRESS = st.builds(lambda local, labels, tld: f"{local}@{'.'.join([*labels, tld])}",
+                     _LOCAL, st.lists(_LABEL, min_size=0, max_size=3), _TLD)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_ADDRESS)
+def test_the_fast_email_check_agrees_with_pydantics_email_str(address: str) -> None:
+    """schemas.orders.Email takes a shortcut for plain addresses; EmailStr is the judge."""
+    try:
+        expected: str | None = TypeAdapter(EmailStr).validate_python(address)
+    except ValidationError:
+        expected = None
+    try:
+        got: str | None = TypeAdapter(Email).validate_python(address)
+    except ValidationError:
+        got = None
+    assert got == expected
+
+
+def test_the_email_field_keeps_email_strs_json_schema() -> None:
+    assert TypeAdapter(Email).json_schema() == TypeAdapter(EmailStr).json_schema()
