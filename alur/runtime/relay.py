@@ -4,6 +4,12 @@ One relay per service is active at a time (a PostgreSQL advisory lock held on it
 connection), so rows leave in id order and per-order event order is kept. It wakes on the
 NOTIFY sent by each committing unit of work and polls as a fallback. Rows that failed to send
 stay unpublished and are sent again: nothing is dropped (consumers deduplicate by event id).
+
+A round whose sends partly fail marks published what was sent, except a row after a failed one
+with the same key (an order's events stay in order on their topic), and then starts over with
+a new producer: an idempotent producer that lost a batch (a leader moved, a broker restarted)
+can be left numbering its batches past what the broker holds, and would be refused
+(OutOfOrderSequenceNumber) for as long as it lives, while every round re-sent what had gone.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -34,12 +42,14 @@ def new_producer(bootstrap: str) -> AIOKafkaProducer:
 class OutboxRelay:
     def __init__(self, service: str, schema: str, dsn: str, outbox: Outbox,
                  producer: AIOKafkaProducer, *, batch: int, interval: float,
-                 retention: float, watchdog: Watchdog | None = None) -> None:
+                 retention: float, watchdog: Watchdog | None = None,
+                 renew: Callable[[], AIOKafkaProducer] | None = None) -> None:
         self.service = service
         self._schema = schema
         self._dsn = dsn
         self._outbox = outbox
-        self._producer = producer
+        self.producer = producer  # replaced after a failed send, when `renew` makes another
+        self._renew = renew
         self._batch = batch
         self._interval = interval
         self._retention = retention
@@ -61,6 +71,26 @@ class OutboxRelay:
                 self._watchdog.failed("relay", f"{type(exc).__name__}: {exc}")
                 log.warning("relay %s lost its footing, retrying in 1s: %s", self.service, exc)
                 await asyncio.sleep(1.0)
+                if isinstance(exc, KafkaError):
+                    await self._new_producer()
+
+    async def _new_producer(self) -> None:
+        """Start a producer afresh (a new producer id, its sequence numbers from 0); the old
+        one goes once the new one is up. Kafka still away: the next round tries again."""
+        if self._renew is None:
+            return
+        fresh = self._renew()
+        try:
+            await fresh.start()
+        except KafkaError as exc:
+            log.warning("relay %s: no new producer yet: %s", self.service, exc)
+            await fresh.stop()
+            return
+        old, self.producer = self.producer, fresh
+        try:
+            await asyncio.wait_for(old.stop(), 10.0)
+        except (KafkaError, TimeoutError) as exc:
+            log.debug("the old producer did not stop cleanly: %s", exc)
 
     async def _lead(self) -> None:
         conn = await asyncpg.connect(self._dsn, timeout=10)
@@ -93,12 +123,27 @@ class OutboxRelay:
         if not rows:
             return 0
         # Enqueue all, then await all: the producer batches and keeps per-partition order.
-        futures = [await self._producer.send(r.topic, r.value, key=r.key) for r in rows]
-        records = await asyncio.gather(*futures)
-        await self._outbox.mark_published(
-            [(r.id, m.partition, m.offset) for r, m in zip(rows, records, strict=True)])
+        futures: list[asyncio.Future[Any]] = []
+        failed: BaseException | None = None
         for r in rows:
-            self._produced(r.topic, r.type).inc()
+            try:
+                futures.append(await self.producer.send(r.topic, r.value, key=r.key))
+            except KafkaError as exc:  # not even enqueued: this row and the rest wait
+                failed = exc
+                break
+        records = await asyncio.gather(*futures, return_exceptions=True)
+        sent: list[tuple[int, int, int]] = []
+        stopped: set[tuple[str, bytes | None]] = set()  # keys with a row that failed
+        for r, m in zip(rows, records, strict=False):
+            if isinstance(m, BaseException):
+                failed = failed or m
+                stopped.add((r.topic, r.key))
+            elif (r.topic, r.key) not in stopped:
+                sent.append((r.id, m.partition, m.offset))
+                self._produced(r.topic, r.type).inc()
+        await self._outbox.mark_published(sent)
+        if failed is not None:
+            raise failed
         return len(rows)
 
 

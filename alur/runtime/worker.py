@@ -264,15 +264,17 @@ async def _serve(definition: ServiceDefinition, settings: Settings, runtime: _Ru
     outbox = PostgresOutbox(pool)
     relay = OutboxRelay(name, name, settings.pg_dsn, outbox, producer,
                         batch=settings.relay_batch, interval=settings.relay_interval,
-                        retention=settings.outbox_retention, watchdog=watchdog)
+                        retention=settings.outbox_retention, watchdog=watchdog,
+                        renew=lambda: new_producer(settings.kafka_bootstrap))
 
     async def database() -> str:
         await pool.fetchval("SELECT 1")
         return "answers"
 
     async def broker() -> str:
-        await producer.client.fetch_all_metadata()
-        return f"{len(producer.client.cluster.brokers())} broker(s)"
+        client = relay.producer.client
+        await client.fetch_all_metadata()
+        return f"{len(client.cluster.brokers())} broker(s)"
 
     async def partitions() -> str:
         assigned = runtime.assignment()
@@ -298,7 +300,7 @@ async def _serve(definition: ServiceDefinition, settings: Settings, runtime: _Ru
               if parts.timers else []))
     except asyncio.CancelledError:  # a clean stop (SIGTERM): let go of everything in order
         await _close(operations.cleanup(), *([parts.close()] if parts.close else []),
-                     producer.stop(), pool.close())
+                     relay.producer.stop(), pool.close())
         raise
 
 
