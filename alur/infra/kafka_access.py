@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -255,6 +256,25 @@ async def _until_usable(shop_bootstrap: str, shop_id: str, password: str,
     a moment later, and a shop that connects in between is refused as if its password were
     wrong."""
     deadline = time.monotonic() + timeout
+    # aiokafka logs each refused try as an error; here they are expected (a filter on a
+    # logger is not inherited by its children, hence the two: the client's and the conn's).
+    quiet, loggers = _Refusals(), [logging.getLogger(n) for n in ("aiokafka", "aiokafka.conn")]
+    for logger in loggers:
+        logger.addFilter(quiet)
+    try:
+        await _tries(shop_bootstrap, shop_id, password, deadline, timeout)
+    finally:
+        for logger in loggers:
+            logger.removeFilter(quiet)
+
+
+class _Refusals(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+async def _tries(shop_bootstrap: str, shop_id: str, password: str, deadline: float,
+                 timeout: float) -> None:
     while True:
         client = AIOKafkaClient(bootstrap_servers=shop_bootstrap, request_timeout_ms=5000,
                                 security_protocol="SASL_PLAINTEXT",
