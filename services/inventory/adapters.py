@@ -228,13 +228,16 @@ class StockBook:
         self._take(rows)
         for sku in missing:  # made by the statement above: not visible to it yet, empty
             if (location, sku) not in self._rows:
-                self._rows[(location, sku)] = self._available[(location, sku)] = 0
+                self._take([{"location": location, "sku": sku, "available": 0,
+                             "threshold": None}])
 
     def _take(self, rows: Sequence[Mapping[str, Any]]) -> None:
         for r in rows:
             key = (r["location"], r["sku"])
             if r["location"] is not None and key not in self._rows:
-                self._rows[key] = self._available[key] = r["available"]
+                self._rows[key] = r["available"]
+                # A row changed before it was read (a restock) holds only its changes so far.
+                self._available[key] = r["available"] + self._available.get(key, 0)
             if r["threshold"] is not None:
                 self._thresholds[r["sku"]] = r["threshold"]
 

@@ -5,7 +5,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from schemas import StockLine
+from schemas import ReturnLine, StockLine
 from services.inventory.adapters import OversoldError
 from services.inventory.bootstrap import stock_of
 
@@ -170,3 +170,11 @@ async def test_a_failed_message_takes_its_stock_changes_with_it(store) -> None:
     assert await levels(store, "MUG") == {"WH-1": {"MUG": 1}}
     assert await reservation_lines(store, "o1") == [("WH-1", "MUG", 2, "reserved")]
     assert await reservation_lines(store, "o2") == []
+
+
+async def test_units_restocked_earlier_in_the_unit_of_work_can_be_reserved(store) -> None:
+    await seed(store, [("WH-1", "MUG", 0)])
+    async with store.new_uow() as uow:
+        await stock_of(uow).restock("WH-1", [ReturnLine(sku="MUG", quantity=2)])
+        assert await stock_of(uow).reserve("o1", "r1", [MUG]) == ("WH-1", [])
+    assert await levels(store, "MUG") == {"WH-1": {"MUG": 0}}
