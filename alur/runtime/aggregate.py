@@ -282,11 +282,13 @@ async def call_outside(new_uow: Callable[[], UnitOfWork], decider: Decider[S], j
         async with new_uow() as uow:
             uow.claimant = True
             uow.release_claims([job.stream_id])
-            if job.remember is not None and not await uow.remember(job.remember):
-                return None
             history = await uow.load(job.stream_id)
             if len(history) != job.version or history[-1].event.id != job.last_id:
+                # Not remembered: the caller is told to try again (a callback answers 503),
+                # and its next try must be decided afresh, not taken for one recorded.
                 moved = True
+            elif job.remember is not None and not await uow.remember(job.remember):
+                return None  # recorded meanwhile, by a copy of the same callback
             else:
                 after = cast(S, job.state)
                 if new_events:
