@@ -14,8 +14,6 @@ from typing import Protocol
 
 import asyncpg
 
-from alur.runtime.group import GroupCommit
-
 
 class SentLog(Protocol):
     async def sent(self, notification_id: str) -> bool:
@@ -26,34 +24,24 @@ class SentLog(Protocol):
 
 
 class PostgresSentLog:
-    """`sent_emails` in the service's schema, written through the pool (autocommit). Checks
-    and records of e-mails sent side by side share a statement (group commit): a batch's
-    plans ask about all of its e-mails in the same loop turn, and records made while one is
-    being written go in the next together. A record is still durable before `record`
-    returns."""
+    """`sent_emails` in the service's schema, written through the pool (autocommit), one
+    statement per check and per record, each right before and right after its e-mail. Not
+    grouped: a check made just before each send is also what stops a batch from sending on
+    while PostgreSQL is gone. With a batch's checks in one statement up front, the fault
+    suite saw a whole batch sent during a database restart and sent again after it (12
+    e-mails twice against 2)."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-        self._checks = GroupCommit(self._sent)
-        self._records = GroupCommit(self._record)
 
     async def sent(self, notification_id: str) -> bool:
-        return await self._checks.submit(notification_id)
+        return bool(await self._pool.fetchval(
+            "SELECT true FROM sent_emails WHERE notification_id = $1", notification_id))
 
     async def record(self, notification_id: str) -> None:
-        await self._records.submit(notification_id)
-
-    async def _sent(self, ids: list[str]) -> list[bool | Exception]:
-        found = {r["notification_id"] for r in await self._pool.fetch(
-            "SELECT notification_id FROM sent_emails WHERE notification_id = ANY($1::text[])",
-            ids)}
-        return [i in found for i in ids]
-
-    async def _record(self, ids: list[str]) -> list[None | Exception]:
         await self._pool.execute(
-            "INSERT INTO sent_emails (notification_id) SELECT DISTINCT unnest($1::text[]) "
-            "ON CONFLICT DO NOTHING", ids)
-        return [None] * len(ids)
+            "INSERT INTO sent_emails (notification_id) VALUES ($1) ON CONFLICT DO NOTHING",
+            notification_id)
 
     async def prune(self, older_than_seconds: float) -> int:
         status = await self._pool.execute(
