@@ -255,14 +255,13 @@ async def _until_usable(shop_bootstrap: str, shop_id: str, password: str,
     answers once the credential and the ACLs are in the metadata log; the broker applies them
     a moment later, and a shop that connects in between is refused as if its password were
     wrong."""
-    deadline = time.monotonic() + timeout
     # aiokafka logs each refused try as an error; here they are expected (a filter on a
     # logger is not inherited by its children, hence the two: the client's and the conn's).
     quiet, loggers = _Refusals(), [logging.getLogger(n) for n in ("aiokafka", "aiokafka.conn")]
     for logger in loggers:
         logger.addFilter(quiet)
     try:
-        await _tries(shop_bootstrap, shop_id, password, deadline, timeout)
+        await _tries(shop_bootstrap, shop_id, password, timeout)
     finally:
         for logger in loggers:
             logger.removeFilter(quiet)
@@ -273,8 +272,8 @@ class _Refusals(logging.Filter):
         return False
 
 
-async def _tries(shop_bootstrap: str, shop_id: str, password: str, deadline: float,
-                 timeout: float) -> None:
+async def _tries(shop_bootstrap: str, shop_id: str, password: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
     while True:
         client = AIOKafkaClient(bootstrap_servers=shop_bootstrap, request_timeout_ms=5000,
                                 security_protocol="SASL_PLAINTEXT",

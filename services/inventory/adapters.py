@@ -8,7 +8,7 @@ from typing import Any, Protocol, cast
 import asyncpg
 
 from schemas import ReturnLine, StockLine
-from services.inventory.domain import Levels, choose_location, short_skus
+from services.inventory.domain import where_to_reserve
 
 
 class Stock(Protocol):
@@ -48,8 +48,9 @@ class Stock(Protocol):
 
 
 class PostgresStock:
-    """Statement by statement, on a connection: the admin API's and the seed's way in (and
-    what the stock book's writes must agree with, tests/contract/test_stock.py)."""
+    """The stock writes an operator makes, statement by statement on a connection: the admin
+    API's and the seed's way in, and the stock book's for the same writes. What a unit of work
+    does to stock goes through its StockBook."""
 
     def __init__(self, connection: Callable[[], Awaitable[asyncpg.Connection]]) -> None:
         self._connection = connection
@@ -61,104 +62,16 @@ class PostgresStock:
 
         return cls(same)
 
-    async def preload(self, skus: Sequence[str]) -> None:
-        return None
-
     async def set_on_hand(self, location: str, sku: str, on_hand: int) -> None:
         await (await self._connection()).execute(
             "INSERT INTO stock (location, sku, on_hand) VALUES ($1, $2, $3) "
             "ON CONFLICT (location, sku) DO UPDATE SET on_hand = $3, updated_at = now()",
             location, sku, on_hand)
 
-    async def levels(self, skus: Sequence[str], lock: bool = False) -> dict[str, dict[str, int]]:
-        # Rows are locked in one global order (location, sku) so reservations cannot deadlock.
-        rows = await (await self._connection()).fetch(
-            "SELECT location, sku, on_hand - reserved AS available FROM stock "
-            "WHERE sku = ANY($1::text[]) ORDER BY location, sku"
-            + (" FOR UPDATE" if lock else ""), list(skus))
-        levels: dict[str, dict[str, int]] = {}
-        for r in rows:
-            levels.setdefault(r["location"], {})[r["sku"]] = r["available"]
-        return levels
-
-    async def reserve(self, order_id: str, reservation_id: str,
-                      lines: Sequence[StockLine]) -> tuple[str | None, list[str]]:
-        levels: Levels = await self.levels([line.sku for line in lines], lock=True)
-        location = choose_location(levels, lines)
-        if location is None:
-            return None, short_skus(levels, lines)
-        conn = await self._connection()
-        await conn.executemany(
-            "UPDATE stock SET reserved = reserved + $3, updated_at = now() "
-            "WHERE location = $1 AND sku = $2",
-            [(location, line.sku, line.quantity) for line in lines])
-        await conn.executemany(
-            "INSERT INTO reservation_lines (order_id, reservation_id, location, sku, quantity,"
-            " status) VALUES ($1, $2, $3, $4, $5, 'reserved')",
-            [(order_id, reservation_id, location, line.sku, line.quantity) for line in lines])
-        return location, []
-
-    async def commit(self, order_id: str) -> None:
-        await self._settle(order_id, "committed", shipped=True)
-
-    async def release(self, order_id: str) -> None:
-        await self._settle(order_id, "released", shipped=False)
-
-    async def restock(self, location: str, lines: Sequence[ReturnLine]) -> None:
-        await (await self._connection()).executemany(
-            "UPDATE stock SET on_hand = on_hand + $3, updated_at = now() "
-            "WHERE location = $1 AND sku = $2",
-            [(location, line.sku, line.quantity) for line in sorted(lines, key=lambda x: x.sku)])
-
-    async def sell(self, order_id: str, reservation_id: str, location: str,
-                   lines: Sequence[StockLine]) -> list[StockLine]:
-        conn = await self._connection()
-        ordered = sorted(lines, key=lambda x: x.sku)
-        # Lock (or create) the rows in the global (location, sku) order, then look.
-        await conn.executemany(
-            "INSERT INTO stock (location, sku, on_hand) VALUES ($1, $2, 0) "
-            "ON CONFLICT (location, sku) DO NOTHING", [(location, x.sku) for x in ordered])
-        rows = await conn.fetch(
-            "SELECT sku, on_hand - reserved AS available FROM stock "
-            "WHERE location = $1 AND sku = ANY($2::text[]) ORDER BY sku FOR UPDATE",
-            location, [x.sku for x in ordered])
-        short = {r["sku"]: max(0, x.quantity - r["available"])
-                 for r, x in zip(rows, ordered, strict=True)}
-        await conn.executemany(  # counted up by what the books lacked, then sold
-            "UPDATE stock SET on_hand = on_hand + $3 - $4, updated_at = now() "
-            "WHERE location = $1 AND sku = $2",
-            [(location, x.sku, short[x.sku], x.quantity) for x in ordered])
-        await conn.executemany(
-            "INSERT INTO reservation_lines (order_id, reservation_id, location, sku, quantity,"
-            " status) VALUES ($1, $2, $3, $4, $5, 'committed') ON CONFLICT DO NOTHING",
-            [(order_id, reservation_id, location, x.sku, x.quantity) for x in ordered])
-        return [StockLine(sku=sku, quantity=n) for sku, n in short.items() if n > 0]
-
     async def set_threshold(self, sku: str, threshold: int) -> None:
         await (await self._connection()).execute(
             "INSERT INTO low_stock_thresholds (sku, threshold) VALUES ($1, $2) "
             "ON CONFLICT (sku) DO UPDATE SET threshold = $2, updated_at = now()", sku, threshold)
-
-    async def below_threshold(self, location: str,
-                              lines: Sequence[StockLine]) -> list[tuple[str, int, int]]:
-        rows = await (await self._connection()).fetch(
-            "SELECT s.sku, s.on_hand - s.reserved AS available, t.threshold FROM stock s"
-            " JOIN low_stock_thresholds t USING (sku) WHERE s.location = $1"
-            " AND s.sku = ANY($2::text[]) ORDER BY s.sku", location, [x.sku for x in lines])
-        return crossed(rows, lines)
-
-    async def _settle(self, order_id: str, status: str, *, shipped: bool) -> None:
-        """End the order's held lines: the units leave the shelf (shipped) or go back on sale."""
-        conn = await self._connection()
-        rows = await conn.fetch(
-            "UPDATE reservation_lines SET status = $2 "
-            "WHERE order_id = $1 AND status = 'reserved' RETURNING location, sku, quantity",
-            order_id, status)
-        await conn.executemany(  # in the global (location, sku) order, like every writer
-            "UPDATE stock SET reserved = reserved - $3, on_hand = on_hand - $3 * $4::int, "
-            "updated_at = now() WHERE location = $1 AND sku = $2",
-            [(r["location"], r["sku"], r["quantity"], int(shipped))
-             for r in sorted(rows, key=lambda r: (r["location"], r["sku"]))])
 
 
 class StockBook:
@@ -183,7 +96,7 @@ class StockBook:
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
-        self._rows: dict[tuple[str, str], int] = {}  # (location, sku) -> available as read
+        self._rows: set[tuple[str, str]] = set()  # (location, sku) of the rows read
         self._thresholds: dict[str, int] = {}
         self._read: set[str] = set()  # SKUs whose rows (every location) are read
         self._changes: list[tuple[str, str, int, int]] = []  # location, sku, on hand, reserved
@@ -235,7 +148,7 @@ class StockBook:
         for r in rows:
             key = (r["location"], r["sku"])
             if r["location"] is not None and key not in self._rows:
-                self._rows[key] = r["available"]
+                self._rows.add(key)
                 # A row changed before it was read (a restock) holds only its changes so far.
                 self._available[key] = r["available"] + self._available.get(key, 0)
             if r["threshold"] is not None:
@@ -250,7 +163,8 @@ class StockBook:
         self._read.discard(sku)
         self._thresholds.pop(sku, None)
         for key in [k for k in self._rows if k[1] == sku]:
-            del self._rows[key], self._available[key]
+            self._rows.discard(key)
+            del self._available[key]
 
     def levels(self, skus: Sequence[str]) -> dict[str, dict[str, int]]:
         wanted = set(skus)
@@ -357,10 +271,9 @@ class BookedStock:
 
     async def reserve(self, order_id: str, reservation_id: str,
                       lines: Sequence[StockLine]) -> tuple[str | None, list[str]]:
-        levels = await self.levels([line.sku for line in lines])
-        location = choose_location(levels, lines)
+        location, short = where_to_reserve(await self.levels([x.sku for x in lines]), lines)
         if location is None:
-            return None, short_skus(levels, lines)
+            return None, short
         for line in lines:
             self._book.change(location, line.sku, 0, line.quantity)
         self._book.add_lines(order_id, reservation_id, location, lines, "reserved")
@@ -438,10 +351,9 @@ class InMemoryStock:
 
     async def reserve(self, order_id: str, reservation_id: str,
                       lines: Sequence[StockLine]) -> tuple[str | None, list[str]]:
-        levels = await self.levels([line.sku for line in lines])
-        location = choose_location(levels, lines)
+        location, short = where_to_reserve(await self.levels([x.sku for x in lines]), lines)
         if location is None:
-            return None, short_skus(levels, lines)
+            return None, short
         for line in lines:
             row = self._stock[(location, line.sku)]
             self._check(row["on_hand"], row["reserved"] + line.quantity)

@@ -95,6 +95,12 @@ def choose_location(levels: Levels, lines: Sequence[StockLine]) -> str | None:
     return None
 
 
+def where_to_reserve(levels: Levels, lines: Sequence[StockLine]) -> tuple[str | None, list[str]]:
+    """(the location that holds the order, []) or (None, the short SKUs)."""
+    location = choose_location(levels, lines)
+    return (location, []) if location is not None else (None, short_skus(levels, lines))
+
+
 def short_skus(levels: Levels, lines: Sequence[StockLine]) -> list[str]:
     """SKUs that no single location holds in the ordered quantity."""
     return sorted(
