@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,8 @@ from alur.runtime.relay import new_producer
 from alur.tools.events import records
 from schemas import DecodeError, decode
 from schemas.catalogue import TOPICS, dlq_topic
+
+log = logging.getLogger("alur.dlq")
 
 SCHEMA = "alur_ops"
 SQL = Path(__file__).parent / "sql"
@@ -67,12 +70,26 @@ class DeadLetter:
                 "original_message": original}
 
 
-def parse(dlq: str, partition: int, offset: int, key: bytes | None, raw: bytes) -> DeadLetter:
-    record = json.loads(raw)
-    encoded = record["value"]
-    value = (b"" if encoded is None  # a tombstone: it had no value
-             else base64.b64decode(encoded) if record.get("value_encoding") == "base64"
-             else encoded.encode())
+class NotADeadLetter(ValueError):
+    """A record on a DLQ topic that no service wrote there (a tombstone, stray bytes)."""
+
+
+def parse(dlq: str, partition: int, offset: int, key: bytes | None,
+          raw: bytes | None) -> DeadLetter:
+    try:
+        record = json.loads(raw if raw is not None else b"")
+        encoded = record["value"]
+        value = (b"" if encoded is None  # a tombstone: it had no value
+                 else base64.b64decode(encoded) if record.get("value_encoding") == "base64"
+                 else encoded.encode())
+        origin = record["origin"]
+        fields = dict(service=record["service"], error=record["error"],
+                      attempts=record["attempts"], failed_at=record["failed_at"],
+                      origin_topic=origin["topic"], origin_partition=origin["partition"],
+                      origin_offset=origin["offset"])
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise NotADeadLetter(f"{dlq}:{partition}:{offset} is not a dead letter "
+                             f"({type(exc).__name__}: {exc})"[:300]) from None
     order_id: str | None
     event_type: str | None
     event_id: str | None
@@ -82,21 +99,23 @@ def parse(dlq: str, partition: int, offset: int, key: bytes | None, raw: bytes) 
     except DecodeError:
         order_id = key.decode(errors="replace") if key else None
         event_type = event_id = None
-    origin = record["origin"]
     return DeadLetter(
         id=f"{dlq}:{partition}:{offset}", dlq_topic=dlq, partition=partition, offset=offset,
-        service=record["service"], error=record["error"], attempts=record["attempts"],
-        failed_at=record["failed_at"], origin_topic=origin["topic"],
-        origin_partition=origin["partition"], origin_offset=origin["offset"], key=key,
-        value=value, order_id=order_id, event_type=event_type, event_id=event_id)
+        key=key, value=value, order_id=order_id, event_type=event_type, event_id=event_id,
+        **fields)
 
 
 async def read_dead_letters(bootstrap: str, topics: Iterable[str] = TOPICS, *,
                             progress: bool = False) -> list[DeadLetter]:
-    """Every record of the given topics' DLQs, oldest first per partition."""
+    """Every dead letter of the given topics' DLQs, oldest first per partition. A record there
+    that is not one is logged and left out."""
     letters: list[DeadLetter] = []
     async for batch in records(bootstrap, [dlq_topic(t) for t in topics], progress=progress):
-        letters += [parse(r.topic, r.partition, r.offset, r.key, r.value) for r in batch]
+        for r in batch:
+            try:
+                letters.append(parse(r.topic, r.partition, r.offset, r.key, r.value))
+            except NotADeadLetter as exc:
+                log.warning("%s", exc)
     return letters
 
 

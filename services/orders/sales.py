@@ -1,9 +1,9 @@
 """The sales analytics projection: rebuild by replay, compare with the live tables, swap, report.
 
-The projection itself is SQL (migrations/100_sales.sql): `sales_apply` folds one event envelope
-into `sales_orders` / `sales_lines`; a trigger keeps the live tables in step with the orders
-event store. A replay folds events into the same tables of schema `orders_rebuild` instead
-(its session puts that schema first on the search_path),
+The projection itself is SQL (migrations/104_sales_fold.sql): `sales_fold` folds a set of event
+envelopes into `sales_orders` / `sales_lines` in one statement; a statement-level trigger keeps
+the live tables in step with the orders event store. A replay folds events into the same tables
+of schema `orders_rebuild` instead (its session puts that schema first on the search_path),
 from the event store or from the Kafka topics, for everything or for a slice (a shop, some
 orders, orders placed in a time window), and compares the result with the live rows of that
 slice. Only `--swap` writes live tables, and only from the event store: it rebuilds and
@@ -13,23 +13,37 @@ between the read and the swap.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import asyncpg
+from pydantic import TypeAdapter
+from typing_extensions import TypedDict
 
 from alur.tools.events import Ranges, records
 from alur.tools.slice import Slice, orders_in
-from schemas import DecodeError, decode
+from schemas import DecodeError, Event, decode
+from schemas.orders import OrderCancelled, OrderPlaced, ReviewSubmitted
 
 SCHEMA = "orders"
 REBUILD = "orders_rebuild"
 TOPICS_READ = ("orders", "payments", "shipping")  # where the folded event types are published
 COLUMNS = ("order_id", "shop_id", "channel", "payment_method", "currency", "total_amount",
            "placed_at", "paid_at", "delivered_at", "completed_at", "cancelled_at",
-           "cancel_reason", "returned_at")
+           "cancel_reason", "returned_at", "rating", "reviewed_at")
+STORE_CHUNK = 2000  # orders folded by one statement of a replay from the event store
+
+
+class _Peek(TypedDict, total=False):
+    """What a replay reads of a record it may not need: the envelope's type and subject."""
+
+    type: str
+    subject: str
+
+
+_peeker: TypeAdapter[_Peek] = TypeAdapter(_Peek)
 
 
 @dataclass
@@ -87,10 +101,13 @@ async def _resumable(conn: asyncpg.Connection) -> tuple[Slice, Ranges | None]:
 
 
 async def _fold_from_store(conn: asyncpg.Connection, ids: list[str]) -> int:
-    folded = await conn.fetchval(
-        "SELECT count(*) FROM (SELECT sales_apply(body) FROM events "
-        "WHERE stream_id = ANY($1::text[]) AND type = ANY (sales_event_types())) applied", ids)
-    return int(folded)
+    folded = 0
+    for at in range(0, len(ids), STORE_CHUNK):
+        folded += await conn.fetchval(
+            "SELECT coalesce(sales_fold(array_agg(body ORDER BY stream_id, version)), 0) "
+            "FROM events WHERE stream_id = ANY($1::text[]) AND type = ANY (sales_event_types())",
+            ids[at:at + STORE_CHUNK])
+    return folded
 
 
 async def _fold_from_kafka(conn: asyncpg.Connection, bootstrap: str, part: Slice,
@@ -101,16 +118,16 @@ async def _fold_from_kafka(conn: asyncpg.Connection, bootstrap: str, part: Slice
     it (a record they refused is skipped, as they dead-lettered it), and a record the orders
     service refused or dead-lettered, as its audit log says (an event about an unknown order,
     or impossible in the order's state), is skipped too; the others are only peeked at.
-    Batches are copied to the server, where `sales_apply` folds them; each batch commits with
+    Each batch goes to the server as its events' facts (the fields the projection reads, taken
+    from the validated events), which `sales_fold_facts` folds; each batch commits with
     its offsets, so an interrupted replay resumes where it stopped (a fold twice is harmless:
-    it is idempotent). With `ranges`, only the records in those offset ranges are read, in
-    both passes."""
+    it is idempotent). The server folds a batch while the next one is read and checked. With
+    `ranges`, only the records in those offset ranges are read, in both passes."""
     folded_types = set(await conn.fetchval("SELECT sales_event_types()"))
     not_taken = {(r["topic"], r["partition"], r["offset"]) for r in await conn.fetch(
         'SELECT topic, partition, "offset" FROM orders.audit WHERE direction = \'in\''
         " AND outcome IN ('refused', 'dead_lettered') AND topic = ANY($1::text[])",
         list(TOPICS_READ))}
-    await conn.execute("CREATE TEMP TABLE IF NOT EXISTS replay_batch (body jsonb NOT NULL)")
     batches = 0
     for pass_no, topics in ((1, ("orders",)), (2, TOPICS_READ)):
         if await conn.fetchval(f"SELECT pass FROM {REBUILD}.replay_run") > pass_no:
@@ -119,111 +136,151 @@ async def _fold_from_kafka(conn: asyncpg.Connection, bootstrap: str, part: Slice
         resume = {(r["topic"], r["partition"]): r["next_offset"] for r in await conn.fetch(
             f"SELECT topic, partition, next_offset FROM {REBUILD}.replay_offsets "
             "WHERE pass = $1", pass_no)}
-        async for batch in records(bootstrap, topics, since=part.since, progress=progress,
-                                   resume=resume, ranges=ranges):
-            if budget is not None and batches >= budget:
-                raise ReplayInterrupted(f"stopped after {batches} batches")
-            rows, found = [], []
-            for r in batch:
-                if (r.topic, r.partition, r.offset) in not_taken:
-                    continue
-                peek = _peek(r.value)
-                kind = peek.get("type")
-                if pass_no == 1:
-                    if kind == "OrderPlaced" and _in_slice(peek, part) and _valid(r.value):
-                        found.append((peek["subject"],))
-                        rows.append((r.value.decode(),))
-                elif (kind != "OrderPlaced" and kind in folded_types
-                      and peek.get("subject") in wanted and _valid(r.value)):
-                    rows.append((r.value.decode(),))
-            positions = {}
-            for r in batch:
-                positions[(r.topic, r.partition)] = r.offset + 1
-            async with conn.transaction():
-                await _fold(conn, rows)
-                await conn.executemany(f"INSERT INTO {REBUILD}.replay_orders VALUES ($1) "
-                                       "ON CONFLICT DO NOTHING", found)
-                await conn.executemany(
-                    f"INSERT INTO {REBUILD}.replay_offsets VALUES ($1, $2, $3, $4) "
-                    "ON CONFLICT (pass, topic, partition) DO UPDATE SET next_offset = $4",
-                    [(pass_no, t, p, o) for (t, p), o in positions.items()])
-                await conn.execute(f"UPDATE {REBUILD}.replay_run SET folded = folded + $1",
-                                   len(rows))
-            wanted.update(f[0] for f in found)
-            batches += 1
+        committing: asyncio.Task[None] | None = None
+        try:
+            async for batch in records(bootstrap, topics, since=part.since, progress=progress,
+                                       resume=resume, ranges=ranges):
+                if budget is not None and batches >= budget:
+                    raise ReplayInterrupted(f"stopped after {batches} batches")
+                facts: list[Fact] = []
+                lines: list[LineFact] = []
+                found: list[str] = []
+                for r in batch:
+                    value = r.value
+                    if value is None or (r.topic, r.partition, r.offset) in not_taken:
+                        continue  # a tombstone is no event
+                    kind, subject = _peek(value)
+                    if pass_no == 1:
+                        if kind == "OrderPlaced":
+                            placed = _event(value)
+                            if placed is not None and _in_slice(placed, part):
+                                found.append(placed.subject)
+                                facts.append(facts_of(placed, lines))
+                    elif kind != "OrderPlaced" and kind in folded_types and subject in wanted:
+                        event = _event(value)
+                        if event is not None:
+                            facts.append(facts_of(event, lines))
+                positions = {(r.topic, r.partition): r.offset + 1 for r in batch}
+                if committing is not None:
+                    await committing
+                committing = asyncio.create_task(
+                    _commit_batch(conn, pass_no, facts, lines, found, positions))
+                await asyncio.sleep(0)  # let it send the batch before reading the next one
+                wanted.update(found)
+                batches += 1
+        finally:
+            if committing is not None:
+                await committing
         await conn.execute(f"UPDATE {REBUILD}.replay_run SET pass = $1", pass_no + 1)
     ids = [r[0] for r in await conn.fetch(f"SELECT order_id FROM {REBUILD}.replay_orders")]
     return sorted(ids), int(await conn.fetchval(f"SELECT folded FROM {REBUILD}.replay_run"))
 
 
-async def _fold(conn: asyncpg.Connection, rows: list[tuple[str]]) -> int:
-    """Fold a batch of event bodies into the tables the search_path names first."""
-    if rows:
-        await conn.copy_records_to_table("replay_batch", records=rows, columns=["body"])
-        await conn.execute("SELECT count(*) FROM (SELECT sales_apply(body) "
-                           "FROM replay_batch) applied")
-        await conn.execute("TRUNCATE replay_batch")
-    return len(rows)
+async def _commit_batch(conn: asyncpg.Connection, pass_no: int, facts: list[Fact],
+                        lines: list[LineFact], found: list[str],
+                        positions: dict[tuple[str, int], int]) -> None:
+    """Fold a batch (its events' facts, in order) into the tables the search_path names first,
+    with the orders it found and where each partition goes on from: one statement, so one
+    transaction and one round trip."""
+    await conn.execute(
+        f"""WITH fold AS (SELECT sales_fold_facts($1::sales_fact[], $2::sales_line_fact[]) AS n),
+            found AS (INSERT INTO {REBUILD}.replay_orders SELECT unnest($3::text[])
+                      ON CONFLICT DO NOTHING),
+            progress AS (INSERT INTO {REBUILD}.replay_offsets
+                         SELECT $4, t, p, o FROM unnest($5::text[], $6::int[], $7::bigint[])
+                                AS x(t, p, o)
+                         ON CONFLICT (pass, topic, partition)
+                         DO UPDATE SET next_offset = excluded.next_offset)
+        UPDATE {REBUILD}.replay_run SET folded = folded + (SELECT n FROM fold)""",
+        facts, lines, found, pass_no, [t for t, _ in positions], [p for _, p in positions],
+        list(positions.values()))
 
 
-def _peek(value: bytes | None) -> dict[str, Any]:
-    """The envelope's fields as plain JSON, or {} for bytes that are not a JSON object (or a
-    record with no value at all)."""
-    if value is None:
-        return {}
+# A `sales_fact` and a `sales_line_fact` (migrations/104_sales_fold.sql), as asyncpg sends them.
+Fact = tuple[str, str, datetime, str, str, str | None, str | None, int | None, str | None,
+             int | None]
+LineFact = tuple[str, str, int, int]
+
+
+def facts_of(event: Event, lines: list[LineFact]) -> Fact:
+    """What the projection reads of a validated event, as `sales_facts` takes it out of the
+    envelope; an OrderPlaced's lines are added to `lines`."""
+    method = currency = reason = None
+    total = rating = None
+    if isinstance(event, OrderPlaced):
+        method, currency, total = (event.data.payment.method, event.data.total.currency,
+                                   event.data.total.amount)
+        lines.extend((event.subject, line.sku, line.quantity,
+                      line.quantity * line.unit_price.amount) for line in event.data.lines)
+    elif isinstance(event, OrderCancelled):
+        reason = event.data.reason
+    elif isinstance(event, ReviewSubmitted):
+        rating = event.data.rating
+    return (event.type, event.subject, event.time, event.shop_id, event.channel, method,
+            currency, total, reason, rating)
+
+
+def _peek(value: bytes) -> tuple[str | None, str | None]:
+    """The envelope's type and subject, read by the services' own JSON parser without
+    validating the rest (a tenth of a validation), or Nones for anything else."""
     try:
-        body = json.loads(value)
-    except (ValueError, RecursionError):
-        return {}
-    return body if isinstance(body, dict) else {}
+        peeked = _peeker.validate_json(value)
+    except (ValueError, TypeError, RecursionError):  # a ValidationError is a ValueError
+        return None, None
+    return peeked.get("type"), peeked.get("subject")
 
 
-def _valid(value: bytes | None) -> bool:
+def _event(value: bytes) -> Event | None:
+    """The event in the record as the services decode it, or None where they refused it."""
     try:
-        decode(value)
+        return decode(value)
     except DecodeError:
-        return False
-    return True
+        return None
 
 
-def _in_slice(placed: dict[str, Any], part: Slice) -> bool:
-    if part.shop is not None and placed.get("shop_id") != part.shop:
+def _in_slice(placed: Event, part: Slice) -> bool:
+    if part.shop is not None and placed.shop_id != part.shop:
         return False
-    if part.orders and placed.get("subject") not in part.orders:
+    if part.orders and placed.subject not in part.orders:
         return False
-    if part.since is None and part.until is None:
-        return True
-    try:
-        at = datetime.fromisoformat(str(placed.get("time")))
-    except ValueError:
-        return False
-    return ((part.since is None or at >= part.since)
-            and (part.until is None or at < part.until))
+    return ((part.since is None or placed.time >= part.since)
+            and (part.until is None or placed.time < part.until))
 
 
 async def _compare(conn: asyncpg.Connection, ids: list[str], events: int) -> Comparison:
-    cols = ", ".join(COLUMNS)
-    async def rows(schema: str) -> dict[str, tuple[Any, ...]]:
-        return {r["order_id"]: tuple(r) for r in await conn.fetch(
-            f"SELECT {cols} FROM {schema}.sales_orders WHERE order_id = ANY($1::text[])", ids)}
-
-    async def lines(schema: str) -> dict[tuple[str, str], tuple[Any, ...]]:
-        return {(r[0], r[1]): tuple(r) for r in await conn.fetch(
-            f"SELECT order_id, sku, quantity, amount FROM {schema}.sales_lines "
-            "WHERE order_id = ANY($1::text[])", ids)}
-
-    live, rebuilt = await rows(SCHEMA), await rows(REBUILD)
-    lines_live, lines_rebuilt = await lines(SCHEMA), await lines(REBUILD)
-    both = live.keys() & rebuilt.keys()
-    differ = sorted({o for o in both if live[o] != rebuilt[o]} |
-                    ({k[0] for k in lines_live.keys() ^ lines_rebuilt.keys()} & both) |
-                    {k[0] for k in lines_live.keys() & lines_rebuilt.keys()
-                     if lines_live[k] != lines_rebuilt[k]})
+    """The slice's live rows against the rebuilt ones, on the server: only the verdicts travel.
+    An order differs when its fact row does, or its lines (a line missing on one side
+    included)."""
+    live_row = ", ".join(f"l.{c}" for c in COLUMNS)
+    rebuilt_row = ", ".join(f"r.{c}" for c in COLUMNS)
+    verdict = await conn.fetchrow(f"""
+        WITH ids AS (SELECT DISTINCT unnest($1::text[]) AS order_id),
+        lines_differ AS (
+            SELECT DISTINCT coalesce(a.order_id, b.order_id) AS order_id
+              FROM (SELECT * FROM {SCHEMA}.sales_lines WHERE order_id = ANY($1::text[])) a
+              FULL JOIN (SELECT * FROM {REBUILD}.sales_lines WHERE order_id = ANY($1::text[])) b
+                ON a.order_id = b.order_id AND a.sku = b.sku
+             WHERE (a.quantity, a.amount) IS DISTINCT FROM (b.quantity, b.amount)),
+        o AS (
+            SELECT ids.order_id, l.order_id IS NOT NULL AS live, r.order_id IS NOT NULL AS rebuilt,
+                   ({live_row}) IS DISTINCT FROM ({rebuilt_row}) OR d.order_id IS NOT NULL
+                       AS differs
+              FROM ids LEFT JOIN {SCHEMA}.sales_orders l ON l.order_id = ids.order_id
+                       LEFT JOIN {REBUILD}.sales_orders r ON r.order_id = ids.order_id
+                       LEFT JOIN lines_differ d ON d.order_id = ids.order_id)
+        SELECT count(*) FILTER (WHERE live AND rebuilt) AS both,
+               array_agg(order_id ORDER BY order_id) FILTER (WHERE live AND rebuilt AND differs)
+                   AS differ,
+               array_agg(order_id ORDER BY order_id) FILTER (WHERE live AND NOT rebuilt)
+                   AS only_live,
+               array_agg(order_id ORDER BY order_id) FILTER (WHERE rebuilt AND NOT live)
+                   AS only_rebuilt
+          FROM o""", ids)
+    differ = list(verdict["differ"] or [])
     return Comparison(
-        orders_in_slice=len(ids), events_read=events,
-        same=len(both) - len(differ),
-        differ=differ, only_live=sorted(live.keys() - rebuilt.keys()),
-        only_rebuilt=sorted(rebuilt.keys() - live.keys()))
+        orders_in_slice=len(ids), events_read=events, same=verdict["both"] - len(differ),
+        differ=differ, only_live=list(verdict["only_live"] or []),
+        only_rebuilt=list(verdict["only_rebuilt"] or []))
 
 
 async def replay(dsn: str, part: Slice, *, source: str = "store", bootstrap: str = "",

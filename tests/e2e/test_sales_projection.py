@@ -125,7 +125,16 @@ async def test_replays_equal_live_touch_only_their_slice_and_report_adds_up(
     assert (await replay(services.pg_dsn, Slice(shop=shop_a))).equal
     assert await db.fetch("SELECT * FROM orders.sales_orders WHERE shop_id = $1 "
                           "ORDER BY order_id", shop_b) == untouched
+    # A line changed, and a fact row missing, are told apart from equal rows too.
+    await db.execute("UPDATE orders.sales_lines SET quantity = quantity + 1 "
+                     "WHERE order_id = $1", orders_b[1])
+    await db.execute("DELETE FROM orders.sales_orders WHERE order_id = $1", orders_b[2])
+    dry_b = await replay(services.pg_dsn, Slice(shop=shop_b))
+    assert (dry_b.differ, dry_b.only_rebuilt, dry_b.only_live) == \
+        (sorted([damaged_b, orders_b[1]]), [orders_b[2]], [])
+    assert dry_b.same == len(orders_b) - 3
     await replay(services.pg_dsn, Slice(shop=shop_b), swap=True)
+    assert (await replay(services.pg_dsn, Slice(shop=shop_b))).equal
 
     # The report against a computation of its own from the raw events.
     events = await raw_events(services.kafka_bootstrap, services.partitions, shop_a)

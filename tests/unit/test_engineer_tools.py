@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from alur.runtime.processing import Message, dead_letter_record
-from alur.tools.dlq import parse
+from alur.tools.dlq import NotADeadLetter, parse
 from alur.tools.events import Filter, parse_time
 from alur.tools.slice import Slice
 from alur.tools.trace import Hop, Trace, TracedEvent, render
@@ -176,3 +176,11 @@ def test_what_a_timer_recorded_after_an_event_is_not_a_difference() -> None:
     early = caused_by(reserved, event("OrderReadyToShip", "ord_9").data, source="alur/orders")
     [diff] = differences(stream[:2] + [StoredEvent(3, "own", early)], DECIDER, frozenset())
     assert diff.event_type == "StockReserved" and diff.recorded == ["OrderReadyToShip"]
+
+
+@pytest.mark.parametrize("raw", [None, b"", b"not json", b"[1, 2]", b'{"value": "x"}',
+                                 b'{"value": 5, "origin": {}}'])
+def test_a_record_on_a_dlq_that_no_service_wrote_is_refused_with_where_it_lies(
+        raw: bytes | None) -> None:
+    with pytest.raises(NotADeadLetter, match=r"^orders\.dlq:1:7 is not a dead letter"):
+        parse("orders.dlq", 1, 7, None, raw)
