@@ -31,8 +31,9 @@ CREATE TYPE sales_line_fact AS (order_id text, sku text, quantity integer, amoun
 
 -- The facts of the envelopes the projection folds, in array order; lines in event order.
 CREATE FUNCTION sales_facts(bodies jsonb[], OUT facts sales_fact[],
-                            OUT lines sales_line_fact[]) LANGUAGE sql STABLE AS $$
-    SELECT ARRAY(
+                            OUT lines sales_line_fact[]) LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    facts := ARRAY(
         SELECT ROW(kind, b->>'subject', (b->>'time')::timestamptz, b->>'shop_id',
                    b->>'channel',
                    CASE kind WHEN 'OrderPlaced' THEN b->'data'->'payment'->>'method' END,
@@ -44,19 +45,20 @@ CREATE FUNCTION sales_facts(bodies jsonb[], OUT facts sales_fact[],
                    )::sales_fact
           FROM unnest(bodies) WITH ORDINALITY AS u(b, n), LATERAL (SELECT b->>'type') AS t(kind)
          WHERE kind = ANY (sales_event_types())
-         ORDER BY n),
-    ARRAY(
+         ORDER BY n);
+    lines := ARRAY(
         SELECT ROW(b->>'subject', l->>'sku', (l->>'quantity')::int,
                    (l->>'quantity')::bigint * (l->'unit_price'->>'amount')::bigint
                    )::sales_line_fact
           FROM unnest(bodies) WITH ORDINALITY AS u(b, n),
                jsonb_array_elements(b->'data'->'lines') WITH ORDINALITY AS x(l, i)
          WHERE b->>'type' = 'OrderPlaced'
-         ORDER BY n, i)
-$$;
+         ORDER BY n, i);
+END $$;
 
 -- Writes to `sales_orders` / `sales_lines` as the search_path resolves them: the live tables
 -- for the trigger, the rebuild tables for a replay's session. Returns how many events it folded.
+-- (PL/pgSQL throughout: its statements are planned once a session, a SQL function's each call.)
 CREATE FUNCTION sales_fold_facts(facts sales_fact[], lines sales_line_fact[])
     RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
@@ -127,9 +129,13 @@ BEGIN
     RETURN folded;
 END $$;
 
-CREATE FUNCTION sales_fold(bodies jsonb[]) RETURNS integer LANGUAGE sql AS $$
-    SELECT sales_fold_facts(f.facts, f.lines) FROM sales_facts(bodies) AS f
-$$;
+CREATE FUNCTION sales_fold(bodies jsonb[]) RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    f record;
+BEGIN
+    f := sales_facts(bodies);
+    RETURN sales_fold_facts(f.facts, f.lines);
+END $$;
 
 CREATE FUNCTION sales_on_events() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
