@@ -113,23 +113,29 @@ async def _fold_from_store(conn: asyncpg.Connection, ids: list[str]) -> int:
 async def _fold_from_kafka(conn: asyncpg.Connection, bootstrap: str, part: Slice,
                            progress: bool, budget: int | None,
                            ranges: Ranges | None) -> tuple[list[str], int]:
-    """Two passes over the topics from `since`: the slice's OrderPlaced events, then the rest of
-    its orders' events. Each record the projection needs is validated as the services validate
-    it (a record they refused is skipped, as they dead-lettered it), and a record the orders
-    service refused or dead-lettered, as its audit log says (an event about an unknown order,
-    or impossible in the order's state), is skipped too; the others are only peeked at.
-    Each batch goes to the server as its events' facts (the fields the projection reads, taken
-    from the validated events), which `sales_fold_facts` folds; each batch commits with
-    its offsets, so an interrupted replay resumes where it stopped (a fold twice is harmless:
-    it is idempotent). The server folds a batch while the next one is read and checked. With
-    `ranges`, only the records in those offset ranges are read, in both passes."""
+    """Two passes over the topics from `since`: the orders topic (the slice's OrderPlaced events
+    and what that topic says of those orders later), then the other topics. Each record the
+    projection needs is validated as the services validate it (a record they refused is
+    skipped, as they dead-lettered it), and a record the orders service refused or
+    dead-lettered, as its audit log says (an event about an unknown order, or impossible in
+    the order's state), is skipped too; the others are only peeked at. Each batch goes to the
+    server as its events' facts (the fields the projection reads, taken from the validated
+    events), which `sales_fold_facts` folds; each batch commits with its offsets, so an
+    interrupted replay resumes where it stopped (a fold twice is harmless: it is idempotent).
+    The server folds a batch while the next one is read and checked. With `ranges`, only the
+    records in those offset ranges are read, in both passes."""
     folded_types = set(await conn.fetchval("SELECT sales_event_types()"))
     not_taken = {(r["topic"], r["partition"], r["offset"]) for r in await conn.fetch(
         'SELECT topic, partition, "offset" FROM orders.audit WHERE direction = \'in\''
         " AND outcome IN ('refused', 'dead_lettered') AND topic = ANY($1::text[])",
         list(TOPICS_READ))}
     batches = 0
-    for pass_no, topics in ((1, ("orders",)), (2, TOPICS_READ)):
+    # The orders topic holds every OrderPlaced, and each order's later events on that topic
+    # follow it in its partition: one pass over it finds the slice's orders and folds what it
+    # says of them. The second pass reads the other topics, whose events may come before
+    # their OrderPlaced in reading order.
+    for pass_no, topics in ((1, ("orders",)), (2, tuple(t for t in TOPICS_READ
+                                                         if t != "orders"))):
         if await conn.fetchval(f"SELECT pass FROM {REBUILD}.replay_run") > pass_no:
             continue
         wanted = {r[0] for r in await conn.fetch(f"SELECT order_id FROM {REBUILD}.replay_orders")}
@@ -150,13 +156,13 @@ async def _fold_from_kafka(conn: asyncpg.Connection, bootstrap: str, part: Slice
                     if value is None or (r.topic, r.partition, r.offset) in not_taken:
                         continue  # a tombstone is no event
                     kind, subject = _peek(value)
-                    if pass_no == 1:
-                        if kind == "OrderPlaced":
-                            placed = _event(value)
-                            if placed is not None and _in_slice(placed, part):
-                                found.append(placed.subject)
-                                facts.append(facts_of(placed, lines))
-                    elif kind != "OrderPlaced" and kind in folded_types and subject in wanted:
+                    if kind == "OrderPlaced":
+                        placed = _event(value)
+                        if placed is not None and _in_slice(placed, part):
+                            found.append(placed.subject)
+                            wanted.add(placed.subject)
+                            facts.append(facts_of(placed, lines))
+                    elif kind in folded_types and subject in wanted:
                         event = _event(value)
                         if event is not None:
                             facts.append(facts_of(event, lines))
@@ -166,7 +172,6 @@ async def _fold_from_kafka(conn: asyncpg.Connection, bootstrap: str, part: Slice
                 committing = asyncio.create_task(
                     _commit_batch(conn, pass_no, facts, lines, found, positions))
                 await asyncio.sleep(0)  # let it send the batch before reading the next one
-                wanted.update(found)
                 batches += 1
         finally:
             if committing is not None:
