@@ -37,7 +37,7 @@ from alur.runtime.errors import ConcurrencyConflict, InvalidEvent, StreamBusy
 from alur.runtime.ports import StoredEvent, Timer, UnitOfWork
 from alur.runtime.processing import Failed, Handler, HandlerResult, Unplanned, ends_transaction
 from schemas import Event, Model, caused_by
-from schemas.envelope import EVENT_FOR_DATA
+from schemas.envelope import EVENT_FOR_DATA, random_uuid
 
 S = TypeVar("S")
 log = logging.getLogger("alur.timers")
@@ -256,7 +256,7 @@ def _has_commands(items: Sequence[object]) -> bool:
 
 async def _claim_for(uow: UnitOfWork, stream_id: str, history: Sequence[StoredEvent],
                      state: object, items: Sequence[object], **job: Any) -> Outside:  # noqa: ANN401
-    await uow.claim([stream_id], uuid.uuid4(), OUTSIDE_CLAIM_TTL)
+    await uow.claim([stream_id], random_uuid(), OUTSIDE_CLAIM_TTL)
     return Outside(stream_id, len(history), history[-1].event.id, state, items,
                    history[-1].event, **job)
 

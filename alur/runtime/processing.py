@@ -42,7 +42,6 @@ import hashlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -53,6 +52,7 @@ from alur.runtime.errors import InfrastructureError, InvalidEvent, is_retriable
 from alur.runtime.logs import message_context
 from alur.runtime.ports import DEAD_LETTER_TYPE, AuditRow, UnitOfWork
 from schemas import DecodeError, Event, decode, dlq_topic
+from schemas.envelope import random_uuid
 
 log = logging.getLogger("alur.processing")
 # An event is a few kilobytes; a record this large is refused before it is parsed.
@@ -345,7 +345,7 @@ class BatchProcessor:
             # Only a stream with a partner call to make is claimed.
             calling = [s for s in streams if await handler.calls(histories[s], by_stream[s])]
             if claims and calling:
-                await uow.claim(calling, uuid.uuid4(), self._patience + CLAIM_MARGIN)
+                await uow.claim(calling, random_uuid(), self._patience + CLAIM_MARGIN)
         tasks = {s: asyncio.create_task(handler.plan(histories[s], evs, self._attempt))
                  for s, evs in by_stream.items()}
         started = time.monotonic()

@@ -17,6 +17,7 @@ from typing import Literal
 
 from alur.runtime.postgres import PostgresUnitOfWork
 from schemas import Event, first_event
+from schemas.envelope import random_uuid
 from services.orders import domain
 from services.orders.api.models import Accepted, PlaceOrder
 from services.orders.api.orders import SOURCE, Observe, fold, open_stream
@@ -66,7 +67,7 @@ class Intake:
         # A new stream: no service can have appended to it, so `work` runs once and the id
         # and the validated order can be made before the transaction.
         order_id = reference_order_id(shop.shop_id, body.reference) \
-            if body.reference is not None else f"ord_{uuid.uuid4().hex}"
+            if body.reference is not None else f"ord_{random_uuid().hex}"
         try:
             data = domain.place_order(order_id, body.customer, body.lines, body.payment,
                                       body.delivery, currency=shop.currency,

@@ -2,6 +2,8 @@
 
 import importlib
 import json
+import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from alur.settings import SERVICES
 from schemas import EVENT_TYPES, TOPICS, DecodeError, decode, encode, tools
+from schemas.envelope import random_uuid
 from schemas.orders import Email
 
 SAMPLES = sorted(tools.SAMPLES.glob("*.json"))
@@ -106,3 +109,20 @@ def test_the_fast_email_check_agrees_with_pydantics_email_str(address: str) -> N
 
 def test_the_email_field_keeps_email_strs_json_schema() -> None:
     assert TypeAdapter(Email).json_schema() == TypeAdapter(EmailStr).json_schema()
+
+
+def test_random_uuids_are_version_4_unique_and_not_repeated_by_a_forked_child() -> None:
+    ids = [random_uuid() for _ in range(3 * 256)]  # across refills of the buffer
+    assert len(set(ids)) == len(ids)
+    assert all(i.version == 4 and i.variant == uuid.RFC_4122 for i in ids)
+    random_uuid()  # the buffer holds ids now, which a child must not hand out again
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, then out without running anything else
+        os.write(write, random_uuid().bytes)
+        os._exit(0)
+    os.close(write)
+    child = uuid.UUID(bytes=os.read(read, 16))
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child != random_uuid()
