@@ -76,18 +76,17 @@ class Writes:
                 if not fresh:
                     raise ApiError("signature-replayed", "Sign each request anew, retries too.")
             if idempotency_key is not None:
-                # Held until commit: a duplicate arriving meanwhile is told to wait (409).
-                if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)",
-                                           advisory_key(f"idem:{shop_id}:{idempotency_key}")):
+                # The lock is held until commit: a duplicate arriving meanwhile is told to
+                # wait (409). Lock and look-up in one round trip (105_idempotency_claim.sql).
+                seen = await conn.fetchrow(
+                    "SELECT * FROM idempotency_claim($1, $2, $3, $4)",
+                    advisory_key(f"idem:{shop_id}:{idempotency_key}"), shop_id,
+                    idempotency_key, self._ttl)
+                if not seen["locked"]:
                     raise ApiError("idempotency-key-in-use", "The first request with this key "
                                    "is still being handled; retry in a moment.",
                                    headers={"Retry-After": "1"})
-                seen = await conn.fetchrow(
-                    "SELECT request_hash, status, response::text FROM idempotency_keys"
-                    " WHERE shop_id = $1 AND key = $2"
-                    " AND created_at > now() - make_interval(secs => $3)",
-                    shop_id, idempotency_key, self._ttl)
-                if seen is not None:
+                if seen["status"] is not None:
                     if seen["request_hash"] != fingerprint:
                         raise ApiError("idempotency-key-reused", "This Idempotency-Key was sent "
                                        "with another request; use a new key for a new request.")
