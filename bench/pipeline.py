@@ -1,4 +1,5 @@
-"""Throughput of one Alur stream processor against a bare aiokafka consume->produce loop.
+"""Throughput of one Alur stream processor against a bare aiokafka consume->produce loop, and
+of a bare faust agent doing the same hop (what the consumer framework costs by itself).
 
 Usage: python bench/pipeline.py [--events N]. See bench/README.md.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import subprocess
 import sys
 import time
 import uuid
@@ -91,6 +93,20 @@ async def bare_loop(settings: Settings, n: int) -> float:
         await producer.stop()
 
 
+def faust_loop(settings: Settings, n: int) -> float:
+    """bench/faust_hop.py on the n messages `bare_loop` left in bench.in (a group of its own
+    reads them from the start): events/s from its first batch to its last ack."""
+    out = settings.state_dir / "faust-hop.rate"
+    out.unlink(missing_ok=True)
+    datadir = settings.state_dir / "faust" / "bench-faust-hop"
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, str(ROOT / "bench" / "faust_hop.py"), str(n),
+                    settings.kafka_bootstrap, str(datadir), str(out), str(settings.batch_size),
+                    str(settings.batch_within)], cwd=ROOT, check=True, timeout=600)
+    rate: float = float(out.read_text())
+    return rate
+
+
 async def inventory_stage(settings: Settings, n: int) -> float:
     """The inventory service on n OrderPlaced events: events/s from first to last commit."""
     await set_stock(settings, [("WH-1", SKU, n * 2)])
@@ -124,10 +140,14 @@ def main() -> int:
     with stack.fresh(bench_settings(), say=lambda line: print("  " + line)) as settings:
         print(f"baseline: bare aiokafka consume->produce of {args.events} events ...")
         bare = asyncio.run(bare_loop(settings, args.events))
+        print(f"bare faust agent, the same hop on the same {args.events} events ...")
+        agent = faust_loop(settings, args.events)
         print(f"inventory service on {args.events} OrderPlaced events ...")
         alur = asyncio.run(inventory_stage(settings, args.events))
     print(f"\n  bare aiokafka loop   {bare:9.0f} events/s")
-    print(f"  inventory service    {alur:9.0f} events/s")
+    print(f"  bare faust agent     {agent:9.0f} events/s  ({bare / agent:.1f}x slower than "
+          "aiokafka)")
+    print(f"  inventory service    {alur:9.0f} events/s  ({agent / alur:.1f}x slower than faust)")
     print(f"  ratio                {bare / alur:9.1f}x slower (DESIGN target: within 2x)")
     return 0
 
