@@ -144,13 +144,23 @@ def start(settings: Settings) -> int:
         raise StartError(f"{home} holds a cluster of {recorded.read_text().strip()} node(s), "
                          f"not {settings.brokers}: `alur infra down` and remove {home} first")
     cluster_id_file = home / "cluster.id"
-    if not cluster_id_file.exists():
-        cluster_id_file.write_text(
-            base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+    # An id that begins with "-" was never usable (see new_cluster_id): no storage has it.
+    if not cluster_id_file.exists() or cluster_id_file.read_text().startswith("-"):
+        cluster_id_file.write_text(new_cluster_id())
     recorded.write_text(f"{settings.brokers}\n")
     started = [start_node(settings, node, wait=False) for node in nodes(settings)]
     _wait_ready(settings, [proc(settings, n) for n in nodes(settings)])
     return started[0]
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id: a random UUID in URL-safe base64, as `kafka-storage random-uuid`
+    makes them, and like it never one that begins with "-", which the storage tool's command
+    line takes for an option (one id in 64 did, and the broker never started)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def start_node(settings: Settings, node: int, wait: bool = True) -> int:

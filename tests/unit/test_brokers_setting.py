@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import base64
+import uuid
 from pathlib import Path
 
 import pytest
 
 from alur.cli import with_recorded_brokers
+from alur.infra import kafka
 from alur.settings import Settings
 
 
@@ -30,3 +33,13 @@ def test_later_commands_find_the_recorded_count_unless_told_otherwise(
     assert with_recorded_brokers(settings).brokers == 3
     monkeypatch.setenv("ALUR_BROKERS", "1")
     assert with_recorded_brokers(settings).brokers == 1
+
+
+def test_a_cluster_id_never_begins_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage tool would read such an id as an option: one random id in 64 was one."""
+    made = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(int=7)])  # "-A...", "AAA..."
+    with monkeypatch.context() as patched:
+        patched.setattr(kafka.uuid, "uuid4", lambda: next(made))
+        cluster_id = kafka.new_cluster_id()
+    assert cluster_id == base64.urlsafe_b64encode(uuid.UUID(int=7).bytes).decode().rstrip("=")
+    assert all(not kafka.new_cluster_id().startswith("-") for _ in range(2000))
