@@ -157,6 +157,8 @@ async def _fold_from_kafka(conn: asyncpg.Connection, bootstrap: str, part: Slice
                         continue  # a tombstone is no event
                     kind, subject = _peek(value)
                     if kind == "OrderPlaced":
+                        if pass_no != 1:
+                            continue  # an order is placed on the orders topic, nowhere else
                         placed = _event(value)
                         if placed is not None and _in_slice(placed, part):
                             found.append(placed.subject)
