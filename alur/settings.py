@@ -116,6 +116,8 @@ class Settings(BaseSettings):
     idempotency_ttl: float = Field(86_400.0, description="Seconds an Idempotency-Key is kept.")
     return_window_days: float = Field(30.0, description="Days after delivery a return may be "
                                       "requested.")
+    loyalty_expiry_days: float = Field(365.0, gt=0, description="Days after it was earned "
+                                       "a loyalty point expires.")
     reservation_ttl: float = Field(900.0, description="Seconds stock stays reserved for an "
                                    "order whose payment has not started.")
     bank_transfer_ttl: float = Field(86_400.0, description="Seconds a customer has to pay a "

@@ -17,6 +17,7 @@ from schemas.inventory import (
 )
 from schemas.notifications import NotificationFailed, NotificationSent
 from schemas.orders import (
+    CustomerIdentified,
     LoyaltyPointsAccrued,
     LoyaltyPointsReversed,
     OrderCancelled,
@@ -56,7 +57,7 @@ AnyEvent = Annotated[
     OrderPlaced | OrderReadyToShip | OrderCancelled | OrderCompleted | OrderStuck
     | ReceiptConfirmed
     | ReturnRequested | OrderReturned | ReviewSubmitted | LoyaltyPointsAccrued
-    | LoyaltyPointsReversed
+    | LoyaltyPointsReversed | CustomerIdentified
     | StockReserved | StockRejected | StockReleased | StockCommitted | StockRestocked | LowStock
     | ReservationExpired
     | PaymentConfirmed | PaymentPending | PaymentFailed | PaymentExpired | RefundIssued

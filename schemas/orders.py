@@ -51,10 +51,64 @@ class OrderLine(Model):
     unit_price: Money = Field(description="Price of one unit.")
 
 
+def _phone(value: str) -> str:
+    """A phone number in E.164 (`+` and 8 to 15 digits). Spaces, dots, dashes and brackets
+    are dropped; `00` stands for `+`; a national number (`0812…`) and one written without its
+    `+` (`62812…`) are Indonesian, the country of Alur's shops."""
+    digits = re.sub(r"[\s.()/-]", "", value)
+    if digits.startswith("00"):
+        digits = "+" + digits[2:]
+    elif digits.startswith("0"):
+        digits = "+62" + digits[1:]
+    elif digits.startswith("62"):
+        digits = "+" + digits
+    if not re.fullmatch(r"\+[1-9][0-9]{7,14}", digits):
+        raise ValueError("not a phone number: write it as +<country code><number> (E.164) or "
+                         "as an Indonesian number (08…)")
+    return digits
+
+
+def _card(value: str) -> str:
+    card = re.sub(r"[\s-]", "", value).upper()
+    if not re.fullmatch(r"[A-Z0-9]{4,32}", card):
+        raise ValueError("a loyalty card number is 4 to 32 letters and digits (spaces and "
+                         "dashes are dropped)")
+    return card
+
+
+Phone = Annotated[str, AfterValidator(_phone), WithJsonSchema({
+    "type": "string", "pattern": r"^\+?[0-9 .()/-]{8,24}$",
+    "description": "E.164, or an Indonesian number such as 0812-3456-7890."})]
+LoyaltyCard = Annotated[str, AfterValidator(_card), WithJsonSchema({
+    "type": "string", "minLength": 4, "maxLength": 40})]
+IdentifierKind = Literal["reference", "loyalty_card", "email", "phone"]
+
+
 class Customer(Model):
-    customer_id: str = Field(min_length=1, description="The shop's id for the customer.")
-    email: Email = Field(description="Where order e-mails go.")
-    name: str = Field(min_length=1, max_length=200, description="Name used in messages.")
+    """Who buys. Any of the four identifiers names the customer; Alur resolves them to one
+    customer per shop (`alur_customer_id` on the order). A till sale may name nobody."""
+
+    customer_id: str | None = Field(None, min_length=1, max_length=128, description=(
+        "The shop's own reference for the customer."))
+    email: Email | None = Field(None, description="Where order e-mails go.")
+    phone: Phone | None = Field(None, description="Normalised to E.164.")
+    loyalty_card: LoyaltyCard | None = Field(None, description=(
+        "A loyalty card number, as scanned at a till; spaces and dashes are dropped."))
+    name: str | None = Field(None, min_length=1, max_length=200,
+                             description="Name used in messages.")
+
+    def identifiers(self) -> list[tuple[IdentifierKind, str]]:
+        """(kind, value) as identity compares them, strongest first: the shop's reference,
+        the card, the e-mail address (in lower case), the phone number."""
+        found: list[tuple[IdentifierKind, str | None]] = [
+            ("reference", self.customer_id), ("loyalty_card", self.loyalty_card),
+            ("email", self.email.lower() if self.email else None), ("phone", self.phone)]
+        return [(kind, value) for kind, value in found if value is not None]
+
+
+class CustomerIdentifier(Model):
+    kind: IdentifierKind
+    value: str = Field(min_length=1, max_length=254)
 
 
 class Address(Model):
@@ -93,6 +147,10 @@ class OrderPlacedData(Model):
         "once."))
     intake: Literal["http", "kafka"] = Field("http", description=(
         "How the order reached Alur: the HTTP API or the shop's Kafka intake topic."))
+    alur_customer_id: str | None = Field(None, max_length=64, description=(
+        "Alur's id for the customer (`cus_…`), resolved from the customer's identifiers when "
+        "the order was placed; null for an anonymous till sale and for orders placed before "
+        "customers were resolved."))
 
 
 class OrderCancelledData(Model):
@@ -144,6 +202,17 @@ class ReviewSubmittedData(Model):
     order_id: str
     rating: int = Field(ge=1, le=5, strict=True)
     text: str = Field("", max_length=5000)
+
+
+class CustomerIdentifiedData(Model):
+    """These identifiers name this customer from now on: the first order of a new customer
+    brings all of its identifiers, a later order those not known before. Written in the
+    order's stream, in the transaction that placed it, so a replay gives the same links."""
+
+    order_id: str
+    customer_id: str = Field(description="Alur's id for the customer (`cus_…`).")
+    identifiers: list[CustomerIdentifier] = Field(min_length=1)
+    new: bool = Field(description="True when this order made the customer known.")
 
 
 class LoyaltyPointsAccruedData(Model):
@@ -205,6 +274,11 @@ class OrderReturned(_OrdersEvent):
 class ReviewSubmitted(_OrdersEvent):
     type: Literal["ReviewSubmitted"] = "ReviewSubmitted"
     data: ReviewSubmittedData
+
+
+class CustomerIdentified(_OrdersEvent):
+    type: Literal["CustomerIdentified"] = "CustomerIdentified"
+    data: CustomerIdentifiedData
 
 
 class LoyaltyPointsAccrued(_OrdersEvent):

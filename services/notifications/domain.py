@@ -1,8 +1,9 @@
 """What the customer is told, and when: one e-mail per customer-facing event. Pure.
 
 The recipient comes from OrderPlaced; an event that overtakes it (topics are consumed
-independently) is held and sent once the order is known. An event already notified about is
-never notified again.
+independently) is held and sent once the order is known. An order that names no e-mail
+address (an anonymous till sale, a customer known by phone or card) gets no e-mail. An
+event already notified about is never notified again.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class NotificationState:
     notified: frozenset[uuid.UUID] = frozenset()
     released: bool = False  # OrderReadyToShip seen
     cancelled: bool = False
+    unreachable: bool = False  # the order names no e-mail address: nothing is sent
 
 
 def evolve(state: NotificationState, event: Event) -> NotificationState:
@@ -64,8 +66,10 @@ def evolve(state: NotificationState, event: Event) -> NotificationState:
                        held=tuple(e for e in state.held if e.id != event.data.about_event_id))
     if event.type == "OrderPlaced":
         customer = event.data.customer
-        return replace(state, recipient=Recipient(str(customer.email), customer.name))
-    if customer_facing(event) and state.recipient is None:
+        if customer.email is None:  # an anonymous till sale, or a customer known by phone
+            return replace(state, unreachable=True, held=())
+        return replace(state, recipient=Recipient(customer.email, customer.name or "customer"))
+    if customer_facing(event) and state.recipient is None and not state.unreachable:
         return replace(state, held=state.held + (event,))
     return state
 

@@ -128,6 +128,7 @@ def api_config(settings: Settings) -> ApiConfig:
         burst=settings.api_burst, signature_tolerance=settings.signature_tolerance,
         idempotency_ttl=settings.idempotency_ttl,
         return_window_days=settings.return_window_days,
+        loyalty_expiry_days=settings.loyalty_expiry_days,
         deadlines=domain.deadlines_under(policy_of(settings)))
 
 

@@ -136,6 +136,9 @@ def place_order(
         raise InvalidOrder("click-and-collect needs a store_id")
     if delivery.method == "click_and_collect" and payment.method == "cod":
         raise InvalidOrder("cash on delivery needs home delivery")
+    if not customer.identifiers():
+        raise InvalidOrder("an order names its customer: a customer_id (the shop's reference), "
+                           "an email, a phone or a loyalty_card")
     return OrderPlacedData(order_id=order_id, customer=customer, lines=list(lines), total=total,
                            payment=payment, delivery=delivery, reference=reference,
                            intake=intake)
@@ -268,7 +271,8 @@ def evolve(state: OrderState, event: Event) -> OrderState:
     kind = event.type
     if kind == "OrderPlaced":
         data = event.data
-        state = replace(state, order_id=data.order_id, customer_id=data.customer.customer_id,
+        state = replace(state, order_id=data.order_id,
+                        customer_id=data.alur_customer_id or data.customer.customer_id,
                         total=data.total, lines=tuple((x.sku, x.quantity) for x in data.lines),
                         channel=event.channel, sold_at=data.sold_at,
                         cod=data.payment.method == "cod")

@@ -18,9 +18,9 @@ from typing import Literal
 from alur.runtime.postgres import PostgresUnitOfWork
 from schemas import Event, first_event
 from schemas.envelope import random_uuid
-from services.orders import domain
+from services.orders import customers, domain
 from services.orders.api.models import Accepted, PlaceOrder
-from services.orders.api.orders import SOURCE, Observe, fold, open_stream
+from services.orders.api.orders import SOURCE, Observe, fold, identified, open_stream
 from services.orders.api.problems import ApiError
 from services.orders.api.security import Caller
 from services.orders.api.writes import Answer, Writes
@@ -39,8 +39,9 @@ def reference_order_id(shop_id: str, reference: str) -> str:
 
 def same_order(placed: Event, event: Event) -> bool:
     """Whether `event` places the order `placed` placed (whichever path each came by)."""
+    ignored = {"intake", "alur_customer_id"}
     return placed.channel == event.channel and \
-        placed.data.model_dump(exclude={"intake"}) == event.data.model_dump(exclude={"intake"})
+        placed.data.model_dump(exclude=ignored) == event.data.model_dump(exclude=ignored)
 
 
 class Intake:
@@ -91,8 +92,11 @@ class Intake:
                                    "a new order needs a new reference.")
                 accepted = accepted.model_copy(update={"duplicate": True})
             else:
-                await open_stream(uow, event, self._deadlines)
-                placed.append(event)
+                [who] = await customers.resolve(await uow.connection(), shop.shop_id,
+                                                [body.customer])
+                events = identified(event, who)
+                await open_stream(uow, events, self._deadlines)
+                placed[:] = events[:1]
             if within is not None:
                 await within(uow, accepted)
             return 202, accepted

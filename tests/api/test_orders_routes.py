@@ -26,12 +26,14 @@ async def test_an_accepted_order_is_recorded_with_its_event_in_the_outbox(api: A
     assert response.status_code == 202, response.text
     order_id = response.json()["order_id"]
     assert response.json()["status_url"] == f"/v1/orders/{order_id}"
-    assert await api.pool.fetchval("SELECT count(*) FROM outbox WHERE key = $1",
-                                   order_id.encode()) == 1
+    # The shop's first order of this customer also makes the customer known.
+    assert await api.pool.fetchval("SELECT array_agg(type ORDER BY id) FROM outbox WHERE key = $1",
+                                   order_id.encode()) == ["OrderPlaced", "CustomerIdentified"]
     view = OrderView.model_validate(
         (await api.client.get(f"/v1/orders/{order_id}", headers=bearer(key))).json())
     assert (view.status, view.total_amount, view.shop_id) == ("placed", 2500, "shop-a")
-    assert [t.type for t in view.timeline] == ["OrderPlaced"] and view.tracking is None
+    assert [t.type for t in view.timeline] == ["OrderPlaced", "CustomerIdentified"]
+    assert view.tracking is None
 
 
 async def place(api: Api, key: str, quantity: int = 1) -> str:
@@ -129,7 +131,7 @@ async def test_receipt_review_and_return_after_delivery(api: Api) -> None:
     view = (await api.client.get(f"/v1/orders/{order_id}", headers=bearer(key))).json()
     assert view["status"] == "return_requested"
     assert [t["type"] for t in view["timeline"]] == [
-        "OrderPlaced", "Delivered", "ReceiptConfirmed", "OrderCompleted",
+        "OrderPlaced", "CustomerIdentified", "Delivered", "ReceiptConfirmed", "OrderCompleted",
         "LoyaltyPointsAccrued", "ReviewSubmitted", "ReturnRequested"]
     late = await place(api, key)
     await deliver(api, late, days_ago=31)

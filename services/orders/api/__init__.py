@@ -18,7 +18,7 @@ from fastapi import Depends, FastAPI, Query
 from alur.runtime.egress import EgressPolicy
 from alur.runtime.postgres import PostgresUnitOfWork
 from alur.tools.slice import Slice
-from services.orders.api import orders, pos, problems, webhooks
+from services.orders.api import customers, orders, pos, problems, webhooks
 from services.orders.api.orders import AUTH, Observe
 from services.orders.api.problems import responses
 from services.orders.api.security import BodyLimit, Caller, Limits, RateLimiter, authenticator
@@ -39,6 +39,7 @@ class ApiConfig:
     signature_tolerance: float = 300.0
     idempotency_ttl: float = 86_400.0
     return_window_days: float = 30.0
+    loyalty_expiry_days: float = 365.0
     webhook_rotation_overlap: float = 86_400.0
     # Which webhook URLs a shop may register (alur.runtime.egress).
     egress: EgressPolicy = field(default_factory=EgressPolicy)
@@ -64,6 +65,7 @@ def create_app(pool: asyncpg.Pool, new_uow: Callable[[], PostgresUnitOfWork],
     app.state.limiter = limiter
     app.include_router(orders.router(new_uow, app.state.intake, writes, authenticate, observe,
                                      config.return_window_days, config.deadlines))
+    app.include_router(customers.router(pool, authenticate, config.loyalty_expiry_days))
     app.include_router(pos.router(registry, writes, authenticate, observe, config.deadlines))
     app.include_router(webhooks.router(pool, writes, authenticate,
                                        config.webhook_rotation_overlap, config.egress))

@@ -9,7 +9,7 @@ from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, mo
 
 from schemas import Channel, Customer, Delivery, OrderLine, PaymentInstruction
 from schemas.envelope import EVENT_FOR_DATA
-from schemas.orders import ReturnLine
+from schemas.orders import IdentifierKind, ReturnLine
 from services.orders.domain import RELEVANT
 
 MAX_LINES = 100
@@ -98,7 +98,9 @@ class TillSale(BaseModel):
     sale_id: str = Field(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$", description=(
         "The till's receipt number, unique per store: uploading it again is harmless."))
     sold_at: AwareDatetime = Field(description="When the till sold it, with its offset.")
-    customer: Customer
+    customer: Customer = Field(default_factory=Customer, description=(
+        "Who bought, if the till knows (a scanned loyalty card, a phone number, an e-mail "
+        "for the receipt); omitted, the sale is anonymous."))
     lines: list[OrderLine] = Field(min_length=1, max_length=MAX_LINES)
     payment: TillPayment
 
@@ -223,3 +225,61 @@ class Webhook(BaseModel):
 
 class WebhookSecret(Webhook):
     secret: str = Field(description="Shown once: verify deliveries with it.")
+
+
+class CustomerIdentifierView(BaseModel):
+    kind: IdentifierKind
+    value: str = Field(description="Normalised: e-mail in lower case, phone in E.164.")
+    linked_at: datetime
+    order_id: str = Field(description="The order that brought it.")
+
+
+class CustomerOrder(BaseModel):
+    order_id: str
+    channel: str
+    status: str = Field(description="Where the order is in the sales flow: placed, paid, "
+                        "delivered, completed, cancelled or returned.")
+    payment_method: str | None
+    total_amount: int | None = Field(description="Integer minor units.")
+    currency: str | None
+    placed_at: datetime = Field(description="A till sale: when the till sold it.")
+
+
+class LedgerEntry(BaseModel):
+    kind: Literal["accrued", "reversed", "expired"]
+    order_id: str
+    at: datetime
+    change: int = Field(description="Points, signed, as the entry moved the balance.")
+    balance: int = Field(description="The balance after the entry.")
+
+
+class Loyalty(BaseModel):
+    balance: int = Field(description="Points the customer holds now; never negative.")
+    issued: int
+    reversed: int
+    expired: int
+    expiry_days: float = Field(description="Points expire this many days after earned.")
+    ledger: list[LedgerEntry] = Field(description="Oldest first.")
+
+
+class Amount(BaseModel):
+    amount: int = Field(description="Integer minor units.")
+    currency: str
+
+
+class CustomerView(BaseModel):
+    customer_id: str = Field(description="Alur's id for the customer, stable per shop.")
+    identifiers: list[CustomerIdentifierView]
+    orders: list[CustomerOrder] = Field(description="Every channel, newest first.")
+    order_count: int
+    lifetime_value: list[Amount] = Field(description=(
+        "Totals of the orders paid and neither cancelled nor returned, per currency."))
+    first_order_at: datetime | None
+    last_order_at: datetime | None
+    preferred_channel: str | None = Field(description="The channel of most orders.")
+    preferred_payment_method: str | None
+    loyalty: Loyalty
+
+
+class CustomerMatches(BaseModel):
+    items: list[CustomerView] = Field(description="The customer the identifier names, if any.")

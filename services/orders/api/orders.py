@@ -20,6 +20,7 @@ from alur.runtime.postgres import PostgresUnitOfWork
 from alur.runtime.strict_json import StrictJSONRoute
 from schemas import Channel, Event, Model, caused_by
 from schemas.envelope import now
+from schemas.orders import CustomerIdentifiedData
 from services.orders import domain
 from services.orders.api.models import (
     Accepted,
@@ -37,6 +38,7 @@ from services.orders.api.models import (
 from services.orders.api.problems import ApiError, responses
 from services.orders.api.security import Caller
 from services.orders.api.writes import Writes, request_hash
+from services.orders.customers import Resolved
 
 if TYPE_CHECKING:
     from services.orders.intake import Intake
@@ -56,12 +58,27 @@ def fold(events: Sequence[Event]) -> domain.OrderState:
     return reduce(domain.evolve, events, domain.OrderState())
 
 
-async def open_stream(uow: PostgresUnitOfWork, event: Event,
+async def open_stream(uow: PostgresUnitOfWork, events: Sequence[Event],
                       deadlines: Callable[[domain.OrderState], Mapping[str, datetime]]) -> None:
-    """Record a new order's first event: append, publish, and schedule its deadlines."""
-    await uow.append(event.subject, 0, [event], ["own"])
-    uow.publish(event)
-    keep_timers(uow, event.subject, {}, deadlines(fold([event])))
+    """Record a new order's first events (OrderPlaced, and CustomerIdentified when it links
+    its customer): append, publish, and schedule its deadlines."""
+    subject = events[0].subject
+    await uow.append(subject, 0, list(events), ["own"] * len(events))
+    for event in events:
+        uow.publish(event)
+    keep_timers(uow, subject, {}, deadlines(fold(events)))
+
+
+def identified(placed: Event, resolved: Resolved) -> list[Event]:
+    """The order's first events once its customer is resolved: OrderPlaced naming the
+    customer, then the links it brings (if any)."""
+    data = placed.data.model_copy(update={"alur_customer_id": resolved.customer_id})
+    placed = placed.model_copy(update={"data": data})
+    if not resolved.linked or resolved.customer_id is None:
+        return [placed]
+    return [placed, caused_by(placed, CustomerIdentifiedData(
+        order_id=placed.subject, customer_id=resolved.customer_id,
+        identifiers=list(resolved.linked), new=resolved.new), source=SOURCE)]
 
 
 def order_view(stream: Sequence[StoredEvent]) -> OrderView:

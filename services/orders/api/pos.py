@@ -20,7 +20,7 @@ from alur.runtime.postgres import PostgresUnitOfWork
 from alur.runtime.strict_json import StrictJSONRoute
 from schemas import Event, first_event
 from schemas.envelope import now
-from services.orders import domain
+from services.orders import customers, domain
 from services.orders.api.models import RecordedSale, SalesBatch, SalesRecorded
 from services.orders.api.orders import (
     POST,
@@ -28,6 +28,7 @@ from services.orders.api.orders import (
     IdempotencyKey,
     Observe,
     fold,
+    identified,
     open_stream,
 )
 from services.orders.api.problems import ApiError, responses
@@ -89,11 +90,16 @@ def router(registry: ShopRegistry, writes: Writes, authenticate: Callable[..., A
         async def work(uow: PostgresUnitOfWork) -> tuple[int, SalesRecorded]:
             await uow.preload([e.subject for e in events])
             answer, recorded[:] = [], []
+            new = [e for e in events if not await uow.load(e.subject)]
+            resolved = dict(zip([e.subject for e in new], await customers.resolve(
+                await uow.connection(), shop.shop_id, [e.data.customer for e in new]),
+                strict=True))
             for event in events:
-                known = bool(await uow.load(event.subject))
+                known = event.subject not in resolved
                 if not known:
-                    await open_stream(uow, event, deadlines)
-                    recorded.append(event)
+                    opened = identified(event, resolved[event.subject])
+                    await open_stream(uow, opened, deadlines)
+                    recorded.append(opened[0])
                 answer.append(RecordedSale(sale_id=str(event.data.sale_id),
                                            order_id=event.subject, already_recorded=known))
             return 202, SalesRecorded(sales=answer)

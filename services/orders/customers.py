@@ -1,0 +1,219 @@
+"""One customer per shop across channels: identity, the shop's view, the loyalty ledger.
+
+**Identity.** An order names its customer by any of four identifiers: the shop's own
+reference (`customer.customer_id`), a loyalty card number, an e-mail address, a phone number
+(schemas.orders.Customer normalises them: e-mail compared in lower case, phones in E.164 with
+Indonesian `08…` numbers). When the order is placed, in its own transaction, `resolve` finds
+the customer they name:
+  * the strongest identifier already known decides (reference, then card, then e-mail, then
+    phone); none known, the order makes a new customer `cus_…`;
+  * the order's identifiers not known before are linked to that customer by a
+    `CustomerIdentified` event in the order's stream, so a replay links them again;
+  * an identifier known for another customer stays with that one: two customers are never
+    merged behind the shop's back;
+  * each identifier is looked up under a transaction lock on it (`customer_resolve` in
+    migrations/106_customers.sql), so two orders bringing the same new e-mail at once make
+    one customer, not two;
+  * a till sale may name nobody: it belongs to no customer.
+
+**Read model.** `customer_identifiers`, `customer_orders` and `loyalty_ledger` are kept from
+the events by a trigger (migrations/106_customers.sql); the orders' amounts and dates come
+from the sales projection.
+
+**Loyalty.** Points are accrued when an order completes and reversed when it is returned
+(services/orders/domain.py). Each accrual is a lot that expires `expiry` after it was earned
+(ALUR_LOYALTY_EXPIRY_DAYS, 365 by default); a reversal takes back what is left of its order's
+lot. Expiry is computed when the ledger is read, from the lots' dates: nothing needs to run
+for points to expire, and every reader computes the same balance.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from schemas.envelope import random_uuid
+from schemas.orders import Customer, CustomerIdentifier, IdentifierKind
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Who an order's customer is: Alur's id (None for an anonymous till sale) and the
+    identifiers the order links to it for the first time."""
+
+    customer_id: str | None
+    linked: tuple[CustomerIdentifier, ...] = ()
+    new: bool = False
+
+
+def new_customer_id() -> str:
+    return f"cus_{random_uuid().hex}"
+
+
+async def resolve(conn: asyncpg.Connection, shop_id: str,
+                  customers: Sequence[Customer]) -> list[Resolved]:
+    """Resolve the customers of orders placed together in one transaction (a till's batch
+    holds many), in one round trip. The transaction holds each identifier's lock until it
+    commits, with the links it records."""
+    wanted = [c.identifiers() for c in customers]
+    pairs = sorted({p for ids in wanted for p in ids})
+    known: dict[tuple[IdentifierKind, str], str] = {}
+    if pairs:
+        rows = await conn.fetch(
+            "SELECT kind, value, customer_id FROM customer_resolve($1, $2::text[], $3::text[])",
+            shop_id, [k for k, _ in pairs], [v for _, v in pairs])
+        known = {(r["kind"], r["value"]): r["customer_id"] for r in rows}
+    out: list[Resolved] = []
+    for ids in wanted:
+        if not ids:
+            out.append(Resolved(None))
+            continue
+        found = next((known[p] for p in ids if p in known), None)
+        customer_id = found or new_customer_id()
+        linked = [p for p in ids if p not in known]
+        for p in linked:  # a later sale of the same batch finds it
+            known[p] = customer_id
+        out.append(Resolved(customer_id, tuple(CustomerIdentifier(kind=k, value=v)
+                                               for k, v in linked), new=found is None))
+    return out
+
+
+# The loyalty ledger.
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    kind: str  # accrued, reversed, expired
+    order_id: str
+    at: datetime
+    change: int  # signed, as it moved the balance
+    balance: int  # after it
+
+
+@dataclass
+class Ledger:
+    balance: int = 0
+    entries: list[LedgerEntry] = field(default_factory=list)
+    issued: int = 0
+    reversed: int = 0
+    expired: int = 0
+
+
+def ledger(rows: Sequence[tuple[str, str, int, datetime]], now: datetime,
+           expiry: timedelta) -> Ledger:
+    """The balance and its history from (kind, order_id, points, at) rows, expiring each
+    order's lot `expiry` after it was accrued. Never negative: a reversal takes back at most
+    what is left of its order's lot."""
+    lots: dict[str, int] = {}  # order -> points left
+    expires: list[tuple[datetime, str]] = []
+    out = Ledger()
+
+    def book(kind: str, order_id: str, at: datetime, change: int) -> None:
+        out.balance += change
+        out.entries.append(LedgerEntry(kind, order_id, at, change, out.balance))
+
+    def expire_until(when: datetime) -> None:
+        while expires and expires[0][0] <= when:
+            at, order_id = expires.pop(0)
+            left = lots.pop(order_id, 0)
+            if left:
+                out.expired += left
+                book("expired", order_id, at, -left)
+
+    for kind, order_id, points, at in sorted(rows, key=lambda r: r[3]):
+        expire_until(at)
+        if kind == "accrued":
+            if order_id in lots:  # one accrual an order; a second is not counted twice
+                continue
+            lots[order_id] = points
+            expires.append((at + expiry, order_id))  # in time order: rows are
+            out.issued += points
+            book("accrued", order_id, at, points)
+        elif kind == "reversed":
+            taken = min(points, lots.get(order_id, 0))
+            if order_id in lots:
+                lots[order_id] -= taken
+            out.reversed += taken
+            book("reversed", order_id, at, -taken)
+    expire_until(now)
+    return out
+
+
+# The shop's view of a customer.
+
+def order_status(row: asyncpg.Record) -> str:
+    """Where the order is in the sales flow, as the sales projection records it."""
+    for column, status in (("cancelled_at", "cancelled"), ("returned_at", "returned"),
+                           ("completed_at", "completed"), ("delivered_at", "delivered"),
+                           ("paid_at", "paid")):
+        if row[column] is not None:
+            return status
+    return "placed"
+
+
+def _preferred(values: Sequence[str | None]) -> str | None:
+    """The most frequent value; a tie goes to the most recent (values are newest first)."""
+    counts = Counter(v for v in values if v is not None)
+    if not counts:
+        return None
+    top = max(counts.values())
+    return next(v for v in values if v is not None and counts[v] == top)
+
+
+async def find(conn: asyncpg.Connection, shop_id: str, kind: IdentifierKind,
+               value: str) -> str | None:
+    return await conn.fetchval(  # type: ignore[no-any-return]
+        "SELECT customer_id FROM customer_identifiers"
+        " WHERE shop_id = $1 AND kind = $2 AND value = $3", shop_id, kind, value)
+
+
+async def view(conn: asyncpg.Connection, shop_id: str, customer_id: str, now: datetime,
+               expiry: timedelta) -> dict[str, Any] | None:
+    """What the shop sees of its customer, or None if the shop has no such customer."""
+    identifiers = await conn.fetch(
+        "SELECT kind, value, linked_at, order_id FROM customer_identifiers"
+        " WHERE customer_id = $1 AND shop_id = $2 ORDER BY linked_at, kind", customer_id,
+        shop_id)
+    if not identifiers:
+        return None
+    orders = await conn.fetch(
+        "SELECT c.order_id, c.channel, c.placed_at, s.payment_method, s.total_amount,"
+        " s.currency, s.paid_at, s.delivered_at, s.completed_at, s.cancelled_at, s.returned_at"
+        " FROM customer_orders c LEFT JOIN sales_orders s USING (order_id)"
+        " WHERE c.customer_id = $1 AND c.shop_id = $2 ORDER BY c.placed_at DESC, c.order_id",
+        customer_id, shop_id)
+    rows = await conn.fetch(
+        "SELECT kind, order_id, points, at FROM loyalty_ledger WHERE customer_id = $1"
+        " ORDER BY at, event_id", customer_id)
+    points = ledger([(r["kind"], r["order_id"], r["points"], r["at"]) for r in rows], now,
+                    expiry)
+    listed = [{"order_id": o["order_id"], "channel": o["channel"], "status": order_status(o),
+               "payment_method": o["payment_method"], "total_amount": o["total_amount"],
+               "currency": o["currency"], "placed_at": o["placed_at"]} for o in orders]
+    kept = [o for o in orders if o["paid_at"] is not None and o["cancelled_at"] is None
+            and o["returned_at"] is None and o["total_amount"] is not None]
+    values: dict[str, int] = {}
+    for o in kept:
+        values[o["currency"]] = values.get(o["currency"], 0) + o["total_amount"]
+    return {
+        "customer_id": customer_id,
+        "identifiers": [{"kind": r["kind"], "value": r["value"], "linked_at": r["linked_at"],
+                         "order_id": r["order_id"]} for r in identifiers],
+        "orders": listed,
+        "order_count": len(listed),
+        "lifetime_value": [{"amount": amount, "currency": currency}
+                           for currency, amount in sorted(values.items())],
+        "first_order_at": orders[-1]["placed_at"] if orders else None,
+        "last_order_at": orders[0]["placed_at"] if orders else None,
+        "preferred_channel": _preferred([o["channel"] for o in orders]),
+        "preferred_payment_method": _preferred([o["payment_method"] for o in orders]),
+        "loyalty": {
+            "balance": points.balance, "issued": points.issued, "reversed": points.reversed,
+            "expired": points.expired, "expiry_days": expiry / timedelta(days=1),
+            "ledger": [{"kind": e.kind, "order_id": e.order_id, "at": e.at,
+                        "change": e.change, "balance": e.balance} for e in points.entries]},
+    }

@@ -1,0 +1,119 @@
+-- Customers: one person per shop across channels (services/orders/customers.py).
+--
+-- Everything here is derived from the orders' event store, in the transaction that records
+-- the events (one statement-level trigger, `projections`, feeds this and the sales fold):
+--   * customer_identifiers: from CustomerIdentified (which identifier names which customer);
+--   * customer_orders: from OrderPlaced's data.alur_customer_id;
+--   * loyalty_ledger: from LoyaltyPointsAccrued / LoyaltyPointsReversed of those orders.
+-- Every insert is idempotent (ON CONFLICT DO NOTHING), so folding events again changes
+-- nothing. The functions write to the tables as the search_path resolves them.
+
+CREATE TABLE customer_identifiers (
+    shop_id     text        NOT NULL,
+    kind        text        NOT NULL CHECK (kind IN ('reference', 'loyalty_card', 'email', 'phone')),
+    value       text        NOT NULL,
+    customer_id text        NOT NULL,
+    order_id    text        NOT NULL,          -- the order that brought the identifier
+    linked_at   timestamptz NOT NULL,
+    PRIMARY KEY (shop_id, kind, value)
+);
+CREATE INDEX customer_identifiers_customer ON customer_identifiers (customer_id);
+
+CREATE TABLE customer_orders (
+    order_id    text        PRIMARY KEY,
+    customer_id text        NOT NULL,
+    shop_id     text        NOT NULL,
+    channel     text        NOT NULL,
+    placed_at   timestamptz NOT NULL           -- a till sale: when the till sold it
+);
+CREATE INDEX customer_orders_customer ON customer_orders (customer_id, placed_at);
+
+CREATE TABLE loyalty_ledger (
+    event_id    uuid        PRIMARY KEY,
+    customer_id text        NOT NULL,
+    order_id    text        NOT NULL,
+    kind        text        NOT NULL CHECK (kind IN ('accrued', 'reversed')),
+    points      integer     NOT NULL CHECK (points > 0),
+    at          timestamptz NOT NULL
+);
+CREATE INDEX loyalty_ledger_customer ON loyalty_ledger (customer_id, at);
+
+CREATE FUNCTION customers_event_types() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
+    SELECT ARRAY['CustomerIdentified', 'OrderPlaced', 'LoyaltyPointsAccrued',
+                 'LoyaltyPointsReversed']
+$$;
+
+-- The customers an order's identifiers already name, read under a transaction lock on each
+-- identifier (taken in one order, so two placements never wait on each other in a cycle): a
+-- second order bringing the same new e-mail waits until the first one's link is committed,
+-- and then finds it. VOLATILE PL/pgSQL: the read takes its snapshot after the locks.
+CREATE FUNCTION customer_resolve(shop text, kinds text[], vals text[])
+    RETURNS TABLE (kind text, value text, customer_id text)
+    LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    k text;
+    v text;
+BEGIN
+    FOR k, v IN SELECT DISTINCT u.k, u.v FROM unnest(kinds, vals) AS u(k, v) ORDER BY 1, 2 LOOP
+        PERFORM pg_advisory_xact_lock(
+            hashtextextended('alur.customer' || chr(10) || shop || chr(10) || k || chr(10) || v,
+                             0));
+    END LOOP;
+    RETURN QUERY
+        SELECT i.kind, i.value, i.customer_id
+          FROM unnest(kinds, vals) AS u(k, v)
+          JOIN customer_identifiers i ON i.shop_id = shop AND i.kind = u.k AND i.value = u.v;
+END $$;
+
+CREATE FUNCTION customers_fold(bodies jsonb[]) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO customer_identifiers (shop_id, kind, value, customer_id, order_id, linked_at)
+    SELECT b->>'shop_id', i->>'kind', i->>'value', b->'data'->>'customer_id', b->>'subject',
+           (b->>'time')::timestamptz
+      FROM unnest(bodies) AS b, jsonb_array_elements(b->'data'->'identifiers') AS i
+     WHERE b->>'type' = 'CustomerIdentified'
+    ON CONFLICT DO NOTHING;
+
+    INSERT INTO customer_orders (order_id, customer_id, shop_id, channel, placed_at)
+    SELECT b->>'subject', b->'data'->>'alur_customer_id', b->>'shop_id', b->>'channel',
+           coalesce((b->'data'->>'sold_at')::timestamptz, (b->>'time')::timestamptz)
+      FROM unnest(bodies) AS b
+     WHERE b->>'type' = 'OrderPlaced' AND b->'data'->>'alur_customer_id' IS NOT NULL
+    ON CONFLICT DO NOTHING;
+
+    INSERT INTO loyalty_ledger (event_id, customer_id, order_id, kind, points, at)
+    SELECT (b->>'id')::uuid, o.customer_id, b->>'subject',
+           CASE b->>'type' WHEN 'LoyaltyPointsAccrued' THEN 'accrued' ELSE 'reversed' END,
+           (b->'data'->>'points')::integer, (b->>'time')::timestamptz
+      FROM unnest(bodies) AS b
+      JOIN customer_orders o ON o.order_id = b->>'subject'
+     WHERE b->>'type' IN ('LoyaltyPointsAccrued', 'LoyaltyPointsReversed')
+    ON CONFLICT DO NOTHING;
+END $$;
+
+-- One trigger for both projections of the event store: one pass over the flush's rows.
+DROP TRIGGER sales_projection ON events;
+DROP FUNCTION sales_on_events();
+
+CREATE FUNCTION projections_on_events() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    sales jsonb[];
+    buyers jsonb[];
+BEGIN
+    SELECT array_agg(body ORDER BY stream_id, version)
+               FILTER (WHERE type = ANY (sales_event_types())),
+           array_agg(body ORDER BY stream_id, version)
+               FILTER (WHERE type = ANY (customers_event_types()))
+      INTO sales, buyers
+      FROM recorded;
+    IF sales IS NOT NULL THEN
+        PERFORM sales_fold(sales);
+    END IF;
+    IF buyers IS NOT NULL THEN
+        PERFORM customers_fold(buyers);
+    END IF;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER projections AFTER INSERT ON events REFERENCING NEW TABLE AS recorded
+    FOR EACH STATEMENT EXECUTE FUNCTION projections_on_events();
