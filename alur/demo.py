@@ -185,8 +185,12 @@ async def _settle(db: asyncpg.Pool, run: Run, timeout: float) -> int:
 async def _notify(db: asyncpg.Pool, run: Run, timeout: float) -> int:
     """Wait until every customer-facing event of the run has had its e-mail: each step of an
     online order, a till sale's receipt."""
-    tills = set(run.till_orders)
-    online = [o for o in run.orders if o not in tills]
+    # An order that names no e-mail address (an anonymous till sale) is told nothing.
+    mailable = {r["stream_id"] for r in await db.fetch(
+        "SELECT stream_id FROM orders.events WHERE type = 'OrderPlaced' AND stream_id ="
+        " ANY($1::text[]) AND body->'data'->'customer'->>'email' IS NOT NULL", run.orders)}
+    tills = set(run.till_orders) & mailable
+    online = [o for o in run.orders if o not in tills and o in mailable]
     due = sum([int(await db.fetchval(
         f"SELECT count(*) FROM {service}.audit WHERE direction = 'out' "
         "AND type = ANY($1::text[]) AND order_id = ANY($2::text[])",
@@ -305,6 +309,7 @@ async def _summary(settings: Settings, db: asyncpg.Pool, run: Run, due_mails: in
             ("requests without an answer, sent again",
              str(run.unanswered + sum(run.customers.unanswered.values()))),
             *await _branches(db, run, report),
+            *await _customers(db, ids),
             ("accepted -> delivered p50", f"{_percentile(latencies, 50) * 1000:.0f} ms"),
             ("accepted -> delivered p99", f"{_percentile(latencies, 99) * 1000:.0f} ms"),
             ("end-to-end rate", f"{len(ids) / seconds:.0f} orders/s" if seconds else "n/a"),
@@ -315,6 +320,27 @@ async def _summary(settings: Settings, db: asyncpg.Pool, run: Run, due_mails: in
     width = max(len(k) for k, _ in rows)
     line = "-" * (width + 24)
     return "\n".join([line, *(f"  {k:<{width}}  {v}" for k, v in rows), line])
+
+
+async def _customers(db: asyncpg.Pool, ids: list[str]) -> list[tuple[str, str]]:
+    """Who bought: customers resolved across channels, and the loyalty points on their
+    ledgers (services/orders/customers.py)."""
+    row = await db.fetchrow(
+        "WITH o AS (SELECT c.customer_id, c.channel FROM orders.customer_orders c"
+        "   WHERE c.order_id = ANY($1::text[])),"
+        " per AS (SELECT customer_id, count(*) AS n, count(DISTINCT channel) AS channels"
+        "   FROM o GROUP BY customer_id)"
+        " SELECT (SELECT count(*) FROM per) AS customers,"
+        "   (SELECT count(*) FROM per WHERE n > 1) AS returning,"
+        "   (SELECT count(*) FROM per WHERE channels > 1) AS omnichannel,"
+        "   (SELECT count(*) FROM o) AS named,"
+        "   (SELECT coalesce(sum(points) FILTER (WHERE kind = 'accrued'), 0) -"
+        "      coalesce(sum(points) FILTER (WHERE kind = 'reversed'), 0)"
+        "    FROM orders.loyalty_ledger WHERE order_id = ANY($1::text[])) AS points", ids)
+    return [("customers (one per shop, any channel)",
+             f"{row['customers']}: {row['returning']} returning, {row['omnichannel']} bought "
+             f"on more than one channel; {len(ids) - row['named']} anonymous till sales"),
+            ("loyalty points earned, net", str(row["points"]))]
 
 
 async def _as_prometheus_sees_it(settings: Settings, delivered: int) -> str:

@@ -70,6 +70,28 @@ def plan(rng: random.Random) -> Plan:
     return p
 
 
+# The run's shoppers: each of them buys online and at the tills, known by a different mix of
+# identifiers in each place, which Alur resolves to one customer per shop.
+PEOPLE = 150
+
+
+def shopper(i: int, *, online: bool, rng: random.Random) -> dict[str, str] | None:
+    """How person `i` names themselves: online their shop account (reference and e-mail,
+    with a phone for half of them); at a till a phone number, a loyalty card for a third of
+    them, an e-mail for a receipt now and then, or nothing at all (an anonymous sale)."""
+    phone, card = f"0812{i:07d}", f"LC{i:08d}"
+    email = f"customer{i}@example.com"
+    if online:
+        known = {"customer_id": f"cus-{i}", "email": email, "name": f"Customer {i}"}
+        return known | ({"phone": phone} if i % 2 == 0 else {})
+    if rng.random() < 0.15:
+        return None
+    known = {"phone": phone, "name": f"Customer {i}"} | (
+        {"loyalty_card": card} if i % 3 == 0 else {})
+    # Someone who gave no phone online is joined up through the e-mail on the receipt.
+    return known | ({"email": email} if i % 2 or rng.random() < 0.5 else {})
+
+
 def order_body(shop: str, p: Plan, rng: random.Random) -> dict[str, object]:
     sku, price = SCARCE if rng.random() < 0.04 else rng.choice(CATALOGUE)
     city, postal = ("Lisbon", FAILS_FIRST_ATTEMPT) if rng.random() < 0.08 else rng.choice(TOWNS)
@@ -79,8 +101,7 @@ def order_body(shop: str, p: Plan, rng: random.Random) -> dict[str, object]:
             "line1": "1 Main St", "city": city, "postal_code": postal, "country": "PT"}})
     return {
         "shop_id": shop, "channel": "online",
-        "customer": {"customer_id": f"cus-{rng.randrange(2000)}",
-                     "email": f"customer{rng.randrange(1000)}@example.com", "name": "Customer"},
+        "customer": shopper(rng.randrange(PEOPLE), online=True, rng=rng),
         "lines": [{"sku": sku, "quantity": rng.randint(1, 3),
                    "unit_price": {"amount": price, "currency": "EUR"}}],
         "payment": {"method": p.method, "token": p.token},
@@ -91,10 +112,9 @@ def order_body(shop: str, p: Plan, rng: random.Random) -> dict[str, object]:
 def till_sale(p: Plan, rng: random.Random, sold_at: datetime) -> dict[str, object]:
     """A sale as a store's till recorded it, paid at the counter."""
     sku, price = rng.choice(CATALOGUE)
+    customer = shopper(rng.randrange(PEOPLE), online=False, rng=rng)
     return {"sale_id": f"R-{uuid.uuid4().hex[:16]}", "sold_at": sold_at.isoformat(),
-            "customer": {"customer_id": f"cus-{rng.randrange(2000)}",
-                         "email": f"customer{rng.randrange(1000)}@example.com",
-                         "name": "Customer"},
+            **({"customer": customer} if customer else {}),
             "lines": [{"sku": sku, "quantity": rng.randint(1, 3),
                        "unit_price": {"amount": price, "currency": "EUR"}}],
             "payment": {"method": p.method}}

@@ -25,7 +25,8 @@ async def test_an_order_posted_over_http_is_delivered(services, api, db) -> None
 
     view = (await api.get(f"/v1/orders/{order_id}")).json()
     assert view["status"] == "delivered" and view["total_amount"] == 3750
-    assert [t["type"] for t in view["timeline"]] == FLOW
+    # The order's timeline also says who its customer is: a new reference was linked.
+    assert [t["type"] for t in view["timeline"]] == [FLOW[0], "CustomerIdentified", *FLOW[1:]]
     assert (await statuses(db, [order_id]))[order_id] == FLOW
 
     async def five_mails() -> bool:
@@ -50,7 +51,7 @@ async def test_an_order_posted_over_http_is_delivered(services, api, db) -> None
 
     await wait_until(stock_committed, 30, "inventory to commit the reservation")
     versions = await versions_are_contiguous(db, order_id)
-    assert len(versions["orders"]) == len(FLOW)
+    assert len(versions["orders"]) == len(FLOW) + 1
     inventory = await db.fetch("SELECT type FROM inventory.events WHERE stream_id = $1 "
                                "AND origin = 'own' ORDER BY version", order_id)
     assert [r["type"] for r in inventory] == ["StockReserved", "StockCommitted"]
