@@ -19,6 +19,8 @@ from schemas.notifications import NotificationFailed, NotificationSent
 from schemas.orders import (
     CustomerIdentified,
     LoyaltyPointsAccrued,
+    LoyaltyPointsRedeemed,
+    LoyaltyPointsReleased,
     LoyaltyPointsReversed,
     OrderCancelled,
     OrderCompleted,
@@ -57,7 +59,7 @@ AnyEvent = Annotated[
     OrderPlaced | OrderReadyToShip | OrderCancelled | OrderCompleted | OrderStuck
     | ReceiptConfirmed
     | ReturnRequested | OrderReturned | ReviewSubmitted | LoyaltyPointsAccrued
-    | LoyaltyPointsReversed | CustomerIdentified
+    | LoyaltyPointsReversed | CustomerIdentified | LoyaltyPointsRedeemed | LoyaltyPointsReleased
     | StockReserved | StockRejected | StockReleased | StockCommitted | StockRestocked | LowStock
     | ReservationExpired
     | PaymentConfirmed | PaymentPending | PaymentFailed | PaymentExpired | RefundIssued

@@ -35,6 +35,11 @@ PAYLOADS: dict[str, Model] = {
         order_id=ORDER, return_id="ret_1", lines=RLINES, reason="damaged"),
     "OrderReturned": s.OrderReturnedData(order_id=ORDER, return_id="ret_1", refunded=EUR),
     "ReviewSubmitted": s.ReviewSubmittedData(order_id=ORDER, rating=5, text="Lovely mug."),
+    "LoyaltyPointsRedeemed": s.LoyaltyPointsRedeemedData(
+        order_id=ORDER, customer_id="cus_5f0c3b1e9a2d4c6b8e7f1a2b3c4d5e6f", points=10),
+    "LoyaltyPointsReleased": s.LoyaltyPointsReleasedData(
+        order_id=ORDER, customer_id="cus_5f0c3b1e9a2d4c6b8e7f1a2b3c4d5e6f", points=10,
+        reason="cancelled"),
     "CustomerIdentified": s.CustomerIdentifiedData(
         order_id=ORDER, customer_id="cus_5f0c3b1e9a2d4c6b8e7f1a2b3c4d5e6f", new=True,
         identifiers=[s.CustomerIdentifier(kind="reference", value="cus_1"),

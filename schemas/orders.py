@@ -131,6 +131,15 @@ class Delivery(Model):
     store_id: str | None = Field(None, description="Pickup store for click-and-collect.")
 
 
+class Redemption(Model):
+    """Loyalty points the customer spends on the order: held when it is placed, spent when it
+    is paid, given back if it is cancelled or returned. The payment method is charged the
+    total minus their value."""
+
+    points: int = Field(gt=0, strict=True)
+    value: Money = Field(description="What the points pay of the total.")
+
+
 class OrderPlacedData(Model):
     order_id: str
     customer: Customer
@@ -147,6 +156,8 @@ class OrderPlacedData(Model):
         "once."))
     intake: Literal["http", "kafka"] = Field("http", description=(
         "How the order reached Alur: the HTTP API or the shop's Kafka intake topic."))
+    redemption: Redemption | None = Field(None, description=(
+        "Loyalty points spent on the order, if any."))
     alur_customer_id: str | None = Field(None, max_length=64, description=(
         "Alur's id for the customer (`cus_…`), resolved from the customer's identifiers when "
         "the order was placed; null for an anonymous till sale and for orders placed before "
@@ -202,6 +213,24 @@ class ReviewSubmittedData(Model):
     order_id: str
     rating: int = Field(ge=1, le=5, strict=True)
     text: str = Field("", max_length=5000)
+
+
+class LoyaltyPointsRedeemedData(Model):
+    """The points held for the order are spent: it was paid."""
+
+    order_id: str
+    customer_id: str
+    points: int = Field(gt=0)
+
+
+class LoyaltyPointsReleasedData(Model):
+    """The points held for (or spent on) the order go back to the customer: it was cancelled
+    or returned."""
+
+    order_id: str
+    customer_id: str
+    points: int = Field(gt=0)
+    reason: Literal["cancelled", "returned"]
 
 
 class CustomerIdentifiedData(Model):
@@ -274,6 +303,16 @@ class OrderReturned(_OrdersEvent):
 class ReviewSubmitted(_OrdersEvent):
     type: Literal["ReviewSubmitted"] = "ReviewSubmitted"
     data: ReviewSubmittedData
+
+
+class LoyaltyPointsRedeemed(_OrdersEvent):
+    type: Literal["LoyaltyPointsRedeemed"] = "LoyaltyPointsRedeemed"
+    data: LoyaltyPointsRedeemedData
+
+
+class LoyaltyPointsReleased(_OrdersEvent):
+    type: Literal["LoyaltyPointsReleased"] = "LoyaltyPointsReleased"
+    data: LoyaltyPointsReleasedData
 
 
 class CustomerIdentified(_OrdersEvent):

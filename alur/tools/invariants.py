@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import asyncpg
 
-from alur.settings import SERVICES
+from alur.settings import SERVICES, Settings
 
 TERMINAL = ("OrderCompleted", "OrderCancelled", "OrderReturned")
 
@@ -31,7 +33,8 @@ class Report:
     violations: list[Violation] = field(default_factory=list)
     unsettled: list[tuple[str, str]] = field(default_factory=list)  # (order, last event)
 
-    def add(self, invariant: str, rows: Sequence[asyncpg.Record], detail: str) -> None:
+    def add(self, invariant: str, rows: Sequence[asyncpg.Record | dict[str, Any]],
+            detail: str) -> None:
         self.violations += [Violation(invariant, r["order_id"], detail.format(**dict(r)))
                             for r in rows]
 
@@ -51,6 +54,7 @@ async def check(conn: asyncpg.Connection, order_ids: Sequence[str] | None = None
     await _one_terminal_state(conn, ids, report)
     await _no_oversell(conn, ids, report)
     await _money(conn, ids, report)
+    await _loyalty(conn, ids, report)
     await _no_duplicate_effects(conn, ids, report)
     await _nothing_lost(conn, ids, report)
     await _order_and_audit(conn, ids, report)
@@ -122,25 +126,36 @@ async def _money(conn: asyncpg.Connection, ids: list[str] | None, report: Report
         " o AS (SELECT stream_id AS order_id,"
         "   max((body->'data'->'total'->>'amount')::bigint)"
         "     FILTER (WHERE type = 'OrderPlaced') AS total,"
+        "   coalesce(max((body->'data'->'redemption'->'value'->>'amount')::bigint)"
+        "     FILTER (WHERE type = 'OrderPlaced'), 0) AS points_value,"
+        "   bool_or(type = 'LoyaltyPointsRedeemed') AS spent,"
+        "   bool_or(type = 'LoyaltyPointsReleased') AS given_back,"
         "   bool_or(type IN ('OrderCancelled', 'OrderReturned')) AS undone,"
         "   bool_or(type = 'OrderCompleted') AND NOT bool_or(type = 'OrderReturned') AS kept"
         "   FROM orders.events GROUP BY stream_id)"
-        " SELECT o.order_id, o.total, coalesce(p.captures, 0) AS captures,"
+        " SELECT o.order_id, o.total, o.total - o.points_value AS due, o.points_value,"
+        "   o.spent, o.given_back, coalesce(p.captures, 0) AS captures,"
         "   coalesce(p.captured, 0) AS captured, coalesce(p.refunded, 0) AS refunded,"
         "   o.undone, o.kept"
         " FROM o LEFT JOIN p USING (order_id)"
         " WHERE ($1::text[] IS NULL OR o.order_id = ANY($1))", ids)
     report.add("3 money", [r for r in rows if r["captures"] > 1],
                "{captures} captures")
+    # Loyalty points pay part of an order: the payment method owes the rest (`due`).
     report.add("3 money", [r for r in rows
-                           if r["captured"] - r["refunded"] not in (0, r["total"])],
-               "captured {captured} - refunded {refunded} is neither 0 nor {total}")
+                           if r["captured"] - r["refunded"] not in (0, r["due"])],
+               "captured {captured} - refunded {refunded} is neither 0 nor {due}")
     report.add("3 money", [r for r in rows if r["undone"]
                            and r["captured"] - r["refunded"] != 0],
                "cancelled or returned but {captured} captured, {refunded} refunded")
-    report.add("3 money", [r for r in rows if r["kept"]
-                           and r["captured"] - r["refunded"] != r["total"]],
-               "completed but {captured} captured, {refunded} refunded of {total}")
+    report.add("3 money", [r for r in rows if r["kept"] and r["captured"] - r["refunded"]
+                           + (r["points_value"] if r["spent"] and not r["given_back"] else 0)
+                           != r["total"]],
+               "completed but {captured} captured, {refunded} refunded and {points_value} in "
+               "points spent of {total}")
+    report.add("3 money", [r for r in rows if r["points_value"] and r["undone"]
+                           and not r["given_back"]],
+               "cancelled or returned, but the loyalty points it spent were not given back")
     if await conn.fetchval("SELECT to_regclass('gateway_sim.charges') IS NOT NULL"):
         report.add("3 money", await conn.fetch(
             "SELECT reference AS order_id, count(*) AS n FROM gateway_sim.charges"
@@ -152,6 +167,30 @@ async def _money(conn: asyncpg.Connection, ids: list[str] | None, report: Report
             " GROUP BY reference, payment_reference HAVING count(*) > 1", ids),
             "the gateway paid {payment_reference} back {n} times")
         await _gateway_ledger(conn, ids, report)
+
+
+async def _loyalty(conn: asyncpg.Connection, ids: list[str] | None, report: Report) -> None:
+    """Invariant 8: no customer's loyalty balance ever goes below zero; every order that
+    spent points was allowed them when it was placed (services/orders/customers.py)."""
+    from services.orders.customers import ledger  # the fold the orders service decides with
+
+    expiry = timedelta(days=Settings().loyalty_expiry_days)
+
+    rows = await conn.fetch(
+        "SELECT customer_id, kind, order_id, points, at FROM orders.loyalty_ledger"
+        " WHERE customer_id IN (SELECT customer_id FROM orders.customer_orders"
+        "   WHERE $1::text[] IS NULL OR order_id = ANY($1))"
+        " ORDER BY customer_id, at", ids)
+    by_customer: dict[str, list[tuple[str, str, int, datetime]]] = {}
+    for r in rows:
+        by_customer.setdefault(r["customer_id"], []).append(
+            (r["kind"], r["order_id"], r["points"], r["at"]))
+    report.add("8 loyalty", [
+        {"order_id": order_id, "customer": customer, "short": short}
+        for customer, entries in by_customer.items()
+        for order_id, short in ledger(entries, datetime.now(UTC), expiry).overdrawn
+        if ids is None or order_id in ids],
+        "{customer} spent {short} loyalty points more than they held")
 
 
 async def _gateway_ledger(conn: asyncpg.Connection, ids: list[str] | None,

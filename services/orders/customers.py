@@ -23,8 +23,10 @@ from the sales projection.
 **Loyalty.** Points are accrued when an order completes and reversed when it is returned
 (services/orders/domain.py). Each accrual is a lot that expires `expiry` after it was earned
 (ALUR_LOYALTY_EXPIRY_DAYS, 365 by default); a reversal takes back what is left of its order's
-lot. Expiry is computed when the ledger is read, from the lots' dates: nothing needs to run
-for points to expire, and every reader computes the same balance.
+lot. An order may spend points (`loyalty_points`): they are held when it is placed, under a
+lock on the customer's ledger (`available_points`), spent when it is paid, and given back when
+it is cancelled or returned. Expiry is computed when the ledger is read, from the lots' dates:
+nothing needs to run for points to expire, and every reader computes the same balance.
 """
 
 from __future__ import annotations
@@ -87,7 +89,7 @@ async def resolve(conn: asyncpg.Connection, shop_id: str,
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    kind: str  # accrued, reversed, expired
+    kind: str  # accrued, reversed, held, redeemed, released, expired
     order_id: str
     at: datetime
     change: int  # signed, as it moved the balance
@@ -100,16 +102,26 @@ class Ledger:
     entries: list[LedgerEntry] = field(default_factory=list)
     issued: int = 0
     reversed: int = 0
+    redeemed: int = 0  # spent on orders that were paid
+    held: int = 0  # held for orders not paid yet
     expired: int = 0
+    # Holds beyond the balance, (order, points short): never, if every hold took the lock.
+    overdrawn: list[tuple[str, int]] = field(default_factory=list)
 
 
 def ledger(rows: Sequence[tuple[str, str, int, datetime]], now: datetime,
            expiry: timedelta) -> Ledger:
-    """The balance and its history from (kind, order_id, points, at) rows, expiring each
-    order's lot `expiry` after it was accrued. Never negative: a reversal takes back at most
-    what is left of its order's lot."""
-    lots: dict[str, int] = {}  # order -> points left
-    expires: list[tuple[datetime, str]] = []
+    """The balance and its history from (kind, order_id, points, at) rows.
+
+    Each order's accrual is a lot that expires `expiry` after it was earned. A hold (points
+    redeemed on an order) takes from the lots that expire first; the points are spent when
+    the order is paid (`redeemed`: no change) or come back to the lots they came from when it
+    is cancelled or returned (`released`), expiring at once if their lot expired meanwhile.
+    A reversal takes back at most what is left of its order's lot, so the balance is never
+    negative."""
+    lots: dict[str, list[Any]] = {}  # order -> [points left, expires at]
+    holds: dict[str, list[tuple[str, int, datetime]]] = {}  # order -> (lot, points, expiry)
+    spent: set[str] = set()
     out = Ledger()
 
     def book(kind: str, order_id: str, at: datetime, change: int) -> None:
@@ -117,30 +129,70 @@ def ledger(rows: Sequence[tuple[str, str, int, datetime]], now: datetime,
         out.entries.append(LedgerEntry(kind, order_id, at, change, out.balance))
 
     def expire_until(when: datetime) -> None:
-        while expires and expires[0][0] <= when:
-            at, order_id = expires.pop(0)
-            left = lots.pop(order_id, 0)
+        for order_id, (left, at) in sorted(lots.items(), key=lambda kv: kv[1][1]):
+            if at > when:
+                break
+            del lots[order_id]
             if left:
                 out.expired += left
                 book("expired", order_id, at, -left)
 
     for kind, order_id, points, at in sorted(rows, key=lambda r: r[3]):
         expire_until(at)
-        if kind == "accrued":
-            if order_id in lots:  # one accrual an order; a second is not counted twice
-                continue
-            lots[order_id] = points
-            expires.append((at + expiry, order_id))  # in time order: rows are
+        if kind == "accrued" and order_id not in lots:  # one accrual an order
+            lots[order_id] = [points, at + expiry]
             out.issued += points
             book("accrued", order_id, at, points)
         elif kind == "reversed":
-            taken = min(points, lots.get(order_id, 0))
-            if order_id in lots:
-                lots[order_id] -= taken
+            taken = min(points, lots[order_id][0]) if order_id in lots else 0
+            if taken:
+                lots[order_id][0] -= taken
             out.reversed += taken
             book("reversed", order_id, at, -taken)
+        elif kind == "held" and order_id not in holds:
+            took, need = [], points
+            for lot_id, lot in sorted(lots.items(), key=lambda kv: kv[1][1]):
+                part = min(need, lot[0])
+                if part:
+                    lot[0] -= part
+                    need -= part
+                    took.append((lot_id, part, lot[1]))
+            holds[order_id] = took
+            if need:
+                out.overdrawn.append((order_id, need))
+            out.held += points - need
+            book("held", order_id, at, need - points)
+        elif kind == "redeemed" and order_id in holds and order_id not in spent:
+            spent.add(order_id)
+            amount = sum(part for _, part, _ in holds[order_id])
+            out.held -= amount
+            out.redeemed += amount
+            book("redeemed", order_id, at, 0)
+        elif kind == "released" and order_id in holds:
+            took = holds.pop(order_id)
+            amount = sum(part for _, part, _ in took)
+            if order_id in spent:
+                spent.discard(order_id)
+                out.redeemed -= amount
+            else:
+                out.held -= amount
+            for lot_id, part, expires in took:
+                lots.setdefault(lot_id, [0, expires])[0] += part
+            book("released", order_id, at, amount)
+            expire_until(at)
     expire_until(now)
     return out
+
+
+async def available_points(conn: asyncpg.Connection, customer_id: str, now: datetime,
+                           expiry: timedelta) -> int:
+    """The customer's balance, read under the customer's loyalty lock, which the transaction
+    holds until it commits: an order that spends points checks them against this and holds
+    them before anyone else can spend them."""
+    rows = await conn.fetch("SELECT kind, order_id, points, at FROM loyalty_ledger_locked($1)",
+                            customer_id)
+    return ledger([(r["kind"], r["order_id"], r["points"], r["at"]) for r in rows], now,
+                  expiry).balance
 
 
 # The shop's view of a customer.
@@ -213,7 +265,8 @@ async def view(conn: asyncpg.Connection, shop_id: str, customer_id: str, now: da
         "preferred_payment_method": _preferred([o["payment_method"] for o in orders]),
         "loyalty": {
             "balance": points.balance, "issued": points.issued, "reversed": points.reversed,
-            "expired": points.expired, "expiry_days": expiry / timedelta(days=1),
+            "held": points.held, "redeemed": points.redeemed, "expired": points.expired,
+            "expiry_days": expiry / timedelta(days=1),
             "ledger": [{"kind": e.kind, "order_id": e.order_id, "at": e.at,
                         "change": e.change, "balance": e.balance} for e in points.entries]},
     }

@@ -12,6 +12,8 @@ from schemas import (
     Delivery,
     Event,
     LoyaltyPointsAccruedData,
+    LoyaltyPointsRedeemedData,
+    LoyaltyPointsReleasedData,
     LoyaltyPointsReversedData,
     Model,
     Money,
@@ -24,6 +26,7 @@ from schemas import (
     OrderStuckData,
     PaymentInstruction,
     ReceiptConfirmedData,
+    Redemption,
     ReturnLine,
     ReturnRequestedData,
     ReviewSubmittedData,
@@ -103,6 +106,10 @@ class OrderState:
     refunded_return: bool = False
     restocked: bool = False
     points: int = 0  # loyalty points accrued and not reversed
+    held_points: int = 0  # loyalty points the order spends (held until it is paid)
+    redeemed_value: int = 0  # what they pay of the total, minor units
+    points_spent: bool = False  # LoyaltyPointsRedeemed recorded
+    points_released: bool = False  # LoyaltyPointsReleased recorded
     stuck_reported: datetime | None = None  # the `since` an OrderStuck was emitted for
     channel: str = "online"
     sold_at: datetime | None = None  # point-of-sale: when the till sold it
@@ -120,10 +127,13 @@ def place_order(
     order_id: str, customer: Customer, lines: Sequence[OrderLine],
     payment: PaymentInstruction, delivery: Delivery, currency: str | None = None, *,
     reference: str | None = None, intake: Literal["http", "kafka"] = "http",
+    loyalty_points: int | None = None,
 ) -> OrderPlacedData:
     """Validate a new order that ships (online or marketplace) and compute its total;
-    `currency`, when given, is the shop's."""
+    `currency`, when given, is the shop's. `loyalty_points` are spent on it (whether the
+    customer holds them is decided when the order is recorded)."""
     total = _total(lines, currency)
+    redemption = None if not loyalty_points else redeem(loyalty_points, total)
     if payment.method not in SUPPORTED_PAYMENT_METHODS:
         raise InvalidOrder(f"payment method {payment.method!r} is not supported online")
     if payment.method in ("card", "ewallet") and not payment.token:
@@ -141,7 +151,7 @@ def place_order(
                            "an email, a phone or a loyalty_card")
     return OrderPlacedData(order_id=order_id, customer=customer, lines=list(lines), total=total,
                            payment=payment, delivery=delivery, reference=reference,
-                           intake=intake)
+                           intake=intake, redemption=redemption)
 
 
 def record_sale(
@@ -193,7 +203,30 @@ def _total(lines: Sequence[OrderLine], currency: str | None) -> Money:
     return total
 
 
-def cancel(state: OrderState, order_id: str) -> OrderCancelledData:
+POINT_VALUE = 100  # minor units a loyalty point pays: one is earned per whole currency unit
+
+
+def redeem(points: int, total: Money) -> Redemption:
+    """`points` spent on an order of `total`: they pay part of it, never all (a payment
+    method pays the rest, at least one minor unit)."""
+    value = points * POINT_VALUE
+    if value >= total.amount:
+        raise InvalidOrder(f"{points} loyalty points pay {value} minor units, not less than the "
+                           f"order total {total.amount}: points pay part of an order, at most "
+                           f"{(total.amount - 1) // POINT_VALUE} points on this one")
+    return Redemption(points=points, value=Money(amount=value, currency=total.currency))
+
+
+def release_points(state: OrderState, order_id: str,
+                   reason: Literal["cancelled", "returned"]) -> list[Model]:
+    """Give back the points the order held or spent, once: it is cancelled or returned."""
+    if state.held_points <= 0 or state.points_released or state.customer_id is None:
+        return []
+    return [LoyaltyPointsReleasedData(order_id=order_id, customer_id=state.customer_id,
+                                      points=state.held_points, reason=reason)]
+
+
+def cancel(state: OrderState, order_id: str) -> list[Model]:
     """The customer (through the shop) cancels: allowed until the order is released to
     shipping (`Policy.release_after` after payment), so that no parcel is ever booked for it."""
     if state.channel == "pos":
@@ -202,7 +235,8 @@ def cancel(state: OrderState, order_id: str) -> OrderCancelledData:
         raise NotAllowedNow(f"an order that is {state.status} can no longer be cancelled")
     if state.ready_to_ship:
         raise NotAllowedNow("the order was released to shipping; it can no longer be cancelled")
-    return OrderCancelledData(order_id=order_id, reason="customer_request")
+    return [OrderCancelledData(order_id=order_id, reason="customer_request"),
+            *release_points(state, order_id, "cancelled")]
 
 
 def confirm_receipt(state: OrderState, order_id: str) -> list[Model]:
@@ -215,7 +249,7 @@ def confirm_receipt(state: OrderState, order_id: str) -> list[Model]:
 def complete(state: OrderState, order_id: str) -> list[Model]:
     """The order completes, and its customer earns a loyalty point per whole currency unit."""
     done: list[Model] = [OrderCompletedData(order_id=order_id)]
-    points = loyalty_points(state.total)
+    points = loyalty_points(state.total) - _points_of(state.redeemed_value)
     if points > 0 and state.customer_id is not None:
         done.append(LoyaltyPointsAccruedData(order_id=order_id, customer_id=state.customer_id,
                                              points=points))
@@ -223,7 +257,13 @@ def complete(state: OrderState, order_id: str) -> list[Model]:
 
 
 def loyalty_points(total: Money | None) -> int:
-    return 0 if total is None else total.amount // 100
+    """A point per whole currency unit of the total (of the part paid with money, once the
+    points spent on the order are taken off: `complete`)."""
+    return 0 if total is None else total.amount // POINT_VALUE
+
+
+def _points_of(value: int) -> int:
+    return value // POINT_VALUE
 
 
 def review(state: OrderState, order_id: str, rating: int, text: str) -> ReviewSubmittedData:
@@ -271,8 +311,11 @@ def evolve(state: OrderState, event: Event) -> OrderState:
     kind = event.type
     if kind == "OrderPlaced":
         data = event.data
+        spends = data.redemption
         state = replace(state, order_id=data.order_id,
                         customer_id=data.alur_customer_id or data.customer.customer_id,
+                        held_points=spends.points if spends else 0,
+                        redeemed_value=spends.value.amount if spends else 0,
                         total=data.total, lines=tuple((x.sku, x.quantity) for x in data.lines),
                         channel=event.channel, sold_at=data.sold_at,
                         cod=data.payment.method == "cod")
@@ -289,6 +332,10 @@ def evolve(state: OrderState, event: Event) -> OrderState:
         return replace(state, reviewed=True)
     elif kind in ("Delivered", "PickedUp"):
         state = replace(state, delivered_at=state.delivered_at or event.time)
+    elif kind == "LoyaltyPointsRedeemed":
+        return replace(state, points_spent=True)
+    elif kind == "LoyaltyPointsReleased":
+        return replace(state, points_released=True)
     elif kind == "LoyaltyPointsAccrued":
         return replace(state, points=state.points + event.data.points)
     elif kind == "LoyaltyPointsReversed":
@@ -323,11 +370,25 @@ def _enter(state: OrderState, status: str, event: Event) -> OrderState:
 
 
 def decide(state: OrderState, event: Event) -> list[Model]:
-    """The platform's answers: cancel on a business "no", complete a picked-up order, close a
-    return once its money and stock are back."""
+    """The platform's answers: cancel on a business "no" (giving back the points the order
+    held), complete a picked-up order, close a return once its money and stock are back; and
+    spend the points an order held once it is paid."""
+    return [*_answer(state, event), *_spend_points(state, event)]
+
+
+def _spend_points(state: OrderState, event: Event) -> list[Model]:
+    if event.type != "PaymentConfirmed" or state.held_points <= 0 or state.points_spent \
+            or state.points_released or state.customer_id is None:
+        return []
+    return [LoyaltyPointsRedeemedData(order_id=event.subject, customer_id=state.customer_id,
+                                      points=state.held_points)]
+
+
+def _answer(state: OrderState, event: Event) -> list[Model]:
     after = evolve(state, event)
     if event.type in CANCELS and state.status not in TERMINAL and state.status in CANCELLABLE:
-        return [OrderCancelledData(order_id=event.subject, reason=CANCELS[event.type])]
+        return [OrderCancelledData(order_id=event.subject, reason=CANCELS[event.type]),
+                *release_points(after, event.subject, "cancelled")]
     if event.type == "PickedUp" and after.status == "delivered":
         return complete(after, event.subject)
     if _sale_recorded(after) and not _sale_recorded(state):
@@ -345,10 +406,10 @@ def decide_under(policy: Policy) -> Callable[[OrderState, Event], list[Model]]:
         return decide
 
     def decide_and_release(state: OrderState, event: Event) -> list[Model]:
-        decided = decide(state, event)
+        decided = _answer(state, event)
         if not decided and _may_ship(evolve(state, event)):
-            return [OrderReadyToShipData(order_id=event.subject)]
-        return decided
+            decided = [OrderReadyToShipData(order_id=event.subject)]
+        return [*decided, *_spend_points(state, event)]
 
     return decide_and_release
 
@@ -376,8 +437,11 @@ def _return_closable(state: OrderState) -> bool:
 def _close_return(state: OrderState, order_id: str) -> list[Model]:
     if state.return_id is None or state.total is None:
         return []
+    refunded = Money(amount=state.total.amount - state.redeemed_value,
+                     currency=state.total.currency)
     closed: list[Model] = [OrderReturnedData(order_id=order_id, return_id=state.return_id,
-                                             refunded=state.total)]
+                                             refunded=refunded),
+                           *release_points(state, order_id, "returned")]
     if state.points > 0 and state.customer_id is not None:
         closed.append(LoyaltyPointsReversedData(order_id=order_id, customer_id=state.customer_id,
                                                 points=state.points))

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 from alur.runtime.postgres import PostgresUnitOfWork
 from schemas import Event, first_event
-from schemas.envelope import random_uuid
+from schemas.envelope import now, random_uuid
 from services.orders import customers, domain
 from services.orders.api.models import Accepted, PlaceOrder
 from services.orders.api.orders import SOURCE, Observe, fold, identified, open_stream
@@ -46,9 +46,11 @@ def same_order(placed: Event, event: Event) -> bool:
 
 class Intake:
     def __init__(self, registry: ShopRegistry, writes: Writes, observe: Observe,
-                 deadlines: Callable[[domain.OrderState], Mapping[str, datetime]]) -> None:
+                 deadlines: Callable[[domain.OrderState], Mapping[str, datetime]],
+                 loyalty_expiry: timedelta = timedelta(days=365)) -> None:
         self.registry, self._writes = registry, writes
         self._observe, self._deadlines = observe, deadlines
+        self._expiry = loyalty_expiry
 
     async def place(self, caller: Caller, body: PlaceOrder, *, fingerprint: bytes,
                     idempotency_key: str | None, via: Via,
@@ -72,7 +74,8 @@ class Intake:
         try:
             data = domain.place_order(order_id, body.customer, body.lines, body.payment,
                                       body.delivery, currency=shop.currency,
-                                      reference=body.reference, intake=via)
+                                      reference=body.reference, intake=via,
+                                      loyalty_points=body.loyalty_points)
         except domain.CurrencyMismatch as exc:
             raise ApiError("currency-mismatch", str(exc)) from None
         except domain.InvalidOrder as exc:
@@ -92,8 +95,16 @@ class Intake:
                                    "a new order needs a new reference.")
                 accepted = accepted.model_copy(update={"duplicate": True})
             else:
-                [who] = await customers.resolve(await uow.connection(), shop.shop_id,
-                                                [body.customer])
+                conn = await uow.connection()
+                [who] = await customers.resolve(conn, shop.shop_id, [body.customer])
+                if body.loyalty_points:
+                    held = 0 if who.new or who.customer_id is None else \
+                        await customers.available_points(conn, who.customer_id, now(),
+                                                         self._expiry)
+                    if held < body.loyalty_points:
+                        raise ApiError("insufficient-points", f"The customer holds {held} "
+                                       f"loyalty points; the order spends "
+                                       f"{body.loyalty_points}.")
                 events = identified(event, who)
                 await open_stream(uow, events, self._deadlines)
                 placed[:] = events[:1]

@@ -12,7 +12,8 @@
 - point of sale (`cash`, or `card` on the till's terminal): the sale arrives paid; the
   payment is recorded when the order is known, without the gateway.
 Captured money goes back (`Refund`) when the order is cancelled or its return received: once,
-in full, so captured minus refunded is always 0 or the order total. A card or e-wallet order
+in full, so captured minus refunded is always 0 or the amount due (the order total, less the
+value of loyalty points spent on it). A card or e-wallet order
 cancelled with no payment outcome recorded (its reservation lapsed while the gateway did not
 answer, or the customer cancelled while the charge was on its way) may still have been charged:
 the gateway is asked (`SettleCharge`), and a capture it holds is recorded and refunded.
@@ -29,6 +30,7 @@ from schemas import (
     Event,
     Model,
     Money,
+    OrderPlacedData,
     PaymentConfirmedData,
     PaymentExpiredData,
     PaymentInstruction,
@@ -150,9 +152,17 @@ class PaymentState:
         return self.captured is not None and not self.refunded
 
 
+def due(order: OrderPlacedData) -> Money:
+    """What the payment method is charged: the total, less the loyalty points spent on it."""
+    if order.redemption is None:
+        return order.total
+    return Money(amount=order.total.amount - order.redemption.value.amount,
+                 currency=order.total.currency)
+
+
 def evolve(state: PaymentState, event: Event) -> PaymentState:
     if event.type == "OrderPlaced":
-        return replace(state, order_id=event.data.order_id, amount=event.data.total,
+        return replace(state, order_id=event.data.order_id, amount=due(event.data),
                        instruction=event.data.payment)
     if event.type == "StockReserved":
         return replace(state, stock_reserved=True, reserved_until=event.data.expires_at)

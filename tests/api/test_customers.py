@@ -4,6 +4,7 @@ placed, over the real orders schema (its locks included), and the shop's view of
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from schemas import now
@@ -176,3 +177,59 @@ async def test_search_takes_exactly_one_valid_identifier(api: Api) -> None:
         assert response.headers["content-type"] == "application/problem+json"
     unknown = await api.client.get("/v1/customers/cus_nobody", headers=bearer(key))
     assert unknown.status_code == 404
+
+
+async def customer_with_points(api: Api, key: str, email: str) -> str:
+    """A customer whose one completed order earned 25 points (2 x 12.50 EUR)."""
+    kept = await place(api, key, order(email=email))
+    await deliver(api, kept)
+    assert (await api.client.post(f"/v1/orders/{kept}/receipt", headers=bearer(key))
+            ).status_code == 200
+    return kept
+
+
+async def balance(api: Api, key: str, email: str) -> dict[str, Any]:
+    [view] = await find(api, key, email=email)
+    return view["loyalty"]  # type: ignore[no-any-return]
+
+
+async def test_points_are_held_when_spent_and_given_back_on_cancel(api: Api) -> None:
+    key, _ = await api.shop("shop-a")
+    await customer_with_points(api, key, "gita@example.com")
+    spends = await place(api, key, order(email="gita@example.com") | {"loyalty_points": 10})
+    placed = await api.pool.fetchval(
+        "SELECT body->'data'->'redemption' FROM events WHERE stream_id = $1"
+        " AND type = 'OrderPlaced'", spends)
+    assert json.loads(placed) == {"points": 10, "value": {"amount": 1000, "currency": "EUR"}}
+    held = await balance(api, key, "gita@example.com")
+    assert (held["balance"], held["held"]) == (15, 10)
+    before = await api.counts()
+    refused = await api.client.post("/v1/orders", headers=bearer(key), json=order(
+        email="gita@example.com") | {"loyalty_points": 16})
+    assert refused.status_code == 409 and refused.json()["type"].endswith("insufficient-points")
+    assert "holds 15" in refused.json()["detail"] and await api.counts() == before
+    cancelled = await api.client.post(f"/v1/orders/{spends}/cancel", headers=bearer(key))
+    assert cancelled.status_code == 200, cancelled.text
+    back = await balance(api, key, "gita@example.com")
+    assert (back["balance"], back["held"]) == (25, 0)
+    assert [e["kind"] for e in back["ledger"]] == ["accrued", "held", "released"]
+
+
+async def test_concurrent_orders_never_spend_more_points_than_the_customer_holds(
+        api: Api) -> None:
+    key, _ = await api.shop("shop-a")
+    await customer_with_points(api, key, "hadi@example.com")  # 25 points
+    answers = await asyncio.gather(*(
+        api.client.post("/v1/orders", headers=bearer(key), json=order(
+            email="hadi@example.com") | {"loyalty_points": 10}) for _ in range(8)))
+    assert sorted(a.status_code for a in answers) == [202] * 2 + [409] * 6
+    left = await balance(api, key, "hadi@example.com")
+    assert (left["balance"], left["held"]) == (5, 20)
+
+
+async def test_a_new_customer_has_no_points_to_spend(api: Api) -> None:
+    key, _ = await api.shop("shop-a")
+    refused = await api.client.post("/v1/orders", headers=bearer(key), json=order(
+        email="new@example.com") | {"loyalty_points": 1})
+    assert refused.status_code == 409, refused.text
+    assert await api.pool.fetchval("SELECT count(*) FROM events") == 0

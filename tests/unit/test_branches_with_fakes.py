@@ -85,7 +85,7 @@ async def test_cancelling_a_paid_order_before_its_release_refunds_and_releases()
     await platform.place(placed("o1"))
     await platform.settle()  # paid; released to shipping only after the cancel window
     assert platform.stream("orders", "o1")[-1] == "PaymentConfirmed"
-    await platform.customer("o1", lambda s: [orders.cancel(s, "o1")])
+    await platform.customer("o1", lambda s: orders.cancel(s, "o1"))
     await platform.run()
     assert reasons(platform, "payments", "RefundIssued") == ["cancelled"]
     assert platform.gateway.refunded("o1") == 1
@@ -103,7 +103,7 @@ async def test_once_released_the_customer_cannot_cancel_but_a_late_no_recalls_th
             break
     assert platform.stream("shipping", "o1")[-1] in ("Shipped", "InTransit")
     with pytest.raises(orders.NotAllowedNow, match="can no longer be cancelled"):
-        await platform.customer("o1", lambda s: [orders.cancel(s, "o1")])
+        await platform.customer("o1", lambda s: orders.cancel(s, "o1"))
     # A business "no" decided after the release (a reservation expiry that raced the payment)
     await platform.customer("o1", lambda s: [
         OrderCancelledData(order_id="o1", reason="reservation_expired")])
@@ -209,7 +209,7 @@ async def test_a_till_sale_completes_without_shipping_or_gateway() -> None:
     assert [m["subject"] for m in platform.mailer.sent] == [
         "Your receipt for order o1", "Your receipt for order o2"]
     with pytest.raises(orders.NotAllowedNow):
-        await platform.customer("o1", lambda s: [orders.cancel(s, "o1")])
+        await platform.customer("o1", lambda s: orders.cancel(s, "o1"))
 
 
 async def test_low_stock_is_reported_when_a_sku_falls_under_its_threshold_once() -> None:

@@ -85,7 +85,7 @@ def test_a_paid_order_is_released_to_shipping_when_its_cancel_window_ends() -> N
     assert paid.since is not None and DUE(paid)["release"] == paid.since + timedelta(seconds=30)
     assert [type(d).__name__ for d in domain.on_timer(paid, "release")] == [
         "OrderReadyToShipData"]
-    assert domain.cancel(paid, "o1").reason == "customer_request"
+    assert domain.cancel(paid, "o1")[0].reason == "customer_request"
     released = domain.evolve(paid, event("OrderReadyToShip", "o1"))
     assert "release" not in DUE(released) and domain.on_timer(released, "release") == []
     with pytest.raises(domain.NotAllowedNow, match="released"):

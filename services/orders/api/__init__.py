@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import asyncpg
@@ -61,7 +61,8 @@ def create_app(pool: asyncpg.Pool, new_uow: Callable[[], PostgresUnitOfWork],
     writes = Writes(new_uow, config.idempotency_ttl)
     authenticated = Depends(authenticate)
     # The one way orders are placed; the Kafka intake (kafka_intake.py) takes it from here.
-    app.state.intake = Intake(registry, writes, observe, config.deadlines)
+    app.state.intake = Intake(registry, writes, observe, config.deadlines,
+                              timedelta(days=config.loyalty_expiry_days))
     app.state.limiter = limiter
     app.include_router(orders.router(new_uow, app.state.intake, writes, authenticate, observe,
                                      config.return_window_days, config.deadlines))

@@ -78,6 +78,11 @@ class PlaceOrder(_Body):
         f"1 to {MAX_LINES} lines, one per SKU, all in the shop's currency."))
     payment: PaymentInstruction
     delivery: Delivery
+    loyalty_points: int | None = Field(None, ge=1, le=100_000_000, strict=True, description=(
+        "Loyalty points the customer spends on the order, a point paying one currency unit "
+        "(100 minor units). Held when the order is placed (409 insufficient-points if the "
+        "customer does not hold them), spent when it is paid, given back if it is cancelled or "
+        "returned. They pay less than the total: the payment method is charged the rest."))
 
 
 MAX_SALES = 500
@@ -246,7 +251,10 @@ class CustomerOrder(BaseModel):
 
 
 class LedgerEntry(BaseModel):
-    kind: Literal["accrued", "reversed", "expired"]
+    kind: Literal["accrued", "reversed", "held", "redeemed", "released", "expired"] = Field(
+        description="accrued (an order completed), reversed (it was returned), held (an order "
+        "spends them), redeemed (that order was paid: spent), released (it was cancelled or "
+        "returned: given back), expired.")
     order_id: str
     at: datetime
     change: int = Field(description="Points, signed, as the entry moved the balance.")
@@ -257,6 +265,8 @@ class Loyalty(BaseModel):
     balance: int = Field(description="Points the customer holds now; never negative.")
     issued: int
     reversed: int
+    held: int = Field(description="Held for orders not paid yet.")
+    redeemed: int = Field(description="Spent on orders that were paid.")
     expired: int
     expiry_days: float = Field(description="Points expire this many days after earned.")
     ledger: list[LedgerEntry] = Field(description="Oldest first.")

@@ -143,7 +143,8 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], intake: Intake, writes: Wr
         return stream
 
     @api.post("", status_code=202, response_model=Accepted, responses=responses(
-        *POST, "invalid-order", "unknown-sku", "currency-mismatch", "reference-reused"))
+        *POST, "invalid-order", "unknown-sku", "currency-mismatch", "reference-reused",
+        "insufficient-points"))
     async def place_order(body: PlaceOrder, request: Request, caller: Caller = authenticated,
                           idempotency_key: IdempotencyKey = None) -> JSONResponse:
         """Accept an order: it is durably recorded before this answers 202."""
@@ -239,7 +240,7 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], intake: Intake, writes: Wr
                            idempotency_key: IdempotencyKey = None) -> JSONResponse:
         """Cancel the order: allowed until it is paid. Reserved stock is released."""
         return await change(order_id, caller, request, idempotency_key,
-                            lambda s: [domain.cancel(s, order_id)], lambda view: view)
+                            lambda s: domain.cancel(s, order_id), lambda view: view)
 
     @api.post("/{order_id}/receipt", response_model=OrderView,
               responses=responses(*POST, "not-found", "not-allowed-now"))

@@ -32,6 +32,7 @@ KINDS: dict[str, tuple[int, str]] = {
     "idempotency-key-in-use": (409, "A request with this Idempotency-Key is in progress"),
     "reference-reused": (409, "The shop's reference names another order"),
     "not-allowed-now": (409, "The order's state does not allow this"),
+    "insufficient-points": (409, "The customer does not hold these loyalty points"),
     "body-too-large": (413, "The request body is too large"),
     "validation-error": (422, "The request is invalid"),
     "invalid-order": (422, "The order cannot be placed"),

@@ -4,7 +4,9 @@
 -- the events (one statement-level trigger, `projections`, feeds this and the sales fold):
 --   * customer_identifiers: from CustomerIdentified (which identifier names which customer);
 --   * customer_orders: from OrderPlaced's data.alur_customer_id;
---   * loyalty_ledger: from LoyaltyPointsAccrued / LoyaltyPointsReversed of those orders.
+--   * loyalty_ledger: from those orders' LoyaltyPointsAccrued / LoyaltyPointsReversed, the
+--     points an OrderPlaced spends (`held`), LoyaltyPointsRedeemed (`redeemed`: spent) and
+--     LoyaltyPointsReleased (`released`: given back).
 -- Every insert is idempotent (ON CONFLICT DO NOTHING), so folding events again changes
 -- nothing. The functions write to the tables as the search_path resolves them.
 
@@ -32,7 +34,8 @@ CREATE TABLE loyalty_ledger (
     event_id    uuid        PRIMARY KEY,
     customer_id text        NOT NULL,
     order_id    text        NOT NULL,
-    kind        text        NOT NULL CHECK (kind IN ('accrued', 'reversed')),
+    kind        text        NOT NULL CHECK (kind IN ('accrued', 'reversed', 'held',
+                                                     'redeemed', 'released')),
     points      integer     NOT NULL CHECK (points > 0),
     at          timestamptz NOT NULL
 );
@@ -40,7 +43,7 @@ CREATE INDEX loyalty_ledger_customer ON loyalty_ledger (customer_id, at);
 
 CREATE FUNCTION customers_event_types() RETURNS text[] LANGUAGE sql IMMUTABLE AS $$
     SELECT ARRAY['CustomerIdentified', 'OrderPlaced', 'LoyaltyPointsAccrued',
-                 'LoyaltyPointsReversed']
+                 'LoyaltyPointsReversed', 'LoyaltyPointsRedeemed', 'LoyaltyPointsReleased']
 $$;
 
 -- The customers an order's identifiers already name, read under a transaction lock on each
@@ -65,6 +68,20 @@ BEGIN
           JOIN customer_identifiers i ON i.shop_id = shop AND i.kind = u.k AND i.value = u.v;
 END $$;
 
+-- A customer's ledger, read under a transaction lock on the customer: an order that spends
+-- points decides on this balance, and holds them in the same transaction (its OrderPlaced
+-- adds the `held` row), so two orders of one customer spending at once never both spend the
+-- same points. VOLATILE PL/pgSQL: the read takes its snapshot after the lock.
+CREATE FUNCTION loyalty_ledger_locked(customer text)
+    RETURNS TABLE (kind text, order_id text, points integer, at timestamptz)
+    LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended('alur.loyalty' || chr(10) || customer, 0));
+    RETURN QUERY
+        SELECT l.kind, l.order_id, l.points, l.at FROM loyalty_ledger l
+         WHERE l.customer_id = customer ORDER BY l.at, l.event_id;
+END $$;
+
 CREATE FUNCTION customers_fold(bodies jsonb[]) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO customer_identifiers (shop_id, kind, value, customer_id, order_id, linked_at)
@@ -82,12 +99,24 @@ BEGIN
     ON CONFLICT DO NOTHING;
 
     INSERT INTO loyalty_ledger (event_id, customer_id, order_id, kind, points, at)
+    SELECT (b->>'id')::uuid, b->'data'->>'alur_customer_id', b->>'subject', 'held',
+           (b->'data'->'redemption'->>'points')::integer, (b->>'time')::timestamptz
+      FROM unnest(bodies) AS b
+     WHERE b->>'type' = 'OrderPlaced' AND b->'data'->>'alur_customer_id' IS NOT NULL
+       AND jsonb_typeof(b->'data'->'redemption') = 'object'
+    ON CONFLICT DO NOTHING;
+
+    INSERT INTO loyalty_ledger (event_id, customer_id, order_id, kind, points, at)
     SELECT (b->>'id')::uuid, o.customer_id, b->>'subject',
-           CASE b->>'type' WHEN 'LoyaltyPointsAccrued' THEN 'accrued' ELSE 'reversed' END,
+           CASE b->>'type' WHEN 'LoyaltyPointsAccrued' THEN 'accrued'
+                           WHEN 'LoyaltyPointsReversed' THEN 'reversed'
+                           WHEN 'LoyaltyPointsRedeemed' THEN 'redeemed'
+                           ELSE 'released' END,
            (b->'data'->>'points')::integer, (b->>'time')::timestamptz
       FROM unnest(bodies) AS b
       JOIN customer_orders o ON o.order_id = b->>'subject'
-     WHERE b->>'type' IN ('LoyaltyPointsAccrued', 'LoyaltyPointsReversed')
+     WHERE b->>'type' IN ('LoyaltyPointsAccrued', 'LoyaltyPointsReversed',
+                          'LoyaltyPointsRedeemed', 'LoyaltyPointsReleased')
     ON CONFLICT DO NOTHING;
 END $$;
 
