@@ -336,9 +336,42 @@ def _redecide(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _replay_customers(args: argparse.Namespace, settings: Settings) -> int:
+    from services.orders import customer_replay
+
+    if args.order or args.since or args.until or args.offsets or args.resume or args.max_batches:
+        print("alur replay customers: a replay is by shop (--shop) or whole; --order, --since, "
+              "--until, --offsets, --resume and --max-batches are for sales", file=sys.stderr)
+        return 2
+    try:
+        result = asyncio.run(customer_replay.replay(
+            settings.pg_dsn, args.shop, source=args.source, bootstrap=settings.kafka_bootstrap,
+            swap=args.swap, progress=not args.json))
+    except ValueError as exc:
+        print(f"alur replay: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"events_read": result.events_read, "equal": result.equal,
+                          "swapped": result.swapped,
+                          "tables": {t: d.__dict__ for t, d in result.tables.items()}},
+                         indent=2))
+        return 0
+    print(f"replayed {result.events_read} events from "
+          f"{'Kafka' if args.source == 'kafka' else 'the event store'}:")
+    for table, d in result.tables.items():
+        print(f"  {table:<22} {d.same} rows equal to live, {d.only_live} only live, "
+              f"{d.only_rebuilt} only rebuilt")
+    print("swapped into the live tables" if result.swapped else
+          "live tables untouched (the rebuild is kept in schema customers_rebuild; --swap "
+          "replaces them)")
+    return 0
+
+
 def _replay(args: argparse.Namespace, settings: Settings) -> int:
     if args.projection == "handlers":
         return _redecide(args, settings)
+    if args.projection == "customers":
+        return _replay_customers(args, settings)
     from alur.tools.events import parse_ranges
     from services.orders import sales
 
@@ -376,12 +409,40 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 def _report(args: argparse.Namespace, settings: Settings) -> int:
     from services.orders import reports
 
+    if args.which == "customers":
+        return _report_customers(args, settings)
     try:
         data = asyncio.run(reports.report(settings.pg_dsn, _slice(args)))
     except ValueError as exc:
         print(f"alur report: {exc}", file=sys.stderr)
         return 2
     reports.render_report(data, args.format)
+    return 0
+
+
+def _report_customers(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime, timedelta
+
+    import asyncpg
+
+    from services.orders import retention
+    from services.orders.sales import SCHEMA
+
+    async def go() -> dict[str, list[dict[str, Any]]]:
+        conn = await asyncpg.connect(settings.pg_dsn, server_settings={"search_path": SCHEMA})
+        try:
+            return await retention.customer_report(
+                conn, _slice(args), period=args.period, now=datetime.now(UTC),
+                expiry=timedelta(days=settings.loyalty_expiry_days))
+        finally:
+            await conn.close()
+
+    try:
+        data = asyncio.run(go())
+    except ValueError as exc:
+        print(f"alur report: {exc}", file=sys.stderr)
+        return 2
+    retention.render(data, args.format)
     return 0
 
 
@@ -472,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="JSON lines with the whole envelope")
     replay = sub.add_parser("replay", help="rebuild a projection by replay, compare, swap; or "
                             "dry-run a service's decisions over what it handled")
-    replay.add_argument("projection", choices=["sales", "handlers"])
+    replay.add_argument("projection", choices=["sales", "customers", "handlers"])
     replay.add_argument("--service", choices=SERVICES, help="whose handlers (replay handlers)")
     replay.add_argument("--from", dest="source", choices=["store", "kafka"], default="store",
                         help="the orders event store (default) or the Kafka topics")
@@ -485,8 +546,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--max-batches", type=int,
                         help="stop after this many batches (a Kafka replay in steps)")
     replay.add_argument("--json", action="store_true", help="machine-readable output")
-    report = sub.add_parser("report", help="sales analytics: GMV, products, funnel")
-    report.add_argument("which", choices=["sales"])
+    report = sub.add_parser("report", help="sales analytics (GMV, products, funnel) or "
+                            "customer retention (new vs returning, cohorts, channel mix)")
+    report.add_argument("which", choices=["sales", "customers"])
+    report.add_argument("--period", choices=["day", "week", "month"], default="month",
+                        help="customers: the period new and returning are counted by")
     report.add_argument("--format", choices=["table", "csv", "json", "html"], default="table",
                         help="html: a page with bar charts (redirect it to a file)")
     for p in (replay, report):

@@ -96,3 +96,88 @@ async def test_points_pay_part_of_an_order_and_come_back_when_it_is_cancelled(
         " WHERE stream_id = $1 AND type = 'RefundIssued'", cancelled)
     assert refunded == 1250 - 500
     await no_violations(services, db, [earned, paid, cancelled])
+
+
+async def published(db) -> bool:  # noqa: ANN001
+    """Everything the services recorded is on the topics."""
+    return not any([await db.fetchval(f"SELECT count(*) FROM {s}.outbox WHERE published_at"
+                                      " IS NULL") for s in ("orders", "payments")])
+
+
+def cohorts_from_topics(events: list[dict]) -> dict[tuple[str, int], tuple[int, float]]:
+    """(first-purchase month, months after) -> (customers, retention), computed from the raw
+    topic records alone: a purchase is an OrderPlaced naming a customer whose order has a
+    PaymentConfirmed, dated by its sold_at (a till sale) or its time."""
+    paid = {e["subject"] for e in events if e["type"] == "PaymentConfirmed"}
+    purchases: dict[str, list[datetime]] = {}
+    for e in events:
+        if e["type"] == "OrderPlaced" and e["subject"] in paid \
+                and e["data"].get("alur_customer_id"):
+            when = datetime.fromisoformat(e["data"].get("sold_at") or e["time"])
+            purchases.setdefault(e["data"]["alur_customer_id"], []).append(when)
+    month = lambda t: t.year * 12 + t.month - 1  # noqa: E731
+    first = {c: min(ts) for c, ts in purchases.items()}
+    sizes: dict[int, int] = {}
+    for t in first.values():
+        sizes[month(t)] = sizes.get(month(t), 0) + 1
+    buyers: dict[tuple[int, int], set[str]] = {}
+    for c, ts in purchases.items():
+        for t in ts:
+            buyers.setdefault((month(first[c]), month(t) - month(first[c])), set()).add(c)
+    return {(f"{m // 12:04d}-{m % 12 + 1:02d}-01", k): (len(who), round(len(who) / sizes[m], 4))
+            for (m, k), who in buyers.items()}
+
+
+async def test_the_cohort_report_matches_the_topics_and_replays_equal_live(
+        services, api, db) -> None:
+    from services.orders import customer_replay
+    from tests.e2e.helpers import auth, wait_until
+    from tests.e2e.test_sales_projection import raw_events
+
+    shop, sku, store = f"shop-c-{uuid.uuid4().hex[:6]}", new_sku(), f"ST-{uuid.uuid4().hex[:6]}"
+    await set_stock(services, [("WH-1", sku, 100), (store, sku, 100)])
+    placed = []
+    for i in range(6):  # six people online; the first three also buy at a till, weeks ago
+        body = order_body(sku, shop=shop)
+        body["customer"] = {"email": f"p{i}.{shop}@example.com", "phone": f"0813{i:08d}"}
+        placed.append(await place(api, body))
+    sales = [{"sale_id": f"R-{i}", "payment": {"method": "cash"},
+              "sold_at": (datetime.now(UTC) - timedelta(days=20 + i)).isoformat(),
+              "customer": {"phone": f"0813{i:08d}"}, "lines": body["lines"]} for i in range(3)]
+    sales.append({**sales[0], "sale_id": "R-anon", "customer": None})  # an anonymous sale
+    sales[-1].pop("customer")
+    sold = await api.post("/v1/pos/sales", json={"store_id": store, "sales": sales},
+                          headers=await auth(shop))
+    assert sold.status_code == 202, sold.text
+    placed += [s["order_id"] for s in sold.json()["sales"]]
+    for order_id in placed:
+        await reach(db, order_id, "PaymentConfirmed")
+    await wait_until(lambda: published(db), 30, "the relays to publish")
+
+    report = (await api.get("/v1/reports/customers", headers=await auth(shop))).json()
+    [summary] = report["summary"]
+    assert (summary["customers"], summary["purchases"]) == (6, 9)
+    assert summary["repeat_customers"] == 3 and summary["omnichannel_customers"] == 3
+    assert {r["channels"]: r["customers"] for r in report["channel_mix"]} == {
+        "online": 3, "online+pos": 3}
+    expected = cohorts_from_topics(await raw_events(services.kafka_bootstrap,
+                                                    services.partitions, shop))
+    assert {(r["cohort"], r["month"]): (r["customers"], r["retention"])
+            for r in report["cohorts"]} == expected
+    funnel = {r["channel"]: r for r in report["funnel_by_channel"]}
+    assert (funnel["pos"]["placed"], funnel["online"]["placed"]) == (4, 6)
+
+    for source in ("store", "kafka"):
+        result = await customer_replay.replay(services.pg_dsn, shop, source=source,
+                                              bootstrap=services.kafka_bootstrap,
+                                              progress=False)
+        assert result.equal, (source, result.tables)
+        assert result.tables["customer_orders"].same == 9
+    await db.execute("DELETE FROM orders.customer_identifiers WHERE shop_id = $1 AND"
+                     " kind = 'phone' AND value = '+6281300000001'", shop)
+    broken = await customer_replay.replay(services.pg_dsn, shop, progress=False)
+    assert broken.tables["customer_identifiers"].only_rebuilt == 1 and not broken.equal
+    swapped = await customer_replay.replay(services.pg_dsn, shop, swap=True, progress=False)
+    assert swapped.swapped
+    again = await customer_replay.replay(services.pg_dsn, shop, progress=False)
+    assert again.equal

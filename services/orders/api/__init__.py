@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 from fastapi import Depends, FastAPI, Query
@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, Query
 from alur.runtime.egress import EgressPolicy
 from alur.runtime.postgres import PostgresUnitOfWork
 from alur.tools.slice import Slice
+from schemas.envelope import now
 from services.orders.api import customers, orders, pos, problems, webhooks
 from services.orders.api.orders import AUTH, Observe
 from services.orders.api.problems import responses
@@ -26,6 +27,7 @@ from services.orders.api.writes import Writes
 from services.orders.domain import OrderState, Policy, deadlines_under
 from services.orders.intake import Intake
 from services.orders.reports import report_on
+from services.orders.retention import customer_report
 from services.orders.shops import ShopRegistry
 
 DESCRIPTION = __doc__
@@ -83,5 +85,22 @@ def create_app(pool: asyncpg.Pool, new_uow: Callable[[], PostgresUnitOfWork],
         async with pool.acquire() as conn:
             return await report_on(conn, Slice(shop=caller.shop.shop_id, since=placed_from,
                                                until=placed_before))
+
+    @app.get("/v1/reports/customers", tags=["reports"], responses=responses(*AUTH))
+    async def customers_report(
+        caller: Caller = authenticated,
+        placed_from: Annotated[datetime | None, Query(description="Purchases from.")] = None,
+        placed_before: Annotated[datetime | None, Query(description="Before.")] = None,
+        period: Annotated[Literal["day", "week", "month"], Query(
+            description="The period new and returning customers are counted by.")] = "month",
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The shop's customers: new vs returning per period, repeat-purchase rate, monthly
+        cohorts by first purchase with retention per month, median days between orders,
+        channel mix and the share of omnichannel customers, the funnel by channel, and loyalty
+        points issued, redeemed and expired."""
+        async with pool.acquire() as conn:
+            return await customer_report(
+                conn, Slice(shop=caller.shop.shop_id, since=placed_from, until=placed_before),
+                period=period, now=now(), expiry=timedelta(days=config.loyalty_expiry_days))
 
     return app
