@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import random
@@ -178,10 +179,16 @@ class Load:
         return (len(self.accepted) - before) / (time.perf_counter() - started)
 
 
+BUYERS = itertools.count()
+
+
 def card_order() -> dict[str, object]:
+    """A flash sale's order: each one from a buyer the shop has not seen before (the most
+    work identity does: a new customer and its links recorded with the order)."""
     sku, price = CATALOGUE[0]
+    n = next(BUYERS)
     return {"channel": "online",
-            "customer": {"customer_id": "cus-bench", "email": "bench@example.com",
+            "customer": {"customer_id": f"cus-bench-{n}", "email": f"buyer{n}@example.com",
                          "name": "Bench"},
             "lines": [{"sku": sku, "quantity": 1,
                        "unit_price": {"amount": price, "currency": "EUR"}}],
