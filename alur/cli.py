@@ -446,6 +446,41 @@ def _report_customers(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _forget(customer_id: str, settings: Settings) -> int:
+    import asyncpg
+
+    from services.orders import customers
+    from services.orders.sales import SCHEMA
+
+    async def go() -> tuple[str, list[str]]:
+        conn = await asyncpg.connect(settings.pg_dsn, server_settings={"search_path": SCHEMA})
+        try:
+            shop = await conn.fetchval(
+                "SELECT shop_id FROM customer_orders WHERE customer_id = $1 UNION"
+                " SELECT shop_id FROM customer_identifiers WHERE customer_id = $1 LIMIT 1",
+                customer_id)
+            if shop is None:
+                raise LookupError(customer_id)
+            async with conn.transaction():
+                return shop, await customers.forget(conn, shop, customer_id)
+        finally:
+            await conn.close()
+
+    try:
+        shop, waiting = asyncio.run(go())
+    except LookupError:
+        print(f"alur customers: there is no customer {customer_id}", file=sys.stderr)
+        return 2
+    if waiting:
+        print(f"alur customers: orders of {customer_id} are on their way ({', '.join(waiting)});"
+              " forget the customer once they arrived or were cancelled", file=sys.stderr)
+        return 1
+    print(f"customer {customer_id} of {shop} forgotten: their key is deleted, so their personal "
+          "data in every event store and topic is ciphertext nobody can open; orders, money, "
+          "stock and points stay")
+    return 0
+
+
 def _check(order_ids: list[str], settings: Settings) -> int:
     import asyncpg
 
@@ -504,6 +539,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "on Kafka: its topics, SCRAM credentials (shown once) and ACLs (add)")
     shops.add_argument("--revoke", action="store_true", help="delete the shop's Kafka "
                        "credentials (kafka)")
+    customers = sub.add_parser("customers", help="forget a customer (the right to be "
+                               "forgotten): their key is deleted, their personal data "
+                               "unreadable everywhere")
+    customers.add_argument("action", choices=["forget"])
+    customers.add_argument("customer_id", help="Alur's id of the customer, cus_…")
     keys = sub.add_parser("keys", help="API keys: create (shown once), revoke, list")
     keys.add_argument("action", choices=["create", "revoke", "list"])
     keys.add_argument("target", nargs="?", help="shop id (create, list) or key id (revoke)")
@@ -624,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
             return _events(args, settings)
         elif args.command == "check":
             return _check(args.order_id, settings)
+        elif args.command == "customers":
+            return _forget(args.customer_id, settings)
         elif args.command == "replay":
             return _replay(args, settings)
         elif args.command == "report":

@@ -118,6 +118,9 @@ class Settings(BaseSettings):
                                       "requested.")
     loyalty_expiry_days: float = Field(365.0, gt=0, description="Days after it was earned "
                                        "a loyalty point expires.")
+    identity_pepper: str = Field("alur-local-identity-pepper", min_length=16, description=(
+        "The secret that keys the hashes customer identifiers are compared by (HMAC-SHA256). "
+        "Changing it makes every known identifier unknown."))
     reservation_ttl: float = Field(900.0, description="Seconds stock stays reserved for an "
                                    "order whose payment has not started.")
     bank_transfer_ttl: float = Field(86_400.0, description="Seconds a customer has to pay a "

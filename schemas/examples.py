@@ -42,8 +42,8 @@ PAYLOADS: dict[str, Model] = {
         reason="cancelled"),
     "CustomerIdentified": s.CustomerIdentifiedData(
         order_id=ORDER, customer_id="cus_5f0c3b1e9a2d4c6b8e7f1a2b3c4d5e6f", new=True,
-        identifiers=[s.CustomerIdentifier(kind="reference", value="cus_1"),
-                     s.CustomerIdentifier(kind="email", value="ada@example.com")]),
+        identifiers=[s.CustomerIdentifier(kind="reference", digest="5" * 64),
+                     s.CustomerIdentifier(kind="email", digest="a" * 64)]),
     "LoyaltyPointsAccrued": s.LoyaltyPointsAccruedData(
         order_id=ORDER, customer_id="cus_1", points=49),
     "LoyaltyPointsReversed": s.LoyaltyPointsReversedData(

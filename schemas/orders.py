@@ -107,12 +107,27 @@ class Customer(Model):
 
 
 class CustomerIdentifier(Model):
+    """An identifier as identity compares it, without the identifier itself: a keyed hash
+    (HMAC-SHA256 with the deployment's ALUR_IDENTITY_PEPPER) of shop, kind and normalised
+    value."""
+
     kind: IdentifierKind
-    value: str = Field(min_length=1, max_length=254)
+    digest: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
+class Sealed(Model):
+    """Personal data sealed with its customer's own key (alur.runtime.keyring): AES-256-GCM,
+    the customer's id as associated data. Forgetting the customer deletes the key."""
+
+    key_id: str = Field(description="The customer whose key seals it (`cus_…`).")
+    fields: list[str] = Field(description="Which personal fields are inside, e.g. email.")
+    nonce: str = Field(description="Base64.")
+    ciphertext: str = Field(description="Base64.")
 
 
 class Address(Model):
-    line1: str = Field(min_length=1, max_length=200)
+    line1: str | None = Field(None, min_length=1, max_length=200, description=(
+        "The street. In an event, null once sealed with the customer's personal data."))
     city: str = Field(min_length=1, max_length=100)
     postal_code: str = Field(min_length=1, max_length=20)
     country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO-3166 alpha-2 code.")
@@ -156,6 +171,9 @@ class OrderPlacedData(Model):
         "once."))
     intake: Literal["http", "kafka"] = Field("http", description=(
         "How the order reached Alur: the HTTP API or the shop's Kafka intake topic."))
+    personal: Sealed | None = Field(None, description=(
+        "The customer's personal data (the identifiers, the name, the street), sealed with "
+        "the customer's key; `customer` and `delivery.address.line1` are then empty."))
     redemption: Redemption | None = Field(None, description=(
         "Loyalty points spent on the order, if any."))
     alur_customer_id: str | None = Field(None, max_length=64, description=(

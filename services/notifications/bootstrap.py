@@ -5,17 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
-from alur.runtime import metrics
+from alur.runtime import keyring, metrics
 from alur.runtime.aggregate import Decider, Perform, handler_for
 from alur.runtime.db import every
 from alur.runtime.ports import UnitOfWork
 from alur.runtime.processing import Handler
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
-from schemas import Event, Model, NotificationSentData
+from schemas import Event, Model, NotificationFailedData, NotificationSentData
+from schemas.orders import Sealed
 from services.notifications import domain
 from services.notifications.mailer import Mailer, SmtpMailer
 from services.notifications.sent_log import PostgresSentLog, SentLog
@@ -31,15 +33,30 @@ SENT_LOG_RETENTION = 7 * 86_400.0  # far longer than any batch waits for its com
 PRUNE_EVERY = 3600.0
 
 
-def make_perform(mailer: Mailer, sent_log: SentLog) -> Perform:
+def make_perform(mailer: Mailer, sent_log: SentLog,
+                 open_sealed: keyring.OpenSealed = keyring.no_keyring) -> Perform:
     async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
         if not isinstance(command, domain.SendEmail):
             raise TypeError(f"unknown command {command!r}")
         # Sent already by a batch that did not commit (a crash): record it, do not resend.
         if not await sent_log.sent(command.notification_id):
-            subject, body = render(command.about, command.to.name)
+            to, name = command.to.email, command.to.name
+            if command.to.sealed is not None:
+                try:
+                    who = (await open_sealed(command.to.sealed)).get("customer", {})
+                except keyring.Erased:
+                    # Forgotten while the e-mail waited: it is not sent, and never will be.
+                    return [NotificationFailedData(
+                        order_id=command.about.subject,
+                        notification_id=command.notification_id, channel="email",
+                        template=command.template, about_event_id=command.about.id,
+                        error="the customer was forgotten: nothing is sent to them")]
+                to, name = who.get("email"), who.get("name") or "customer"
+            if to is None:
+                raise ValueError(f"order {command.about.subject}: no e-mail address to send to")
+            subject, body = render(command.about, name)
             try:
-                await mailer.send(command.to.email, subject, body,
+                await mailer.send(to, subject, body,
                                   f"<{command.notification_id}@alur.local>")
             except Exception:
                 _failed_emails.inc()  # an attempt; the runtime retries or dead-letters it
@@ -52,12 +69,14 @@ def make_perform(mailer: Mailer, sent_log: SentLog) -> Perform:
     return perform
 
 
-def make_handler(mailer: Mailer, sent_log: SentLog) -> Handler:
+def make_handler(mailer: Mailer, sent_log: SentLog,
+                 open_sealed: keyring.OpenSealed = keyring.no_keyring) -> Handler:
     # Only the consumer writes a notification stream (no timers, no callbacks): its partner
     # calls need no claims. Its e-mails take turns on ALUR_SMTP_SESSIONS sessions, so a long
     # batch is a queue, not a slow partner: no order is left behind as a straggler (under
     # load that only added transactions), and nothing downstream waits on its records.
-    return handler_for(DECIDER, source=SOURCE, perform=make_perform(mailer, sent_log),
+    return handler_for(DECIDER, source=SOURCE, perform=make_perform(mailer, sent_log,
+                                                                    open_sealed),
                        concurrent=True, claims=False, stragglers=False)
 
 
@@ -73,7 +92,10 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
 
         await every(PRUNE_EVERY, prune, "prune the sent e-mail log", log)
 
-    return ServiceParts(handler=make_handler(mailer, sent_log), close=mailer.close,
+    async def open_sealed(sealed: Sealed) -> dict[str, Any]:
+        return await keyring.open_sealed(pool, sealed)
+
+    return ServiceParts(handler=make_handler(mailer, sent_log, open_sealed), close=mailer.close,
                         background=[prune_sent_log])
 
 

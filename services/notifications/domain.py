@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 from schemas import Event
 from schemas.envelope import EVENT_TYPES
+from schemas.orders import Sealed
 
 CUSTOMER_FACING = frozenset({
     "OrderPlaced", "OrderCancelled", "PaymentConfirmed", "PaymentFailed", "PaymentPending",
@@ -29,8 +30,12 @@ def customer_facing(event: Event) -> bool:
 
 @dataclass(frozen=True)
 class Recipient:
-    email: str
+    """Who an e-mail goes to: in clear (an order placed before personal data was sealed), or
+    sealed, opened only when the e-mail is sent (a forgotten customer gets nothing)."""
+
+    email: str | None
     name: str
+    sealed: Sealed | None = None
 
 
 @dataclass(frozen=True)
@@ -61,12 +66,15 @@ def evolve(state: NotificationState, event: Event) -> NotificationState:
         return replace(state, released=True)
     if event.type == "OrderCancelled":
         state = replace(state, cancelled=True)
-    if event.type == "NotificationSent":
+    if event.type in ("NotificationSent", "NotificationFailed"):
         return replace(state, notified=state.notified | {event.data.about_event_id},
                        held=tuple(e for e in state.held if e.id != event.data.about_event_id))
     if event.type == "OrderPlaced":
-        customer = event.data.customer
-        if customer.email is None:  # an anonymous till sale, or a customer known by phone
+        customer, sealed = event.data.customer, event.data.personal
+        if sealed is not None and "email" in sealed.fields:
+            return replace(state, recipient=Recipient(None, "", sealed))
+        if sealed is not None or customer.email is None:
+            # An anonymous till sale, or a customer known by phone or card only.
             return replace(state, unreachable=True, held=())
         return replace(state, recipient=Recipient(customer.email, customer.name or "customer"))
     if customer_facing(event) and state.recipient is None and not state.unreachable:
@@ -102,4 +110,5 @@ OPENS = frozenset({"OrderPlaced"})
 # Everything from the payments and shipping topics may overtake OrderPlaced: held (above).
 PRECEDE = frozenset(t for t in RELEVANT if EVENT_TYPES[t].topic != "orders")
 # What carrying out each command can record (see alur replay handlers).
-OUTCOMES: dict[type, frozenset[str]] = {SendEmail: frozenset({"NotificationSent"})}
+OUTCOMES: dict[type, frozenset[str]] = {
+    SendEmail: frozenset({"NotificationSent", "NotificationFailed"})}

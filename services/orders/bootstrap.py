@@ -129,6 +129,7 @@ def api_config(settings: Settings) -> ApiConfig:
         idempotency_ttl=settings.idempotency_ttl,
         return_window_days=settings.return_window_days,
         loyalty_expiry_days=settings.loyalty_expiry_days,
+        identity_pepper=settings.identity_pepper,
         deadlines=domain.deadlines_under(policy_of(settings)))
 
 

@@ -14,7 +14,15 @@ the customer they name:
   * each identifier is looked up under a transaction lock on it (`customer_resolve` in
     migrations/106_customers.sql), so two orders bringing the same new e-mail at once make
     one customer, not two;
-  * a till sale may name nobody: it belongs to no customer.
+  * a till sale may name nobody: it belongs to no customer;
+  * identifiers are compared, stored and published as keyed hashes (`digest`), never in
+    clear.
+
+**Personal data** (the identifiers, the name, the street) is sealed in the order's event with
+the customer's own key (`seal_order`, alur/runtime/keyring.py); the services that need it
+open it when they use it (the e-mail's recipient, the parcel's street, a webhook to the
+shop). `forget` deletes the key: every copy, in every event store and on every topic, becomes
+ciphertext nobody can open, while the orders, their money, stock and points stay as they were.
 
 **Read model.** `customer_identifiers`, `customer_orders` and `loyalty_ledger` are kept from
 the events by a trigger (migrations/106_customers.sql); the orders' amounts and dates come
@@ -31,6 +39,8 @@ nothing needs to run for points to expire, and every reader computes the same ba
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,8 +49,15 @@ from typing import Any
 
 import asyncpg
 
+from alur.runtime import keyring
 from schemas.envelope import random_uuid
-from schemas.orders import Customer, CustomerIdentifier, IdentifierKind
+from schemas.orders import (
+    Customer,
+    CustomerIdentifier,
+    IdentifierKind,
+    OrderPlacedData,
+    Sealed,
+)
 
 
 @dataclass(frozen=True)
@@ -57,19 +74,26 @@ def new_customer_id() -> str:
     return f"cus_{random_uuid().hex}"
 
 
-async def resolve(conn: asyncpg.Connection, shop_id: str,
-                  customers: Sequence[Customer]) -> list[Resolved]:
+def digest(pepper: str, shop_id: str, kind: str, value: str) -> str:
+    """The identifier as identity compares it: a keyed hash, never the identifier."""
+    return hmac.new(pepper.encode(), f"{shop_id}\n{kind}\n{value}".encode(),
+                    hashlib.sha256).hexdigest()
+
+
+async def resolve(conn: asyncpg.Connection, shop_id: str, customers: Sequence[Customer],
+                  pepper: str) -> list[Resolved]:
     """Resolve the customers of orders placed together in one transaction (a till's batch
     holds many), in one round trip. The transaction holds each identifier's lock until it
     commits, with the links it records."""
-    wanted = [c.identifiers() for c in customers]
+    wanted = [[(kind, digest(pepper, shop_id, kind, value)) for kind, value in c.identifiers()]
+              for c in customers]
     pairs = sorted({p for ids in wanted for p in ids})
     known: dict[tuple[IdentifierKind, str], str] = {}
     if pairs:
         rows = await conn.fetch(
-            "SELECT kind, value, customer_id FROM customer_resolve($1, $2::text[], $3::text[])",
+            "SELECT kind, digest, customer_id FROM customer_resolve($1, $2::text[], $3::text[])",
             shop_id, [k for k, _ in pairs], [v for _, v in pairs])
-        known = {(r["kind"], r["value"]): r["customer_id"] for r in rows}
+        known = {(r["kind"], r["digest"]): r["customer_id"] for r in rows}
     out: list[Resolved] = []
     for ids in wanted:
         if not ids:
@@ -80,9 +104,63 @@ async def resolve(conn: asyncpg.Connection, shop_id: str,
         linked = [p for p in ids if p not in known]
         for p in linked:  # a later sale of the same batch finds it
             known[p] = customer_id
-        out.append(Resolved(customer_id, tuple(CustomerIdentifier(kind=k, value=v)
-                                               for k, v in linked), new=found is None))
+        out.append(Resolved(customer_id, tuple(CustomerIdentifier(kind=k, digest=d)
+                                               for k, d in linked), new=found is None))
     return out
+
+
+async def seal_order(conn: asyncpg.Connection, shop_id: str,
+                     order: OrderPlacedData) -> OrderPlacedData:
+    """The order as it is recorded: its customer's personal data (identifiers, name, street)
+    sealed with the customer's key, made in this transaction for a new customer. An order of
+    nobody (an anonymous till sale) has nothing to seal."""
+    customer_id = order.alur_customer_id
+    if customer_id is None:
+        return order
+    key = await keyring.key_for(conn, customer_id, shop_id)
+    address = order.delivery.address
+    who = order.customer.model_dump(mode="json", exclude_none=True)
+    personal = {"customer": who, "line1": address.line1 if address else None}
+    fields = [*who, *(["line1"] if address and address.line1 else [])]
+    delivery = order.delivery if address is None else order.delivery.model_copy(
+        update={"address": address.model_copy(update={"line1": None})})
+    return order.model_copy(update={"customer": Customer(), "delivery": delivery,
+                                    "personal": keyring.seal(key, customer_id, personal, fields)})
+
+
+def opened(order: OrderPlacedData, personal: dict[str, Any]) -> OrderPlacedData:
+    """The order with its sealed personal data put back (`personal` from keyring.unseal)."""
+    address = order.delivery.address
+    delivery = order.delivery if address is None else order.delivery.model_copy(
+        update={"address": address.model_copy(update={"line1": personal.get("line1")})})
+    return order.model_copy(update={
+        "customer": Customer.model_validate(personal.get("customer", {})),
+        "delivery": delivery, "personal": None})
+
+
+async def forget(conn: asyncpg.Connection, shop_id: str, customer_id: str) -> list[str]:
+    """Forget the shop's customer in the caller's transaction: delete their key (every copy
+    of their personal data in every event, on every topic, is ciphertext nobody can open any
+    more) and their identifiers. Orders, money, stock and points stay. Refused while an order
+    of theirs is still on its way (it needs the address and e-mail): returns those orders,
+    and forgets nothing, unless there are none. Raises LookupError for no such customer."""
+    if not await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM customer_orders WHERE customer_id = $1 AND"
+            " shop_id = $2) OR EXISTS (SELECT 1 FROM customer_identifiers WHERE customer_id = $1"
+            " AND shop_id = $2)", customer_id, shop_id):
+        raise LookupError(customer_id)
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended("
+                       "'alur.loyalty' || chr(10) || $1, 0))", customer_id)
+    open_orders = [r["order_id"] for r in await conn.fetch(
+        "SELECT c.order_id FROM customer_orders c JOIN sales_orders s USING (order_id)"
+        " WHERE c.customer_id = $1 AND s.cancelled_at IS NULL AND s.completed_at IS NULL"
+        " AND s.returned_at IS NULL AND s.delivered_at IS NULL ORDER BY c.order_id",
+        customer_id)]
+    if open_orders:
+        return open_orders
+    await keyring.forget(conn, customer_id)
+    await conn.execute("DELETE FROM customer_identifiers WHERE customer_id = $1", customer_id)
+    return []
 
 
 # The loyalty ledger.
@@ -216,22 +294,46 @@ def _preferred(values: Sequence[str | None]) -> str | None:
     return next(v for v in values if v is not None and counts[v] == top)
 
 
-async def find(conn: asyncpg.Connection, shop_id: str, kind: IdentifierKind,
-               value: str) -> str | None:
+async def find(conn: asyncpg.Connection, shop_id: str, kind: IdentifierKind, value: str,
+               pepper: str) -> str | None:
     return await conn.fetchval(  # type: ignore[no-any-return]
-        "SELECT customer_id FROM customer_identifiers"
-        " WHERE shop_id = $1 AND kind = $2 AND value = $3", shop_id, kind, value)
+        "SELECT customer_id FROM customer_identifiers WHERE shop_id = $1 AND kind = $2"
+        " AND digest = $3", shop_id, kind, digest(pepper, shop_id, kind, value))
+
+
+async def _identifier_values(conn: asyncpg.Connection, customer_id: str,
+                             order_ids: Sequence[str]) -> dict[tuple[str, str], str]:
+    """(order, kind) -> the identifier, from the sealed personal data of the orders that
+    linked them (empty once the customer is forgotten)."""
+    keys = await keyring.keys_of(conn, [customer_id])
+    if customer_id not in keys:
+        return {}
+    out: dict[tuple[str, str], str] = {}
+    for r in await conn.fetch(
+            "SELECT stream_id, body->'data'->'personal' AS personal FROM events"
+            " WHERE stream_id = ANY($1::text[]) AND type = 'OrderPlaced'", list(order_ids)):
+        if r["personal"] is None:
+            continue
+        personal = keyring.unseal(keys[customer_id], Sealed.model_validate_json(r["personal"]))
+        for kind, value in Customer.model_validate(personal.get("customer", {})).identifiers():
+            out[(r["stream_id"], kind)] = value
+    return out
 
 
 async def view(conn: asyncpg.Connection, shop_id: str, customer_id: str, now: datetime,
                expiry: timedelta) -> dict[str, Any] | None:
-    """What the shop sees of its customer, or None if the shop has no such customer."""
+    """What the shop sees of its customer, or None if the shop has no such customer. A
+    forgotten customer shows as erased: no identifiers, the orders and points as they were."""
     identifiers = await conn.fetch(
-        "SELECT kind, value, linked_at, order_id FROM customer_identifiers"
+        "SELECT kind, linked_at, order_id FROM customer_identifiers"
         " WHERE customer_id = $1 AND shop_id = $2 ORDER BY linked_at, kind", customer_id,
         shop_id)
-    if not identifiers:
+    erased = bool(await conn.fetchval(
+        "SELECT count(*) FROM keyring.forgotten WHERE customer_id = $1 AND shop_id = $2",
+        customer_id, shop_id))
+    if not identifiers and not erased:
         return None
+    shown = await _identifier_values(conn, customer_id, [r["order_id"] for r in identifiers])
     orders = await conn.fetch(
         "SELECT c.order_id, c.channel, c.placed_at, s.payment_method, s.total_amount,"
         " s.currency, s.paid_at, s.delivered_at, s.completed_at, s.cancelled_at, s.returned_at"
@@ -253,8 +355,10 @@ async def view(conn: asyncpg.Connection, shop_id: str, customer_id: str, now: da
         values[o["currency"]] = values.get(o["currency"], 0) + o["total_amount"]
     return {
         "customer_id": customer_id,
-        "identifiers": [{"kind": r["kind"], "value": r["value"], "linked_at": r["linked_at"],
-                         "order_id": r["order_id"]} for r in identifiers],
+        "erased": erased,
+        "identifiers": [{"kind": r["kind"], "value": shown.get((r["order_id"], r["kind"])),
+                         "linked_at": r["linked_at"], "order_id": r["order_id"]}
+                        for r in identifiers],
         "orders": listed,
         "order_count": len(listed),
         "lifetime_value": [{"amount": amount, "currency": currency}

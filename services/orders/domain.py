@@ -140,8 +140,9 @@ def place_order(
         raise InvalidOrder(f"payment method {payment.method!r} needs a gateway token")
     if delivery.method not in SUPPORTED_DELIVERY_METHODS:
         raise InvalidOrder(f"delivery method {delivery.method!r} is for point-of-sale only")
-    if delivery.method == "home_delivery" and delivery.address is None:
-        raise InvalidOrder("home delivery needs an address")
+    if delivery.method == "home_delivery" and (delivery.address is None
+                                               or delivery.address.line1 is None):
+        raise InvalidOrder("home delivery needs an address with its street (line1)")
     if delivery.method == "click_and_collect" and not delivery.store_id:
         raise InvalidOrder("click-and-collect needs a store_id")
     if delivery.method == "click_and_collect" and payment.method == "cod":

@@ -15,6 +15,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Literal
 
+import asyncpg
+
+from alur.runtime import keyring
 from alur.runtime.postgres import PostgresUnitOfWork
 from schemas import Event, first_event
 from schemas.envelope import now, random_uuid
@@ -37,20 +40,31 @@ def reference_order_id(shop_id: str, reference: str) -> str:
     return "ord_" + uuid.uuid5(REFERENCES, f"{shop_id}\n{reference}").hex
 
 
-def same_order(placed: Event, event: Event) -> bool:
-    """Whether `event` places the order `placed` placed (whichever path each came by)."""
-    ignored = {"intake", "alur_customer_id"}
+async def same_order(conn: asyncpg.Connection, placed: Event, event: Event) -> bool:
+    """Whether `event` places the order `placed` placed (whichever path each came by). The
+    recorded order's personal data is compared once opened; if its customer was forgotten,
+    the rest of the order decides."""
+    recorded = placed.data
+    if recorded.personal is not None:
+        try:
+            recorded = customers.opened(recorded, await keyring.open_sealed(
+                conn, recorded.personal))
+        except keyring.Erased:
+            recorded = recorded.model_copy(update={"customer": event.data.customer,
+                                                   "delivery": event.data.delivery})
+    ignored = {"intake", "alur_customer_id", "personal"}
     return placed.channel == event.channel and \
-        placed.data.model_dump(exclude=ignored) == event.data.model_dump(exclude=ignored)
+        recorded.model_dump(exclude=ignored) == event.data.model_dump(exclude=ignored)
 
 
 class Intake:
     def __init__(self, registry: ShopRegistry, writes: Writes, observe: Observe,
                  deadlines: Callable[[domain.OrderState], Mapping[str, datetime]],
-                 loyalty_expiry: timedelta = timedelta(days=365)) -> None:
+                 loyalty_expiry: timedelta = timedelta(days=365),
+                 pepper: str = "alur-local-identity-pepper") -> None:
         self.registry, self._writes = registry, writes
         self._observe, self._deadlines = observe, deadlines
-        self._expiry = loyalty_expiry
+        self._expiry, self._pepper = loyalty_expiry, pepper
 
     async def place(self, caller: Caller, body: PlaceOrder, *, fingerprint: bytes,
                     idempotency_key: str | None, via: Via,
@@ -89,14 +103,15 @@ class Intake:
             placed.clear()
             stream = await uow.load(order_id) if body.reference is not None else []
             if stream:
-                if not same_order(stream[0].event, event):
+                if not await same_order(await uow.connection(), stream[0].event, event):
                     raise ApiError("reference-reused", f"Reference {body.reference} names "
                                    f"order {order_id}, placed before with other contents; "
                                    "a new order needs a new reference.")
                 accepted = accepted.model_copy(update={"duplicate": True})
             else:
                 conn = await uow.connection()
-                [who] = await customers.resolve(conn, shop.shop_id, [body.customer])
+                [who] = await customers.resolve(conn, shop.shop_id, [body.customer],
+                                                self._pepper)
                 if body.loyalty_points:
                     held = 0 if who.new or who.customer_id is None else \
                         await customers.available_points(conn, who.customer_id, now(),
@@ -105,7 +120,7 @@ class Intake:
                         raise ApiError("insufficient-points", f"The customer holds {held} "
                                        f"loyalty points; the order spends "
                                        f"{body.loyalty_points}.")
-                events = identified(event, who)
+                events = await identified(conn, event, who)
                 await open_stream(uow, events, self._deadlines)
                 placed[:] = events[:1]
             if within is not None:

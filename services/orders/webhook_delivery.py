@@ -33,10 +33,13 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 
-from alur.runtime import alarm
+from alur.runtime import alarm, keyring
 from alur.runtime.db import DATABASE_ERRORS
 from alur.runtime.egress import EgressPolicy, EgressRefused
 from alur.runtime.signing import sign, signed_headers
+from schemas import decode, encode
+from schemas.orders import OrderPlacedData
+from services.orders import customers
 
 log = logging.getLogger("alur.orders.webhooks")
 IDLE = 5.0  # seconds an idle delivery loop sleeps at most
@@ -105,7 +108,9 @@ async def deliver_due(pool: asyncpg.Pool, client: httpx.AsyncClient,
         " e.body::text AS body, now() AS now", policy.batch, policy.timeout + LEASE_MARGIN)
     if not rows:
         return 0
-    outcomes = await asyncio.gather(*(_post(client, r, egress) for r in rows))
+    bodies = [await for_the_shop(pool, r["body"]) for r in rows]
+    outcomes = await asyncio.gather(*(_post(client, r, body, egress)
+                                      for r, body in zip(rows, bodies, strict=True)))
     recorded: list[tuple[object, ...]] = []
     for r, (status, error) in zip(rows, outcomes, strict=True):
         attempts = r["attempts"] + 1
@@ -134,7 +139,23 @@ async def deliver_due(pool: asyncpg.Pool, client: httpx.AsyncClient,
 REFUSED = "refused by the egress policy: "
 
 
-async def _post(client: httpx.AsyncClient, row: asyncpg.Record,
+async def for_the_shop(pool: asyncpg.Pool, body: str) -> bytes:
+    """The event as the shop reads it: an order's sealed personal data opened (its own
+    customer's), or left out once the customer was forgotten."""
+    if '"personal":{' not in body.replace(" ", ""):
+        return body.encode()
+    event = decode(body)
+    data = event.data
+    if isinstance(data, OrderPlacedData) and data.personal is not None:
+        try:
+            data = customers.opened(data, await keyring.open_sealed(pool, data.personal))
+        except keyring.Erased:
+            data = data.model_copy(update={"personal": None})
+        event = event.model_copy(update={"data": data})
+    return encode(event)
+
+
+async def _post(client: httpx.AsyncClient, row: asyncpg.Record, body: bytes,
                 egress: EgressPolicy) -> tuple[int | None, str | None]:
     try:
         target = await egress.resolve(row["url"])
@@ -142,7 +163,6 @@ async def _post(client: httpx.AsyncClient, row: asyncpg.Record,
         return None, f"{REFUSED}{exc}"[:500]
     except (OSError, TimeoutError) as exc:
         return None, f"cannot resolve the URL's host: {exc}"[:500]
-    body = row["body"].encode()
     url = httpx.URL(row["url"])
     headers = {"Content-Type": "application/cloudevents+json",
                "Alur-Delivery": str(row["event_id"]), "Host": url.netloc.decode("ascii"),

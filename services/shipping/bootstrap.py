@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import asyncpg
 
-from alur.runtime import metrics
+from alur.runtime import keyring, metrics
 from alur.runtime.aggregate import Decider, Perform, handler_for
 from alur.runtime.http import embedded_server
 from alur.runtime.ports import UnitOfWork
@@ -23,6 +24,7 @@ from schemas import (
     ShipmentCreatedData,
     ShipmentRecalledData,
 )
+from schemas.orders import Address, Sealed
 from services.shipping import domain, webhooks
 from services.shipping.carrier import Carrier, HttpCarrier
 
@@ -32,12 +34,24 @@ DECIDER = Decider(domain.ShipmentState(), domain.evolve, domain.decide, domain.R
                   domain.OUTCOMES, opens=domain.OPENS, refuse=domain.refuse)
 
 
-def make_perform(carriers: Mapping[str, Carrier]) -> Perform:
+def make_perform(carriers: Mapping[str, Carrier],
+                 open_sealed: keyring.OpenSealed = keyring.no_keyring) -> Perform:
+    async def street(address: Address | None, sealed: Sealed | None) -> Address | None:
+        """The address with its street opened from the customer's sealed personal data."""
+        if address is None or address.line1 is not None or sealed is None:
+            return address
+        try:
+            line1 = (await open_sealed(sealed)).get("line1")
+        except keyring.Erased:
+            line1 = None
+        # A customer forgotten while a parcel was still to collect: the carrier is told so.
+        return address.model_copy(update={"line1": line1 or "(erased)"})
+
     async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
         if isinstance(command, domain.CreateShipment):
             booking = await carriers[command.carrier].book(
-                command.idempotency_key, command.order_id, command.service, command.address,
-                command.store_id)
+                command.idempotency_key, command.order_id, command.service,
+                await street(command.address, command.personal), command.store_id)
             return [ShipmentCreatedData(order_id=command.order_id,
                                         shipment_id=booking.shipment_id,
                                         carrier=booking.carrier,
@@ -56,8 +70,8 @@ def make_perform(carriers: Mapping[str, Carrier]) -> Perform:
             return []
         if isinstance(command, domain.BookReturn):
             booking = await carriers[command.carrier].book(
-                command.idempotency_key, command.order_id, "return", command.address,
-                command.store_id)
+                command.idempotency_key, command.order_id, "return",
+                await street(command.address, command.personal), command.store_id)
             return [ReturnShipmentCreatedData(
                 order_id=command.order_id, return_id=command.return_id,
                 shipment_id=booking.shipment_id, carrier=booking.carrier,
@@ -84,9 +98,12 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
         for carrier in carriers.values():
             await carrier.close()
 
+    async def open_sealed(sealed: Sealed) -> dict[str, Any]:
+        return await keyring.open_sealed(pool, sealed)
+
     return ServiceParts(
-        handler=handler_for(DECIDER, source=SOURCE, perform=make_perform(carriers),
-                            concurrent=True),
+        handler=handler_for(DECIDER, source=SOURCE,
+                            perform=make_perform(carriers, open_sealed), concurrent=True),
         background=[embedded_server(app, settings.listen_host, settings.shipping_port,
                                     settings.log_level)],
         close=close)

@@ -37,6 +37,7 @@ from schemas import (
     ReturnReceivedData,
     ShippedData,
 )
+from schemas.orders import Sealed
 from services.shipping.carrier import carrier_for
 
 PARCEL_EVENTS = {
@@ -68,6 +69,7 @@ class CreateShipment:
     address: Address | None
     store_id: str | None
     idempotency_key: str
+    personal: Sealed | None = None  # the street, sealed: opened when the carrier is booked
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ class BookReturn:
     address: Address | None
     store_id: str | None
     idempotency_key: str
+    personal: Sealed | None = None
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ class UpdateRefused(ValueError):
 class ShipmentState:
     order_id: str | None = None
     address: Address | None = None
+    personal: Sealed | None = None  # the customer's personal data, the street among it
     store_id: str | None = None
     released: bool = False  # OrderReadyToShip seen
     cancelled: bool = False
@@ -143,6 +147,7 @@ def evolve(state: ShipmentState, event: Event) -> ShipmentState:
         if delivery.method == "in_store":
             return replace(state, order_id=event.data.order_id)  # handed over at the till
         return replace(state, order_id=event.data.order_id, address=delivery.address,
+                       personal=event.data.personal,
                        store_id=delivery.store_id if delivery.method == "click_and_collect"
                        else None)
     if event.type == "OrderReadyToShip":
@@ -179,7 +184,7 @@ def decide(state: ShipmentState, event: Event) -> list[object]:
         return [CreateShipment(order_id, carrier_for(after.address, after.store_id),
                                "store" if to_store else "home",
                                None if to_store else after.address, after.store_id,
-                               f"{order_id}:shipment")]
+                               f"{order_id}:shipment", None if to_store else after.personal)]
     if (event.type == "OrderCancelled" and not state.cancelled and after.status is not None
             and after.status not in AT_REST and after.shipment_id and after.carrier
             and after.tracking_number):
@@ -189,7 +194,8 @@ def decide(state: ShipmentState, event: Event) -> list[object]:
             and after.return_tracking_number is None and after.return_id != state.return_id):
         return [BookReturn(order_id, after.return_id, after.carrier,
                            None if after.store_id else after.address, after.store_id,
-                           f"{order_id}:{after.return_id}:return")]
+                           f"{order_id}:{after.return_id}:return",
+                           None if after.store_id else after.personal)]
     return []
 
 

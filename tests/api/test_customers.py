@@ -112,10 +112,12 @@ async def test_concurrent_first_orders_of_one_new_customer_make_one_customer(api
     customers = {await customer_of(api, i) for i in ids}
     assert len(customers) == 1
     [customer] = customers
-    rows = await api.pool.fetch("SELECT kind, value, customer_id FROM customer_identifiers")
+    rows = await api.pool.fetch("SELECT kind, customer_id FROM customer_identifiers")
     assert {r["customer_id"] for r in rows} == {customer}
-    assert sorted(r["value"] for r in rows if r["kind"] == "reference") == sorted(
-        f"ref-{i}" for i in range(12))
+    assert sorted(r["kind"] for r in rows) == ["email"] + ["reference"] * 12
+    [view] = await find(api, key, email="budi@example.com")
+    assert sorted(i["value"] for i in view["identifiers"] if i["kind"] == "reference") == \
+        sorted(f"ref-{i}" for i in range(12))
     created = await api.pool.fetchval(
         "SELECT count(*) FROM events WHERE type = 'CustomerIdentified'"
         " AND (body->'data'->>'new')::boolean")
@@ -233,3 +235,50 @@ async def test_a_new_customer_has_no_points_to_spend(api: Api) -> None:
         email="new@example.com") | {"loyalty_points": 1})
     assert refused.status_code == 409, refused.text
     assert await api.pool.fetchval("SELECT count(*) FROM events") == 0
+
+
+async def all_text(api: Api) -> str:
+    """Every row of every table of the test's orders schema and of the keyring, as text."""
+    tables = await api.pool.fetch(
+        "SELECT table_schema, table_name FROM information_schema.tables"
+        " WHERE table_schema IN ($1, 'keyring') AND table_type = 'BASE TABLE'", api.schema)
+    out = []
+    for t in tables:
+        rows = await api.pool.fetch(
+            f'SELECT t::text AS row FROM "{t["table_schema"]}"."{t["table_name"]}" t')
+        out += [r["row"] for r in rows]
+    return "\n".join(out)
+
+
+async def test_a_forgotten_customer_is_erased_everywhere_and_the_rest_stays(api: Api) -> None:
+    key, _ = await api.shop("shop-a")
+    email, phone = "intan@example.com", "+6281299990000"
+    kept = await customer_with_points(api, key, email)
+    [before] = await find(api, key, email=email)
+    customer = before["customer_id"]
+    # Stored, published and queued: the address, the e-mail and the phone are ciphertext.
+    linked = await place(api, key, order(email=email, phone="0812-9999-0000"))
+    assert email not in await all_text(api) and phone not in await all_text(api)
+    open_order = await api.client.post(f"/v1/customers/{customer}/forget", headers=bearer(key))
+    assert open_order.status_code == 409 and linked in open_order.json()["detail"]
+    assert (await api.client.post(f"/v1/orders/{linked}/cancel", headers=bearer(key))
+            ).status_code == 200
+    elsewhere, _ = await api.shop("shop-b")
+    assert (await api.client.post(f"/v1/customers/{customer}/forget", headers=bearer(elsewhere))
+            ).status_code == 404
+
+    forgotten = await api.client.post(f"/v1/customers/{customer}/forget", headers=bearer(key))
+    assert forgotten.status_code == 200, forgotten.text
+    view = (await api.client.get(f"/v1/customers/{customer}", headers=bearer(key))).json()
+    assert view["erased"] and view["identifiers"] == []
+    assert {o["order_id"] for o in view["orders"]} == {kept, linked}
+    assert view["loyalty"]["balance"] == before["loyalty"]["balance"] == 25
+    assert await find(api, key, email=email) == []
+    assert await api.pool.fetchval(
+        "SELECT count(*) FROM keyring.customer_keys WHERE customer_id = $1", customer) == 0
+    # The order still reads as it was, without whom it was for.
+    order_view = await api.client.get(f"/v1/orders/{kept}", headers=bearer(key))
+    assert order_view.json()["status"] == "completed" and order_view.json()["total_amount"] == 2500
+    # The same person buying again is someone new.
+    again = await place(api, key, order(email=email))
+    assert await customer_of(api, again) not in (None, customer)

@@ -4,6 +4,7 @@ points of the three completed orders on one ledger."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -131,6 +132,7 @@ def cohorts_from_topics(events: list[dict]) -> dict[tuple[str, int], tuple[int, 
 async def test_the_cohort_report_matches_the_topics_and_replays_equal_live(
         services, api, db) -> None:
     from services.orders import customer_replay
+    from services.orders.customers import digest
     from tests.e2e.helpers import auth, wait_until
     from tests.e2e.test_sales_projection import raw_events
 
@@ -174,10 +176,106 @@ async def test_the_cohort_report_matches_the_topics_and_replays_equal_live(
         assert result.equal, (source, result.tables)
         assert result.tables["customer_orders"].same == 9
     await db.execute("DELETE FROM orders.customer_identifiers WHERE shop_id = $1 AND"
-                     " kind = 'phone' AND value = '+6281300000001'", shop)
+                     " kind = 'phone' AND digest = $2", shop,
+                     digest(services.identity_pepper, shop, "phone", "+6281300000001"))
     broken = await customer_replay.replay(services.pg_dsn, shop, progress=False)
     assert broken.tables["customer_identifiers"].only_rebuilt == 1 and not broken.equal
     swapped = await customer_replay.replay(services.pg_dsn, shop, swap=True, progress=False)
     assert swapped.swapped
     again = await customer_replay.replay(services.pg_dsn, shop, progress=False)
     assert again.equal
+
+
+async def every_row_and_record(services, db) -> tuple[str, bytes]:  # noqa: ANN001
+    """Every row of every table in the database, as text, and every record of every topic
+    (the dead-letter and the shops' topics included), as bytes."""
+    from aiokafka import AIOKafkaConsumer
+
+    from alur.runtime.topics import partitions_of
+
+    rows = []
+    for t in await db.fetch("SELECT table_schema, table_name FROM information_schema.tables"
+                            " WHERE table_type = 'BASE TABLE' AND table_schema NOT IN"
+                            " ('pg_catalog', 'information_schema')"):
+        rows += [r["row"] for r in await db.fetch(
+            f'SELECT t::text AS row FROM "{t["table_schema"]}"."{t["table_name"]}" t')]
+    consumer = AIOKafkaConsumer(bootstrap_servers=services.kafka_bootstrap,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, sorted(await consumer.topics()))
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        values: list[bytes] = []
+        while any([await consumer.position(tp) < end[tp] for tp in tps]):
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                values += [(r.key or b"") + b" " + (r.value or b"") for r in records]
+    finally:
+        await consumer.stop()
+    return "\n".join(rows), b"\n".join(values)
+
+
+async def test_a_forgotten_customer_is_unreadable_everywhere_and_gets_no_queued_mail(
+        services, api, db) -> None:
+    from alur.infra import stack
+    from tests.e2e.helpers import mails_about, wait_until
+
+    sku = new_sku()
+    await set_stock(services, [("WH-1", sku, 10)])
+    email = f"wulan.{uuid.uuid4().hex[:8]}@example.com"
+    phone = f"0857{random.randrange(10**7, 10**8)}"
+    body = order_body(sku)
+    name = f"Wulan {uuid.uuid4().hex[:8]}"
+    body["customer"] = {"email": email, "phone": phone, "name": name}
+    stack.services_down(services, ("notifications",))  # her e-mails wait in the topics
+    try:
+        order_id = await place(api, body)
+        await reach(db, order_id, "Delivered")
+        assert (await api.post(f"/v1/orders/{order_id}/receipt")).status_code == 200
+        [customer] = (await api.get("/v1/customers", params={"email": email})).json()["items"]
+        forgotten = await api.post(f"/v1/customers/{customer['customer_id']}/forget")
+        assert forgotten.status_code == 200, forgotten.text
+    finally:
+        await asyncio.to_thread(stack.start_process, services, "notifications")
+
+    async def told_nothing() -> bool:
+        return bool(await db.fetchval(
+            "SELECT count(*) FROM notifications.events WHERE stream_id = $1"
+            " AND type = 'NotificationFailed'", order_id) >= 5)
+
+    await wait_until(told_nothing, 60, "notifications to give up on her e-mails")
+    assert mails_about(services.mail_dir, {order_id}) == []
+    await wait_until(lambda: published(db), 30, "the relays to publish")
+    rows, records = await every_row_and_record(services, db)
+    e164 = "+62" + phone[1:]
+    for secret in (email, e164, phone, name):
+        assert secret not in rows, secret
+        assert secret.encode() not in records, secret
+    view = (await api.get(f"/v1/customers/{customer['customer_id']}")).json()
+    assert view["erased"] and view["orders"][0]["status"] == "completed"
+    assert view["loyalty"]["balance"] == 12
+    await no_violations(services, db, [order_id])
+
+
+async def test_the_cli_forgets_a_customer_once_their_orders_arrived(services, api, db) -> None:
+    from tests.e2e.test_engineer_tools import alur
+
+    sku = new_sku()
+    await set_stock(services, [("WH-1", sku, 10)])
+    body = order_body(sku)
+    body["customer"] = {"email": f"yuni.{uuid.uuid4().hex[:8]}@example.com"}
+    order_id = await place(api, body)
+    customer = await db.fetchval("SELECT customer_id FROM orders.customer_orders"
+                                 " WHERE order_id = $1", order_id)
+    early = await asyncio.to_thread(alur, services, "customers", "forget", customer)
+    assert early.returncode == 1 and order_id in early.stderr
+    await reach(db, order_id, "Delivered")
+    done = await asyncio.to_thread(alur, services, "customers", "forget", customer)
+    assert done.returncode == 0 and "forgotten" in done.stdout, done.stderr
+    unknown = await asyncio.to_thread(alur, services, "customers", "forget", "cus_nobody")
+    assert unknown.returncode == 2 and "no customer" in unknown.stderr
+    assert await db.fetchval("SELECT count(*) FROM keyring.customer_keys WHERE customer_id = $1",
+                             customer) == 0
+    view = (await api.get(f"/v1/customers/{customer}")).json()
+    assert view["erased"] and view["identifiers"] == []

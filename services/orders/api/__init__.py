@@ -42,6 +42,7 @@ class ApiConfig:
     idempotency_ttl: float = 86_400.0
     return_window_days: float = 30.0
     loyalty_expiry_days: float = 365.0
+    identity_pepper: str = "alur-local-identity-pepper"
     webhook_rotation_overlap: float = 86_400.0
     # Which webhook URLs a shop may register (alur.runtime.egress).
     egress: EgressPolicy = field(default_factory=EgressPolicy)
@@ -64,12 +65,14 @@ def create_app(pool: asyncpg.Pool, new_uow: Callable[[], PostgresUnitOfWork],
     authenticated = Depends(authenticate)
     # The one way orders are placed; the Kafka intake (kafka_intake.py) takes it from here.
     app.state.intake = Intake(registry, writes, observe, config.deadlines,
-                              timedelta(days=config.loyalty_expiry_days))
+                              timedelta(days=config.loyalty_expiry_days), config.identity_pepper)
     app.state.limiter = limiter
     app.include_router(orders.router(new_uow, app.state.intake, writes, authenticate, observe,
                                      config.return_window_days, config.deadlines))
-    app.include_router(customers.router(pool, authenticate, config.loyalty_expiry_days))
-    app.include_router(pos.router(registry, writes, authenticate, observe, config.deadlines))
+    app.include_router(customers.router(pool, writes, authenticate, config.loyalty_expiry_days,
+                                        config.identity_pepper))
+    app.include_router(pos.router(registry, writes, authenticate, observe, config.deadlines,
+                                  config.identity_pepper))
     app.include_router(webhooks.router(pool, writes, authenticate,
                                        config.webhook_rotation_overlap, config.egress))
 

@@ -234,7 +234,8 @@ class WebhookSecret(Webhook):
 
 class CustomerIdentifierView(BaseModel):
     kind: IdentifierKind
-    value: str = Field(description="Normalised: e-mail in lower case, phone in E.164.")
+    value: str | None = Field(description="Normalised: e-mail in lower case, phone in E.164. "
+                              "Opened from the order that brought it; null if it cannot be.")
     linked_at: datetime
     order_id: str = Field(description="The order that brought it.")
 
@@ -279,6 +280,7 @@ class Amount(BaseModel):
 
 class CustomerView(BaseModel):
     customer_id: str = Field(description="Alur's id for the customer, stable per shop.")
+    erased: bool = Field(description="The customer was forgotten: no personal data is left.")
     identifiers: list[CustomerIdentifierView]
     orders: list[CustomerOrder] = Field(description="Every channel, newest first.")
     order_count: int
@@ -293,3 +295,8 @@ class CustomerView(BaseModel):
 
 class CustomerMatches(BaseModel):
     items: list[CustomerView] = Field(description="The customer the identifier names, if any.")
+
+
+class Forgotten(BaseModel):
+    customer_id: str
+    erased: bool = True

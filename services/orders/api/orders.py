@@ -11,6 +11,7 @@ from datetime import datetime
 from functools import reduce
 from typing import TYPE_CHECKING, Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -38,7 +39,7 @@ from services.orders.api.models import (
 from services.orders.api.problems import ApiError, responses
 from services.orders.api.security import Caller
 from services.orders.api.writes import Writes, request_hash
-from services.orders.customers import Resolved
+from services.orders.customers import Resolved, seal_order
 
 if TYPE_CHECKING:
     from services.orders.intake import Intake
@@ -69,10 +70,13 @@ async def open_stream(uow: PostgresUnitOfWork, events: Sequence[Event],
     keep_timers(uow, subject, {}, deadlines(fold(events)))
 
 
-def identified(placed: Event, resolved: Resolved) -> list[Event]:
+async def identified(conn: asyncpg.Connection, placed: Event,
+                     resolved: Resolved) -> list[Event]:
     """The order's first events once its customer is resolved: OrderPlaced naming the
-    customer, then the links it brings (if any)."""
+    customer, its personal data sealed with the customer's key, then the links it brings
+    (if any)."""
     data = placed.data.model_copy(update={"alur_customer_id": resolved.customer_id})
+    data = await seal_order(conn, placed.shop_id, data)
     placed = placed.model_copy(update={"data": data})
     if not resolved.linked or resolved.customer_id is None:
         return [placed]

@@ -45,7 +45,8 @@ def sale_order_id(shop_id: str, store_id: str, sale_id: str) -> str:
 
 def router(registry: ShopRegistry, writes: Writes, authenticate: Callable[..., Any],
            observe: Observe,
-           deadlines: Callable[[domain.OrderState], Mapping[str, datetime]]) -> APIRouter:
+           deadlines: Callable[[domain.OrderState], Mapping[str, datetime]],
+           pepper: str) -> APIRouter:
     api = APIRouter(prefix="/v1/pos", tags=["point of sale"], route_class=StrictJSONRoute)
     authenticated = Depends(authenticate)
 
@@ -91,13 +92,13 @@ def router(registry: ShopRegistry, writes: Writes, authenticate: Callable[..., A
             await uow.preload([e.subject for e in events])
             answer, recorded[:] = [], []
             new = [e for e in events if not await uow.load(e.subject)]
+            conn = await uow.connection()
             resolved = dict(zip([e.subject for e in new], await customers.resolve(
-                await uow.connection(), shop.shop_id, [e.data.customer for e in new]),
-                strict=True))
+                conn, shop.shop_id, [e.data.customer for e in new], pepper), strict=True))
             for event in events:
                 known = event.subject not in resolved
                 if not known:
-                    opened = identified(event, resolved[event.subject])
+                    opened = await identified(conn, event, resolved[event.subject])
                     await open_stream(uow, opened, deadlines)
                     recorded.append(opened[0])
                 answer.append(RecordedSale(sale_id=str(event.data.sale_id),

@@ -10,14 +10,32 @@
 -- Every insert is idempotent (ON CONFLICT DO NOTHING), so folding events again changes
 -- nothing. The functions write to the tables as the search_path resolves them.
 
+-- The key store of crypto-shredding (alur/runtime/keyring.py): a key per customer, shared by
+-- every service that reads personal data, and the tombstones of forgotten customers (their
+-- ids only). Each orders schema (the tests make several) shares the one keyring.
+CREATE SCHEMA IF NOT EXISTS keyring;
+CREATE TABLE IF NOT EXISTS keyring.customer_keys (
+    customer_id text        PRIMARY KEY,
+    shop_id     text        NOT NULL,
+    key         bytea       NOT NULL CHECK (length(key) = 32),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS keyring.forgotten (
+    customer_id text        PRIMARY KEY,
+    shop_id     text        NOT NULL,
+    forgotten_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Identifiers by their keyed hash (schemas.orders.CustomerIdentifier): no identifier is kept
+-- in clear. A forgotten customer's rows are deleted, and a replay does not bring them back.
 CREATE TABLE customer_identifiers (
     shop_id     text        NOT NULL,
     kind        text        NOT NULL CHECK (kind IN ('reference', 'loyalty_card', 'email', 'phone')),
-    value       text        NOT NULL,
+    digest      text        NOT NULL,
     customer_id text        NOT NULL,
     order_id    text        NOT NULL,          -- the order that brought the identifier
     linked_at   timestamptz NOT NULL,
-    PRIMARY KEY (shop_id, kind, value)
+    PRIMARY KEY (shop_id, kind, digest)
 );
 CREATE INDEX customer_identifiers_customer ON customer_identifiers (customer_id);
 
@@ -50,22 +68,22 @@ $$;
 -- identifier (taken in one order, so two placements never wait on each other in a cycle): a
 -- second order bringing the same new e-mail waits until the first one's link is committed,
 -- and then finds it. VOLATILE PL/pgSQL: the read takes its snapshot after the locks.
-CREATE FUNCTION customer_resolve(shop text, kinds text[], vals text[])
-    RETURNS TABLE (kind text, value text, customer_id text)
+CREATE FUNCTION customer_resolve(shop text, kinds text[], digests text[])
+    RETURNS TABLE (kind text, digest text, customer_id text)
     LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     k text;
     v text;
 BEGIN
-    FOR k, v IN SELECT DISTINCT u.k, u.v FROM unnest(kinds, vals) AS u(k, v) ORDER BY 1, 2 LOOP
+    FOR k, v IN SELECT DISTINCT u.k, u.v FROM unnest(kinds, digests) AS u(k, v) ORDER BY 1, 2 LOOP
         PERFORM pg_advisory_xact_lock(
             hashtextextended('alur.customer' || chr(10) || shop || chr(10) || k || chr(10) || v,
                              0));
     END LOOP;
     RETURN QUERY
-        SELECT i.kind, i.value, i.customer_id
-          FROM unnest(kinds, vals) AS u(k, v)
-          JOIN customer_identifiers i ON i.shop_id = shop AND i.kind = u.k AND i.value = u.v;
+        SELECT i.kind, i.digest, i.customer_id
+          FROM unnest(kinds, digests) AS u(k, v)
+          JOIN customer_identifiers i ON i.shop_id = shop AND i.kind = u.k AND i.digest = u.v;
 END $$;
 
 -- A customer's ledger, read under a transaction lock on the customer: an order that spends
@@ -84,11 +102,13 @@ END $$;
 
 CREATE FUNCTION customers_fold(bodies jsonb[]) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO customer_identifiers (shop_id, kind, value, customer_id, order_id, linked_at)
-    SELECT b->>'shop_id', i->>'kind', i->>'value', b->'data'->>'customer_id', b->>'subject',
+    INSERT INTO customer_identifiers (shop_id, kind, digest, customer_id, order_id, linked_at)
+    SELECT b->>'shop_id', i->>'kind', i->>'digest', b->'data'->>'customer_id', b->>'subject',
            (b->>'time')::timestamptz
       FROM unnest(bodies) AS b, jsonb_array_elements(b->'data'->'identifiers') AS i
      WHERE b->>'type' = 'CustomerIdentified'
+       AND NOT EXISTS (SELECT 1 FROM keyring.forgotten f
+                        WHERE f.customer_id = b->'data'->>'customer_id')
     ON CONFLICT DO NOTHING;
 
     INSERT INTO customer_orders (order_id, customer_id, shop_id, channel, placed_at)
