@@ -15,6 +15,7 @@ which fields are sealed (so a reader knows there is an e-mail address without re
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -105,3 +106,50 @@ async def forget(conn: asyncpg.Connection, customer_id: str) -> bool:
         " SELECT $1, shop_id FROM gone ON CONFLICT DO NOTHING RETURNING customer_id",
         customer_id)
     return deleted is not None
+
+
+class KeyLoader:
+    """Opens sealed values for a service, fetching the keys of everything asked for in the
+    same turn of the event loop with one `fetch` (a batch's e-mails or bookings are performed
+    concurrently): a round trip per batch, not per message. Nothing is kept after the
+    answer, so a key deleted is missing from the next turn on."""
+
+    def __init__(self, fetch: Callable[[list[str]], Awaitable[dict[str, bytes]]]) -> None:
+        self._fetch = fetch
+        self._waiting: dict[str, list[asyncio.Future[bytes | None]]] = {}
+
+    async def open(self, sealed: Sealed) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes | None] = loop.create_future()
+        if not self._waiting:
+            loop.call_soon(self._send)
+        self._waiting.setdefault(sealed.key_id, []).append(future)
+        key = await future
+        if key is None:
+            raise Erased(f"customer {sealed.key_id} was forgotten")
+        return unseal(key, sealed)
+
+    def _send(self) -> None:
+        waiting, self._waiting = self._waiting, {}
+        task = asyncio.ensure_future(self._fetch(list(waiting)))
+
+        def answer(done: asyncio.Future[dict[str, bytes]]) -> None:
+            failed: BaseException | None = (
+                asyncio.CancelledError() if done.cancelled() else done.exception())
+            for customer_id, futures in waiting.items():
+                for future in futures:
+                    if future.done():
+                        continue
+                    if failed is not None:
+                        future.set_exception(failed)
+                    else:
+                        future.set_result(done.result().get(customer_id))
+
+        task.add_done_callback(answer)
+
+
+def key_loader(pool: asyncpg.Pool) -> KeyLoader:
+    async def fetch(customer_ids: list[str]) -> dict[str, bytes]:
+        return await keys_of(pool, customer_ids)
+
+    return KeyLoader(fetch)

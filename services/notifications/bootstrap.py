@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
@@ -17,7 +16,6 @@ from alur.runtime.processing import Handler
 from alur.runtime.worker import ServiceDefinition, ServiceParts
 from alur.settings import Settings
 from schemas import Event, Model, NotificationFailedData, NotificationSentData
-from schemas.orders import Sealed
 from services.notifications import domain
 from services.notifications.mailer import Mailer, SmtpMailer
 from services.notifications.sent_log import PostgresSentLog, SentLog
@@ -92,10 +90,8 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
 
         await every(PRUNE_EVERY, prune, "prune the sent e-mail log", log)
 
-    async def open_sealed(sealed: Sealed) -> dict[str, Any]:
-        return await keyring.open_sealed(pool, sealed)
-
-    return ServiceParts(handler=make_handler(mailer, sent_log, open_sealed), close=mailer.close,
+    return ServiceParts(handler=make_handler(mailer, sent_log, keyring.key_loader(pool).open),
+                        close=mailer.close,
                         background=[prune_sent_log])
 
 

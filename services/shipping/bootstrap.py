@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import asyncpg
 
@@ -98,12 +97,10 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
         for carrier in carriers.values():
             await carrier.close()
 
-    async def open_sealed(sealed: Sealed) -> dict[str, Any]:
-        return await keyring.open_sealed(pool, sealed)
-
     return ServiceParts(
         handler=handler_for(DECIDER, source=SOURCE,
-                            perform=make_perform(carriers, open_sealed), concurrent=True),
+                            perform=make_perform(carriers, keyring.key_loader(pool).open),
+                            concurrent=True),
         background=[embedded_server(app, settings.listen_host, settings.shipping_port,
                                     settings.log_level)],
         close=close)
