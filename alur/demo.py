@@ -185,10 +185,12 @@ async def _settle(db: asyncpg.Pool, run: Run, timeout: float) -> int:
 async def _notify(db: asyncpg.Pool, run: Run, timeout: float) -> int:
     """Wait until every customer-facing event of the run has had its e-mail: each step of an
     online order, a till sale's receipt."""
-    # An order that names no e-mail address (an anonymous till sale) is told nothing.
+    # An order that names no e-mail address (an anonymous till sale) is told nothing; the
+    # sealed personal data says which fields it holds without showing them.
     mailable = {r["stream_id"] for r in await db.fetch(
         "SELECT stream_id FROM orders.events WHERE type = 'OrderPlaced' AND stream_id ="
-        " ANY($1::text[]) AND body->'data'->'customer'->>'email' IS NOT NULL", run.orders)}
+        " ANY($1::text[]) AND (body->'data'->'customer'->>'email' IS NOT NULL"
+        " OR body->'data'->'personal'->'fields' ? 'email')", run.orders)}
     tills = set(run.till_orders) & mailable
     online = [o for o in run.orders if o not in tills and o in mailable]
     due = sum([int(await db.fetchval(

@@ -2,7 +2,7 @@
 here and nowhere else; forgetting the customer deletes the key.
 
 The keys live in PostgreSQL schema `keyring` (created by the orders service's migrations,
-services/orders/migrations/107_erasure.sql), the one store every service that needs personal
+services/orders/migrations/106_customers.sql), the one store every service that needs personal
 data reads: orders (webhooks, the customer view), notifications (the recipient of an e-mail)
 and shipping (the street of a parcel). It stands in for a KMS; each read is one round trip and
 nothing is cached, so a key deleted is gone for every reader at once.
@@ -59,22 +59,6 @@ def unseal(key: bytes, sealed: Sealed) -> dict[str, Any]:
         raise Erased(f"the personal data of {sealed.key_id} does not open: {exc}") from None
     opened: dict[str, Any] = json.loads(plain)
     return opened
-
-
-async def key_for(conn: asyncpg.Connection, customer_id: str, shop_id: str) -> bytes:
-    """The customer's key, made on first use, in the caller's transaction. A forgotten
-    customer gets no new key (their id is never used again: a later order makes a new one)."""
-    key = await conn.fetchval(
-        "WITH made AS (INSERT INTO keyring.customer_keys (customer_id, shop_id, key)"
-        "   SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM keyring.forgotten"
-        "     WHERE customer_id = $1)"
-        "   ON CONFLICT (customer_id) DO NOTHING RETURNING key)"
-        " SELECT key FROM made UNION ALL"
-        " SELECT key FROM keyring.customer_keys WHERE customer_id = $1 LIMIT 1",
-        customer_id, shop_id, os.urandom(32))
-    if key is None:
-        raise Erased(f"customer {customer_id} was forgotten")
-    return bytes(key)
 
 
 async def keys_of(conn: asyncpg.Connection | asyncpg.Pool,

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ from typing import Any
 import asyncpg
 
 from alur.runtime import keyring
+from alur.runtime.errors import ConcurrencyConflict
 from schemas.envelope import random_uuid
 from schemas.orders import (
     Customer,
@@ -68,6 +70,7 @@ class Resolved:
     customer_id: str | None
     linked: tuple[CustomerIdentifier, ...] = ()
     new: bool = False
+    key: bytes | None = None  # the customer's key, which seals the order's personal data
 
 
 def new_customer_id() -> str:
@@ -83,41 +86,37 @@ def digest(pepper: str, shop_id: str, kind: str, value: str) -> str:
 async def resolve(conn: asyncpg.Connection, shop_id: str, customers: Sequence[Customer],
                   pepper: str) -> list[Resolved]:
     """Resolve the customers of orders placed together in one transaction (a till's batch
-    holds many), in one round trip. The transaction holds each identifier's lock until it
-    commits, with the links it records."""
+    holds many), in one round trip that also makes a new customer's key. The transaction
+    holds each identifier's lock until it commits, with the links it records."""
     wanted = [[(kind, digest(pepper, shop_id, kind, value)) for kind, value in c.identifiers()]
               for c in customers]
-    pairs = sorted({p for ids in wanted for p in ids})
-    known: dict[tuple[IdentifierKind, str], str] = {}
-    if pairs:
-        rows = await conn.fetch(
-            "SELECT kind, digest, customer_id FROM customer_resolve($1, $2::text[], $3::text[])",
-            shop_id, [k for k, _ in pairs], [v for _, v in pairs])
-        known = {(r["kind"], r["digest"]): r["customer_id"] for r in rows}
-    out: list[Resolved] = []
-    for ids in wanted:
-        if not ids:
-            out.append(Resolved(None))
-            continue
-        found = next((known[p] for p in ids if p in known), None)
-        customer_id = found or new_customer_id()
-        linked = [p for p in ids if p not in known]
-        for p in linked:  # a later sale of the same batch finds it
-            known[p] = customer_id
-        out.append(Resolved(customer_id, tuple(CustomerIdentifier(kind=k, digest=d)
-                                               for k, d in linked), new=found is None))
+    out = [Resolved(None) for _ in customers]
+    flat = [(i, kind, d) for i, ids in enumerate(wanted) for kind, d in ids]
+    if not flat:
+        return out
+    rows = await conn.fetch(
+        "SELECT * FROM customer_resolve($1, $2::int[], $3::text[], $4::text[], $5::text[],"
+        " $6::bytea[])", shop_id, [i for i, _, _ in flat], [k for _, k, _ in flat],
+        [d for _, _, d in flat], [new_customer_id() for _ in customers],
+        [os.urandom(32) for _ in customers])
+    for r in rows:
+        if r["r_key"] is None:  # forgotten after its identifier was read: decide again
+            raise ConcurrencyConflict(f"customer {r['r_customer']} was just forgotten")
+        out[r["r_order"]] = Resolved(
+            r["r_customer"], tuple(CustomerIdentifier(kind=k, digest=d)
+                                   for k, d in zip(r["r_kinds"], r["r_digests"], strict=True)),
+            new=r["r_new"], key=bytes(r["r_key"]))
     return out
 
 
-async def seal_order(conn: asyncpg.Connection, shop_id: str,
-                     order: OrderPlacedData) -> OrderPlacedData:
-    """The order as it is recorded: its customer's personal data (identifiers, name, street)
-    sealed with the customer's key, made in this transaction for a new customer. An order of
-    nobody (an anonymous till sale) has nothing to seal."""
-    customer_id = order.alur_customer_id
-    if customer_id is None:
+def seal_order(order: OrderPlacedData, customer: Resolved) -> OrderPlacedData:
+    """The order as it is recorded: naming its customer, whose personal data (identifiers,
+    name, street) is sealed with the customer's key. An order of nobody (an anonymous till
+    sale) has nothing to seal."""
+    customer_id, key = customer.customer_id, customer.key
+    order = order.model_copy(update={"alur_customer_id": customer_id})
+    if customer_id is None or key is None:
         return order
-    key = await keyring.key_for(conn, customer_id, shop_id)
     address = order.delivery.address
     who = order.customer.model_dump(mode="json", exclude_none=True)
     personal = {"customer": who, "line1": address.line1 if address else None}

@@ -120,7 +120,7 @@ class Intake:
                         raise ApiError("insufficient-points", f"The customer holds {held} "
                                        f"loyalty points; the order spends "
                                        f"{body.loyalty_points}.")
-                events = await identified(conn, event, who)
+                events = identified(event, who)
                 await open_stream(uow, events, self._deadlines)
                 placed[:] = events[:1]
             if within is not None:

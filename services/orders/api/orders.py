@@ -11,7 +11,6 @@ from datetime import datetime
 from functools import reduce
 from typing import TYPE_CHECKING, Annotated, Any
 
-import asyncpg
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
@@ -70,14 +69,11 @@ async def open_stream(uow: PostgresUnitOfWork, events: Sequence[Event],
     keep_timers(uow, subject, {}, deadlines(fold(events)))
 
 
-async def identified(conn: asyncpg.Connection, placed: Event,
-                     resolved: Resolved) -> list[Event]:
+def identified(placed: Event, resolved: Resolved) -> list[Event]:
     """The order's first events once its customer is resolved: OrderPlaced naming the
     customer, its personal data sealed with the customer's key, then the links it brings
     (if any)."""
-    data = placed.data.model_copy(update={"alur_customer_id": resolved.customer_id})
-    data = await seal_order(conn, placed.shop_id, data)
-    placed = placed.model_copy(update={"data": data})
+    placed = placed.model_copy(update={"data": seal_order(placed.data, resolved)})
     if not resolved.linked or resolved.customer_id is None:
         return [placed]
     return [placed, caused_by(placed, CustomerIdentifiedData(

@@ -98,7 +98,7 @@ def router(registry: ShopRegistry, writes: Writes, authenticate: Callable[..., A
             for event in events:
                 known = event.subject not in resolved
                 if not known:
-                    opened = await identified(conn, event, resolved[event.subject])
+                    opened = identified(event, resolved[event.subject])
                     await open_stream(uow, opened, deadlines)
                     recorded.append(opened[0])
                 answer.append(RecordedSale(sale_id=str(event.data.sale_id),

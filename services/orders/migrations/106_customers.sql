@@ -64,26 +64,67 @@ CREATE FUNCTION customers_event_types() RETURNS text[] LANGUAGE sql IMMUTABLE AS
                  'LoyaltyPointsReversed', 'LoyaltyPointsRedeemed', 'LoyaltyPointsReleased']
 $$;
 
--- The customers an order's identifiers already name, read under a transaction lock on each
--- identifier (taken in one order, so two placements never wait on each other in a cycle): a
--- second order bringing the same new e-mail waits until the first one's link is committed,
--- and then finds it. VOLATILE PL/pgSQL: the read takes its snapshot after the locks.
-CREATE FUNCTION customer_resolve(shop text, kinds text[], digests text[])
-    RETURNS TABLE (kind text, digest text, customer_id text)
+-- Who the customers of orders placed together are (one order, or a till's batch), in one
+-- round trip (services/orders/customers.py `resolve` says the rules):
+--   * each identifier is locked first (a transaction lock, all in one order, so two
+--     placements never wait on each other in a cycle): a second order bringing the same new
+--     e-mail waits until the first one's link is committed, and then finds it. VOLATILE
+--     PL/pgSQL: the read takes its snapshot after the locks;
+--   * `orders[i]` is the order (0-based) identifier i belongs to; an order's identifiers come
+--     strongest first, and its strongest known one decides; none known, the order's
+--     candidate id is a new customer, whose candidate key is stored;
+--   * orders are resolved in turn: a later one finds what an earlier one linked;
+--   * per order: the customer, whether new, the key sealing their personal data, and the
+--     identifiers the order links for the first time.
+CREATE FUNCTION customer_resolve(shop text, orders integer[], kinds text[], digests text[],
+                                 candidates text[], candidate_keys bytea[])
+    RETURNS TABLE (r_order integer, r_customer text, r_new boolean, r_key bytea,
+                   r_kinds text[], r_digests text[])
     LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     k text;
     v text;
+    o integer;
+    i integer;
+    known jsonb;  -- 'kind:digest' -> customer, what is known so far (this call's links too)
 BEGIN
     FOR k, v IN SELECT DISTINCT u.k, u.v FROM unnest(kinds, digests) AS u(k, v) ORDER BY 1, 2 LOOP
         PERFORM pg_advisory_xact_lock(
             hashtextextended('alur.customer' || chr(10) || shop || chr(10) || k || chr(10) || v,
                              0));
     END LOOP;
-    RETURN QUERY
-        SELECT i.kind, i.digest, i.customer_id
-          FROM unnest(kinds, digests) AS u(k, v)
-          JOIN customer_identifiers i ON i.shop_id = shop AND i.kind = u.k AND i.digest = u.v;
+    SELECT coalesce(jsonb_object_agg(c.kind || ':' || c.digest, c.customer_id), '{}')
+      INTO known
+      FROM unnest(kinds, digests) AS u(k, v)
+      JOIN customer_identifiers c ON c.shop_id = shop AND c.kind = u.k AND c.digest = u.v;
+    FOR o IN SELECT DISTINCT x FROM unnest(orders) AS x ORDER BY 1 LOOP
+        r_order := o;
+        r_customer := NULL;
+        FOR i IN 1 .. array_length(orders, 1) LOOP
+            IF orders[i] = o AND r_customer IS NULL THEN
+                r_customer := known->>(kinds[i] || ':' || digests[i]);
+            END IF;
+        END LOOP;
+        r_new := r_customer IS NULL;
+        r_customer := coalesce(r_customer, candidates[o + 1]);
+        r_kinds := '{}';
+        r_digests := '{}';
+        FOR i IN 1 .. array_length(orders, 1) LOOP
+            IF orders[i] = o AND NOT known ? (kinds[i] || ':' || digests[i]) THEN
+                known := known || jsonb_build_object(kinds[i] || ':' || digests[i], r_customer);
+                r_kinds := r_kinds || kinds[i];
+                r_digests := r_digests || digests[i];
+            END IF;
+        END LOOP;
+        IF r_new THEN
+            INSERT INTO keyring.customer_keys (customer_id, shop_id, key)
+                VALUES (r_customer, shop, candidate_keys[o + 1]);
+            r_key := candidate_keys[o + 1];
+        ELSE
+            SELECT c.key INTO r_key FROM keyring.customer_keys c WHERE c.customer_id = r_customer;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
 END $$;
 
 -- A customer's ledger, read under a transaction lock on the customer: an order that spends
