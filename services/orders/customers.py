@@ -148,8 +148,7 @@ async def forget(conn: asyncpg.Connection, shop_id: str, customer_id: str) -> li
             " shop_id = $2) OR EXISTS (SELECT 1 FROM customer_identifiers WHERE customer_id = $1"
             " AND shop_id = $2)", customer_id, shop_id):
         raise LookupError(customer_id)
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended("
-                       "'alur.loyalty' || chr(10) || $1, 0))", customer_id)
+    await conn.execute("SELECT customer_lock($1, $2)", shop_id, customer_id)
     open_orders = [r["order_id"] for r in await conn.fetch(
         "SELECT c.order_id FROM customer_orders c JOIN sales_orders s USING (order_id)"
         " WHERE c.customer_id = $1 AND s.cancelled_at IS NULL AND s.completed_at IS NULL"

@@ -25,6 +25,7 @@ class Receiver:
     def __init__(self, failures: int) -> None:
         self.failures, self.secret = failures, ""
         self.received: list[tuple[str, str, bool]] = []  # (delivery id, type, signed right)
+        self.placed: list[dict] = []  # the OrderPlaced events' data
         self.app = FastAPI()
 
         @self.app.post("/hooks/alur")
@@ -40,8 +41,10 @@ class Receiver:
                 signed = True
             except ValueError:
                 signed = False
-            self.received.append((request.headers["Alur-Delivery"], json.loads(body)["type"],
-                                  signed))
+            event = json.loads(body)
+            self.received.append((request.headers["Alur-Delivery"], event["type"], signed))
+            if event["type"] == "OrderPlaced":
+                self.placed.append(event["data"])
             return Response(status_code=204)
 
 
@@ -68,6 +71,9 @@ async def test_webhooks_are_signed_retried_logged_and_never_sent_twice(
         types = Counter(t for _, t, _ in receiver.received)
         assert types == {t: len(order_ids) for t in EVENTS}
         assert all(signed for _, _, signed in receiver.received)
+        # Sealed in Alur, the customer's personal data reaches the shop's webhook in clear.
+        assert [(d["customer"]["email"], d["delivery"]["address"]["line1"], d["personal"])
+                for d in receiver.placed] == [("ada@example.com", "1 Main St", None)] * 3
         ids = [d for d, _, _ in receiver.received]
         assert len(ids) == len(set(ids))
         log = await db.fetch(

@@ -64,6 +64,30 @@ CREATE FUNCTION customers_event_types() RETURNS text[] LANGUAGE sql IMMUTABLE AS
                  'LoyaltyPointsReversed', 'LoyaltyPointsRedeemed', 'LoyaltyPointsReleased']
 $$;
 
+-- The transaction lock on one identifier of a shop: whoever resolves or forgets a customer
+-- holds the locks of the identifiers involved, always taken in (kind, digest) order.
+CREATE FUNCTION customer_identifier_lock(shop text, kind text, digest text) RETURNS void
+    LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtextextended(
+        'alur.customer' || chr(10) || shop || chr(10) || kind || chr(10) || digest, 0));
+END $$;
+
+-- A customer's identifiers locked, for `forget`: a placement that found the customer holds
+-- one of them until it commits, so the customer is never forgotten under an order being
+-- placed (which would then be sealed with a key already gone).
+CREATE FUNCTION customer_lock(shop text, customer text) RETURNS void
+    LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    k text;
+    v text;
+BEGIN
+    FOR k, v IN SELECT c.kind, c.digest FROM customer_identifiers c
+                 WHERE c.shop_id = shop AND c.customer_id = customer ORDER BY 1, 2 LOOP
+        PERFORM customer_identifier_lock(shop, k, v);
+    END LOOP;
+END $$;
+
 -- Who the customers of orders placed together are (one order, or a till's batch), in one
 -- round trip (services/orders/customers.py `resolve` says the rules):
 --   * each identifier is locked first (a transaction lock, all in one order, so two
@@ -89,9 +113,7 @@ DECLARE
     known jsonb;  -- 'kind:digest' -> customer, what is known so far (this call's links too)
 BEGIN
     FOR k, v IN SELECT DISTINCT u.k, u.v FROM unnest(kinds, digests) AS u(k, v) ORDER BY 1, 2 LOOP
-        PERFORM pg_advisory_xact_lock(
-            hashtextextended('alur.customer' || chr(10) || shop || chr(10) || k || chr(10) || v,
-                             0));
+        PERFORM customer_identifier_lock(shop, k, v);
     END LOOP;
     SELECT coalesce(jsonb_object_agg(c.kind || ':' || c.digest, c.customer_id), '{}')
       INTO known
