@@ -17,6 +17,9 @@ from alur.settings import CARRIERS, SERVICES, Settings
 if TYPE_CHECKING:
     from starlette.types import ASGIApp
 
+    from services.orders.domain import ShopTerms
+    from services.orders.shops import Shop
+
 
 def _serve_http(name: str, app: ASGIApp, port: int, settings: Settings) -> None:
     """Run a simulator's HTTP app in the foreground until it is signalled to stop."""
@@ -118,8 +121,35 @@ async def _kafka_access(settings: Settings, shop_id: str, revoke: bool = False) 
     print(f"  consumer groups    {access.group_prefix}*")
 
 
+def _terms(args: argparse.Namespace, base: ShopTerms) -> ShopTerms:
+    """The shop's terms: `base` with what the command line sets."""
+    from dataclasses import replace
+
+    changes: dict[str, Any] = {}
+    if args.tax_name is not None:
+        changes["tax_name"] = args.tax_name
+    if args.tax_rate is not None:
+        changes["tax_rate_bp"] = round(args.tax_rate * 100)
+    if args.prices is not None:
+        changes["prices_include_tax"] = args.prices == "include-tax"
+    if args.locale is not None:
+        changes["locale"] = args.locale
+    if args.delivery_days is not None:
+        changes["delivery_days"] = args.delivery_days
+    return replace(base, **changes)
+
+
+def _terms_text(shop: Shop) -> str:
+    t = shop.terms
+    tax = "no tax" if not t.tax_rate_bp else (
+        f"{t.tax_name} {t.tax_rate_bp / 100:g}% "
+        f"{'included in' if t.prices_include_tax else 'added to'} prices")
+    return f"{tax}, locale {t.locale}, delivery {t.delivery_days} d"
+
+
 def _registry(args: argparse.Namespace, settings: Settings) -> int:
     from services.orders.admin import registry
+    from services.orders.domain import INDONESIA
     from services.orders.shops import RegistryError
 
     async def go() -> None:
@@ -130,12 +160,19 @@ def _registry(args: argparse.Namespace, settings: Settings) -> int:
             elif args.command == "shops" and args.action == "add":
                 shop = await shops.add_shop(args.shop_id, args.name or args.shop_id,
                                             args.currency, signing=args.signing,
-                                            rate_per_second=args.rate, burst=args.burst)
-                print(f"shop {shop.shop_id} added ({shop.currency})")
+                                            rate_per_second=args.rate, burst=args.burst,
+                                            terms=_terms(args, INDONESIA))
+                print(f"shop {shop.shop_id} added ({shop.currency}; {_terms_text(shop)})")
                 if shop.signing_secret:
                     print(f"signing secret (shown once): {shop.signing_secret}")
                 if args.kafka:
                     await _kafka_access(settings, shop.shop_id)
+            elif args.command == "shops" and args.action == "terms":
+                current = await shops.shop(args.shop_id)
+                if current is None:
+                    raise RegistryError(f"no shop {args.shop_id}; add it with `alur shops add`")
+                shop = await shops.set_terms(args.shop_id, _terms(args, current.terms))
+                print(f"shop {shop.shop_id}: {_terms_text(shop)}")
             elif args.command == "shops" and args.action == "kafka":
                 if await shops.shop(args.shop_id) is None:
                     raise RegistryError(f"no shop {args.shop_id}; add it with `alur shops add`")
@@ -145,7 +182,8 @@ def _registry(args: argparse.Namespace, settings: Settings) -> int:
                     print(f"{shop.shop_id:<24} {shop.currency}  "
                           f"{'signs requests' if shop.signing_secret else 'no signing'}  "
                           f"rate {shop.rate_per_second or settings.api_rate_per_second:g}/s "
-                          f"burst {shop.burst or settings.api_burst}  {shop.name}")
+                          f"burst {shop.burst or settings.api_burst}  {_terms_text(shop)}  "
+                          f"{shop.name}")
             elif args.action == "create":
                 key_id, key = await shops.create_key(args.target)
                 print(f"key {key_id} for {args.target}; the key (shown once, keep it secret):")
@@ -407,16 +445,18 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from schemas.money import valid_locale
     from services.orders import reports
 
     if args.which == "customers":
         return _report_customers(args, settings)
     try:
+        valid_locale(args.locale)
         data = asyncio.run(reports.report(settings.pg_dsn, _slice(args)))
     except ValueError as exc:
         print(f"alur report: {exc}", file=sys.stderr)
         return 2
-    reports.render_report(data, args.format)
+    reports.render_report(data, args.format, locale=args.locale)
     return 0
 
 
@@ -524,13 +564,25 @@ def build_parser() -> argparse.ArgumentParser:
     stock.add_argument("location")
     stock.add_argument("sku")
     stock.add_argument("on_hand", type=int)
-    shops = sub.add_parser("shops", help="the shop registry: add a shop, list shops")
-    shops.add_argument("action", choices=["add", "list", "kafka"],
+    shops = sub.add_parser("shops", help="the shop registry: add a shop, list shops, set a "
+                           "shop's terms (tax, locale, delivery days)")
+    shops.add_argument("action", choices=["add", "list", "kafka", "terms"],
                        help="kafka: new Kafka credentials for an existing shop (its topics and "
-                       "ACLs are made if missing)")
+                       "ACLs are made if missing); terms: change the shop's tax, locale or "
+                       "delivery days (orders placed before keep theirs)")
     shops.add_argument("shop_id", nargs="?", help="lower-case letters, digits, dashes (add)")
     shops.add_argument("--name", help="display name (add; default: the id)")
-    shops.add_argument("--currency", default="EUR", help="ISO-4217 code orders are in (add)")
+    shops.add_argument("--currency", default="IDR", help="ISO-4217 code orders are in (add; "
+                       "IDR is counted in whole rupiah)")
+    shops.add_argument("--tax-name", help="the tax's name on orders (add, terms; default PPN)")
+    shops.add_argument("--tax-rate", type=float, help="the tax rate in percent, 0 for none "
+                       "(add, terms; default 11)")
+    shops.add_argument("--prices", choices=["include-tax", "exclude-tax"],
+                       help="whether prices include the tax (add, terms; default include-tax)")
+    shops.add_argument("--locale", help="how customers read amounts and dates, e.g. id_ID, "
+                       "en, ja_JP (add, terms; default id_ID)")
+    shops.add_argument("--delivery-days", type=int, help="days home delivery takes, for the "
+                       "estimate in the confirmation e-mail (add, terms; default 3)")
     shops.add_argument("--signing", action="store_true",
                        help="require HMAC-signed requests; prints the secret once (add)")
     shops.add_argument("--rate", type=float, help="requests/s (add; default: the settings')")
@@ -593,6 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="customers: the period new and returning are counted by")
     report.add_argument("--format", choices=["table", "csv", "json", "html"], default="table",
                         help="html: a page with bar charts (redirect it to a file)")
+    report.add_argument("--locale", default="id_ID", help="how the table and the page write "
+                        "amounts, e.g. id_ID (Rp150.000), en, ja_JP (csv and json give minor "
+                        "units)")
     for p in (replay, report):
         p.add_argument("--shop", help="only this shop's orders")
         p.add_argument("--order", action="append", help="only this order (repeatable)")
@@ -648,7 +703,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "stock":
             _stock(args, settings)
         elif args.command in ("shops", "keys", "catalogue"):
-            if args.command == "shops" and args.action in ("add", "kafka") and not args.shop_id:
+            if args.command == "shops" and args.action != "list" and not args.shop_id:
                 print(f"alur shops {args.action}: name the shop id", file=sys.stderr)
                 return 2
             if args.command == "keys" and args.action != "list" and not args.target:

@@ -8,7 +8,9 @@ from collections import deque
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from schemas.money import format_money, minor_units
 
 # online: the shop's own storefront; marketplace: a marketplace selling for the shop; pos: a
 # till's sale. Online and marketplace orders take the same flow; pos ones are handed over.
@@ -26,11 +28,23 @@ class Model(BaseModel):
 
 
 class Money(Model):
-    """An amount in integer minor units (cents) of an ISO-4217 currency. Never a float."""
+    """An amount in integer minor units of an ISO-4217 currency (schemas/money.py says how many
+    a currency has: 2 for EUR, 0 for JPY and IDR). Never a float."""
 
-    amount: int = Field(ge=0, strict=True,
-                        description="Integer minor units, e.g. 1999 for 19.99 EUR.")
+    amount: int = Field(ge=0, strict=True, description=(
+        "Integer minor units: 1999 for 19.99 EUR, 1500 for 1,500 JPY, 150000 for Rp150.000 "
+        "(IDR is counted in whole rupiah, as the Indonesian gateways count it)."))
     currency: str = Field(pattern=r"^[A-Z]{3}$", description="ISO-4217 currency code.")
+
+    @field_validator("currency")
+    @classmethod
+    def _known(cls, currency: str) -> str:
+        minor_units(currency)
+        return currency
+
+    def format(self, locale: str | None = None) -> str:
+        """As a person of `locale` reads it, e.g. 'Rp150.000' (id_ID), '19,99 €' (pt_PT)."""
+        return format_money(self.amount, self.currency, locale)
 
     def __add__(self, other: Money) -> Money:
         if other.currency != self.currency:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from typing import Annotated, ClassVar, Literal
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
@@ -155,6 +156,24 @@ class Redemption(Model):
     value: Money = Field(description="What the points pay of the total.")
 
 
+class Tax(Model):
+    """The order's tax line, by the shop's terms when it was placed: in Indonesia PPN, 11% by
+    default. Prices either include it (the total is the lines' sum and holds the tax) or do
+    not (the total is the lines' sum plus the tax)."""
+
+    name: str = Field(min_length=1, max_length=32, description="e.g. PPN, VAT.")
+    rate_bp: int = Field(ge=0, le=10_000, strict=True,
+                         description="The rate in basis points: 1100 is 11%.")
+    included: bool = Field(description="Whether the lines' prices include the tax.")
+    amount: Money = Field(description="The tax on the order, rounded half up to a minor unit.")
+
+    def share(self, part: int, of: int) -> Money:
+        """The tax in `part` of an amount `of` (a refund of part of the total), rounded half
+        up to a minor unit."""
+        return Money(amount=(2 * self.amount.amount * part + of) // (2 * of),
+                     currency=self.amount.currency)
+
+
 class OrderPlacedData(Model):
     order_id: str
     customer: Customer
@@ -180,6 +199,15 @@ class OrderPlacedData(Model):
         "Alur's id for the customer (`cus_…`), resolved from the customer's identifiers when "
         "the order was placed; null for an anonymous till sale and for orders placed before "
         "customers were resolved."))
+    tax: Tax | None = Field(None, description=(
+        "The tax line; null when the shop charges none, and on orders placed before tax "
+        "lines were recorded."))
+    locale: str | None = Field(None, max_length=35, description=(
+        "The shop's locale (CLDR, e.g. id_ID) that amounts and dates are written in for the "
+        "customer; null: en."))
+    estimated_delivery: date | None = Field(None, description=(
+        "When the parcel should arrive (or, for click-and-collect, be ready), as the "
+        "confirmation e-mail tells the customer. Null for till sales."))
 
 
 class OrderCancelledData(Model):

@@ -52,7 +52,7 @@ def make_perform(mailer: Mailer, sent_log: SentLog,
                 to, name = who.get("email"), who.get("name") or "customer"
             if to is None:
                 raise ValueError(f"order {command.about.subject}: no e-mail address to send to")
-            subject, body = render(command.about, name)
+            subject, body = render(command.about, name, command.order, command.to.locale)
             try:
                 await mailer.send(to, subject, body,
                                   f"<{command.notification_id}@alur.local>")

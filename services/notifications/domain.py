@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 from schemas import Event
 from schemas.envelope import EVENT_TYPES
-from schemas.orders import Sealed
+from schemas.orders import OrderPlacedData, Sealed
 
 CUSTOMER_FACING = frozenset({
     "OrderPlaced", "OrderCancelled", "PaymentConfirmed", "PaymentFailed", "PaymentPending",
@@ -36,6 +36,7 @@ class Recipient:
     email: str | None
     name: str
     sealed: Sealed | None = None
+    locale: str | None = None  # the shop's, when the order was placed: amounts and dates
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class SendEmail:
     to: Recipient
     about: Event
     notification_id: str
+    order: OrderPlacedData | None = None  # what was ordered: lines, tax, total, estimate
 
     @property
     def template(self) -> str:
@@ -54,6 +56,7 @@ class SendEmail:
 @dataclass(frozen=True)
 class NotificationState:
     recipient: Recipient | None = None
+    order: OrderPlacedData | None = None
     held: tuple[Event, ...] = ()
     notified: frozenset[uuid.UUID] = frozenset()
     released: bool = False  # OrderReadyToShip seen
@@ -70,13 +73,15 @@ def evolve(state: NotificationState, event: Event) -> NotificationState:
         return replace(state, notified=state.notified | {event.data.about_event_id},
                        held=tuple(e for e in state.held if e.id != event.data.about_event_id))
     if event.type == "OrderPlaced":
-        customer, sealed = event.data.customer, event.data.personal
+        data = event.data
+        customer, sealed, locale = data.customer, data.personal, data.locale
         if sealed is not None and "email" in sealed.fields:
-            return replace(state, recipient=Recipient(None, "", sealed))
+            return replace(state, order=data, recipient=Recipient(None, "", sealed, locale))
         if sealed is not None or customer.email is None:
             # An anonymous till sale, or a customer known by phone or card only.
             return replace(state, unreachable=True, held=())
-        return replace(state, recipient=Recipient(customer.email, customer.name or "customer"))
+        return replace(state, order=data, recipient=Recipient(
+            customer.email, customer.name or "customer", None, locale))
     if customer_facing(event) and state.recipient is None and not state.unreachable:
         return replace(state, held=state.held + (event,))
     return state
@@ -87,7 +92,7 @@ def decide(state: NotificationState, event: Event) -> list[SendEmail]:
     if after.recipient is None or not customer_facing(event):
         return []
     due = after.held + (event,) if event.type == "OrderPlaced" else (event,)
-    return [SendEmail(after.recipient, e, f"ntf_{e.id.hex}") for e in due
+    return [SendEmail(after.recipient, e, f"ntf_{e.id.hex}", after.order) for e in due
             if e.id not in after.notified]
 
 

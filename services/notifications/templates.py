@@ -1,9 +1,18 @@
 """E-mail templates, one per customer-facing event type (OrderCompleted: a till sale's
-receipt)."""
+receipt). The words are English; amounts and dates are written in the shop's locale, recorded
+on the order (schemas/money.py), e.g. Rp150.000 and 4 Desember 2026 for id_ID."""
 
 from __future__ import annotations
 
-from schemas import Event
+from datetime import date
+from decimal import Decimal
+
+from babel.dates import format_date
+from babel.numbers import format_percent
+
+from schemas import Event, Money
+from schemas.money import DEFAULT_LOCALE
+from schemas.orders import OrderPlacedData, Tax
 
 SUBJECTS = {
     "OrderPlaced": "We received your order {order}",
@@ -25,15 +34,21 @@ SUBJECTS = {
 }
 
 
-def render(event: Event, name: str) -> tuple[str, str]:
-    """(subject, plain-text body) for an e-mail about `event`."""
-    order = event.subject
-    subject = SUBJECTS[event.type].format(order=order)
+def render(event: Event, name: str, order: OrderPlacedData | None = None,
+           locale: str | None = None) -> tuple[str, str]:
+    """(subject, plain-text body) for an e-mail about `event`; `order` is what the order's
+    OrderPlaced recorded (its lines, tax and estimate go into the confirmation and the till's
+    receipt), `locale` the one amounts and dates are written in."""
+    loc = (locale or DEFAULT_LOCALE).replace("-", "_")
+    subject = SUBJECTS[event.type].format(order=event.subject)
     lines = [f"Hello {name},", "", subject + "."]
     data = event.data
     if event.type == "OrderPlaced":
-        total = data.total
-        lines.append(f"Total: {total.amount / 100:.2f} {total.currency}.")
+        lines += _summary(data, loc)
+        if data.estimated_delivery is not None:
+            lines.append(_estimate(data, loc))
+    if event.type == "OrderCompleted" and order is not None:
+        lines += _summary(order, loc)
     if event.type in ("ShipmentCreated", "Shipped", "DeliveryFailed", "Delivered",
                       "ReturnShipmentCreated"):
         lines.append(f"Tracking number: {data.tracking_number}.")
@@ -41,14 +56,57 @@ def render(event: Event, name: str) -> tuple[str, str]:
         lines.append(f"Carrier: {data.carrier}.")
     if event.type == "PaymentPending":
         amount = data.amount
-        lines.append(f"Transfer {amount.amount / 100:.2f} {amount.currency} to account "
+        lines.append(f"Transfer {amount.format(loc)} to account "
                      f"{data.virtual_account} before {data.expires_at:%Y-%m-%d %H:%M} UTC.")
     if event.type == "RefundIssued":
         amount = data.amount
-        lines.append(f"Refunded: {amount.amount / 100:.2f} {amount.currency}.")
+        lines.append(f"Refunded: {amount.format(loc)}.")
+        if order is not None and order.tax is not None and order.total.amount > 0:
+            share = order.tax.share(amount.amount, order.total.amount)
+            lines.append(f"Of which {_tax_name(order.tax, loc)}: {share.format(loc)}.")
     if event.type == "ReadyForPickup":
         lines.append(f"Collect it at store {data.store_id}.")
     if event.type == "OrderCancelled":
         lines.append(f"Reason: {data.reason.replace('_', ' ')}.")
     lines += ["", "Thank you for shopping with us."]
     return subject, "\n".join(lines) + "\n"
+
+
+def _summary(order: OrderPlacedData, loc: str) -> list[str]:
+    """Order number, one line per SKU, the tax and the total."""
+    out = [f"Order number: {order.reference or order.order_id}", ""]
+    rows = [(f"{line.quantity} x {line.sku}", line.unit_price.format(loc),
+             line.unit_price.times(line.quantity).format(loc)) for line in order.lines]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for what, each, amount in rows:
+        out.append(f"  {what.ljust(widths[0])}  {each.rjust(widths[1])} each  "
+                   f"{amount.rjust(widths[2])}")
+    out.append("")
+    tax, total = order.tax, order.total
+    if tax is not None and not tax.included:
+        out.append(f"Subtotal: {_less(total, tax.amount.amount).format(loc)}")
+        out.append(f"{_tax_name(tax, loc)}: {tax.amount.format(loc)}")
+    out.append(f"Total: {total.format(loc)}.")
+    if tax is not None and tax.included:
+        out.append(f"The total includes {_tax_name(tax, loc)}: {tax.amount.format(loc)}.")
+    if order.redemption is not None:
+        paid = order.redemption.value
+        out.append(f"Loyalty points spent: {order.redemption.points} "
+                   f"({paid.format(loc)}); to pay: "
+                   f"{_less(total, paid.amount).format(loc)}.")
+    return out
+
+
+def _less(total: Money, amount: int) -> Money:
+    return Money(amount=total.amount - amount, currency=total.currency)
+
+
+def _tax_name(tax: Tax, loc: str) -> str:
+    return f"{tax.name} {format_percent(Decimal(tax.rate_bp) / 10_000, '#,##0.##%', locale=loc)}"
+
+
+def _estimate(order: OrderPlacedData, loc: str) -> str:
+    when: date = order.estimated_delivery  # type: ignore[assignment]
+    what = "Ready for pickup" if order.delivery.method == "click_and_collect" \
+        else "Estimated delivery"
+    return f"{what}: {format_date(when, 'long', locale=loc)}."

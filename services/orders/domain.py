@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Literal
 
 from schemas import (
@@ -30,7 +30,9 @@ from schemas import (
     ReturnLine,
     ReturnRequestedData,
     ReviewSubmittedData,
+    Tax,
 )
+from schemas.money import minor_units
 
 # Status moves forward only; an event that arrives late (another topic lagging) cannot move
 # the order back. A return moves on from delivered/completed: return_requested ->
@@ -76,6 +78,45 @@ class Policy:
     complete_after: timedelta = timedelta(days=14)
     stuck_after: timedelta = timedelta(minutes=15)
     release_after: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class ShopTerms:
+    """What a shop's orders are written with: its tax (PPN in Indonesia, 11% by default;
+    prices either include it or have it added), the locale its customers read amounts and
+    dates in, and how many days home delivery takes (for the estimate in the confirmation;
+    click-and-collect is ready the next day)."""
+
+    tax_name: str = "PPN"
+    tax_rate_bp: int = 1100  # basis points: 1100 = 11%
+    prices_include_tax: bool = True
+    locale: str | None = None
+    delivery_days: int = 3
+
+
+INDONESIA = ShopTerms(locale="id_ID")  # a new shop's terms unless it says otherwise
+NO_TERMS = ShopTerms(tax_rate_bp=0)  # no tax line (a caller that names no shop)
+PICKUP_DAYS = 1
+
+
+def tax_of(subtotal: Money, terms: ShopTerms) -> Tax | None:
+    """The order's tax line, rounded half up to a minor unit, or None at a 0% rate. Prices
+    that include the tax hold rate/(1+rate) of it; otherwise it is added to the subtotal."""
+    if terms.tax_rate_bp <= 0:
+        return None
+    if terms.prices_include_tax:
+        amount = (subtotal.amount * terms.tax_rate_bp * 2 + 10_000 + terms.tax_rate_bp) \
+            // (2 * (10_000 + terms.tax_rate_bp))
+    else:
+        amount = (subtotal.amount * terms.tax_rate_bp * 2 + 10_000) // 20_000
+    return Tax(name=terms.tax_name, rate_bp=terms.tax_rate_bp,
+               included=terms.prices_include_tax,
+               amount=Money(amount=amount, currency=subtotal.currency))
+
+
+def estimated_delivery(delivery: Delivery, terms: ShopTerms, placed: datetime) -> date:
+    days = PICKUP_DAYS if delivery.method == "click_and_collect" else terms.delivery_days
+    return (placed + timedelta(days=days)).date()
 
 
 class InvalidOrder(ValueError):
@@ -127,12 +168,14 @@ def place_order(
     order_id: str, customer: Customer, lines: Sequence[OrderLine],
     payment: PaymentInstruction, delivery: Delivery, currency: str | None = None, *,
     reference: str | None = None, intake: Literal["http", "kafka"] = "http",
-    loyalty_points: int | None = None,
+    loyalty_points: int | None = None, terms: ShopTerms = NO_TERMS,
+    placed: datetime | None = None,
 ) -> OrderPlacedData:
-    """Validate a new order that ships (online or marketplace) and compute its total;
-    `currency`, when given, is the shop's. `loyalty_points` are spent on it (whether the
-    customer holds them is decided when the order is recorded)."""
-    total = _total(lines, currency)
+    """Validate a new order that ships (online or marketplace) and compute its total and tax
+    by the shop's `terms`; `currency`, when given, is the shop's. `loyalty_points` are spent
+    on it (whether the customer holds them is decided when the order is recorded). With
+    `placed`, the order carries its estimated delivery date."""
+    total, tax = _taxed(_total(lines, currency), terms)
     redemption = None if not loyalty_points else redeem(loyalty_points, total)
     if payment.method not in SUPPORTED_PAYMENT_METHODS:
         raise InvalidOrder(f"payment method {payment.method!r} is not supported online")
@@ -150,19 +193,23 @@ def place_order(
     if not customer.identifiers():
         raise InvalidOrder("an order names its customer: a customer_id (the shop's reference), "
                            "an email, a phone or a loyalty_card")
-    return OrderPlacedData(order_id=order_id, customer=customer, lines=list(lines), total=total,
-                           payment=payment, delivery=delivery, reference=reference,
-                           intake=intake, redemption=redemption)
+    return OrderPlacedData(
+        order_id=order_id, customer=customer, lines=list(lines), total=total, payment=payment,
+        delivery=delivery, reference=reference, intake=intake, redemption=redemption, tax=tax,
+        locale=terms.locale,
+        estimated_delivery=None if placed is None else estimated_delivery(delivery, terms,
+                                                                          placed))
 
 
 def record_sale(
     order_id: str, customer: Customer, lines: Sequence[OrderLine], method: str, store_id: str,
     sale_id: str, sold_at: datetime, now: datetime, currency: str | None = None,
     max_age: timedelta = timedelta(days=30), skew: timedelta = timedelta(minutes=5),
+    terms: ShopTerms = NO_TERMS,
 ) -> OrderPlacedData:
     """Validate a till's sale: paid at the counter and handed over in the store at `sold_at`,
     uploaded now (possibly hours later)."""
-    total = _total(lines, currency)
+    total, tax = _taxed(_total(lines, currency), terms)
     if method not in POS_PAYMENT_METHODS:
         raise InvalidOrder(f"a till sale is paid by {' or '.join(sorted(POS_PAYMENT_METHODS))}"
                            f", not {method!r}")
@@ -175,7 +222,19 @@ def record_sale(
         order_id=order_id, customer=customer, lines=list(lines), total=total,
         payment=PaymentInstruction(method=method),
         delivery=Delivery(method="in_store", store_id=store_id), sold_at=sold_at,
-        sale_id=sale_id)
+        sale_id=sale_id, tax=tax, locale=terms.locale)
+
+
+def _taxed(subtotal: Money, terms: ShopTerms) -> tuple[Money, Tax | None]:
+    """The total the customer pays, and its tax line."""
+    tax = tax_of(subtotal, terms)
+    if tax is None or tax.included:
+        return subtotal, tax
+    total = subtotal + tax.amount
+    if total.amount > MAX_AMOUNT:
+        raise InvalidOrder(f"the order total with {tax.name} is at most {MAX_AMOUNT} minor "
+                           "units")
+    return total, tax
 
 
 def _total(lines: Sequence[OrderLine], currency: str | None) -> Money:
@@ -204,17 +263,27 @@ def _total(lines: Sequence[OrderLine], currency: str | None) -> Money:
     return total
 
 
-POINT_VALUE = 100  # minor units a loyalty point pays: one is earned per whole currency unit
+# A loyalty point is earned per this many minor units of a currency spent, and pays as much:
+# one whole unit where a unit buys little enough (1.00 EUR, 1.00 USD), a round amount where it
+# buys less (Rp1.000, ¥100, ₩1,000, ₫10,000).
+POINT_UNITS: dict[str, int] = {"IDR": 1_000, "JPY": 100, "KRW": 1_000, "VND": 10_000,
+                               "CLP": 1_000, "ISK": 100, "PYG": 10_000, "UGX": 1_000}
+
+
+def point_value(currency: str) -> int:
+    """Minor units of `currency` one loyalty point pays (and is earned by)."""
+    return POINT_UNITS.get(currency) or int(10 ** minor_units(currency))
 
 
 def redeem(points: int, total: Money) -> Redemption:
     """`points` spent on an order of `total`: they pay part of it, never all (a payment
     method pays the rest, at least one minor unit)."""
-    value = points * POINT_VALUE
+    unit = point_value(total.currency)
+    value = points * unit
     if value >= total.amount:
         raise InvalidOrder(f"{points} loyalty points pay {value} minor units, not less than the "
                            f"order total {total.amount}: points pay part of an order, at most "
-                           f"{(total.amount - 1) // POINT_VALUE} points on this one")
+                           f"{(total.amount - 1) // unit} points on this one")
     return Redemption(points=points, value=Money(amount=value, currency=total.currency))
 
 
@@ -250,7 +319,8 @@ def confirm_receipt(state: OrderState, order_id: str) -> list[Model]:
 def complete(state: OrderState, order_id: str) -> list[Model]:
     """The order completes, and its customer earns a loyalty point per whole currency unit."""
     done: list[Model] = [OrderCompletedData(order_id=order_id)]
-    points = loyalty_points(state.total) - _points_of(state.redeemed_value)
+    points = loyalty_points(state.total) - (
+        0 if state.total is None else state.redeemed_value // point_value(state.total.currency))
     if points > 0 and state.customer_id is not None:
         done.append(LoyaltyPointsAccruedData(order_id=order_id, customer_id=state.customer_id,
                                              points=points))
@@ -260,11 +330,7 @@ def complete(state: OrderState, order_id: str) -> list[Model]:
 def loyalty_points(total: Money | None) -> int:
     """A point per whole currency unit of the total (of the part paid with money, once the
     points spent on the order are taken off: `complete`)."""
-    return 0 if total is None else total.amount // POINT_VALUE
-
-
-def _points_of(value: int) -> int:
-    return value // POINT_VALUE
+    return 0 if total is None else total.amount // point_value(total.currency)
 
 
 def review(state: OrderState, order_id: str, rating: int, text: str) -> ReviewSubmittedData:

@@ -52,7 +52,9 @@ async def same_order(conn: asyncpg.Connection, placed: Event, event: Event) -> b
         except keyring.Erased:
             recorded = recorded.model_copy(update={"customer": event.data.customer,
                                                    "delivery": event.data.delivery})
-    ignored = {"intake", "alur_customer_id", "personal"}
+    # What Alur adds by the shop's terms of the day (tax, total, estimate) is not the order's.
+    ignored = {"intake", "alur_customer_id", "personal", "tax", "total", "locale",
+               "estimated_delivery"}
     return placed.channel == event.channel and \
         recorded.model_dump(exclude=ignored) == event.data.model_dump(exclude=ignored)
 
@@ -89,7 +91,8 @@ class Intake:
             data = domain.place_order(order_id, body.customer, body.lines, body.payment,
                                       body.delivery, currency=shop.currency,
                                       reference=body.reference, intake=via,
-                                      loyalty_points=body.loyalty_points)
+                                      loyalty_points=body.loyalty_points, terms=shop.terms,
+                                      placed=now())
         except domain.CurrencyMismatch as exc:
             raise ApiError("currency-mismatch", str(exc)) from None
         except domain.InvalidOrder as exc:

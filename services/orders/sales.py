@@ -31,7 +31,7 @@ SCHEMA = "orders"
 REBUILD = "orders_rebuild"
 TOPICS_READ = ("orders", "payments", "shipping")  # where the folded event types are published
 COLUMNS = ("order_id", "shop_id", "channel", "payment_method", "currency", "total_amount",
-           "placed_at", "paid_at", "delivered_at", "completed_at", "cancelled_at",
+           "tax_amount", "placed_at", "paid_at", "delivered_at", "completed_at", "cancelled_at",
            "cancel_reason", "returned_at", "rating", "reviewed_at")
 STORE_CHUNK = 2000  # orders folded by one statement of a replay from the event store
 
@@ -203,9 +203,10 @@ async def _commit_batch(conn: asyncpg.Connection, pass_no: int, facts: list[Fact
         list(positions.values()))
 
 
-# A `sales_fact` and a `sales_line_fact` (migrations/104_sales_fold.sql), as asyncpg sends them.
+# A `sales_fact` and a `sales_line_fact` (migrations/104_sales_fold.sql, and 108_sales_tax.sql
+# for the tax), as asyncpg sends them.
 Fact = tuple[str, str, datetime, str, str, str | None, str | None, int | None, str | None,
-             int | None]
+             int | None, int | None]
 LineFact = tuple[str, str, int, int]
 
 
@@ -213,10 +214,11 @@ def facts_of(event: Event, lines: list[LineFact]) -> Fact:
     """What the projection reads of a validated event, as `sales_facts` takes it out of the
     envelope; an OrderPlaced's lines are added to `lines`."""
     method = currency = reason = None
-    total = rating = None
+    total = rating = tax = None
     if isinstance(event, OrderPlaced):
         method, currency, total = (event.data.payment.method, event.data.total.currency,
                                    event.data.total.amount)
+        tax = None if event.data.tax is None else event.data.tax.amount.amount
         lines.extend((event.subject, line.sku, line.quantity,
                       line.quantity * line.unit_price.amount) for line in event.data.lines)
     elif isinstance(event, OrderCancelled):
@@ -224,7 +226,7 @@ def facts_of(event: Event, lines: list[LineFact]) -> Fact:
     elif isinstance(event, ReviewSubmitted):
         rating = event.data.rating
     return (event.type, event.subject, event.time, event.shop_id, event.channel, method,
-            currency, total, reason, rating)
+            currency, total, reason, rating, tax)
 
 
 def _peek(value: bytes) -> tuple[str | None, str | None]:

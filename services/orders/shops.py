@@ -15,6 +15,9 @@ from datetime import datetime
 
 import asyncpg
 
+from schemas.money import UnknownCurrency, minor_units, valid_locale
+from services.orders.domain import INDONESIA, ShopTerms
+
 SHOP_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 KEY_PREFIX = "alur_sk_"
 
@@ -31,6 +34,7 @@ class Shop:
     signing_secret: str | None
     rate_per_second: float | None
     burst: int | None
+    terms: ShopTerms = INDONESIA
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,25 @@ def key_hash(key: str) -> bytes:
 
 def _shop(row: asyncpg.Record) -> Shop:
     return Shop(row["shop_id"], row["name"], row["currency"], row["signing_secret"],
-                row["rate_per_second"], row["burst"])
+                row["rate_per_second"], row["burst"],
+                ShopTerms(row["tax_name"], row["tax_rate_bp"], row["prices_include_tax"],
+                          row["locale"], row["delivery_days"]))
+
+
+def _checked(terms: ShopTerms) -> ShopTerms:
+    """The terms with the locale in babel's spelling, or RegistryError saying what is wrong."""
+    if not 1 <= len(terms.tax_name) <= 32:
+        raise RegistryError("the tax name is 1 to 32 characters (e.g. PPN)")
+    if not 0 <= terms.tax_rate_bp <= 10_000:
+        raise RegistryError("the tax rate is 0 to 10000 basis points (1100 = 11%)")
+    if not 0 <= terms.delivery_days <= 90:
+        raise RegistryError("home delivery takes 0 to 90 days")
+    try:
+        locale = valid_locale(terms.locale or "id_ID")
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from None
+    return ShopTerms(terms.tax_name, terms.tax_rate_bp, terms.prices_include_tax, locale,
+                     terms.delivery_days)
 
 
 class ShopRegistry:
@@ -59,20 +81,39 @@ class ShopRegistry:
         self._known: set[str] = set()
 
     async def add_shop(self, shop_id: str, name: str, currency: str, *, signing: bool = False,
-                       rate_per_second: float | None = None,
-                       burst: int | None = None) -> Shop:
+                       rate_per_second: float | None = None, burst: int | None = None,
+                       terms: ShopTerms = INDONESIA) -> Shop:
         """Register a shop; with `signing`, a signing secret is made (shown once, by the CLI)."""
         if not SHOP_ID.match(shop_id):
             raise RegistryError("a shop id is 1-63 lower-case letters, digits and dashes")
-        if not re.fullmatch(r"[A-Z]{3}", currency):
-            raise RegistryError("the currency is an ISO-4217 code such as EUR")
+        try:
+            minor_units(currency)
+        except UnknownCurrency as exc:
+            raise RegistryError(f"the currency: {exc} (e.g. IDR, EUR)") from None
+        terms = _checked(terms)
         secret = f"alur_ss_{secrets.token_urlsafe(32)}" if signing else None
         row = await self._pool.fetchrow(
-            "INSERT INTO shops (shop_id, name, currency, signing_secret, rate_per_second, burst)"
-            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (shop_id) DO NOTHING RETURNING *",
-            shop_id, name, currency, secret, rate_per_second, burst)
+            "INSERT INTO shops (shop_id, name, currency, signing_secret, rate_per_second, burst,"
+            " tax_name, tax_rate_bp, prices_include_tax, locale, delivery_days)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            " ON CONFLICT (shop_id) DO NOTHING RETURNING *",
+            shop_id, name, currency, secret, rate_per_second, burst, terms.tax_name,
+            terms.tax_rate_bp, terms.prices_include_tax, terms.locale, terms.delivery_days)
         if row is None:
             raise RegistryError(f"shop {shop_id} exists already")
+        return _shop(row)
+
+    async def set_terms(self, shop_id: str, terms: ShopTerms) -> Shop:
+        """Change the shop's terms. Orders placed before keep the tax and locale they were
+        placed with (their events hold them)."""
+        terms = _checked(terms)
+        row = await self._pool.fetchrow(
+            "UPDATE shops SET tax_name = $2, tax_rate_bp = $3, prices_include_tax = $4,"
+            " locale = $5, delivery_days = $6 WHERE shop_id = $1 RETURNING *",
+            shop_id, terms.tax_name, terms.tax_rate_bp, terms.prices_include_tax, terms.locale,
+            terms.delivery_days)
+        if row is None:
+            raise RegistryError(f"no shop {shop_id}; add it with `alur shops add`")
         return _shop(row)
 
     async def shops(self) -> list[Shop]:

@@ -35,12 +35,16 @@ def event(kind: str, order: str, minute: int, data: dict[str, Any] | None = None
 
 
 def placed(order: str, minute: int, lines: list[tuple[str, int, int]], method: str = "card",
-           **envelope: str) -> dict[str, Any]:
+           tax: int | None = None, **envelope: str) -> dict[str, Any]:
     total = sum(q * p for _, q, p in lines)
-    return event("OrderPlaced", order, minute, {
+    data: dict[str, Any] = {
         "payment": {"method": method}, "total": {"amount": total, "currency": "IDR"},
         "lines": [{"sku": s, "quantity": q, "unit_price": {"amount": p, "currency": "IDR"}}
-                  for s, q, p in lines]}, **envelope)
+                  for s, q, p in lines]}
+    if tax is not None:
+        data["tax"] = {"name": "PPN", "rate_bp": 1100, "included": True,
+                       "amount": {"amount": tax, "currency": "IDR"}}
+    return event("OrderPlaced", order, minute, data, **envelope)
 
 
 def history() -> list[dict[str, Any]]:
@@ -50,7 +54,7 @@ def history() -> list[dict[str, Any]]:
     events the projection does not fold."""
     a, b, c, d = (f"ord_{uuid.uuid4().hex}" for _ in range(4))
     return [
-        placed(a, 0, [("SKU-1", 2, 15000), ("SKU-2", 1, 99000)]),
+        placed(a, 0, [("SKU-1", 2, 15000), ("SKU-2", 1, 99000)], tax=12784),
         event("PaymentConfirmed", a, 1),
         event("ShipmentCreated", a, 2, {"tracking": "x"}),
         event("Delivered", a, 3),
@@ -64,7 +68,7 @@ def history() -> list[dict[str, Any]]:
         placed(c, 0, [("SKU-1", 1, 15000), ("SKU-1", 3, 14000)]),
         event("OrderCancelled", c, 2, {"reason": "customer"}),
         event("OrderCancelled", c, 3, {"reason": "payment_expired"}),
-        placed(d, 0, [("SKU-4", 1, 1000)], method="va"),
+        placed(d, 0, [("SKU-4", 1, 1000)], method="va", tax=99),
         placed(d, 5, [("SKU-4", 9, 2000), ("SKU-5", 1, 3000)], method="cod"),
     ]
 
@@ -83,7 +87,8 @@ def one_by_one(events: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]],
             "order_id": oid, "shop_id": e["shop_id"], "channel": e["channel"]})
         if kind == "OrderPlaced":
             row.update(payment_method=d["payment"]["method"], currency=d["total"]["currency"],
-                       total_amount=d["total"]["amount"], placed_at=at)
+                       total_amount=d["total"]["amount"], placed_at=at,
+                       tax_amount=(d.get("tax") or {}).get("amount", {}).get("amount"))
             for line in d["lines"]:
                 lines.setdefault((oid, line["sku"]), (
                     line["quantity"], line["quantity"] * line["unit_price"]["amount"]))

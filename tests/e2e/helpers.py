@@ -23,17 +23,18 @@ DEFAULT_SHOP = "shop-e2e"
 _keys: dict[str, str] = {}
 
 
-async def key_for(shop: str) -> str:
-    """An API key for the shop, registering it in the test stack on first use."""
+async def key_for(shop: str, currency: str = "EUR") -> str:
+    """An API key for the shop, registering it in the test stack on first use (selling in
+    `currency`, with the default terms: PPN 11% in the prices, amounts in id_ID)."""
     if shop not in _keys:
         # Tests place orders as fast as they can: far above the default rate limit.
-        _keys[shop], _ = await onboard(test_settings(), shop, "EUR", [],
+        _keys[shop], _ = await onboard(test_settings(), shop, currency, [],
                                        rate_per_second=10_000, burst=10_000)
     return _keys[shop]
 
 
-async def auth(shop: str = DEFAULT_SHOP) -> dict[str, str]:
-    return {"Authorization": f"Bearer {await key_for(shop)}"}
+async def auth(shop: str = DEFAULT_SHOP, currency: str = "EUR") -> dict[str, str]:
+    return {"Authorization": f"Bearer {await key_for(shop, currency)}"}
 
 
 async def set_stock(settings: Settings, rows: list[tuple[str, str, int]]) -> None:
@@ -73,7 +74,9 @@ def order_body(sku: str, quantity: int = 1, token: str = "tok_visa",
 
 
 async def place(api: httpx.AsyncClient, body: dict[str, object]) -> str:
-    response = await api.post("/v1/orders", json=body, headers=await auth(str(body["shop_id"])))
+    currency = body["lines"][0]["unit_price"]["currency"]  # type: ignore[index]
+    response = await api.post("/v1/orders", json=body,
+                              headers=await auth(str(body["shop_id"]), currency))
     assert response.status_code == 202, response.text
     return str(response.json()["order_id"])
 
@@ -112,6 +115,13 @@ async def all_settled(db: asyncpg.Pool, order_ids: list[str]) -> bool:
 def mails_about(mail_dir: Path, order_ids: set[str]) -> list[Message]:
     messages = [email.message_from_bytes(raw) for raw in read_messages(mail_dir)]
     return [m for m in messages if any(o in str(m["Subject"]) for o in order_ids)]
+
+
+def text_of(message: Message) -> str:
+    """The body as the customer reads it (transfer encoding undone, SMTP line ends too)."""
+    payload = message.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode(message.get_content_charset() or "ascii").replace("\r\n", "\n")
 
 
 async def table_counts(db: asyncpg.Pool, schema: str) -> dict[str, int]:

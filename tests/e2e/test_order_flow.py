@@ -1,13 +1,19 @@
 """One order over HTTP through all five services, with real Kafka, PostgreSQL and SMTP."""
 
+import json
+import uuid
+from email.message import Message
+
 from tests.e2e.helpers import (
     all_delivered,
+    auth,
     mails_about,
     new_sku,
     order_body,
     place,
     set_stock,
     statuses,
+    text_of,
     versions_are_contiguous,
     wait_until,
 )
@@ -57,6 +63,39 @@ async def test_an_order_posted_over_http_is_delivered(services, api, db) -> None
     assert [r["type"] for r in inventory] == ["StockReserved", "StockCommitted"]
     stock = await db.fetchrow("SELECT on_hand, reserved FROM inventory.stock WHERE sku = $1", sku)
     assert (stock["on_hand"], stock["reserved"]) == (7, 0)
+
+
+async def test_a_rupiah_order_carries_its_ppn_and_the_e_mail_reads_as_indonesians_write_it(
+        services, api, db) -> None:
+    sku = new_sku()
+    await set_stock(services, [("WH-1", sku, 10)])
+    body = order_body(sku, quantity=2, shop="toko-e2e")
+    reference = f"TKO-{uuid.uuid4().hex[:8]}"
+    body |= {"reference": reference,
+             "lines": [{"sku": sku, "quantity": 2,
+                        "unit_price": {"amount": 125_000, "currency": "IDR"}}],
+             "delivery": {"method": "home_delivery", "address": {
+                 "line1": "Jl. Merdeka Barat 12", "city": "Jakarta", "postal_code": "10110",
+                 "country": "ID"}}}
+    order_id = await place(api, body)
+    await wait_until(lambda: all_delivered(db, [order_id]), 60, "the order to be delivered")
+    view = (await api.get(f"/v1/orders/{order_id}",
+                          headers=await auth("toko-e2e", "IDR"))).json()
+    assert (view["total_amount"], view["currency"]) == (250_000, "IDR")
+    tax = await db.fetchval("SELECT body->'data'->'tax' FROM orders.events WHERE stream_id = "
+                            "$1 AND type = 'OrderPlaced'", order_id)
+    assert json.loads(tax) == {"name": "PPN", "rate_bp": 1100, "included": True,
+                               "amount": {"amount": 24_775, "currency": "IDR"}}
+
+    async def confirmation() -> Message | None:
+        return next((m for m in mails_about(services.mail_dir, {order_id})
+                     if "We received" in str(m["Subject"])), None)
+
+    await wait_until(confirmation, 30, "the order confirmation e-mail")
+    text = text_of(await confirmation())  # type: ignore[arg-type]
+    assert f"Order number: {reference}" in text
+    assert "Total: Rp250.000.\nThe total includes PPN 11%: Rp24.775." in text
+    assert f"2 x {sku}  Rp125.000 each  Rp250.000" in text and "Estimated delivery: " in text
 
 
 async def test_an_unknown_order_is_a_404_problem(api) -> None:

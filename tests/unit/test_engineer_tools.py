@@ -106,7 +106,7 @@ def test_the_report_renders_as_csv_json_table_and_html() -> None:
     render_report(REPORT, "table", table.append)
     assert any("SKU-1" in line for line in table)
     page = render_html(REPORT)
-    assert page.count("<svg") == 5 and "25.00 EUR" in page and "average 4.5" in page
+    assert page.count("<svg") == 5 and "€25.00" in page and "average 4.5" in page
     assert "<script" not in page
 
 

@@ -79,8 +79,9 @@ class PlaceOrder(_Body):
     payment: PaymentInstruction
     delivery: Delivery
     loyalty_points: int | None = Field(None, ge=1, le=100_000_000, strict=True, description=(
-        "Loyalty points the customer spends on the order, a point paying one currency unit "
-        "(100 minor units). Held when the order is placed (409 insufficient-points if the "
+        "Loyalty points the customer spends on the order, a point paying a round amount of "
+        "the currency: Rp1.000, ¥100, or one unit (100 minor units) of a currency with cents. "
+        "Held when the order is placed (409 insufficient-points if the "
         "customer does not hold them), spent when it is paid, given back if it is cancelled or "
         "returned. They pay less than the total: the payment method is charged the rest."))
 

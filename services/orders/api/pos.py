@@ -77,7 +77,8 @@ def router(registry: ShopRegistry, writes: Writes, authenticate: Callable[..., A
             try:
                 data = domain.record_sale(order_id, sale.customer, sale.lines,
                                           sale.payment.method, body.store_id, sale.sale_id,
-                                          sale.sold_at, at, currency=shop.currency)
+                                          sale.sold_at, at, currency=shop.currency,
+                                          terms=shop.terms)
             except domain.InvalidOrder as exc:
                 errors.append({"field": f"sales.{i}", "message": str(exc)})
                 continue
