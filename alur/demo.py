@@ -24,6 +24,7 @@ from alur.progress import Progress
 from alur.settings import SERVICES, Settings
 from alur.simulators.customers import (
     CATALOGUE,
+    CURRENCY,
     SCARCE,
     STORES,
     Customers,
@@ -35,6 +36,7 @@ from alur.simulators.customers import (
 from alur.simulators.marketplace import publish_orders
 from alur.simulators.smtp import read_messages
 from alur.tools.invariants import Report, check
+from schemas.money import format_money
 from services.inventory.seed import set_stock
 from services.notifications.domain import CUSTOMER_FACING, POS_FACING
 from services.orders.admin import onboard
@@ -312,6 +314,7 @@ async def _summary(settings: Settings, db: asyncpg.Pool, run: Run, due_mails: in
              str(run.unanswered + sum(run.customers.unanswered.values()))),
             *await _branches(db, run, report),
             *await _customers(db, ids),
+            *await _money(db, ids),
             ("accepted -> delivered p50", f"{_percentile(latencies, 50) * 1000:.0f} ms"),
             ("accepted -> delivered p99", f"{_percentile(latencies, 99) * 1000:.0f} ms"),
             ("end-to-end rate", f"{len(ids) / seconds:.0f} orders/s" if seconds else "n/a"),
@@ -343,6 +346,26 @@ async def _customers(db: asyncpg.Pool, ids: list[str]) -> list[tuple[str, str]]:
              f"{row['customers']}: {row['returning']} returning, {row['omnichannel']} bought "
              f"on more than one channel; {len(ids) - row['named']} anonymous till sales"),
             ("loyalty points earned, net", str(row["points"]))]
+
+
+async def _money(db: asyncpg.Pool, ids: list[str]) -> list[tuple[str, str]]:
+    """What the run sold, as the shops' books read it: orders paid (online, or at a till),
+    the PPN in those totals, and what was refunded."""
+    row = await db.fetchrow(
+        "WITH placed AS (SELECT stream_id, body->'data' AS d FROM orders.events"
+        "   WHERE type = 'OrderPlaced' AND stream_id = ANY($1::text[])),"
+        " paid AS (SELECT DISTINCT stream_id FROM orders.events"
+        "   WHERE type = 'PaymentConfirmed' AND stream_id = ANY($1::text[]))"
+        " SELECT coalesce(sum((d->'total'->>'amount')::bigint), 0) AS sold,"
+        "   coalesce(sum((d->'tax'->'amount'->>'amount')::bigint), 0) AS tax,"
+        "   (SELECT coalesce(sum((body->'data'->'amount'->>'amount')::bigint), 0)"
+        "      FROM orders.events WHERE type = 'RefundIssued'"
+        "       AND stream_id = ANY($1::text[])) AS refunded"
+        " FROM placed WHERE d->'delivery'->>'method' = 'in_store'"
+        "   OR stream_id IN (SELECT stream_id FROM paid)", ids)
+    shown = {k: format_money(row[k], CURRENCY, "id_ID") for k in ("sold", "tax", "refunded")}
+    return [("sales paid (PPN in them)", f"{shown['sold']} ({shown['tax']})"),
+            ("refunded", shown["refunded"])]
 
 
 async def _as_prometheus_sees_it(settings: Settings, delivered: int) -> str:
@@ -394,7 +417,7 @@ async def _drive(settings: Settings, orders: int, shops: int) -> tuple[int, str]
     await set_stock(settings, [(loc, sku, 100_000) for loc in ("WH-1", "WH-2", *STORES)
                                for sku, _ in CATALOGUE] + [("WH-1", SCARCE[0], 6)])
     skus = [sku for sku, _ in CATALOGUE] + [SCARCE[0]]
-    keys = {s: (await onboard(settings, s, "EUR", skus))[0]
+    keys = {s: (await onboard(settings, s, CURRENCY, skus))[0]
             for s in (f"shop-{i + 1}" for i in range(shops))}
     # The last shop is a marketplace that publishes on Kafka (it keeps its API key: its
     # customers still cancel, confirm and return through the API).

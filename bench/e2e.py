@@ -47,7 +47,13 @@ sys.path.insert(0, str(ROOT))
 from alur.infra import kafka, postgres, stack  # noqa: E402
 from alur.infra.procs import Proc  # noqa: E402
 from alur.settings import SERVICES, Settings  # noqa: E402
-from alur.simulators.customers import CATALOGUE, Customers, order_body, plan  # noqa: E402
+from alur.simulators.customers import (  # noqa: E402
+    CATALOGUE,
+    CURRENCY,
+    Customers,
+    order_body,
+    plan,
+)
 from bench.pipeline import bare_loop, bench_settings, inventory_stage  # noqa: E402
 from services.inventory.seed import set_stock  # noqa: E402
 from services.orders.admin import onboard  # noqa: E402
@@ -191,10 +197,10 @@ def card_order() -> dict[str, object]:
             "customer": {"customer_id": f"cus-bench-{n}", "email": f"buyer{n}@example.com",
                          "name": "Bench"},
             "lines": [{"sku": sku, "quantity": 1,
-                       "unit_price": {"amount": price, "currency": "EUR"}}],
+                       "unit_price": {"amount": price, "currency": CURRENCY}}],
             "payment": {"method": "card", "token": "tok_visa"},
             "delivery": {"method": "home_delivery", "address": {
-                "line1": "1 Jalan Sudirman", "city": "Jakarta", "postal_code": "1000-001",
+                "line1": "Jl. Sudirman No. 1", "city": "Jakarta", "postal_code": "10110",
                 "country": "ID"}}}
 
 
@@ -314,7 +320,7 @@ async def ladder(settings: Settings, rates: list[float], seconds: float, profile
     skus = [s for s, _ in CATALOGUE]
     await set_stock(settings, [(loc, sku, 10_000_000) for loc in ("WH-1", "WH-2")
                                for sku in skus])
-    key, _ = await onboard(settings, SHOP, "EUR", skus, rate_per_second=100_000,
+    key, _ = await onboard(settings, SHOP, CURRENCY, skus, rate_per_second=100_000,
                            burst=100_000)
     db = await asyncpg.create_pool(settings.pg_dsn, min_size=1, max_size=2)
     await db.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")

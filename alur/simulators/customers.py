@@ -23,14 +23,17 @@ import httpx
 
 from alur.tools.trace import trace
 
-CATALOGUE = [("SKU-MUG", 1250), ("SKU-PLATE", 1800), ("SKU-BOWL", 1500), ("SKU-CUP", 900),
-             ("SKU-VASE", 4200), ("SKU-TRAY", 2600)]
-SCARCE = ("SKU-LAMP", 8900)  # a handful in stock: some orders for it are rejected
-STORES = ("ST-LISBON", "ST-PORTO")
-FAILS_FIRST_ATTEMPT = "0000-100"  # the simulated carriers miss the first delivery here
-# Home addresses: the postal region picks the carrier (services/shipping/carrier.py).
-TOWNS = (("Lisbon", "1000-001"), ("Porto", "4000-001"), ("Faro", "8000-001"),
-         ("Evora", "7000-001"))
+CURRENCY = "IDR"  # the simulated shops sell in rupiah, whole (schemas/money.py)
+CATALOGUE = [("SKU-BATIK", 125_000), ("SKU-KOPI-GAYO", 89_000), ("SKU-SAMBAL", 35_000),
+             ("SKU-TEH-MELATI", 27_500), ("SKU-SARUNG", 175_000), ("SKU-ANYAMAN", 64_000)]
+SCARCE = ("SKU-KERIS", 1_450_000)  # a handful in stock: some orders for it are rejected
+STORES = ("ST-JAKARTA", "ST-BANDUNG")
+FAILS_FIRST_ATTEMPT = "00000"  # the simulated carriers miss the first delivery here
+# Home addresses: the postal region picks the carrier (services/shipping/carrier.py): kilat
+# for 1-4 (Java west of Semarang), nusapost for 5-9.
+TOWNS = (("Jakarta", "10110"), ("Bandung", "40115"), ("Surabaya", "60111"),
+         ("Denpasar", "80113"), ("Yogyakarta", "55122"))
+STREETS = ("Jl. Merdeka", "Jl. Sudirman", "Jl. Diponegoro", "Jl. Gajah Mada", "Jl. Asia Afrika")
 
 
 @dataclass
@@ -94,16 +97,18 @@ def shopper(i: int, *, online: bool, rng: random.Random) -> dict[str, str] | Non
 
 def order_body(shop: str, p: Plan, rng: random.Random) -> dict[str, object]:
     sku, price = SCARCE if rng.random() < 0.04 else rng.choice(CATALOGUE)
-    city, postal = ("Lisbon", FAILS_FIRST_ATTEMPT) if rng.random() < 0.08 else rng.choice(TOWNS)
+    city, postal = ("Jakarta", FAILS_FIRST_ATTEMPT) if rng.random() < 0.08 \
+        else rng.choice(TOWNS)
+    street = f"{rng.choice(STREETS)} No. {rng.randint(1, 200)}"
     delivery: dict[str, object] = (
         {"method": "click_and_collect", "store_id": rng.choice(STORES)} if p.pickup else
         {"method": "home_delivery", "address": {
-            "line1": "1 Main St", "city": city, "postal_code": postal, "country": "PT"}})
+            "line1": street, "city": city, "postal_code": postal, "country": "ID"}})
     return {
         "shop_id": shop, "channel": "online",
         "customer": shopper(rng.randrange(PEOPLE), online=True, rng=rng),
         "lines": [{"sku": sku, "quantity": rng.randint(1, 3),
-                   "unit_price": {"amount": price, "currency": "EUR"}}],
+                   "unit_price": {"amount": price, "currency": CURRENCY}}],
         "payment": {"method": p.method, "token": p.token},
         "delivery": delivery,
     }
@@ -116,7 +121,7 @@ def till_sale(p: Plan, rng: random.Random, sold_at: datetime) -> dict[str, objec
     return {"sale_id": f"R-{uuid.uuid4().hex[:16]}", "sold_at": sold_at.isoformat(),
             **({"customer": customer} if customer else {}),
             "lines": [{"sku": sku, "quantity": rng.randint(1, 3),
-                       "unit_price": {"amount": price, "currency": "EUR"}}],
+                       "unit_price": {"amount": price, "currency": CURRENCY}}],
             "payment": {"method": p.method}}
 
 
@@ -252,7 +257,7 @@ class Customers:
     async def _pay(self, p: Plan, account: str, amount: int) -> None:
         try:
             response = await self.gateway.post(f"/v1/virtual-accounts/{account}/transfers",
-                                               json={"amount": amount, "currency": "EUR"})
+                                               json={"amount": amount, "currency": CURRENCY})
         except httpx.TransportError:
             # Paid or not, nobody said: like a customer who checks their bank first, pay
             # again next round only if the order is still waiting for the money.

@@ -8,7 +8,15 @@ import random
 
 import httpx
 
-from alur.simulators.customers import CATALOGUE, SCARCE, STORES, Customers, order_body, plan
+from alur.simulators.customers import (
+    CATALOGUE,
+    CURRENCY,
+    SCARCE,
+    STORES,
+    Customers,
+    order_body,
+    plan,
+)
 from alur.tools.invariants import check
 from tests.e2e.helpers import auth, key_for, new_sku, set_stock, wait_until
 from tests.e2e.helpers import order_body as simple_order
@@ -68,7 +76,7 @@ async def test_a_mixed_run_over_every_branch_keeps_every_invariant(services, db)
                                for sku, _ in CATALOGUE] + [("WH-1", SCARCE[0], 20)])
     rng = random.Random(2026)
     shops = ("shop-mix-1", "shop-mix-2")
-    keys = {shop: await key_for(shop) for shop in shops}
+    keys = {shop: await key_for(shop, CURRENCY) for shop in shops}
     async with httpx.AsyncClient(base_url=services.api_url, timeout=30) as api, \
             httpx.AsyncClient(base_url=services.gateway_url, timeout=30) as gateway:
         customers = Customers(api, gateway, keys)

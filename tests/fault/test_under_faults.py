@@ -32,7 +32,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from alur.infra import kafka, postgres, stack
 from alur.runtime.db import DATABASE_ERRORS
 from alur.settings import SERVICES, Settings
-from alur.simulators.customers import CATALOGUE, SCARCE, STORES, Customers, Plan
+from alur.simulators.customers import CATALOGUE, CURRENCY, SCARCE, STORES, Customers, Plan
 from alur.simulators.smtp import read_messages
 from alur.tools.invariants import check
 from schemas import TOPICS, decode
@@ -49,11 +49,11 @@ SHOPS = ("shop-fault-1", "shop-fault-2")
 PROBE = {"channel": "online",
          "customer": {"customer_id": "cus-probe", "email": "probe@example.com", "name": "P"},
          "lines": [{"sku": CATALOGUE[0][0], "quantity": 1,
-                    "unit_price": {"amount": CATALOGUE[0][1], "currency": "EUR"}}],
+                    "unit_price": {"amount": CATALOGUE[0][1], "currency": CURRENCY}}],
          "payment": {"method": "card", "token": "tok_visa"},
          "delivery": {"method": "home_delivery", "address": {
-             "line1": "1 Main St", "city": "Lisbon", "postal_code": "1000-001",
-             "country": "PT"}}}
+             "line1": "Jl. Merdeka No. 1", "city": "Jakarta", "postal_code": "10110",
+             "country": "ID"}}}
 
 
 @pytest.fixture
@@ -219,7 +219,7 @@ async def test_every_fault_heals_under_load_and_every_invariant_holds(
     await seed.set_stock(settings, [(loc, sku, 1_000_000) for loc in ("WH-1", *STORES)
                                     for sku, _ in CATALOGUE] + [("WH-1", SCARCE[0], 20)])
     skus = [s for s, _ in (*CATALOGUE, SCARCE)]
-    keys = {shop: (await onboard(settings, shop, "EUR", skus, rate_per_second=10_000,
+    keys = {shop: (await onboard(settings, shop, CURRENCY, skus, rate_per_second=10_000,
                                  burst=10_000))[0] for shop in SHOPS}
     async with httpx.AsyncClient(base_url=settings.api_url, timeout=10) as api, \
             httpx.AsyncClient(base_url=settings.gateway_url, timeout=10) as gateway:

@@ -19,11 +19,14 @@ WEBHOOK_EVENTS = sorted({str(cls.model_fields["type"].default) for cls in EVENT_
 
 EXAMPLE_ORDER: dict[str, Any] = {
     "channel": "online",
-    "customer": {"customer_id": "cus-1042", "email": "ada@example.com", "name": "Ada Lovelace"},
-    "lines": [{"sku": "SKU-MUG", "quantity": 2, "unit_price": {"amount": 1250, "currency": "EUR"}}],
-    "payment": {"method": "card", "token": "tok_visa"},
+    "customer": {"customer_id": "cus-1042", "email": "siti@example.co.id",
+                 "phone": "0812-3456-7890", "name": "Siti Rahayu"},
+    "lines": [{"sku": "SKU-BATIK", "quantity": 2,
+               "unit_price": {"amount": 125000, "currency": "IDR"}}],
+    "payment": {"method": "ewallet", "token": "tok_ovo"},
     "delivery": {"method": "home_delivery", "address": {
-        "line1": "1 Main St", "city": "Lisbon", "postal_code": "1000-001", "country": "PT"}},
+        "line1": "Jl. Merdeka No. 12", "city": "Jakarta", "postal_code": "10110",
+        "country": "ID"}},
 }
 
 
