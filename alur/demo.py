@@ -360,12 +360,17 @@ async def _money(db: asyncpg.Pool, ids: list[str]) -> list[tuple[str, str]]:
         "   coalesce(sum((d->'tax'->'amount'->>'amount')::bigint), 0) AS tax,"
         "   (SELECT coalesce(sum((body->'data'->'amount'->>'amount')::bigint), 0)"
         "      FROM orders.events WHERE type = 'RefundIssued'"
-        "       AND stream_id = ANY($1::text[])) AS refunded"
+        "       AND stream_id = ANY($1::text[])) AS refunded,"
+        "   (SELECT coalesce(sum((body->'data'->'amount'->>'amount')::bigint), 0)"
+        "      FROM orders.events WHERE type = 'RefundIssued'"
+        "       AND body->'data'->>'reason' = 'goodwill'"
+        "       AND stream_id = ANY($1::text[])) AS goodwill"
         " FROM placed WHERE d->'delivery'->>'method' = 'in_store'"
         "   OR stream_id IN (SELECT stream_id FROM paid)", ids)
-    shown = {k: format_money(row[k], CURRENCY, "id_ID") for k in ("sold", "tax", "refunded")}
+    shown = {k: format_money(row[k], CURRENCY, "id_ID")
+             for k in ("sold", "tax", "refunded", "goodwill")}
     return [("sales paid (PPN in them)", f"{shown['sold']} ({shown['tax']})"),
-            ("refunded", shown["refunded"])]
+            ("refunded (goodwill in it)", f"{shown['refunded']} ({shown['goodwill']})")]
 
 
 async def _as_prometheus_sees_it(settings: Settings, delivered: int) -> str:

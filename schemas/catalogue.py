@@ -18,6 +18,7 @@ from schemas.inventory import (
 from schemas.notifications import NotificationFailed, NotificationSent
 from schemas.orders import (
     CustomerIdentified,
+    GoodwillRefundRequested,
     LoyaltyPointsAccrued,
     LoyaltyPointsRedeemed,
     LoyaltyPointsReleased,
@@ -58,7 +59,8 @@ from schemas.shipping import (
 AnyEvent = Annotated[
     OrderPlaced | OrderReadyToShip | OrderCancelled | OrderCompleted | OrderStuck
     | ReceiptConfirmed
-    | ReturnRequested | OrderReturned | ReviewSubmitted | LoyaltyPointsAccrued
+    | ReturnRequested | OrderReturned | GoodwillRefundRequested | ReviewSubmitted
+    | LoyaltyPointsAccrued
     | LoyaltyPointsReversed | CustomerIdentified | LoyaltyPointsRedeemed | LoyaltyPointsReleased
     | StockReserved | StockRejected | StockReleased | StockCommitted | StockRestocked | LowStock
     | ReservationExpired

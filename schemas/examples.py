@@ -34,6 +34,9 @@ PAYLOADS: dict[str, Model] = {
     "ReturnRequested": s.ReturnRequestedData(
         order_id=ORDER, return_id="ret_1", lines=RLINES, reason="damaged"),
     "OrderReturned": s.OrderReturnedData(order_id=ORDER, return_id="ret_1", refunded=EUR),
+    "GoodwillRefundRequested": s.GoodwillRefundRequestedData(
+        order_id=ORDER, goodwill_id="gw_1", amount=s.Money(amount=500, currency="EUR"),
+        reason="the parcel came two days late"),
     "ReviewSubmitted": s.ReviewSubmittedData(order_id=ORDER, rating=5, text="Lovely mug."),
     "LoyaltyPointsRedeemed": s.LoyaltyPointsRedeemedData(
         order_id=ORDER, customer_id="cus_5f0c3b1e9a2d4c6b8e7f1a2b3c4d5e6f", points=10),

@@ -296,6 +296,18 @@ class LoyaltyPointsAccruedData(Model):
     points: int = Field(gt=0)
 
 
+class GoodwillRefundRequestedData(Model):
+    """The shop pays part of what the customer paid back for a complaint, without a return
+    (payments refunds it through the payment method: RefundIssued, reason `goodwill`). What
+    was paid for the order less its goodwill refunds stays above zero: to give everything
+    back, the order is cancelled or returned."""
+
+    order_id: str
+    goodwill_id: str = Field(min_length=1, max_length=64)
+    amount: Money = Field(description="Positive, in the order's currency.")
+    reason: str = Field(min_length=1, max_length=500, description="The complaint, in a line.")
+
+
 class LoyaltyPointsReversedData(Model):
     order_id: str
     customer_id: str
@@ -339,6 +351,11 @@ class ReceiptConfirmed(_OrdersEvent):
 class ReturnRequested(_OrdersEvent):
     type: Literal["ReturnRequested"] = "ReturnRequested"
     data: ReturnRequestedData
+
+
+class GoodwillRefundRequested(_OrdersEvent):
+    type: Literal["GoodwillRefundRequested"] = "GoodwillRefundRequested"
+    data: GoodwillRefundRequestedData
 
 
 class OrderReturned(_OrdersEvent):

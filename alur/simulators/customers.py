@@ -44,6 +44,7 @@ class Plan:
     pays_transfer: bool = True
     cancel: str | None = None      # "before_payment" | "after_payment"
     returns: bool = False
+    complains: bool = False        # the shop answers the complaint with a goodwill refund
     reviews: bool = False
     confirms: bool = False
     till: bool = False             # a point-of-sale sale, uploaded by a store's till
@@ -69,6 +70,7 @@ def plan(rng: random.Random) -> Plan:
     p.cancel = "before_payment" if cancel < 0.04 else "after_payment" if cancel < 0.08 else None
     after = rng.random()
     p.returns, p.confirms = after < 0.07, 0.07 <= after < 0.6
+    p.complains = not p.returns and rng.random() < 0.06
     p.reviews = rng.random() < 0.3
     return p
 
@@ -141,13 +143,17 @@ class Customers:
     keys: dict[str, str]                      # shop -> API key
     orders: dict[str, tuple[str, Plan]] = field(default_factory=dict)  # order -> (shop, plan)
     lines: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+    totals: dict[str, dict[str, object]] = field(default_factory=dict)  # order -> Money
     refused: Counter[str] = field(default_factory=Counter)
     unanswered: Counter[str] = field(default_factory=Counter)
 
     def add(self, order_id: str, shop: str, p: Plan, body: dict[str, object]) -> None:
         self.orders[order_id] = (shop, p)
-        self.lines[order_id] = [{"sku": x["sku"], "quantity": x["quantity"]}
-                                for x in body["lines"]]  # type: ignore[attr-defined]
+        lines: list[dict[str, Any]] = body["lines"]  # type: ignore[assignment]
+        self.lines[order_id] = [{"sku": x["sku"], "quantity": x["quantity"]} for x in lines]
+        self.totals[order_id] = {
+            "amount": sum(x["unit_price"]["amount"] * x["quantity"] for x in lines),
+            "currency": lines[0]["unit_price"]["currency"]}
 
     async def act_until_done(self, db: asyncpg.Pool, timeout: float,
                              show: Callable[[int], None]) -> set[str]:
@@ -187,7 +193,7 @@ class Customers:
             p = self.orders[order_id][1]
             wants = [w for w, on in (("pickup", p.pickup), ("cancel " + (p.cancel or ""),
                                      p.cancel), ("return", p.returns), ("review", p.reviews),
-                                    ("receipt", p.confirms)) if on]
+                                    ("goodwill", p.complains), ("receipt", p.confirms)) if on]
             t = await trace(db, order_id)
             trouble = [f"{e.type}: {problem}" for e in t.events for problem in e.problems]
             lines.append(f"{order_id} {p.branch} wants [{', '.join(wants)}] did "
@@ -198,7 +204,7 @@ class Customers:
 
     @staticmethod
     def _pending(p: Plan, types: set[str]) -> list[str]:
-        wanted = [("review", p.reviews), ("return", p.returns),
+        wanted = [("review", p.reviews), ("return", p.returns), ("goodwill", p.complains),
                   ("receipt", p.confirms and not p.returns and "OrderCompleted" not in types)]
         return [action for action, on in wanted if on and action not in p.done]
 
@@ -235,7 +241,19 @@ class Customers:
         if action == "return":
             return self._post(order_id, p, "return", "returns",
                               {"lines": self.lines[order_id], "reason": "changed my mind"})
+        if action == "goodwill":
+            return self._post(order_id, p, "goodwill", "refunds",
+                              {"amount": self._goodwill(order_id),
+                               "reason": "the parcel arrived late and the box was dented"})
         return self._post(order_id, p, "receipt", "receipt")
+
+    def _goodwill(self, order_id: str) -> dict[str, object]:
+        """A tenth of the order back, in round thousands of rupiah (a unit where that rounds
+        to nothing), always less than what was paid."""
+        total = self.totals[order_id]
+        amount = int(str(total["amount"]))
+        tenth = amount // 10 // 1000 * 1000 or max(1, amount // 10)
+        return {"amount": tenth, "currency": total["currency"]}
 
     async def _post(self, order_id: str, p: Plan, action: str, path: str,
                     body: dict[str, object] | None = None) -> None:

@@ -121,7 +121,10 @@ async def _money(conn: asyncpg.Connection, ids: list[str] | None, report: Report
         "   coalesce(sum((body->'data'->'amount'->>'amount')::bigint)"
         "     FILTER (WHERE type = 'PaymentConfirmed'), 0) AS captured,"
         "   coalesce(sum((body->'data'->'amount'->>'amount')::bigint)"
-        "     FILTER (WHERE type = 'RefundIssued'), 0) AS refunded"
+        "     FILTER (WHERE type = 'RefundIssued'), 0) AS refunded,"
+        "   coalesce(sum((body->'data'->'amount'->>'amount')::bigint)"
+        "     FILTER (WHERE type = 'RefundIssued' AND body->'data'->>'reason' = 'goodwill'),"
+        "     0) AS goodwill"
         "   FROM payments.events WHERE origin = 'own' GROUP BY stream_id),"
         " o AS (SELECT stream_id AS order_id,"
         "   max((body->'data'->'total'->>'amount')::bigint)"
@@ -136,23 +139,30 @@ async def _money(conn: asyncpg.Connection, ids: list[str] | None, report: Report
         " SELECT o.order_id, o.total, o.total - o.points_value AS due, o.points_value,"
         "   o.spent, o.given_back, coalesce(p.captures, 0) AS captures,"
         "   coalesce(p.captured, 0) AS captured, coalesce(p.refunded, 0) AS refunded,"
-        "   o.undone, o.kept"
+        "   coalesce(p.goodwill, 0) AS goodwill, o.undone, o.kept"
         " FROM o LEFT JOIN p USING (order_id)"
         " WHERE ($1::text[] IS NULL OR o.order_id = ANY($1))", ids)
     report.add("3 money", [r for r in rows if r["captures"] > 1],
                "{captures} captures")
-    # Loyalty points pay part of an order: the payment method owes the rest (`due`).
+    # Loyalty points pay part of an order: the payment method owes the rest (`due`). Goodwill
+    # refunds pay part of that back, never all of it.
     report.add("3 money", [r for r in rows
-                           if r["captured"] - r["refunded"] not in (0, r["due"])],
-               "captured {captured} - refunded {refunded} is neither 0 nor {due}")
+                           if r["captured"] - r["refunded"] not in (0, r["due"] - r["goodwill"])
+                           or r["captured"] - r["refunded"] < 0],
+               "captured {captured} - refunded {refunded} is neither 0 nor {due} less "
+               "{goodwill} in goodwill")
+    report.add("3 money", [r for r in rows if r["goodwill"]
+                           and r["goodwill"] >= r["captured"]],
+               "{goodwill} in goodwill refunds of {captured} captured")
     report.add("3 money", [r for r in rows if r["undone"]
                            and r["captured"] - r["refunded"] != 0],
                "cancelled or returned but {captured} captured, {refunded} refunded")
     report.add("3 money", [r for r in rows if r["kept"] and r["captured"] - r["refunded"]
+                           + r["goodwill"]
                            + (r["points_value"] if r["spent"] and not r["given_back"] else 0)
                            != r["total"]],
-               "completed but {captured} captured, {refunded} refunded and {points_value} in "
-               "points spent of {total}")
+               "completed but {captured} captured, {refunded} refunded ({goodwill} of it "
+               "goodwill) and {points_value} in points spent of {total}")
     report.add("3 money", [r for r in rows if r["points_value"] and r["undone"]
                            and not r["given_back"]],
                "cancelled or returned, but the loyalty points it spent were not given back")
@@ -164,6 +174,7 @@ async def _money(conn: asyncpg.Connection, ids: list[str] | None, report: Report
         report.add("3 money", await conn.fetch(
             "SELECT reference AS order_id, payment_reference, count(*) AS n"
             " FROM gateway_sim.refunds WHERE ($1::text[] IS NULL OR reference = ANY($1))"
+            "   AND idempotency_key NOT LIKE '%:goodwill:%'"  # a goodwill refund is partial
             " GROUP BY reference, payment_reference HAVING count(*) > 1", ids),
             "the gateway paid {payment_reference} back {n} times")
         await _gateway_ledger(conn, ids, report)
@@ -238,8 +249,21 @@ async def _no_duplicate_effects(conn: asyncpg.Connection, ids: list[str] | None,
             f"SELECT stream_id AS order_id, count(*) AS n FROM {schema}.events"
             " WHERE type = $1 AND origin = 'own'"
             " AND ($2::text[] IS NULL OR stream_id = ANY($2))"
+            # goodwill refunds are one per request, below
+            " AND body->'data'->>'reason' IS DISTINCT FROM 'goodwill'"
             " GROUP BY stream_id HAVING count(*) > 1", event_type, ids),
             f"{event_type} recorded {{n}} times")
+    report.add("4 no duplicate effect", await conn.fetch(
+        "WITH paid AS (SELECT stream_id, count(*) AS n FROM payments.events"
+        "   WHERE type = 'RefundIssued' AND origin = 'own'"
+        "     AND body->'data'->>'reason' = 'goodwill' GROUP BY stream_id),"
+        " asked AS (SELECT stream_id, count(*) AS n FROM orders.events"
+        "   WHERE type = 'GoodwillRefundRequested' GROUP BY stream_id)"
+        " SELECT paid.stream_id AS order_id, paid.n, coalesce(asked.n, 0) AS asked"
+        " FROM paid LEFT JOIN asked USING (stream_id)"
+        " WHERE paid.n > coalesce(asked.n, 0)"
+        "   AND ($1::text[] IS NULL OR paid.stream_id = ANY($1))", ids),
+        "{n} goodwill refunds paid for {asked} asked for")
     report.add("4 no duplicate effect", await conn.fetch(
         "SELECT stream_id AS order_id, body->'data'->>'about_event_id' AS about,"
         " body->'data'->>'channel' AS channel, count(*) AS n FROM notifications.events"

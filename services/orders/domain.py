@@ -11,6 +11,7 @@ from schemas import (
     Customer,
     Delivery,
     Event,
+    GoodwillRefundRequestedData,
     LoyaltyPointsAccruedData,
     LoyaltyPointsRedeemedData,
     LoyaltyPointsReleasedData,
@@ -157,6 +158,7 @@ class OrderState:
     cod: bool = False
     ready_to_ship: bool = False  # OrderReadyToShip recorded
     paid: bool = False  # PaymentConfirmed recorded
+    goodwill: int = 0  # goodwill refunds requested, minor units
     stock_decided: bool = False  # StockReserved or StockRejected recorded
 
     @property
@@ -317,14 +319,56 @@ def confirm_receipt(state: OrderState, order_id: str) -> list[Model]:
 
 
 def complete(state: OrderState, order_id: str) -> list[Model]:
-    """The order completes, and its customer earns a loyalty point per whole currency unit."""
+    """The order completes, and its customer earns a loyalty point per point value paid with
+    money and kept (not given back as goodwill)."""
     done: list[Model] = [OrderCompletedData(order_id=order_id)]
-    points = loyalty_points(state.total) - (
-        0 if state.total is None else state.redeemed_value // point_value(state.total.currency))
+    points = _earned(state, state.goodwill)
     if points > 0 and state.customer_id is not None:
         done.append(LoyaltyPointsAccruedData(order_id=order_id, customer_id=state.customer_id,
                                              points=points))
     return done
+
+
+def _earned(state: OrderState, goodwill: int) -> int:
+    """The points an order earns: its total less the points spent on it and `goodwill`."""
+    if state.total is None:
+        return 0
+    kept = state.total.amount - state.redeemed_value - goodwill
+    return max(0, kept // point_value(state.total.currency))
+
+
+GOODWILL_AFTER = frozenset({"paid", "shipment_created", "shipped", "in_transit",
+                            "out_for_delivery", "ready_for_pickup", "delivered", "completed"})
+
+
+def goodwill_refund(state: OrderState, order_id: str, goodwill_id: str, amount: Money,
+                    reason: str) -> list[Model]:
+    """The shop pays part of the order back for a complaint, without a return. Allowed once
+    the order is paid online and while it is neither cancelled nor being returned; all of an
+    order's goodwill stays below what was paid (a cancel or a return gives back the rest). On a
+    completed order the points it earned on the amount are reversed."""
+    if state.channel == "pos":
+        raise NotAllowedNow("a till sale's money is given back at the till")
+    if not state.paid or state.status not in GOODWILL_AFTER:
+        raise NotAllowedNow(f"a goodwill refund needs a paid order that is neither cancelled "
+                            f"nor being returned; the order is {state.status}")
+    if state.total is None or amount.currency != state.total.currency:
+        raise InvalidOrder(f"the order is in {state.total.currency if state.total else '?'}, "
+                           f"not {amount.currency}")
+    if amount.amount <= 0:
+        raise InvalidOrder("a goodwill refund is a positive amount")
+    left = state.total.amount - state.redeemed_value - state.goodwill
+    if amount.amount >= left:
+        raise InvalidOrder(f"a goodwill refund pays back part of what was paid: at most "
+                           f"{left - 1} minor units on this order (to give it all back, cancel "
+                           "it or take a return)")
+    decided: list[Model] = [GoodwillRefundRequestedData(
+        order_id=order_id, goodwill_id=goodwill_id, amount=amount, reason=reason)]
+    over = state.points - _earned(state, state.goodwill + amount.amount)
+    if state.status == "completed" and over > 0 and state.customer_id is not None:
+        decided.append(LoyaltyPointsReversedData(order_id=order_id,
+                                                 customer_id=state.customer_id, points=over))
+    return decided
 
 
 def loyalty_points(total: Money | None) -> int:
@@ -397,6 +441,8 @@ def evolve(state: OrderState, event: Event) -> OrderState:
         state = replace(state, delivered_at=state.sold_at or event.time)
     elif kind == "ReviewSubmitted":
         return replace(state, reviewed=True)
+    elif kind == "GoodwillRefundRequested":
+        return replace(state, goodwill=state.goodwill + event.data.amount.amount)
     elif kind in ("Delivered", "PickedUp"):
         state = replace(state, delivered_at=state.delivered_at or event.time)
     elif kind == "LoyaltyPointsRedeemed":
@@ -504,7 +550,7 @@ def _return_closable(state: OrderState) -> bool:
 def _close_return(state: OrderState, order_id: str) -> list[Model]:
     if state.return_id is None or state.total is None:
         return []
-    refunded = Money(amount=state.total.amount - state.redeemed_value,
+    refunded = Money(amount=state.total.amount - state.redeemed_value - state.goodwill,
                      currency=state.total.currency)
     closed: list[Model] = [OrderReturnedData(order_id=order_id, return_id=state.return_id,
                                              refunded=refunded),

@@ -12,8 +12,11 @@
 - point of sale (`cash`, or `card` on the till's terminal): the sale arrives paid; the
   payment is recorded when the order is known, without the gateway.
 Captured money goes back (`Refund`) when the order is cancelled or its return received: once,
-in full, so captured minus refunded is always 0 or the amount due (the order total, less the
-value of loyalty points spent on it). A card or e-wallet order
+all that is left of it. Before that, the shop may pay part of it back for a complaint
+(GoodwillRefundRequested: a `Refund` of that amount, reason `goodwill`, under the goodwill's
+own key), as long as what is left stays above zero. So captured minus refunded is always 0 or
+the amount due (the order total, less the value of loyalty points spent on it) less the
+goodwill refunds, and never negative. A card or e-wallet order
 cancelled with no payment outcome recorded (its reservation lapsed while the gateway did not
 answer, or the customer cancelled while the charge was on its way) may still have been charged:
 the gateway is asked (`SettleCharge`), and a capture it holds is recorded and refunded.
@@ -133,7 +136,8 @@ class PaymentState:
     expires_at: datetime | None = None
     captured: Money | None = None
     gateway_reference: str | None = None
-    refunded: bool = False
+    refunded: bool = False  # the final refund (cancelled, returned, late transfer) was issued
+    goodwill: int = 0  # goodwill refunds accepted, minor units
     delivered: str | None = None  # the tracking number of the parcel that arrived
     returned: frozenset[str] = frozenset()  # transfers sent back (TransferReturned)
     released: bool = False  # OrderReadyToShip seen
@@ -150,6 +154,13 @@ class PaymentState:
     @property
     def refundable(self) -> bool:
         return self.captured is not None and not self.refunded
+
+    def takes_goodwill(self, amount: Money) -> bool:
+        """A goodwill refund of `amount` fits: paid, not cancelled or refunded, in the
+        capture's currency, and less than what is left of the capture."""
+        return (self.refundable and not self.cancelled and self.captured is not None
+                and amount.currency == self.captured.currency
+                and 0 < amount.amount < self.captured.amount - self.goodwill)
 
 
 def due(order: OrderPlacedData) -> Money:
@@ -180,7 +191,9 @@ def evolve(state: PaymentState, event: Event) -> PaymentState:
         return replace(state, status="failed")
     if event.type == "PaymentExpired":
         return replace(state, status="expired")
-    if event.type == "RefundIssued":
+    if event.type == "GoodwillRefundRequested" and state.takes_goodwill(event.data.amount):
+        return replace(state, goodwill=state.goodwill + event.data.amount.amount)
+    if event.type == "RefundIssued" and event.data.reason != "goodwill":
         return replace(state, refunded=True)
     if event.type == "TransferReturned":
         return replace(state, returned=state.returned | {event.data.transfer_id})
@@ -220,6 +233,12 @@ def decide(state: PaymentState, event: Event) -> list[Decision]:
                              state.instruction.method)]
     if event.type == "ReturnReceived" and state.refundable:
         return _refund(state, event.subject, "returned")
+    if event.type == "GoodwillRefundRequested" and after.goodwill > state.goodwill \
+            and after.gateway_reference is not None:
+        gift = event.data
+        return [Refund(event.subject, _payment_id(event.subject), gift.amount,
+                       after.gateway_reference, "goodwill",
+                       idempotency_key=f"{event.subject}:goodwill:{gift.goodwill_id}")]
     return []
 
 
@@ -320,10 +339,13 @@ def settle_transfer(command: SettleTransfer,
 
 
 def _refund(state: PaymentState, order_id: str, reason: str) -> list[Decision]:
-    """Pay back what was captured (nothing, if nothing was)."""
+    """Pay back what is left of the capture after its goodwill refunds (nothing, if nothing
+    was captured)."""
     if state.captured is None or state.gateway_reference is None:
         return []
-    return [Refund(order_id, _payment_id(order_id), state.captured, state.gateway_reference,
+    left = Money(amount=state.captured.amount - state.goodwill,
+                 currency=state.captured.currency)
+    return [Refund(order_id, _payment_id(order_id), left, state.gateway_reference,
                    reason, idempotency_key=f"{order_id}:refund")]
 
 
@@ -332,7 +354,7 @@ def _payment_id(order_id: str) -> str:
 
 
 RELEVANT = frozenset({"OrderPlaced", "StockReserved", "OrderCancelled", "OrderReadyToShip",
-                      "Delivered", "PickedUp", "ReturnReceived"})
+                      "Delivered", "PickedUp", "ReturnReceived", "GoodwillRefundRequested"})
 OPENS = frozenset({"OrderPlaced"})
 # From other topics than OrderPlaced's, these may overtake it: stock reserved, and a cash on
 # delivery parcel delivered while this service read the orders topic far behind.

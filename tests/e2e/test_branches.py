@@ -244,6 +244,49 @@ async def test_a_return_is_refunded_restocked_and_its_points_reversed(services, 
     await no_violations(services, db, [order_id])
 
 
+async def test_goodwill_refunds_pay_part_back_and_a_later_return_only_the_rest(
+        services, api, db) -> None:
+    sku = await stocked(services)
+    order_id = await place(api, order_body(sku, quantity=2))  # 2 x 12.50 EUR, by card
+    await reach(db, order_id, "Delivered")
+    refunds = f"/v1/orders/{order_id}/refunds"
+    first = await api.post(refunds, json={"amount": {"amount": 500, "currency": "EUR"},
+                                          "reason": "the box arrived dented"})
+    assert first.status_code == 202, first.text
+    too_much = await api.post(refunds, json={"amount": {"amount": 2000, "currency": "EUR"},
+                                             "reason": "still unhappy"})
+    assert too_much.status_code == 422 and "at most 1999" in too_much.text
+    wrong = await api.post(refunds, json={"amount": {"amount": 100, "currency": "IDR"},
+                                          "reason": "x"})
+    assert wrong.status_code == 422, wrong.text
+    assert (await api.post(f"/v1/orders/{order_id}/receipt")).json()["status"] == "completed"
+    second = await api.post(refunds, json={"amount": {"amount": 250, "currency": "EUR"},
+                                           "reason": "a scratch found later"})
+    assert second.status_code == 202, second.text
+
+    async def two_goodwill_refunds() -> bool:
+        return [e["amount"]["amount"] for e in await events_of(db, "payments", order_id)
+                if e["type"] == "RefundIssued"] == [500, 250]
+
+    await wait_until(two_goodwill_refunds, 30, "both goodwill refunds paid")
+    loyalty = [(e["type"], e["points"]) for e in await events_of(db, "orders", order_id)
+               if "points" in e]
+    # 25.00 paid, 5.00 back before completion: 20 points; 2.50 back after it: 3 reversed.
+    assert loyalty == [("LoyaltyPointsAccrued", 20), ("LoyaltyPointsReversed", 3)]
+    await no_violations(services, db, [order_id])
+
+    returned = await api.post(f"/v1/orders/{order_id}/returns", json={
+        "lines": [{"sku": sku, "quantity": 2}], "reason": "changed my mind"})
+    assert returned.status_code == 202, returned.text
+    await reach(db, order_id, "OrderReturned")
+    paid_back = [(e["reason"], e["amount"]["amount"]) for e in
+                 await events_of(db, "payments", order_id) if e["type"] == "RefundIssued"]
+    assert paid_back == [("goodwill", 500), ("goodwill", 250), ("returned", 1750)]
+    closed = [e for e in await events_of(db, "orders", order_id) if e["type"] == "OrderReturned"]
+    assert closed[0]["refunded"]["amount"] == 1750
+    await no_violations(services, db, [order_id])
+
+
 async def test_a_failed_delivery_is_attempted_again(services, api, db) -> None:
     sku = await stocked(services)
     order_id = await place(api, order_body(sku, postal_code="0000-123"))

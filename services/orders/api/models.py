@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import AnyHttpUrl, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from schemas import Channel, Customer, Delivery, OrderLine, PaymentInstruction
+from schemas import Channel, Customer, Delivery, Money, OrderLine, PaymentInstruction
 from schemas.envelope import EVENT_FOR_DATA
 from schemas.orders import IdentifierKind, ReturnLine
 from services.orders.domain import RELEVANT
@@ -210,6 +210,22 @@ class ReturnRequest(_Body):
 class ReturnAccepted(BaseModel):
     order_id: str
     return_id: str
+
+
+class GoodwillRequest(_Body):
+    amount: Money = Field(description=(
+        "What to pay back, in the order's currency (minor units): less than what was paid for "
+        "the order and not given back yet."))
+    reason: str = Field(min_length=1, max_length=500, description="The complaint, in a line.")
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"amount": {"amount": 25000, "currency": "IDR"},
+         "reason": "the parcel came two days late"}]})
+
+
+class GoodwillAccepted(BaseModel):
+    order_id: str
+    goodwill_id: str
 
 
 class ReviewRequest(_Body):

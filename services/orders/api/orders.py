@@ -25,6 +25,8 @@ from services.orders import domain
 from services.orders.api.models import (
     Accepted,
     BankTransfer,
+    GoodwillAccepted,
+    GoodwillRequest,
     OrderPage,
     OrderSummary,
     OrderView,
@@ -272,5 +274,20 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], intake: Intake, writes: Wr
             lambda s: [domain.request_return(s, order_id, return_id, body.lines, body.reason,
                                              now(), return_window_days)],
             lambda view: ReturnAccepted(order_id=order_id, return_id=return_id), status=202)
+
+    @api.post("/{order_id}/refunds", status_code=202, response_model=GoodwillAccepted,
+              responses=responses(*POST, "not-found", "not-allowed-now"))
+    async def goodwill_refund(order_id: str, body: GoodwillRequest, request: Request,
+                              caller: Caller = authenticated,
+                              idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        """A goodwill refund for a complaint, without a return: part of what was paid goes
+        back through the payment method (RefundIssued, reason `goodwill`), once it is paid and
+        while it is neither cancelled nor being returned."""
+        goodwill_id = f"gw_{uuid.uuid4().hex[:16]}"
+        return await change(
+            order_id, caller, request, idempotency_key,
+            lambda s: domain.goodwill_refund(s, order_id, goodwill_id, body.amount, body.reason),
+            lambda view: GoodwillAccepted(order_id=order_id, goodwill_id=goodwill_id),
+            status=202)
 
     return api
