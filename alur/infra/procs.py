@@ -99,7 +99,7 @@ def _alive(pid: int) -> bool:
     try:  # a zombie is not alive
         with open(f"/proc/{pid}/stat") as f:
             return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone between the kill(0) and the read
         return False
 
 

@@ -7,7 +7,8 @@ import httpx
 import pytest
 
 from alur.infra import stack
-from alur.settings import Settings
+from alur.infra.supervisor import want_file
+from alur.settings import SERVICES, Settings
 from tests.e2e.helpers import auth
 
 
@@ -19,6 +20,18 @@ def services(infra: Settings) -> Iterator[Settings]:
         yield infra
     finally:
         stack.services_down(infra)
+
+
+@pytest.fixture(autouse=True)
+def every_service_back_up(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test that stops a service and fails before it restarts it leaves it stopped for the
+    rest of the session; bring it back, so one failure shows as one failure."""
+    yield
+    if "services" in request.fixturenames:
+        settings = request.getfixturevalue("services")
+        stopped = tuple(n for n in SERVICES if not want_file(settings, n).exists())
+        if stopped:
+            stack.services_up(settings, stopped)
 
 
 @pytest.fixture
