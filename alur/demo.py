@@ -269,7 +269,9 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         ("delivery re-attempts", str(n.get("DeliveryFailed", 0))),
         ("delivered", str(n.get("Delivered", 0) + n.get("PickedUp", 0))),
         ("completed", str(n.get("OrderCompleted", 0))),
-        ("returned", str(n.get("OrderReturned", 0))),
+        ("returns closed", f"{n.get('OrderReturned', 0)} of whole orders (the last units), "
+                           f"{n.get('ReturnClosed', 0)} of part of one; "
+                           f"{n.get('StockWrittenOff', 0)} with broken units written off"),
         ("refunds", by_reason("RefundIssued")),
         ("reviews", str(n.get("ReviewSubmitted", 0))),
         ("loyalty points", f"{points.get('LoyaltyPointsAccrued', 0)} accrued, "

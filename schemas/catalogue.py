@@ -14,6 +14,7 @@ from schemas.inventory import (
     StockReleased,
     StockReserved,
     StockRestocked,
+    StockWrittenOff,
 )
 from schemas.notifications import NotificationFailed, NotificationSent
 from schemas.orders import (
@@ -30,6 +31,7 @@ from schemas.orders import (
     OrderReturned,
     OrderStuck,
     ReceiptConfirmed,
+    ReturnClosed,
     ReturnRequested,
     ReviewSubmitted,
 )
@@ -59,10 +61,12 @@ from schemas.shipping import (
 AnyEvent = Annotated[
     OrderPlaced | OrderReadyToShip | OrderCancelled | OrderCompleted | OrderStuck
     | ReceiptConfirmed
-    | ReturnRequested | OrderReturned | GoodwillRefundRequested | ReviewSubmitted
+    | ReturnRequested | ReturnClosed | OrderReturned | GoodwillRefundRequested | ReviewSubmitted
     | LoyaltyPointsAccrued
     | LoyaltyPointsReversed | CustomerIdentified | LoyaltyPointsRedeemed | LoyaltyPointsReleased
-    | StockReserved | StockRejected | StockReleased | StockCommitted | StockRestocked | LowStock
+    | StockReserved | StockRejected | StockReleased | StockCommitted | StockRestocked
+    | StockWrittenOff
+    | LowStock
     | ReservationExpired
     | PaymentConfirmed | PaymentPending | PaymentFailed | PaymentExpired | RefundIssued
     | TransferReturned

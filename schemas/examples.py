@@ -34,6 +34,9 @@ PAYLOADS: dict[str, Model] = {
     "ReturnRequested": s.ReturnRequestedData(
         order_id=ORDER, return_id="ret_1", lines=RLINES, reason="damaged"),
     "OrderReturned": s.OrderReturnedData(order_id=ORDER, return_id="ret_1", refunded=EUR),
+    "ReturnClosed": s.ReturnClosedData(
+        order_id=ORDER, return_id="ret_1", refunded=s.Money(amount=2499, currency="EUR"),
+        lines=[s.ReturnLine(sku="SKU-RED-MUG", quantity=1, restock="write_off")]),
     "GoodwillRefundRequested": s.GoodwillRefundRequestedData(
         order_id=ORDER, goodwill_id="gw_1", amount=s.Money(amount=500, currency="EUR"),
         reason="the parcel came two days late"),
@@ -60,6 +63,9 @@ PAYLOADS: dict[str, Model] = {
                                            location="WH-1"),
     "StockRestocked": s.StockRestockedData(
         order_id=ORDER, return_id="ret_1", location="WH-1", lines=LINES),
+    "StockWrittenOff": s.StockWrittenOffData(
+        order_id=ORDER, return_id="ret_1", location="WH-1",
+        lines=[s.StockLine(sku="SKU-RED-MUG", quantity=1)]),
     "LowStock": s.LowStockData(sku="SKU-RED-MUG", location="WH-1", available=3, threshold=5),
     "ReservationExpired": s.ReservationExpiredData(order_id=ORDER, reservation_id="res_1"),
     "PaymentConfirmed": s.PaymentConfirmedData(

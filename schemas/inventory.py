@@ -51,6 +51,15 @@ class StockRestockedData(Model):
     lines: list[StockLine] = Field(min_length=1)
 
 
+class StockWrittenOffData(Model):
+    """Returned units that cannot be sold again: they stay off the shelf, written off."""
+
+    order_id: str
+    return_id: str
+    location: str = Field(description="The location the units were returned to.")
+    lines: list[StockLine] = Field(min_length=1)
+
+
 class LowStockData(Model):
     sku: str
     location: str
@@ -90,6 +99,11 @@ class StockCommitted(_InventoryEvent):
 class StockRestocked(_InventoryEvent):
     type: Literal["StockRestocked"] = "StockRestocked"
     data: StockRestockedData
+
+
+class StockWrittenOff(_InventoryEvent):
+    type: Literal["StockWrittenOff"] = "StockWrittenOff"
+    data: StockWrittenOffData
 
 
 class LowStock(_InventoryEvent):

@@ -240,6 +240,9 @@ class ReceiptConfirmedData(Model):
 class ReturnLine(Model):
     sku: str
     quantity: int = Field(gt=0, strict=True)
+    restock: Literal["stock", "write_off"] = Field(
+        "stock", description="stock: the units go back on the shelf they left; write_off: "
+        "they cannot be sold again (damaged) and are written off.")
 
 
 class ReturnRequestedData(Model):
@@ -247,6 +250,22 @@ class ReturnRequestedData(Model):
     return_id: str
     lines: list[ReturnLine] = Field(min_length=1)
     reason: str
+    refund: Money | None = Field(None, description=(
+        "What the return pays back once it is received: the returned lines' share of what "
+        "was paid, or for the last return all that is left. Absent on returns recorded "
+        "before partial returns, which took the whole order back."))
+    last: bool = Field(True, description=(
+        "It takes back every unit not returned before: the order ends returned."))
+
+
+class ReturnClosedData(Model):
+    """A partial return is complete (its units back on the shelf or written off, its money
+    paid back); the order goes on with the units the customer kept."""
+
+    order_id: str
+    return_id: str
+    refunded: Money
+    lines: list[ReturnLine] = Field(min_length=1)
 
 
 class OrderReturnedData(Model):
@@ -361,6 +380,11 @@ class GoodwillRefundRequested(_OrdersEvent):
 class OrderReturned(_OrdersEvent):
     type: Literal["OrderReturned"] = "OrderReturned"
     data: OrderReturnedData
+
+
+class ReturnClosed(_OrdersEvent):
+    type: Literal["ReturnClosed"] = "ReturnClosed"
+    data: ReturnClosedData
 
 
 class ReviewSubmitted(_OrdersEvent):

@@ -42,7 +42,9 @@ class RefundIssuedData(Model):
     order_id: str
     refund_id: str
     amount: Money
-    reason: str = Field(description="cancelled or returned.")
+    reason: str = Field(description="cancelled, returned, late_transfer or goodwill.")
+    return_id: str | None = Field(None, description="The return it pays back (reason "
+                                  "returned), when the return named its refund.")
 
 
 class TransferReturnedData(Model):

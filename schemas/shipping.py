@@ -6,7 +6,7 @@ from typing import ClassVar, Literal
 
 from pydantic import AwareDatetime, Field
 
-from schemas.envelope import Event, Model
+from schemas.envelope import Event, Model, Money
 from schemas.orders import ReturnLine
 
 
@@ -59,6 +59,9 @@ class ReturnReceivedData(Model):
     order_id: str
     return_id: str
     lines: list[ReturnLine] = Field(min_length=1)
+    refund: Money | None = Field(None, description="What the return pays back, as requested "
+                                 "(ReturnRequested.refund).")
+    last: bool = Field(True, description="The return takes back every unit still kept.")
 
 
 class ShipmentRecalledData(Model):

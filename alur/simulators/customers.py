@@ -44,6 +44,7 @@ class Plan:
     pays_transfer: bool = True
     cancel: str | None = None      # "before_payment" | "after_payment"
     returns: bool = False
+    partial: bool = False          # returns one unit first (broken: written off), then the rest
     complains: bool = False        # the shop answers the complaint with a goodwill refund
     reviews: bool = False
     confirms: bool = False
@@ -70,6 +71,7 @@ def plan(rng: random.Random) -> Plan:
     p.cancel = "before_payment" if cancel < 0.04 else "after_payment" if cancel < 0.08 else None
     after = rng.random()
     p.returns, p.confirms = after < 0.07, 0.07 <= after < 0.6
+    p.partial = p.returns and rng.random() < 0.5
     p.complains = not p.returns and rng.random() < 0.06
     p.reviews = rng.random() < 0.3
     return p
@@ -174,7 +176,7 @@ class Customers:
             for r in rows:
                 order_id, types = r["stream_id"], set(r["types"])
                 p = self.orders[order_id][1]
-                if self._finished(p, types):
+                if self._finished(order_id, p, types):
                     open_.discard(order_id)
                 elif (step := self._next(order_id, p, types, r["account"], r["due"])):
                     steps.append(step)
@@ -192,7 +194,8 @@ class Customers:
         for order_id in sorted(order_ids)[:most]:
             p = self.orders[order_id][1]
             wants = [w for w, on in (("pickup", p.pickup), ("cancel " + (p.cancel or ""),
-                                     p.cancel), ("return", p.returns), ("review", p.reviews),
+                                     p.cancel), ("return a part", p.partial),
+                                    ("return", p.returns), ("review", p.reviews),
                                     ("goodwill", p.complains), ("receipt", p.confirms)) if on]
             t = await trace(db, order_id)
             trouble = [f"{e.type}: {problem}" for e in t.events for problem in e.problems]
@@ -202,20 +205,23 @@ class Customers:
                          + (f" | {'; '.join(trouble)}" if trouble else ""))
         return lines
 
-    @staticmethod
-    def _pending(p: Plan, types: set[str]) -> list[str]:
-        wanted = [("review", p.reviews), ("return", p.returns), ("goodwill", p.complains),
+    def _pending(self, order_id: str, p: Plan, types: set[str]) -> list[str]:
+        partial = p.partial and sum(int(str(x["quantity"])) for x in self.lines[order_id]) > 1
+        wanted = [("review", p.reviews), ("return_part", partial),
+                  # the rest once the part is closed: one return of an order at a time
+                  ("return", p.returns and (not partial or "ReturnClosed" in types)),
+                  ("goodwill", p.complains),
                   ("receipt", p.confirms and not p.returns and "OrderCompleted" not in types)]
         return [action for action, on in wanted if on and action not in p.done]
 
-    def _finished(self, p: Plan, types: set[str]) -> bool:
+    def _finished(self, order_id: str, p: Plan, types: set[str]) -> bool:
         if p.till:
             return "OrderCompleted" in types
         if types & {"OrderCancelled", "OrderReturned"}:
             return True
         if not types & {"Delivered", "PickedUp"}:
             return False
-        return not self._pending(p, types) and not p.returns
+        return not self._pending(order_id, p, types) and not p.returns
 
     def _next(self, order_id: str, p: Plan, types: set[str], account: str | None,
               due: int | None) -> Coroutine[Any, Any, None] | None:
@@ -231,21 +237,35 @@ class Customers:
             return self._post(order_id, p, "cancel", "cancel")
         if not types & {"Delivered", "PickedUp"}:
             return None
-        pending = self._pending(p, types)
+        pending = self._pending(order_id, p, types)
         if not pending:
             return None
         action = pending[0]
         if action == "review":
             return self._post(order_id, p, "review", "reviews",
                               {"rating": 1 + int(order_id[-2:], 16) % 5, "text": "demo"})
+        if action == "return_part":
+            return self._post(order_id, p, "return_part", "returns",
+                              {"lines": [self._first_unit(order_id)],
+                               "reason": "it arrived broken"})
         if action == "return":
             return self._post(order_id, p, "return", "returns",
-                              {"lines": self.lines[order_id], "reason": "changed my mind"})
+                              {"lines": self._kept(order_id, p), "reason": "changed my mind"})
         if action == "goodwill":
             return self._post(order_id, p, "goodwill", "refunds",
                               {"amount": self._goodwill(order_id),
                                "reason": "the parcel arrived late and the box was dented"})
         return self._post(order_id, p, "receipt", "receipt")
+
+    def _first_unit(self, order_id: str) -> dict[str, object]:
+        return {"sku": self.lines[order_id][0]["sku"], "quantity": 1, "restock": "write_off"}
+
+    def _kept(self, order_id: str, p: Plan) -> list[dict[str, object]]:
+        """The order's lines, less the unit returned first."""
+        lines = [dict(x) for x in self.lines[order_id]]
+        if "return_part" in p.done:
+            lines[0]["quantity"] = int(str(lines[0]["quantity"])) - 1
+        return [x for x in lines if int(str(x["quantity"])) > 0]
 
     def _goodwill(self, order_id: str) -> dict[str, object]:
         """A tenth of the order back, in round thousands of rupiah (a unit where that rounds

@@ -99,6 +99,23 @@ async def _no_oversell(conn: asyncpg.Connection, ids: list[str] | None, report: 
         "   FROM inventory.reservation_lines WHERE status = 'reserved' GROUP BY 1, 2) l"
         " USING (location, sku) WHERE s.reserved <> coalesce(l.held, 0)"),
         "{location}/{sku}: stock says {reserved} reserved, reservations hold {held}")
+    # Returns take back units the customer had: restocked and written off together, never
+    # more of a SKU than the order had.
+    report.add("2 no oversell", await conn.fetch(
+        "WITH back AS (SELECT e.stream_id AS order_id, l->>'sku' AS sku,"
+        "   sum((l->>'quantity')::int) AS n FROM inventory.events e,"
+        "   jsonb_array_elements(e.body->'data'->'lines') l"
+        "   WHERE e.type IN ('StockRestocked', 'StockWrittenOff') AND e.origin = 'own'"
+        "   GROUP BY 1, 2),"
+        " sold AS (SELECT e.stream_id AS order_id, l->>'sku' AS sku,"
+        "   sum((l->>'quantity')::int) AS n FROM orders.events e,"
+        "   jsonb_array_elements(e.body->'data'->'lines') l"
+        "   WHERE e.type = 'OrderPlaced' GROUP BY 1, 2)"
+        " SELECT back.order_id, back.sku, back.n AS back, coalesce(sold.n, 0) AS sold"
+        " FROM back LEFT JOIN sold USING (order_id, sku)"
+        " WHERE back.n > coalesce(sold.n, 0)"
+        "   AND ($1::text[] IS NULL OR back.order_id = ANY($1))", ids),
+        "{back} x {sku} taken back of {sold} sold")
     report.add("2 no oversell", await conn.fetch(
         "SELECT DISTINCT r.order_id FROM inventory.reservation_lines r"
         " JOIN orders.events e ON e.stream_id = r.order_id AND e.type = 'OrderCancelled'"
@@ -124,7 +141,12 @@ async def _money(conn: asyncpg.Connection, ids: list[str] | None, report: Report
         "     FILTER (WHERE type = 'RefundIssued'), 0) AS refunded,"
         "   coalesce(sum((body->'data'->'amount'->>'amount')::bigint)"
         "     FILTER (WHERE type = 'RefundIssued' AND body->'data'->>'reason' = 'goodwill'),"
-        "     0) AS goodwill"
+        "     0) AS goodwill,"
+        "   coalesce(sum((body->'data'->'amount'->>'amount')::bigint)"
+        "     FILTER (WHERE type = 'RefundIssued' AND body->'data'->>'return_id' IN ("
+        "       SELECT r.body->'data'->>'return_id' FROM orders.events r"
+        "       WHERE r.type = 'ReturnRequested' AND r.stream_id = payments.events.stream_id"
+        "         AND (r.body->'data'->>'last')::boolean IS FALSE)), 0) AS partial"
         "   FROM payments.events WHERE origin = 'own' GROUP BY stream_id),"
         " o AS (SELECT stream_id AS order_id,"
         "   max((body->'data'->'total'->>'amount')::bigint)"
@@ -139,18 +161,21 @@ async def _money(conn: asyncpg.Connection, ids: list[str] | None, report: Report
         " SELECT o.order_id, o.total, o.total - o.points_value AS due, o.points_value,"
         "   o.spent, o.given_back, coalesce(p.captures, 0) AS captures,"
         "   coalesce(p.captured, 0) AS captured, coalesce(p.refunded, 0) AS refunded,"
-        "   coalesce(p.goodwill, 0) AS goodwill, o.undone, o.kept"
+        "   coalesce(p.goodwill, 0) AS goodwill, coalesce(p.partial, 0) AS partial,"
+        "   o.undone, o.kept"
         " FROM o LEFT JOIN p USING (order_id)"
         " WHERE ($1::text[] IS NULL OR o.order_id = ANY($1))", ids)
     report.add("3 money", [r for r in rows if r["captures"] > 1],
                "{captures} captures")
     # Loyalty points pay part of an order: the payment method owes the rest (`due`). Goodwill
-    # refunds pay part of that back, never all of it.
+    # refunds pay part of that back, never all of it, and so do partial returns: captured -
+    # refunded = total - refunded lines - goodwill.
     report.add("3 money", [r for r in rows
-                           if r["captured"] - r["refunded"] not in (0, r["due"] - r["goodwill"])
+                           if r["captured"] - r["refunded"]
+                           not in (0, r["due"] - r["goodwill"] - r["partial"])
                            or r["captured"] - r["refunded"] < 0],
                "captured {captured} - refunded {refunded} is neither 0 nor {due} less "
-               "{goodwill} in goodwill")
+               "{goodwill} in goodwill and {partial} for partial returns")
     report.add("3 money", [r for r in rows if r["goodwill"]
                            and r["goodwill"] >= r["captured"]],
                "{goodwill} in goodwill refunds of {captured} captured")
@@ -158,11 +183,12 @@ async def _money(conn: asyncpg.Connection, ids: list[str] | None, report: Report
                            and r["captured"] - r["refunded"] != 0],
                "cancelled or returned but {captured} captured, {refunded} refunded")
     report.add("3 money", [r for r in rows if r["kept"] and r["captured"] - r["refunded"]
-                           + r["goodwill"]
+                           + r["goodwill"] + r["partial"]
                            + (r["points_value"] if r["spent"] and not r["given_back"] else 0)
                            != r["total"]],
                "completed but {captured} captured, {refunded} refunded ({goodwill} of it "
-               "goodwill) and {points_value} in points spent of {total}")
+               "goodwill, {partial} for partial returns) and {points_value} in points spent "
+               "of {total}")
     report.add("3 money", [r for r in rows if r["points_value"] and r["undone"]
                            and not r["given_back"]],
                "cancelled or returned, but the loyalty points it spent were not given back")
@@ -174,7 +200,9 @@ async def _money(conn: asyncpg.Connection, ids: list[str] | None, report: Report
         report.add("3 money", await conn.fetch(
             "SELECT reference AS order_id, payment_reference, count(*) AS n"
             " FROM gateway_sim.refunds WHERE ($1::text[] IS NULL OR reference = ANY($1))"
-            "   AND idempotency_key NOT LIKE '%:goodwill:%'"  # a goodwill refund is partial
+            # goodwill refunds and partial returns' refunds pay part of a capture back
+            "   AND idempotency_key NOT LIKE '%:goodwill:%'"
+            "   AND idempotency_key NOT LIKE '%:return:%'"
             " GROUP BY reference, payment_reference HAVING count(*) > 1", ids),
             "the gateway paid {payment_reference} back {n} times")
         await _gateway_ledger(conn, ids, report)
@@ -244,14 +272,17 @@ async def _no_duplicate_effects(conn: asyncpg.Connection, ids: list[str] | None,
                                 report: Report) -> None:
     for event_type, schema in (("ShipmentCreated", "shipping"), ("PaymentPending", "payments"),
                                ("RefundIssued", "payments"), ("StockReserved", "inventory"),
-                               ("StockRestocked", "inventory")):
+                               ("StockRestocked", "inventory"),
+                               ("StockWrittenOff", "inventory")):
+        # Refunds and restocks come once per return (or recalled parcel); goodwill refunds
+        # once per request, below.
         report.add("4 no duplicate effect", await conn.fetch(
             f"SELECT stream_id AS order_id, count(*) AS n FROM {schema}.events"
             " WHERE type = $1 AND origin = 'own'"
             " AND ($2::text[] IS NULL OR stream_id = ANY($2))"
-            # goodwill refunds are one per request, below
             " AND body->'data'->>'reason' IS DISTINCT FROM 'goodwill'"
-            " GROUP BY stream_id HAVING count(*) > 1", event_type, ids),
+            " GROUP BY stream_id, body->'data'->>'return_id' HAVING count(*) > 1",
+            event_type, ids),
             f"{event_type} recorded {{n}} times")
     report.add("4 no duplicate effect", await conn.fetch(
         "WITH paid AS (SELECT stream_id, count(*) AS n FROM payments.events"

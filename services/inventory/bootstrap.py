@@ -20,12 +20,14 @@ from schemas import (
     Event,
     LowStockData,
     Model,
+    ReturnLine,
     StockCommittedData,
     StockLine,
     StockRejectedData,
     StockReleasedData,
     StockReservedData,
     StockRestockedData,
+    StockWrittenOffData,
     now,
 )
 from services.inventory import admin_api, domain
@@ -77,14 +79,30 @@ def make_perform(reservation_ttl: float,
                                        reservation_id=command.reservation_id,
                                        location=command.location)]
         if isinstance(command, domain.Restock):
-            await stock(uow).restock(command.location, command.lines)
-            return [StockRestockedData(order_id=command.order_id, return_id=command.return_id,
-                                       location=command.location, lines=[
-                                           StockLine(sku=x.sku, quantity=x.quantity)
-                                           for x in command.lines])]
+            return await restock(stock(uow), command)
         raise TypeError(f"unknown command {command!r}")
 
     return perform
+
+
+async def restock(stock: Stock, command: domain.Restock) -> list[Model]:
+    """Put a return's units back on the shelf, and record the ones written off."""
+    back = [x for x in command.lines if x.restock == "stock"]
+    gone = [x for x in command.lines if x.restock == "write_off"]
+    if back:
+        await stock.restock(command.location, back)
+    done: list[Model] = []
+    if back:
+        done.append(StockRestockedData(order_id=command.order_id, return_id=command.return_id,
+                                       location=command.location, lines=_stock_lines(back)))
+    if gone:
+        done.append(StockWrittenOffData(order_id=command.order_id, return_id=command.return_id,
+                                        location=command.location, lines=_stock_lines(gone)))
+    return done
+
+
+def _stock_lines(lines: Sequence[ReturnLine]) -> list[StockLine]:
+    return [StockLine(sku=x.sku, quantity=x.quantity) for x in lines]
 
 
 async def low_stock(stock: Stock, location: str,

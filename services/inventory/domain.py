@@ -57,8 +57,9 @@ class Release:
 
 @dataclass(frozen=True)
 class Restock:
-    """Command: returned units are back on the shelf of the location they left. `return_id`
-    names the return, or for a parcel recalled after a late cancel, its shipment."""
+    """Command: returned units are back at the location they left: on its shelf, or written
+    off there when their line says so (damaged). `return_id` names the return, or for a
+    parcel recalled after a late cancel, its shipment."""
 
     order_id: str
     return_id: str
@@ -75,7 +76,7 @@ class ReservationState:
     lines: tuple[StockLine, ...] = ()
     expires_at: datetime | None = None
     taken_over: bool = False            # paid, payment pending or shipment booked: no expiry
-    restocked: bool = False
+    restocked: frozenset[str] = frozenset()  # the returns (or recalled parcels) taken back
     cod: bool = False                   # cash on delivery: no expiry
     released_to_ship: bool = False      # OrderReadyToShip seen
     cancelled: bool = False             # OrderCancelled seen
@@ -125,8 +126,8 @@ def evolve(state: ReservationState, event: Event) -> ReservationState:
         return replace(state, taken_over=True)
     if event.type == "ReservationExpired":
         return replace(state, status="expired")
-    if event.type == "StockRestocked":
-        return replace(state, restocked=True)
+    if event.type in ("StockRestocked", "StockWrittenOff"):
+        return replace(state, restocked=state.restocked | {event.data.return_id})
     if event.type == "StockRejected":
         return replace(state, status="rejected")
     if event.type == "StockCommitted":
@@ -158,11 +159,11 @@ def decide(state: ReservationState, event: Event) -> list[Command]:
         return [Commit(event.subject, reservation, location)]
     if event.type == "OrderCancelled" and state.status == "reserved" and reservation:
         return [Release(event.subject, reservation, release_reason(event.data.reason))]
-    if state.status != "committed" or state.restocked or location is None:
+    if state.status != "committed" or location is None:
         return []
-    if event.type == "ReturnReceived":
+    if event.type == "ReturnReceived" and event.data.return_id not in state.restocked:
         return [Restock(event.subject, event.data.return_id, location, tuple(event.data.lines))]
-    if event.type == "ReturnedToSender":
+    if event.type == "ReturnedToSender" and event.data.shipment_id not in state.restocked:
         # The order was cancelled after it shipped; its parcel is back. (Released before it
         # shipped, its units never left the books: nothing to put back.)
         return [Restock(event.subject, event.data.shipment_id, location,
@@ -213,5 +214,5 @@ OUTCOMES: dict[type, frozenset[str]] = {
     Sell: frozenset({"StockCommitted", "LowStock"}),
     Commit: frozenset({"StockCommitted"}),
     Release: frozenset({"StockReleased"}),
-    Restock: frozenset({"StockRestocked"}),
+    Restock: frozenset({"StockRestocked", "StockWrittenOff"}),
 }

@@ -19,6 +19,7 @@ CUSTOMER_FACING = frozenset({
     "OrderPlaced", "OrderCancelled", "PaymentConfirmed", "PaymentFailed", "PaymentPending",
     "PaymentExpired", "RefundIssued", "ShipmentCreated", "Shipped", "DeliveryFailed",
     "Delivered", "ReadyForPickup", "ReturnShipmentCreated", "ReturnReceived", "OrderReturned",
+    "ReturnClosed",
 })
 # A till sale: the customer gets one receipt once it is recorded, nothing about each step.
 POS_FACING = frozenset({"OrderCompleted"})

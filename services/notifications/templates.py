@@ -27,6 +27,7 @@ SUBJECTS = {
     "ReturnShipmentCreated": "A courier will collect the return of order {order}",
     "ReturnReceived": "We received the return of order {order}",
     "OrderReturned": "The return of order {order} is complete",
+    "ReturnClosed": "The return of part of order {order} is complete",
     "ShipmentCreated": "Your order {order} is being prepared for shipping",
     "Shipped": "Your order {order} is on its way",
     "Delivered": "Your order {order} was delivered",
@@ -64,6 +65,10 @@ def render(event: Event, name: str, order: OrderPlacedData | None = None,
         if order is not None and order.tax is not None and order.total.amount > 0:
             share = order.tax.share(amount.amount, order.total.amount)
             lines.append(f"Of which {_tax_name(order.tax, loc)}: {share.format(loc)}.")
+    if event.type == "ReturnClosed":
+        lines += [f"  {x.quantity} x {x.sku}" for x in data.lines]
+        lines.append(f"Paid back for them: {data.refunded.format(loc)}. You keep the rest of "
+                     "the order.")
     if event.type == "ReadyForPickup":
         lines.append(f"Collect it at store {data.store_id}.")
     if event.type == "OrderCancelled":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Literal
@@ -28,6 +28,7 @@ from schemas import (
     PaymentInstruction,
     ReceiptConfirmedData,
     Redemption,
+    ReturnClosedData,
     ReturnLine,
     ReturnRequestedData,
     ReviewSubmittedData,
@@ -37,7 +38,8 @@ from schemas.money import minor_units
 
 # Status moves forward only; an event that arrives late (another topic lagging) cannot move
 # the order back. A return moves on from delivered/completed: return_requested ->
-# return_received -> returned.
+# return_received, then back to where it came from once a partial return is closed
+# (ReturnClosed), or to returned once the last units came back (OrderReturned).
 STAGES: tuple[str, ...] = (
     "placed", "reserved", "awaiting_payment", "paid", "shipment_created", "shipped",
     "in_transit", "out_for_delivery", "ready_for_pickup", "delivered", "completed",
@@ -144,9 +146,17 @@ class OrderState:
     lines: tuple[tuple[str, int], ...] = ()
     delivered_at: datetime | None = None
     reviewed: bool = False
-    return_id: str | None = None
-    refunded_return: bool = False
-    restocked: bool = False
+    values: tuple[tuple[str, int], ...] = ()  # what each SKU's units cost on the order, all told
+    return_id: str | None = None  # the return under way
+    return_lines: tuple[ReturnLine, ...] = ()
+    return_refund: int | None = None  # what it pays back (None: an old whole-order return)
+    return_last: bool = True  # it takes back every unit still kept
+    resume: str | None = None  # the status a partial return goes back to once closed
+    refunded_return: bool = False  # its refund was issued
+    settled_units: int = 0  # of its units, restocked or written off
+    returned: tuple[tuple[str, int], ...] = ()  # units taken back by closed returns
+    returned_money: int = 0  # what closed returns paid back, minor units
+    closed_returns: frozenset[str] = frozenset()
     points: int = 0  # loyalty points accrued and not reversed
     held_points: int = 0  # loyalty points the order spends (held until it is paid)
     redeemed_value: int = 0  # what they pay of the total, minor units
@@ -164,6 +174,23 @@ class OrderState:
     @property
     def return_requested(self) -> bool:
         return self.return_id is not None
+
+    def kept(self) -> dict[str, int]:
+        """The units the customer still has (ordered, less those closed returns took back)."""
+        kept = dict(self.lines)
+        for sku, quantity in self.returned:
+            kept[sku] = kept.get(sku, 0) - quantity
+        return {sku: n for sku, n in kept.items() if n > 0}
+
+    @property
+    def paid_money(self) -> int:
+        """What the payment method owes for the order: its total less the points spent."""
+        return 0 if self.total is None else self.total.amount - self.redeemed_value
+
+    @property
+    def given_back(self) -> int:
+        """Paid back without cancelling the order: goodwill and closed partial returns."""
+        return self.goodwill + self.returned_money
 
 
 def place_order(
@@ -322,18 +349,18 @@ def complete(state: OrderState, order_id: str) -> list[Model]:
     """The order completes, and its customer earns a loyalty point per point value paid with
     money and kept (not given back as goodwill)."""
     done: list[Model] = [OrderCompletedData(order_id=order_id)]
-    points = _earned(state, state.goodwill)
+    points = _earned(state, state.given_back)
     if points > 0 and state.customer_id is not None:
         done.append(LoyaltyPointsAccruedData(order_id=order_id, customer_id=state.customer_id,
                                              points=points))
     return done
 
 
-def _earned(state: OrderState, goodwill: int) -> int:
-    """The points an order earns: its total less the points spent on it and `goodwill`."""
+def _earned(state: OrderState, given_back: int) -> int:
+    """The points an order earns: its total less the points spent on it and `given_back`."""
     if state.total is None:
         return 0
-    kept = state.total.amount - state.redeemed_value - goodwill
+    kept = state.total.amount - state.redeemed_value - given_back
     return max(0, kept // point_value(state.total.currency))
 
 
@@ -357,14 +384,14 @@ def goodwill_refund(state: OrderState, order_id: str, goodwill_id: str, amount: 
                            f"not {amount.currency}")
     if amount.amount <= 0:
         raise InvalidOrder("a goodwill refund is a positive amount")
-    left = state.total.amount - state.redeemed_value - state.goodwill
+    left = state.paid_money - state.given_back
     if amount.amount >= left:
         raise InvalidOrder(f"a goodwill refund pays back part of what was paid: at most "
                            f"{left - 1} minor units on this order (to give it all back, cancel "
                            "it or take a return)")
     decided: list[Model] = [GoodwillRefundRequestedData(
         order_id=order_id, goodwill_id=goodwill_id, amount=amount, reason=reason)]
-    over = state.points - _earned(state, state.goodwill + amount.amount)
+    over = state.points - _earned(state, state.given_back + amount.amount)
     if state.status == "completed" and over > 0 and state.customer_id is not None:
         decided.append(LoyaltyPointsReversedData(order_id=order_id,
                                                  customer_id=state.customer_id, points=over))
@@ -390,31 +417,51 @@ def request_return(
     state: OrderState, order_id: str, return_id: str, lines: Sequence[ReturnLine], reason: str,
     now: datetime, window_days: float,
 ) -> ReturnRequestedData:
-    """A return of delivered units, within the window after delivery."""
+    """A return of delivered units, within the window after delivery: any of the units the
+    customer still has, each line saying whether its units go back on the shelf or are
+    written off. Several returns may follow one another, one at a time. A return pays back
+    its lines' share of what was paid (tax included, as the total includes it); the one that
+    takes back the last units pays back all that is left, so that the order's refunds add up
+    to what was paid, to the unit."""
     if state.channel == "pos":
         raise NotAllowedNow("a point-of-sale sale is returned at the till")
+    if state.return_requested:
+        raise NotAllowedNow(f"return {state.return_id} of this order is under way; the next "
+                            "can be requested once it is closed")
     if state.delivered_at is None or state.status not in AFTER_DELIVERY:
         raise NotAllowedNow(f"only a delivered order can be returned; the order is {state.status}")
-    if state.return_requested:
-        raise NotAllowedNow("a return was requested for this order already")
     if (now - state.delivered_at).total_seconds() > window_days * 86400:
         raise NotAllowedNow(f"the return window of {window_days:g} days after delivery is over")
-    ordered = dict(state.lines)
+    ordered, kept = dict(state.lines), state.kept()
     seen: set[str] = set()
     for line in lines:
         if line.sku not in ordered:
             raise InvalidOrder(f"{line.sku} is not on this order")
         if line.sku in seen:
             raise InvalidOrder("each SKU may appear on one return line only")
-        if line.quantity > ordered[line.sku]:
-            raise InvalidOrder(f"{line.quantity} x {line.sku} returned but {ordered[line.sku]} "
-                               "ordered")
+        if line.quantity > kept.get(line.sku, 0):
+            raise InvalidOrder(f"{line.quantity} x {line.sku} returned but the customer has "
+                               f"{kept.get(line.sku, 0)} of the {ordered[line.sku]} ordered")
         seen.add(line.sku)
-    if sorted((x.sku, x.quantity) for x in lines) != sorted(state.lines):
-        # Refunds are whole: captured minus refunded stays 0 or the order total.
-        raise InvalidOrder("a return takes back the whole order: every line, in full")
+    last = all(kept[sku] == next((x.quantity for x in lines if x.sku == sku), 0)
+               for sku in kept)
     return ReturnRequestedData(order_id=order_id, return_id=return_id, lines=list(lines),
-                               reason=reason)
+                               reason=reason, refund=_return_refund(state, lines, last),
+                               last=last)
+
+
+def _return_refund(state: OrderState, lines: Sequence[ReturnLine], last: bool) -> Money:
+    """The returned lines' share of what was paid for the order, never more than is left
+    of it; the last return gets all that is left."""
+    currency = state.total.currency if state.total else "IDR"  # delivered, so placed
+    left = max(0, state.paid_money - state.given_back)
+    if last:
+        return Money(amount=left, currency=currency)
+    values, quantities = dict(state.values), dict(state.lines)
+    returned = sum(values[x.sku] * x.quantity // quantities[x.sku] for x in lines)
+    whole = sum(values.values())
+    share = state.paid_money * returned // whole if whole else 0
+    return Money(amount=min(share, left), currency=currency)
 
 
 def evolve(state: OrderState, event: Event) -> OrderState:
@@ -427,7 +474,10 @@ def evolve(state: OrderState, event: Event) -> OrderState:
                         customer_id=data.alur_customer_id or data.customer.customer_id,
                         held_points=spends.points if spends else 0,
                         redeemed_value=spends.value.amount if spends else 0,
-                        total=data.total, lines=tuple((x.sku, x.quantity) for x in data.lines),
+                        total=data.total, lines=_per_sku(
+                            (x.sku, x.quantity) for x in data.lines),
+                        values=_per_sku((x.sku, x.unit_price.amount * x.quantity)
+                                        for x in data.lines),
                         channel=event.channel, sold_at=data.sold_at,
                         cod=data.payment.method == "cod")
     elif kind == "OrderReadyToShip":
@@ -455,14 +505,31 @@ def evolve(state: OrderState, event: Event) -> OrderState:
         return replace(state, points=state.points - event.data.points)
     elif kind == "OrderStuck":
         return replace(state, stuck_reported=event.data.since)
-    elif kind == "RefundIssued" and event.data.reason == "returned":
+    elif kind == "RefundIssued" and event.data.reason == "returned" \
+            and event.data.return_id in (None, state.return_id):
         return replace(state, refunded_return=True)
-    elif kind == "StockRestocked":
-        return replace(state, restocked=True)
+    elif kind in ("StockRestocked", "StockWrittenOff") \
+            and event.data.return_id == state.return_id:
+        units = sum(x.quantity for x in event.data.lines)
+        return replace(state, settled_units=state.settled_units + units)
     if kind == "ReturnRequested":
-        return _enter(replace(state, return_id=event.data.return_id), "return_requested", event)
-    if kind == "ReturnReceived" and state.status == "return_requested":
+        data = event.data
+        return _enter(replace(state, return_id=data.return_id, return_lines=tuple(data.lines),
+                              return_refund=data.refund.amount if data.refund else None,
+                              return_last=data.last, resume=state.status,
+                              refunded_return=False, settled_units=0),
+                      "return_requested", event)
+    if kind == "ReturnReceived" and state.status == "return_requested" \
+            and event.data.return_id == state.return_id:
         return _enter(state, "return_received", event)
+    if kind == "ReturnClosed":
+        data = event.data
+        back = _per_sku([*state.returned, *((x.sku, x.quantity) for x in data.lines)])
+        return _enter(replace(state, return_id=None, return_lines=(), return_refund=None,
+                              returned=back, returned_money=state.returned_money
+                              + data.refunded.amount,
+                              closed_returns=state.closed_returns | {data.return_id}),
+                      state.resume or "delivered", event)
     if kind == "OrderReturned":
         return _enter(state, "returned", event)
     if state.status in TERMINAL or state.status in RETURNING:
@@ -476,6 +543,14 @@ def evolve(state: OrderState, event: Event) -> OrderState:
         placed_at = event.time if stage == "placed" else state.placed_at
         return replace(_enter(state, stage, event), placed_at=placed_at)
     return state
+
+
+def _per_sku(pairs: Iterable[tuple[str, int]]) -> tuple[tuple[str, int], ...]:
+    """(sku, n) pairs summed per SKU, in the order SKUs first appear."""
+    sums: dict[str, int] = {}
+    for sku, n in pairs:
+        sums[sku] = sums.get(sku, 0) + n
+    return tuple(sums.items())
 
 
 def _enter(state: OrderState, status: str, event: Event) -> OrderState:
@@ -543,22 +618,39 @@ def _sale_recorded(state: OrderState) -> bool:
 
 
 def _return_closable(state: OrderState) -> bool:
-    """The returned parcel arrived, its money went back and its units are on the shelf."""
-    return state.status == "return_received" and state.refunded_return and state.restocked
+    """The returned parcel arrived, its money went back (if it had any to pay back) and its
+    units are on the shelf or written off."""
+    units = sum(x.quantity for x in state.return_lines)
+    return (state.status == "return_received" and state.settled_units >= units
+            and (state.refunded_return or state.return_refund == 0))
 
 
 def _close_return(state: OrderState, order_id: str) -> list[Model]:
+    """A partial return closes (ReturnClosed) and the points earned on its money are
+    reversed; the last one returns the order, gives back the points it spent and reverses
+    the rest of those it earned."""
     if state.return_id is None or state.total is None:
         return []
-    refunded = Money(amount=state.total.amount - state.redeemed_value - state.goodwill,
-                     currency=state.total.currency)
-    closed: list[Model] = [OrderReturnedData(order_id=order_id, return_id=state.return_id,
-                                             refunded=refunded),
-                           *release_points(state, order_id, "returned")]
-    if state.points > 0 and state.customer_id is not None:
-        closed.append(LoyaltyPointsReversedData(order_id=order_id, customer_id=state.customer_id,
-                                                points=state.points))
-    return closed
+    currency = state.total.currency
+    left = state.paid_money - state.given_back
+    refunded = left if state.return_refund is None else state.return_refund
+    if not state.return_last:
+        over = state.points - _earned(state, state.given_back + refunded)
+        return [ReturnClosedData(order_id=order_id, return_id=state.return_id,
+                                 refunded=Money(amount=refunded, currency=currency),
+                                 lines=list(state.return_lines)),
+                *_reverse(state, order_id, over)]
+    return [OrderReturnedData(order_id=order_id, return_id=state.return_id,
+                              refunded=Money(amount=refunded, currency=currency)),
+            *release_points(state, order_id, "returned"),
+            *_reverse(state, order_id, state.points)]
+
+
+def _reverse(state: OrderState, order_id: str, points: int) -> list[Model]:
+    if points <= 0 or state.customer_id is None:
+        return []
+    return [LoyaltyPointsReversedData(order_id=order_id, customer_id=state.customer_id,
+                                      points=points)]
 
 
 def deadlines_under(policy: Policy) -> Callable[[OrderState], dict[str, datetime]]:
@@ -602,8 +694,11 @@ def refuse(state: OrderState, event: Event) -> str | None:
     kind = event.type
     if kind in PARCEL_SIDE and not state.ready_to_ship:
         return f"it was never released to shipping (it is {state.status})"
-    if kind in RETURN_SIDE and not state.return_requested:
+    if kind in RETURN_SIDE and state.return_id is None and not state.closed_returns:
         return "no return was requested"
+    if kind in RETURN_SIDE and event.data.return_id != state.return_id \
+            and event.data.return_id not in state.closed_returns:
+        return f"return {event.data.return_id} was never requested"
     if kind == "RefundIssued" and not state.paid:
         return "nothing was paid"
     if kind == "PaymentConfirmed" and state.paid:
@@ -615,7 +710,7 @@ def refuse(state: OrderState, event: Event) -> str | None:
 
 OPENS = frozenset({"OrderPlaced"})  # recorded by the API before anyone else hears of the order
 RELEVANT = frozenset({
-    "StockReserved", "StockRejected", "ReservationExpired", "StockRestocked",
+    "StockReserved", "StockRejected", "ReservationExpired", "StockRestocked", "StockWrittenOff",
     "PaymentPending", "PaymentConfirmed", "PaymentFailed", "PaymentExpired", "RefundIssued",
     "ShipmentCreated", "Shipped", "InTransit", "OutForDelivery", "DeliveryFailed", "Delivered",
     "ReadyForPickup", "PickedUp", "ReturnShipmentCreated", "ReturnReceived",

@@ -87,7 +87,8 @@ def make_perform(gateway: Gateway, callback_url: str, transfer_ttl: float) -> Pe
             refund_id = await gateway.refund(command.idempotency_key, command.order_id,
                                              command.amount, command.gateway_reference)
             return [RefundIssuedData(order_id=command.order_id, refund_id=refund_id,
-                                     amount=command.amount, reason=command.reason)]
+                                     amount=command.amount, reason=command.reason,
+                                     return_id=command.return_id)]
         raise TypeError(f"unknown command {command!r}")
 
     return perform

@@ -11,12 +11,14 @@
 - `cod`: confirmed when the parcel is delivered (the courier collected the cash).
 - point of sale (`cash`, or `card` on the till's terminal): the sale arrives paid; the
   payment is recorded when the order is known, without the gateway.
-Captured money goes back (`Refund`) when the order is cancelled or its return received: once,
-all that is left of it. Before that, the shop may pay part of it back for a complaint
+Captured money goes back (`Refund`) when the order is cancelled or its last return received:
+once, all that is left of it. Before that, part of it goes back for a complaint
 (GoodwillRefundRequested: a `Refund` of that amount, reason `goodwill`, under the goodwill's
-own key), as long as what is left stays above zero. So captured minus refunded is always 0 or
-the amount due (the order total, less the value of loyalty points spent on it) less the
-goodwill refunds, and never negative. A card or e-wallet order
+own key) and for each partial return received (ReturnReceived with `last` false: the refund
+the return named, under the return's own key), never more than is left. So
+captured minus refunded is always 0 or the amount due (the order total, less the value of
+loyalty points spent on it) less the goodwill and partial returns' refunds, and never
+negative. A card or e-wallet order
 cancelled with no payment outcome recorded (its reservation lapsed while the gateway did not
 answer, or the customer cancelled while the charge was on its way) may still have been charged:
 the gateway is asked (`SettleCharge`), and a capture it holds is recorded and refunded.
@@ -70,7 +72,7 @@ class OpenTransfer:
 
 @dataclass(frozen=True)
 class Refund:
-    """Command: pay the captured amount back, under an idempotency key."""
+    """Command: pay the captured amount (or part of it) back, under an idempotency key."""
 
     order_id: str
     payment_id: str
@@ -78,6 +80,7 @@ class Refund:
     gateway_reference: str
     reason: str
     idempotency_key: str
+    return_id: str | None = None  # the return it pays back
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,8 @@ class PaymentState:
     gateway_reference: str | None = None
     refunded: bool = False  # the final refund (cancelled, returned, late transfer) was issued
     goodwill: int = 0  # goodwill refunds accepted, minor units
+    return_refunds: int = 0  # partial returns' refunds, minor units
+    partial_returns: frozenset[str] = frozenset()  # the partial returns refunded
     delivered: str | None = None  # the tracking number of the parcel that arrived
     returned: frozenset[str] = frozenset()  # transfers sent back (TransferReturned)
     released: bool = False  # OrderReadyToShip seen
@@ -160,7 +165,14 @@ class PaymentState:
         capture's currency, and less than what is left of the capture."""
         return (self.refundable and not self.cancelled and self.captured is not None
                 and amount.currency == self.captured.currency
-                and 0 < amount.amount < self.captured.amount - self.goodwill)
+                and 0 < amount.amount < self.left)
+
+    @property
+    def left(self) -> int:
+        """What is left of the capture after its goodwill and partial returns' refunds."""
+        if self.captured is None:
+            return 0
+        return self.captured.amount - self.goodwill - self.return_refunds
 
 
 def due(order: OrderPlacedData) -> Money:
@@ -193,7 +205,13 @@ def evolve(state: PaymentState, event: Event) -> PaymentState:
         return replace(state, status="expired")
     if event.type == "GoodwillRefundRequested" and state.takes_goodwill(event.data.amount):
         return replace(state, goodwill=state.goodwill + event.data.amount.amount)
-    if event.type == "RefundIssued" and event.data.reason != "goodwill":
+    if event.type == "ReturnReceived" and _partial(event) and state.refundable \
+            and event.data.return_id not in state.partial_returns and event.data.refund:
+        part = min(event.data.refund.amount, state.left)
+        return replace(state, return_refunds=state.return_refunds + part,
+                       partial_returns=state.partial_returns | {event.data.return_id})
+    if event.type == "RefundIssued" and event.data.reason != "goodwill" \
+            and event.data.return_id not in state.partial_returns:
         return replace(state, refunded=True)
     if event.type == "TransferReturned":
         return replace(state, returned=state.returned | {event.data.transfer_id})
@@ -231,8 +249,16 @@ def decide(state: PaymentState, event: Event) -> list[Decision]:
             and event.data.reason in ("reservation_expired", "customer_request"):
         return [SettleCharge(event.subject, _payment_id(event.subject),
                              state.instruction.method)]
-    if event.type == "ReturnReceived" and state.refundable:
-        return _refund(state, event.subject, "returned")
+    if event.type == "ReturnReceived" and state.refundable and not _partial(event):
+        return _refund(state, event.subject, "returned", event.data.return_id)
+    if event.type == "ReturnReceived" and after.return_refunds > state.return_refunds \
+            and after.gateway_reference is not None and after.captured is not None:
+        back = event.data.return_id
+        return [Refund(event.subject, _payment_id(event.subject),
+                       Money(amount=after.return_refunds - state.return_refunds,
+                             currency=after.captured.currency), after.gateway_reference,
+                       "returned", idempotency_key=f"{event.subject}:return:{back}",
+                       return_id=back)]
     if event.type == "GoodwillRefundRequested" and after.goodwill > state.goodwill \
             and after.gateway_reference is not None:
         gift = event.data
@@ -338,15 +364,20 @@ def settle_transfer(command: SettleTransfer,
     return [PaymentExpiredData(order_id=command.order_id, payment_id=command.payment_id)]
 
 
-def _refund(state: PaymentState, order_id: str, reason: str) -> list[Decision]:
-    """Pay back what is left of the capture after its goodwill refunds (nothing, if nothing
-    was captured)."""
-    if state.captured is None or state.gateway_reference is None:
+def _partial(event: Event) -> bool:
+    """A return received that takes back part of what the customer kept."""
+    return event.type == "ReturnReceived" and not event.data.last and event.data.refund is not None
+
+
+def _refund(state: PaymentState, order_id: str, reason: str,
+            return_id: str | None = None) -> list[Decision]:
+    """Pay back what is left of the capture after its goodwill and partial returns' refunds
+    (nothing, if nothing was captured or nothing is left)."""
+    if state.captured is None or state.gateway_reference is None or state.left <= 0:
         return []
-    left = Money(amount=state.captured.amount - state.goodwill,
-                 currency=state.captured.currency)
+    left = Money(amount=state.left, currency=state.captured.currency)
     return [Refund(order_id, _payment_id(order_id), left, state.gateway_reference,
-                   reason, idempotency_key=f"{order_id}:refund")]
+                   reason, idempotency_key=f"{order_id}:refund", return_id=return_id)]
 
 
 def _payment_id(order_id: str) -> str:

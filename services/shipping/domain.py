@@ -13,7 +13,9 @@ An order cancelled after its release (a business "no" that came late) has its bo
 cancelled while the parcel still waits for the courier, and the parcel recalled once the
 courier has it; the carrier reports it returned to sender when it is back at the warehouse. A
 requested return is booked with the carrier that delivered the order, and received when that
-carrier delivers it back to the warehouse.
+carrier delivers it back to the warehouse. Returns come one at a time (the orders service
+takes the next once the last is closed); a report about an earlier return's parcel is
+recorded already and changes nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from schemas import (
     Event,
     InTransitData,
     Model,
+    Money,
     OutForDeliveryData,
     PickedUpData,
     ReadyForPickupData,
@@ -129,11 +132,14 @@ class ShipmentState:
     tracking_number: str | None = None
     status: str | None = None
     failed_attempts: int = 0
-    return_id: str | None = None
+    return_id: str | None = None  # the latest return
     return_lines: tuple[ReturnLine, ...] = ()
+    return_refund: Money | None = None
+    return_last: bool = True
     return_carrier: str | None = None
     return_tracking_number: str | None = None
     return_received: bool = False
+    earlier_returns: frozenset[tuple[str, str]] = frozenset()  # (carrier, tracking number)
 
     @property
     def ready_to_ship(self) -> bool:
@@ -157,8 +163,16 @@ def evolve(state: ShipmentState, event: Event) -> ShipmentState:
     if event.type == "ShipmentRecalled":
         return replace(state, recalled=True)
     if event.type == "ReturnRequested":
+        if event.data.return_id == state.return_id:
+            return state
+        earlier = state.earlier_returns
+        if state.return_carrier and state.return_tracking_number:
+            earlier = earlier | {(state.return_carrier, state.return_tracking_number)}
         return replace(state, return_id=event.data.return_id,
-                       return_lines=tuple(event.data.lines))
+                       return_lines=tuple(event.data.lines), return_refund=event.data.refund,
+                       return_last=event.data.last, return_carrier=None,
+                       return_tracking_number=None, return_received=False,
+                       earlier_returns=earlier)
     if event.type == "ReturnShipmentCreated":
         return replace(state, return_carrier=event.data.carrier,
                        return_tracking_number=event.data.tracking_number)
@@ -218,6 +232,8 @@ def carrier_update(state: ShipmentState, update: ParcelUpdate) -> list[Model]:
     if (update.carrier, update.tracking_number) == (state.return_carrier,
                                                     state.return_tracking_number):
         return _returning(state, update)
+    if (update.carrier, update.tracking_number) in state.earlier_returns:
+        return []  # an earlier return's parcel: it was received already
     raise UnknownParcel(f"order {state.order_id} has no parcel {update.tracking_number} with "
                         f"{update.carrier}")
 
@@ -265,7 +281,8 @@ def _returning(state: ShipmentState, update: ParcelUpdate) -> list[Model]:
     if update.status != "delivered" or state.return_received:
         return []  # on its way back: nothing to record until it arrives
     return [ReturnReceivedData(order_id=state.order_id, return_id=state.return_id,
-                               lines=list(state.return_lines))]
+                               lines=list(state.return_lines), refund=state.return_refund,
+                               last=state.return_last)]
 
 
 RELEVANT = frozenset({"OrderPlaced", "OrderReadyToShip", "OrderCancelled", "ReturnRequested"})

@@ -120,16 +120,25 @@ async def test_receipt_review_and_return_after_delivery(api: Api) -> None:
     too_many = {"lines": [{"sku": "SKU-MUG", "quantity": 3}], "reason": "chipped"}
     assert (await api.client.post(f"/v1/orders/{order_id}/returns", json=too_many,
                                   headers=bearer(key))).status_code == 422
-    part = {"lines": [{"sku": "SKU-MUG", "quantity": 1}], "reason": "chipped"}
-    refused = await api.client.post(f"/v1/orders/{order_id}/returns", json=part,
-                                    headers=bearer(key))
-    assert refused.status_code == 422 and "whole order" in refused.json()["detail"]
-    ok = {"lines": [{"sku": "SKU-MUG", "quantity": 2}], "reason": "chipped"}
-    accepted = await api.client.post(f"/v1/orders/{order_id}/returns", json=ok,
+    unknown = {"lines": [{"sku": "SKU-MUG", "quantity": 1, "restock": "bin"}], "reason": "x"}
+    assert (await api.client.post(f"/v1/orders/{order_id}/returns", json=unknown,
+                                  headers=bearer(key))).status_code == 422
+    part = {"lines": [{"sku": "SKU-MUG", "quantity": 1, "restock": "write_off"}],
+            "reason": "chipped"}
+    accepted = await api.client.post(f"/v1/orders/{order_id}/returns", json=part,
                                      headers=bearer(key))
     assert accepted.status_code == 202 and accepted.json()["return_id"].startswith("ret_")
+    total = (await api.client.get(f"/v1/orders/{order_id}", headers=bearer(key))
+             ).json()["total_amount"]
+    assert accepted.json()["refund"]["amount"] == total // 2 and not accepted.json()["last"]
+    ok = {"lines": [{"sku": "SKU-MUG", "quantity": 1}], "reason": "chipped"}
+    busy = await api.client.post(f"/v1/orders/{order_id}/returns", json=ok, headers=bearer(key))
+    assert busy.status_code == 409 and "under way" in busy.json()["detail"]
     view = (await api.client.get(f"/v1/orders/{order_id}", headers=bearer(key))).json()
     assert view["status"] == "return_requested"
+    [asked] = view["returns"]
+    assert (asked["return_id"], asked["status"], asked["lines"][0]["restock"]) == (
+        accepted.json()["return_id"], "requested", "write_off")
     assert [t["type"] for t in view["timeline"]] == [
         "OrderPlaced", "CustomerIdentified", "Delivered", "ReceiptConfirmed", "OrderCompleted",
         "LoyaltyPointsAccrued", "ReviewSubmitted", "ReturnRequested"]

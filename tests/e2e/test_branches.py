@@ -287,6 +287,54 @@ async def test_goodwill_refunds_pay_part_back_and_a_later_return_only_the_rest(
     await no_violations(services, db, [order_id])
 
 
+async def test_two_partial_returns_pay_back_their_share_restock_or_write_off_then_end_it(
+        services, api, db) -> None:
+    mug, cup = await stocked(services), await stocked(services)
+    body = order_body(mug, quantity=3)  # 3 x 12.50 and 2 x 12.50 EUR: 62.50, by card
+    body["lines"].append({"sku": cup, "quantity": 2,  # type: ignore[attr-defined]
+                          "unit_price": {"amount": 1250, "currency": "EUR"}})
+    order_id = await place(api, body)
+    await reach(db, order_id, "Delivered")
+    assert (await api.post(f"/v1/orders/{order_id}/receipt")).json()["status"] == "completed"
+    returns = f"/v1/orders/{order_id}/returns"
+    first = await api.post(returns, json={"lines": [
+        {"sku": mug, "quantity": 1}, {"sku": cup, "quantity": 1, "restock": "write_off"}],
+        "reason": "one mug too many, one cup broken"})
+    assert first.status_code == 202, first.text
+    assert (first.json()["refund"]["amount"], first.json()["last"]) == (2500, False)
+    await reach(db, order_id, "ReturnClosed", timeout=90)
+    view = (await api.get(f"/v1/orders/{order_id}")).json()
+    assert view["status"] == "completed"
+    assert [(r["status"], r["refund"]["amount"]) for r in view["returns"]] == [("closed", 2500)]
+    assert await stock_of(db, mug) == (8, 0) and await stock_of(db, cup) == (8, 0)
+    await no_violations(services, db, [order_id])
+
+    too_many = await api.post(returns, json={"lines": [{"sku": cup, "quantity": 2}],
+                                             "reason": "x"})
+    assert too_many.status_code == 422 and "has 1 of the 2 ordered" in too_many.text
+    last = await api.post(returns, json={"lines": [
+        {"sku": mug, "quantity": 2}, {"sku": cup, "quantity": 1}], "reason": "did not like them"})
+    assert last.status_code == 202, last.text
+    assert (last.json()["refund"]["amount"], last.json()["last"]) == (3750, True)
+    await reach(db, order_id, "OrderReturned", timeout=90)
+    paid_back = [(e["reason"], e["amount"]["amount"]) for e in
+                 await events_of(db, "payments", order_id) if e["type"] == "RefundIssued"]
+    assert paid_back == [("returned", 2500), ("returned", 3750)]
+    loyalty = [(e["type"], e["points"]) for e in await events_of(db, "orders", order_id)
+               if "points" in e]
+    assert loyalty == [("LoyaltyPointsAccrued", 62), ("LoyaltyPointsReversed", 25),
+                       ("LoyaltyPointsReversed", 37)]
+
+    async def restocked() -> bool:
+        return await stock_of(db, mug) == (10, 0) and await stock_of(db, cup) == (9, 0)
+
+    await wait_until(restocked, 30, "the returned units back on the shelf, the broken cup not")
+    written_off = [e for e in await events_of(db, "inventory", order_id)
+                   if e["type"] == "StockWrittenOff"]
+    assert [(x["sku"], x["quantity"]) for e in written_off for x in e["lines"]] == [(cup, 1)]
+    await no_violations(services, db, [order_id])
+
+
 async def test_a_failed_delivery_is_attempted_again(services, api, db) -> None:
     sku = await stocked(services)
     order_id = await place(api, order_body(sku, postal_code="0000-123"))

@@ -67,7 +67,8 @@ def test_a_recalled_parcel_back_at_the_warehouse_is_restocked_only_if_it_was_com
     assert restock == domain.Restock(
         "o1", back.data.shipment_id, committed.location or "",
         tuple(ReturnLine(sku=x.sku, quantity=x.quantity) for x in reserved.lines))
-    restocked = domain.evolve(committed, event("StockRestocked", "o1"))
+    restocked = domain.evolve(committed, event("StockRestocked", "o1",
+                                               return_id=back.data.shipment_id))
     assert domain.decide(restocked, back) == []
     # The cancel came first: released, the units never left the books.
     released = domain.evolve(reserved, event("StockReleased", "o1"))
@@ -83,3 +84,33 @@ def test_a_cash_on_delivery_reservation_waits_for_its_parcel_not_for_a_deadline(
     reserved = domain.evolve(domain.evolve(ReservationState(), cod), event("StockReserved", "o1"))
     assert reserved.status == "reserved" and domain.deadlines(reserved) == {}
     assert domain.on_timer(reserved, "reservation_expiry") == []
+
+
+def test_each_return_is_taken_back_once_its_damaged_lines_written_off() -> None:
+    committed = domain.evolve(domain.evolve(ReservationState(), event("StockReserved", "o1")),
+                              event("StockCommitted", "o1"))
+    lines = [ReturnLine(sku="SKU-RED-MUG", quantity=1, restock="write_off")]
+    first = event("ReturnReceived", "o1", return_id="ret_1", lines=lines)
+    [restock] = domain.decide(committed, first)
+    assert restock.lines == tuple(lines)  # type: ignore[union-attr]
+    done = domain.evolve(committed, event("StockWrittenOff", "o1", return_id="ret_1"))
+    assert domain.decide(done, first) == []  # the same return, redelivered
+    second = event("ReturnReceived", "o1", return_id="ret_2")
+    [again] = domain.decide(done, second)
+    assert again.return_id == "ret_2"  # type: ignore[union-attr]
+
+
+async def test_a_written_off_line_stays_off_the_shelf() -> None:
+    from services.inventory.adapters import InMemoryStock
+    from services.inventory.bootstrap import restock
+
+    stock = InMemoryStock({})
+    await stock.set_on_hand("WH-1", "SKU-A", 5)
+    await stock.set_on_hand("WH-1", "SKU-B", 5)
+    done = await restock(stock, domain.Restock("o1", "ret_1", "WH-1", (
+        ReturnLine(sku="SKU-A", quantity=2), ReturnLine(sku="SKU-B", quantity=1,
+                                                        restock="write_off"))))
+    assert [(type(d).__name__, [(x.sku, x.quantity) for x in d.lines])  # type: ignore[attr-defined]
+            for d in done] == [("StockRestockedData", [("SKU-A", 2)]),
+                               ("StockWrittenOffData", [("SKU-B", 1)])]
+    assert await stock.levels(["SKU-A", "SKU-B"]) == {"WH-1": {"SKU-A": 7, "SKU-B": 5}}

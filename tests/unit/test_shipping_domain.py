@@ -2,6 +2,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from schemas import Money
 from schemas.envelope import EVENT_FOR_DATA
 from services.shipping import domain
 from services.shipping.carrier import carrier_for
@@ -134,6 +135,24 @@ def test_a_return_is_booked_with_the_same_carrier_and_received_once() -> None:
     assert received.return_id == requested.return_id
     done = domain.evolve(requested, event("ReturnReceived", "o1"))
     assert domain.carrier_update(done, report(done, "delivered", **back)) == []
+
+
+def test_a_second_return_is_booked_anew_and_the_first_ones_parcel_changes_nothing() -> None:
+    first = fold("OrderPlaced", "OrderReadyToShip", "ShipmentCreated", "Delivered",
+                 "ReturnRequested", "ReturnShipmentCreated", "ReturnReceived")
+    old = dict(carrier=first.return_carrier, tracking_number=first.return_tracking_number)
+    refund = Money(amount=1000, currency="EUR")
+    again = event("ReturnRequested", "o1", return_id="ret_2", refund=refund, last=True)
+    [book] = domain.decide(first, again)
+    assert isinstance(book, domain.BookReturn) and book.return_id == "ret_2"
+    second = domain.evolve(domain.evolve(first, again), event(
+        "ReturnShipmentCreated", "o1", return_id="ret_2", tracking_number="KIL000000000000002"))
+    assert domain.carrier_update(second, report(second, "delivered", **old)) == []
+    [received] = domain.carrier_update(second, report(
+        second, "delivered", carrier=second.return_carrier,
+        tracking_number="KIL000000000000002"))
+    assert (received.return_id, received.refund, received.last) == (  # type: ignore[attr-defined]
+        "ret_2", refund, True)
 
 
 def test_booking_happens_once() -> None:

@@ -160,6 +160,18 @@ class Tracking(BaseModel):
     shipment_id: str
 
 
+class ReturnView(BaseModel):
+    return_id: str
+    status: Literal["requested", "received", "closed"] = Field(description=(
+        "requested (the carrier collects it), received (back at the warehouse: its stock and "
+        "refund follow), closed (restocked or written off, and paid back)."))
+    lines: list[ReturnLine]
+    refund: Money | None = Field(None, description="What it pays back.")
+    last: bool = Field(description="It took back every unit the customer still had: the "
+                       "order ends returned.")
+    tracking: Tracking | None = Field(None, description="The carrier collecting it.")
+
+
 class BankTransfer(BaseModel):
     virtual_account: str = Field(description="The account the customer pays the total into.")
     amount: int = Field(description="Integer minor units to transfer.")
@@ -172,7 +184,9 @@ class OrderView(BaseModel):
     shop_id: str
     channel: str
     status: str = Field(description="placed, reserved, paid, shipment_created, shipped, "
-                        "delivered, completed, cancelled, return_requested")
+                        "delivered, completed, cancelled, return_requested, return_received, "
+                        "returned (a partial return, once closed, leaves it delivered or "
+                        "completed)")
     total_amount: int = Field(description="Integer minor units.")
     currency: str
     placed_at: datetime
@@ -181,6 +195,8 @@ class OrderView(BaseModel):
                                              "to collect a requested return.")
     bank_transfer: BankTransfer | None = Field(
         None, description="For a bank-transfer order once its virtual account is open.")
+    returns: list[ReturnView] = Field(default_factory=list, description="Its returns, "
+                                      "oldest first.")
     timeline: list[TimelineEntry]
 
 
@@ -204,12 +220,17 @@ class ReturnRequest(_Body):
     reason: str = Field(min_length=1, max_length=500)
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"lines": [{"sku": "SKU-MUG", "quantity": 1}], "reason": "arrived chipped"}]})
+        {"lines": [{"sku": "SKU-MUG", "quantity": 1, "restock": "write_off"}],
+         "reason": "arrived chipped"}]})
 
 
 class ReturnAccepted(BaseModel):
     order_id: str
     return_id: str
+    refund: Money | None = Field(None, description=(
+        "What the return pays back once it is received: the returned lines' share of what "
+        "was paid (tax included), or for the last return all that is left."))
+    last: bool = Field(True, description="It takes back every unit the customer still had.")
 
 
 class GoodwillRequest(_Body):

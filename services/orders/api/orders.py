@@ -33,6 +33,7 @@ from services.orders.api.models import (
     PlaceOrder,
     ReturnAccepted,
     ReturnRequest,
+    ReturnView,
     ReviewRequest,
     TimelineEntry,
     Tracking,
@@ -104,9 +105,32 @@ def order_view(stream: Sequence[StoredEvent]) -> OrderView:
         bank_transfer=None if pending is None else BankTransfer(
             virtual_account=pending.virtual_account, amount=pending.amount.amount,
             currency=pending.amount.currency, pay_before=pending.expires_at),
+        returns=returns_of(stream),
         timeline=[TimelineEntry(version=s.version, type=s.event.type, source=s.event.source,
                                 time=s.event.time, event_id=str(s.event.id)) for s in stream],
     )
+
+
+def returns_of(stream: Sequence[StoredEvent]) -> list[ReturnView]:
+    """The order's returns as its events tell them, oldest first."""
+    returns: dict[str, ReturnView] = {}
+    for e in (s.event for s in stream):
+        data = e.data
+        if e.type == "ReturnRequested":
+            returns[data.return_id] = ReturnView(
+                return_id=data.return_id, status="requested", lines=data.lines,
+                refund=data.refund, last=data.last)
+        elif (known := returns.get(getattr(data, "return_id", ""))) is None:
+            continue
+        elif e.type == "ReturnShipmentCreated":
+            known.tracking = Tracking(carrier=data.carrier, tracking_number=data.tracking_number,
+                                      shipment_id=data.shipment_id)
+        elif e.type == "ReturnReceived":
+            known.status = "received"
+        elif e.type in ("ReturnClosed", "OrderReturned"):
+            known.status = "closed"
+            known.refund = data.refunded
+    return list(returns.values())
 
 
 def _cursor(placed_at: datetime, order_id: str) -> str:
@@ -267,13 +291,15 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], intake: Intake, writes: Wr
     async def request_return(order_id: str, body: ReturnRequest, request: Request,
                              caller: Caller = authenticated,
                              idempotency_key: IdempotencyKey = None) -> JSONResponse:
-        """Ask to return delivered units, within the return window after delivery."""
+        """Ask to return delivered units, within the return window after delivery: any of
+        the units the customer still has, each line restocked or written off, one return at a
+        time. The answer says what it will pay back."""
         return_id = f"ret_{uuid.uuid4().hex[:16]}"
         return await change(
             order_id, caller, request, idempotency_key,
             lambda s: [domain.request_return(s, order_id, return_id, body.lines, body.reason,
                                              now(), return_window_days)],
-            lambda view: ReturnAccepted(order_id=order_id, return_id=return_id), status=202)
+            lambda view: _accepted(view, return_id), status=202)
 
     @api.post("/{order_id}/refunds", status_code=202, response_model=GoodwillAccepted,
               responses=responses(*POST, "not-found", "not-allowed-now"))
@@ -291,3 +317,9 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], intake: Intake, writes: Wr
             status=202)
 
     return api
+
+
+def _accepted(view: OrderView, return_id: str) -> ReturnAccepted:
+    asked = next(r for r in view.returns if r.return_id == return_id)
+    return ReturnAccepted(order_id=view.order_id, return_id=return_id, refund=asked.refund,
+                          last=asked.last)
