@@ -237,6 +237,10 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         if not p.till:
             methods[p.method] = methods.get(p.method, 0) + 1
 
+    till_returned = await db.fetchval(
+        "SELECT count(DISTINCT stream_id) FROM orders.events WHERE type = 'OrderReturned'"
+        " AND stream_id = ANY($1::text[])", run.till_orders)
+
     def by_reason(event_type: str) -> str:
         found = reasons.get(event_type, {})
         return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(found.items())) or "0"
@@ -272,6 +276,7 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         ("returns closed", f"{n.get('OrderReturned', 0)} of whole orders (the last units), "
                            f"{n.get('ReturnClosed', 0)} of part of one; "
                            f"{n.get('StockWrittenOff', 0)} with broken units written off"),
+        ("till sales returned", f"{till_returned} at their store, paid back by the till"),
         ("refunds", by_reason("RefundIssued")),
         ("reviews", str(n.get("ReviewSubmitted", 0))),
         ("loyalty points", f"{points.get('LoyaltyPointsAccrued', 0)} accrued, "

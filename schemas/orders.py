@@ -256,6 +256,10 @@ class ReturnRequestedData(Model):
         "before partial returns, which took the whole order back."))
     last: bool = Field(True, description=(
         "It takes back every unit not returned before: the order ends returned."))
+    at_store: str | None = Field(None, description=(
+        "A till sale returned over the counter of this store: no parcel; its units go back "
+        "on (or are written off at) that store, and the money is paid back at the till, the "
+        "way the sale was paid (cash, or the store's card terminal)."))
 
 
 class ReturnClosedData(Model):

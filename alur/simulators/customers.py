@@ -130,7 +130,9 @@ def till_sale(p: Plan, rng: random.Random, sold_at: datetime) -> dict[str, objec
 
 
 def till_plan(rng: random.Random) -> Plan:
-    return Plan(method="cash" if rng.random() < 0.6 else "card", till=True)
+    """A till sale; now and then its customer brings it back to the store."""
+    return Plan(method="cash" if rng.random() < 0.6 else "card", till=True,
+                returns=rng.random() < 0.08)
 
 
 @dataclass
@@ -215,8 +217,8 @@ class Customers:
         return [action for action, on in wanted if on and action not in p.done]
 
     def _finished(self, order_id: str, p: Plan, types: set[str]) -> bool:
-        if p.till:
-            return "OrderCompleted" in types
+        if p.till:  # complete, and back over the counter if its customer returns it
+            return "OrderCompleted" in types and (not p.returns or "OrderReturned" in types)
         if types & {"OrderCancelled", "OrderReturned"}:
             return True
         if not types & {"Delivered", "PickedUp"}:
@@ -225,6 +227,9 @@ class Customers:
 
     def _next(self, order_id: str, p: Plan, types: set[str], account: str | None,
               due: int | None) -> Coroutine[Any, Any, None] | None:
+        if p.till and p.returns and "OrderCompleted" in types and "return" not in p.done:
+            return self._post(order_id, p, "return", "returns",
+                              {"lines": self.lines[order_id], "reason": "the wrong size"})
         if "OrderCancelled" in types or p.till:
             return None
         if p.cancel == "before_payment" and "cancel" not in p.done:

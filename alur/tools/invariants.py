@@ -250,7 +250,8 @@ async def _gateway_ledger(conn: asyncpg.Connection, ids: list[str] | None,
         "     WHERE type = 'PaymentConfirmed' AND body->>'channel' <> 'pos'"
         "     AND body->'data'->>'method' <> 'cod'), 0) AS captured,"
         "   coalesce(sum((body->'data'->'amount'->>'amount')::bigint)"
-        "     FILTER (WHERE type = 'RefundIssued'), 0) AS refunded,"
+        "     FILTER (WHERE type = 'RefundIssued'"  # a till pays its returns back itself
+        "       AND body->'data'->>'refund_id' NOT LIKE 'till:%'), 0) AS refunded,"
         "   coalesce(sum((body->'data'->'amount'->>'amount')::bigint)"
         "     FILTER (WHERE type = 'TransferReturned'), 0) AS returned"
         "   FROM payments.events WHERE origin = 'own' GROUP BY stream_id)"

@@ -163,6 +163,11 @@ def decide(state: ReservationState, event: Event) -> list[Command]:
         return []
     if event.type == "ReturnReceived" and event.data.return_id not in state.restocked:
         return [Restock(event.subject, event.data.return_id, location, tuple(event.data.lines))]
+    if event.type == "ReturnRequested" and event.data.at_store \
+            and event.data.return_id not in state.restocked:
+        # A till sale handed back over the counter: its units are at that store now.
+        return [Restock(event.subject, event.data.return_id, event.data.at_store,
+                        tuple(event.data.lines))]
     if event.type == "ReturnedToSender" and event.data.shipment_id not in state.restocked:
         # The order was cancelled after it shipped; its parcel is back. (Released before it
         # shipped, its units never left the books: nothing to put back.)
@@ -207,6 +212,7 @@ OPENS = frozenset({"OrderPlaced"})
 # PaymentConfirmed (payments topic) may arrive here before the OrderPlaced (orders topic).
 PRECEDE = frozenset({"PaymentConfirmed"})
 RELEVANT = frozenset({"OrderPlaced", "Shipped", "PickedUp", "OrderCancelled", "ReturnReceived",
+                      "ReturnRequested",
                       "ReturnedToSender", "OrderReadyToShip"} | TAKE_OVER)
 # What carrying out each command can record (see alur replay handlers).
 OUTCOMES: dict[type, frozenset[str]] = {

@@ -21,8 +21,9 @@ CUSTOMER_FACING = frozenset({
     "Delivered", "ReadyForPickup", "ReturnShipmentCreated", "ReturnReceived", "OrderReturned",
     "ReturnClosed",
 })
-# A till sale: the customer gets one receipt once it is recorded, nothing about each step.
-POS_FACING = frozenset({"OrderCompleted"})
+# A till sale: the customer gets one receipt once it is recorded, nothing about each step,
+# and one when a return of it over the counter is closed.
+POS_FACING = frozenset({"OrderCompleted", "ReturnClosed", "OrderReturned"})
 
 
 def customer_facing(event: Event) -> bool:

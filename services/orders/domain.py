@@ -165,6 +165,7 @@ class OrderState:
     stuck_reported: datetime | None = None  # the `since` an OrderStuck was emitted for
     channel: str = "online"
     sold_at: datetime | None = None  # point-of-sale: when the till sold it
+    store_id: str | None = None  # point-of-sale: the store whose till sold it
     cod: bool = False
     ready_to_ship: bool = False  # OrderReadyToShip recorded
     paid: bool = False  # PaymentConfirmed recorded
@@ -422,9 +423,8 @@ def request_return(
     written off. Several returns may follow one another, one at a time. A return pays back
     its lines' share of what was paid (tax included, as the total includes it); the one that
     takes back the last units pays back all that is left, so that the order's refunds add up
-    to what was paid, to the unit."""
-    if state.channel == "pos":
-        raise NotAllowedNow("a point-of-sale sale is returned at the till")
+    to what was paid, to the unit. A till sale is returned over the counter of the store that
+    sold it (`at_store`): its window runs from the sale."""
     if state.return_requested:
         raise NotAllowedNow(f"return {state.return_id} of this order is under way; the next "
                             "can be requested once it is closed")
@@ -447,7 +447,7 @@ def request_return(
                for sku in kept)
     return ReturnRequestedData(order_id=order_id, return_id=return_id, lines=list(lines),
                                reason=reason, refund=_return_refund(state, lines, last),
-                               last=last)
+                               last=last, at_store=state.store_id)
 
 
 def _return_refund(state: OrderState, lines: Sequence[ReturnLine], last: bool) -> Money:
@@ -479,6 +479,7 @@ def evolve(state: OrderState, event: Event) -> OrderState:
                         values=_per_sku((x.sku, x.unit_price.amount * x.quantity)
                                         for x in data.lines),
                         channel=event.channel, sold_at=data.sold_at,
+                        store_id=data.delivery.store_id if event.channel == "pos" else None,
                         cod=data.payment.method == "cod")
     elif kind == "OrderReadyToShip":
         return replace(state, ready_to_ship=True)
@@ -518,7 +519,8 @@ def evolve(state: OrderState, event: Event) -> OrderState:
                               return_refund=data.refund.amount if data.refund else None,
                               return_last=data.last, resume=state.status,
                               refunded_return=False, settled_units=0),
-                      "return_requested", event)
+                      # over the counter: the units are back as the customer hands them over
+                      "return_received" if data.at_store else "return_requested", event)
     if kind == "ReturnReceived" and state.status == "return_requested" \
             and event.data.return_id == state.return_id:
         return _enter(state, "return_received", event)

@@ -40,6 +40,7 @@ from schemas import (
     PaymentExpiredData,
     PaymentInstruction,
     PaymentMethod,
+    RefundIssuedData,
 )
 
 GATEWAY_METHODS = frozenset({"card", "ewallet"})
@@ -205,7 +206,7 @@ def evolve(state: PaymentState, event: Event) -> PaymentState:
         return replace(state, status="expired")
     if event.type == "GoodwillRefundRequested" and state.takes_goodwill(event.data.amount):
         return replace(state, goodwill=state.goodwill + event.data.amount.amount)
-    if event.type == "ReturnReceived" and _partial(event) and state.refundable \
+    if _partial(event) and state.refundable \
             and event.data.return_id not in state.partial_returns and event.data.refund:
         part = min(event.data.refund.amount, state.left)
         return replace(state, return_refunds=state.return_refunds + part,
@@ -249,6 +250,8 @@ def decide(state: PaymentState, event: Event) -> list[Decision]:
             and event.data.reason in ("reservation_expired", "customer_request"):
         return [SettleCharge(event.subject, _payment_id(event.subject),
                              state.instruction.method)]
+    if event.type == "ReturnRequested" and event.data.at_store:
+        return _over_the_counter(state, after, event)
     if event.type == "ReturnReceived" and state.refundable and not _partial(event):
         return _refund(state, event.subject, "returned", event.data.return_id)
     if event.type == "ReturnReceived" and after.return_refunds > state.return_refunds \
@@ -365,8 +368,27 @@ def settle_transfer(command: SettleTransfer,
 
 
 def _partial(event: Event) -> bool:
-    """A return received that takes back part of what the customer kept."""
-    return event.type == "ReturnReceived" and not event.data.last and event.data.refund is not None
+    """A return that takes back part of what the customer kept, and whose money is due now:
+    received at the warehouse, or handed back over a store's counter."""
+    if event.type not in ("ReturnReceived", "ReturnRequested"):
+        return False
+    due = event.type == "ReturnReceived" or event.data.at_store is not None
+    return due and not event.data.last and event.data.refund is not None
+
+
+def _over_the_counter(state: PaymentState, after: PaymentState, event: Event) -> list[Decision]:
+    """A till sale returned at its store: the till pays it back, the way it was paid (cash,
+    or the store's card terminal), and this service records it; no gateway is involved."""
+    data = event.data
+    if _partial(event):
+        amount = after.return_refunds - state.return_refunds
+    else:
+        amount = state.left if state.refundable else 0
+    if amount <= 0 or after.captured is None:
+        return []
+    return [RefundIssuedData(order_id=event.subject, refund_id=f"till:{data.return_id}",
+                             amount=Money(amount=amount, currency=after.captured.currency),
+                             reason="returned", return_id=data.return_id)]
 
 
 def _refund(state: PaymentState, order_id: str, reason: str,
@@ -385,7 +407,8 @@ def _payment_id(order_id: str) -> str:
 
 
 RELEVANT = frozenset({"OrderPlaced", "StockReserved", "OrderCancelled", "OrderReadyToShip",
-                      "Delivered", "PickedUp", "ReturnReceived", "GoodwillRefundRequested"})
+                      "Delivered", "PickedUp", "ReturnReceived", "GoodwillRefundRequested",
+                      "ReturnRequested"})
 OPENS = frozenset({"OrderPlaced"})
 # From other topics than OrderPlaced's, these may overtake it: stock reserved, and a cash on
 # delivery parcel delivered while this service read the orders topic far behind.

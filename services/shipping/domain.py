@@ -163,7 +163,7 @@ def evolve(state: ShipmentState, event: Event) -> ShipmentState:
     if event.type == "ShipmentRecalled":
         return replace(state, recalled=True)
     if event.type == "ReturnRequested":
-        if event.data.return_id == state.return_id:
+        if event.data.return_id == state.return_id or event.data.at_store:
             return state
         earlier = state.earlier_returns
         if state.return_carrier and state.return_tracking_number:
@@ -218,7 +218,8 @@ def refuse(state: ShipmentState, event: Event) -> str | None:
     service releases an order that is not cancelled, and takes a return once it arrived."""
     if event.type == "OrderReadyToShip" and state.cancelled:
         return "it was cancelled"
-    if event.type == "ReturnRequested" and state.status not in ("delivered", "picked_up"):
+    if event.type == "ReturnRequested" and not event.data.at_store \
+            and state.status not in ("delivered", "picked_up"):
         return f"its parcel never arrived ({state.status or 'no parcel'})"
     return None
 

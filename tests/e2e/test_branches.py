@@ -411,3 +411,39 @@ async def test_a_late_point_of_sale_batch_completes_without_shipping(services, a
     cancel = await api.post(f"/v1/orders/{order_ids[0]}/cancel")
     assert cancel.status_code == 409
     await no_violations(services, db, order_ids)
+
+
+async def test_a_till_sale_is_returned_at_its_store_restocked_there_and_paid_back_by_the_till(
+        services, api, db) -> None:
+    sku, store = new_sku(), f"ST-{uuid.uuid4().hex[:6]}"
+    await set_stock(services, [(store, sku, 5)])
+    sale = till_sale(sku, 3, datetime.now(UTC) - timedelta(hours=2), "card")
+    recorded = await api.post("/v1/pos/sales", json={"store_id": store, "sales": [sale]})
+    assert recorded.status_code == 202, recorded.text
+    [order_id] = [s["order_id"] for s in recorded.json()["sales"]]
+    await reach(db, order_id, "OrderCompleted")
+    returns = f"/v1/orders/{order_id}/returns"
+    part = await api.post(returns, json={"lines": [{"sku": sku, "quantity": 1}],
+                                         "reason": "a gift the customer had twice"})
+    assert part.status_code == 202, part.text
+    await reach(db, order_id, "ReturnClosed")
+    rest = await api.post(returns, json={"lines": [
+        {"sku": sku, "quantity": 2, "restock": "write_off"}], "reason": "cracked glaze"})
+    assert rest.status_code == 202 and rest.json()["last"], rest.text
+    await reach(db, order_id, "OrderReturned")
+    refunds = [(e["refund_id"], e["amount"]["amount"])
+               for e in await events_of(db, "payments", order_id) if e["type"] == "RefundIssued"]
+    total = (await events_of(db, "orders", order_id))[0]["total"]["amount"]
+    assert [r for r, _ in refunds] == [f"till:{part.json()['return_id']}",
+                                       f"till:{rest.json()['return_id']}"]
+    assert sum(a for _, a in refunds) == total and refunds[0][1] == total // 3
+    assert await db.fetchval("SELECT count(*) FROM gateway_sim.refunds WHERE reference = $1",
+                             order_id) == 0
+    shipping = {e["type"] for e in await events_of(db, "shipping", order_id)}
+    assert "ReturnShipmentCreated" not in shipping
+
+    async def one_back_on_the_shelf() -> bool:
+        return await stock_of(db, sku) == (3, 0)  # 5 - 3 sold + 1 back; 2 written off
+
+    await wait_until(one_back_on_the_shelf, 30, "the good unit back on the store's shelf")
+    await no_violations(services, db, [order_id])

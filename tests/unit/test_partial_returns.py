@@ -5,7 +5,7 @@ of all five services, with a clock that jumps to each timer."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import reduce
 
 import pytest
@@ -42,8 +42,11 @@ async def delivered(completed: bool = False) -> FakePlatform:
 
 
 async def give_back(platform: FakePlatform, return_id: str, *lines: ReturnLine) -> None:
+    def now(s: orders.OrderState) -> datetime:  # a till sale was handed over when it was sold
+        return s.sold_at + timedelta(days=1) if s.sold_at else platform.clock
+
     await platform.customer("o1", lambda s: [orders.request_return(
-        s, "o1", return_id, lines, "changed my mind", platform.clock, 30)])
+        s, "o1", return_id, lines, "changed my mind", now(s), 30)])
     await platform.run()
 
 
@@ -171,3 +174,27 @@ async def test_any_sequence_of_partial_returns_and_goodwill_keeps_the_money_and_
         assert paid_back == state.goodwill + state.returned_money <= TOTAL
         if state.status == "completed":
             assert points(platform) == (TOTAL - paid_back) // 100
+
+
+async def test_a_till_sale_is_returned_over_the_counter_restocked_there_and_paid_back_at_the_till(
+        ) -> None:
+    from tests.unit.test_branches_with_fakes import till_sale
+
+    platform = FakePlatform()
+    await platform.set_stock("ST-1", "MUG", 5)
+    await platform.place(till_sale("o1", 2, method="card"))
+    await platform.run()
+    assert platform.stream("orders", "o1")[-2:] == ["OrderCompleted", "LoyaltyPointsAccrued"]
+    await give_back(platform, "ret_1", ReturnLine(sku="MUG", quantity=1))
+    assert platform.stream("orders", "o1")[-2:] == ["ReturnClosed", "LoyaltyPointsReversed"]
+    await give_back(platform, "ret_2", ReturnLine(sku="MUG", quantity=1, restock="write_off"))
+    assert platform.stream("orders", "o1")[-2:] == ["OrderReturned", "LoyaltyPointsReversed"]
+    issued = [e.data for e in platform.events("payments") if e.type == "RefundIssued"]
+    assert [(r.refund_id, r.amount.amount) for r in issued] == [
+        ("till:ret_1", 2499), ("till:ret_2", 2499)]
+    assert platform.gateway.charged("o1") == platform.gateway.refunded("o1") == 0
+    assert platform.states["inventory"].extra["stock"][("ST-1", "MUG")]["on_hand"] == 4
+    assert "ReturnShipmentCreated" not in platform.stream("shipping", "o1")
+    assert points(platform) == 0
+    assert [m["subject"] for m in platform.mailer.sent][-2:] == [
+        "The return of part of order o1 is complete", "The return of order o1 is complete"]
