@@ -16,7 +16,8 @@ from services.orders.kafka_intake import STATUS_EVENTS, _Read, parse
 from services.orders.shops import Shop
 
 SHOP = Shop("kopi-kenangan", "Kopi", "IDR", None, None, None)
-MIGRATION = Path(__file__).resolve().parents[2] / "services/orders/migrations/103_kafka_intake.sql"
+MIGRATION = (Path(__file__).resolve().parents[2]
+             / "services/orders/migrations/109_intake_return_closed.sql")
 
 
 def record(value: bytes | None, key: bytes | None = b"REF-1") -> ConsumerRecord[bytes, bytes]:
