@@ -392,17 +392,10 @@ def goodwill_refund(state: OrderState, order_id: str, goodwill_id: str, amount: 
                            "it or take a return)")
     decided: list[Model] = [GoodwillRefundRequestedData(
         order_id=order_id, goodwill_id=goodwill_id, amount=amount, reason=reason)]
-    over = state.points - _earned(state, state.given_back + amount.amount)
-    if state.status == "completed" and over > 0 and state.customer_id is not None:
-        decided.append(LoyaltyPointsReversedData(order_id=order_id,
-                                                 customer_id=state.customer_id, points=over))
+    if state.status == "completed":
+        decided += _reverse(state, order_id,
+                            state.points - _earned(state, state.given_back + amount.amount))
     return decided
-
-
-def loyalty_points(total: Money | None) -> int:
-    """A point per whole currency unit of the total (of the part paid with money, once the
-    points spent on the order are taken off: `complete`)."""
-    return 0 if total is None else total.amount // point_value(total.currency)
 
 
 def review(state: OrderState, order_id: str, rating: int, text: str) -> ReviewSubmittedData:
