@@ -43,7 +43,7 @@ from services.orders.admin import onboard
 
 # Deadlines short enough to be seen within a demo run: an unpaid bank transfer expires after
 # 20 s (a real one has a day), a paid order is released to shipping after 3 s (really 300 s).
-DEMO_DEADLINES = {"bank_transfer_ttl": 20.0, "release_after": 3.0}
+DEMO_DEADLINES = {"bank_transfer_ttl": 20.0, "app_payment_ttl": 20.0, "release_after": 3.0}
 PLACE_ATTEMPTS = 5  # connection failures in a row before a shop gives up on the API
 
 
@@ -237,6 +237,22 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         if not p.till:
             methods[p.method] = methods.get(p.method, 0) + 1
 
+    asked = await db.fetch(
+        "SELECT type, coalesce(body->'data'->>'bank', body->'data'->>'wallet',"
+        " body->'data'->>'method') AS how, count(*) AS n FROM orders.events"
+        " WHERE type IN ('PaymentPending', 'PaymentRequested') AND stream_id = ANY($1::text[])"
+        " GROUP BY 1, 2 ORDER BY 2", run.orders)
+    manual = await db.fetchrow(
+        "SELECT count(*) AS n, coalesce(sum((body->'data'->'amount'->>'amount')::bigint), 0)"
+        " AS amount FROM orders.events WHERE type = 'RefundIssued'"
+        " AND (body->'data'->>'manual_payout')::boolean AND stream_id = ANY($1::text[])",
+        run.orders)
+
+    def ways(event_type: str) -> str:
+        found = [f"{r['how']} {r['n']}" for r in asked if r["type"] == event_type]
+        return f"{sum(r['n'] for r in asked if r['type'] == event_type)}" + (
+            f" ({', '.join(found)})" if found else "")
+
     till_returned = await db.fetchval(
         "SELECT count(DISTINCT stream_id) FROM orders.events WHERE type = 'OrderReturned'"
         " AND stream_id = ANY($1::text[])", run.till_orders)
@@ -260,8 +276,10 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
                              "batches"),
         ("click-and-collect", f"{sum(p.pickup for p in plans)} ordered, "
                               f"{n.get('PickedUp', 0)} picked up"),
-        ("bank transfers", f"{n.get('PaymentPending', 0)} opened, "
-                           f"{n.get('PaymentExpired', 0)} expired unpaid"),
+        ("paid in an app or by transfer", f"virtual accounts {ways('PaymentPending')}; "
+                                          f"QRIS codes and e-wallet pushes "
+                                          f"{ways('PaymentRequested')}; "
+                                          f"{n.get('PaymentExpired', 0)} expired unpaid"),
         ("cards declined", str(n.get("PaymentFailed", 0))),
         ("out of stock", str(n.get("StockRejected", 0))),
         ("cancelled", by_reason("OrderCancelled")),
@@ -278,6 +296,9 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
                            f"{n.get('StockWrittenOff', 0)} with broken units written off"),
         ("till sales returned", f"{till_returned} at their store, paid back by the till"),
         ("refunds", by_reason("RefundIssued")),
+        ("manual payouts (cash on delivery)", f"{manual['n']} for the shops to pay by hand, "
+                                              + format_money(manual["amount"], CURRENCY,
+                                                             "id_ID")),
         ("reviews", str(n.get("ReviewSubmitted", 0))),
         ("loyalty points", f"{points.get('LoyaltyPointsAccrued', 0)} accrued, "
                            f"{points.get('LoyaltyPointsReversed', 0)} reversed"),

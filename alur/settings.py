@@ -125,6 +125,8 @@ class Settings(BaseSettings):
                                    "order whose payment has not started.")
     bank_transfer_ttl: float = Field(86_400.0, description="Seconds a customer has to pay a "
                                      "bank transfer into its virtual account.")
+    app_payment_ttl: float = Field(900.0, description="Seconds a customer has to pay a QRIS "
+                                   "code or approve an e-wallet push before it lapses.")
     release_after: float = Field(300.0, description="Seconds a paid order (a cash-on-delivery "
                                  "one once its stock is reserved) waits before it is released "
                                  "to shipping; the customer can cancel it until then.")

@@ -40,6 +40,7 @@ from schemas.payments import (
     PaymentExpired,
     PaymentFailed,
     PaymentPending,
+    PaymentRequested,
     RefundIssued,
     TransferReturned,
 )
@@ -68,7 +69,8 @@ AnyEvent = Annotated[
     | StockWrittenOff
     | LowStock
     | ReservationExpired
-    | PaymentConfirmed | PaymentPending | PaymentFailed | PaymentExpired | RefundIssued
+    | PaymentConfirmed | PaymentPending | PaymentRequested | PaymentFailed | PaymentExpired
+    | RefundIssued
     | TransferReturned
     | ShipmentCreated | Shipped | InTransit | OutForDelivery | DeliveryFailed | Delivered
     | ReadyForPickup | PickedUp | ReturnShipmentCreated | ReturnReceived | ShipmentRecalled

@@ -74,6 +74,11 @@ PAYLOADS: dict[str, Model] = {
     "PaymentPending": s.PaymentPendingData(
         order_id=ORDER, payment_id="pay_1", amount=EUR, virtual_account="8808123456",
         expires_at=AT),
+    "PaymentRequested": s.PaymentRequestedData(
+        order_id=ORDER, payment_id="pay_1", method="qris",
+        amount=s.Money(amount=150000, currency="IDR"), request_id="pr_1", expires_at=AT,
+        qr_string="00020101021251440014ID.CO.QRIS.WWW0215ID10260000000010303UMI5204599953033605"
+                  "4061500005802ID5908ALUR SIM6007JAKARTA61051011062120108ord_00016304C141"),
     "PaymentFailed": s.PaymentFailedData(
         order_id=ORDER, payment_id="pay_1", amount=EUR, reason="declined"),
     "PaymentExpired": s.PaymentExpiredData(order_id=ORDER, payment_id="pay_1"),

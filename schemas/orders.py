@@ -7,12 +7,16 @@ from datetime import date
 from typing import Annotated, ClassVar, Literal
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
-from pydantic import AfterValidator, AwareDatetime, Field, WithJsonSchema
+from pydantic import AfterValidator, AwareDatetime, Field, WithJsonSchema, model_validator
 from pydantic.networks import validate_email
 
 from schemas.envelope import Event, Model, Money
 
-PaymentMethod = Literal["card", "ewallet", "bank_transfer", "cod", "cash"]
+PaymentMethod = Literal["card", "ewallet", "qris", "bank_transfer", "cod", "cash"]
+# Banks whose virtual accounts the gateway opens, by their code; and the e-wallets it pushes
+# payment requests to. The customer picks one at checkout (or the gateway's default).
+Bank = Literal["bca", "mandiri", "bni", "bri"]
+Wallet = Literal["gopay", "ovo", "dana", "shopeepay"]
 DeliveryMethod = Literal["home_delivery", "click_and_collect", "in_store"]
 
 
@@ -135,10 +139,28 @@ class Address(Model):
 
 
 class PaymentInstruction(Model):
+    """How the customer pays: `card` (captured at once), `ewallet` (a push to the customer's
+    wallet app, paid when approved there), `qris` (a dynamic QR code any Indonesian banking or
+    wallet app pays), `bank_transfer` (a virtual account at the customer's bank), `cod` (cash
+    to the courier), `cash` (at a till)."""
+
     method: PaymentMethod = Field(description="How the customer pays.")
     token: str | None = Field(
-        None, max_length=64, description="Gateway payment token (card/ewallet), never a PAN."
+        None, max_length=64, description="Gateway payment token (card: the card; ewallet: the "
+        "customer's linked wallet account), never a PAN."
     )
+    bank: Bank | None = Field(None, description="bank_transfer only: the bank whose virtual "
+                              "account the customer pays into (the gateway's default if none).")
+    wallet: Wallet | None = Field(None, description="ewallet only: the wallet app the payment "
+                                  "request is pushed to (the one the token is linked to if none).")
+
+    @model_validator(mode="after")
+    def _fits_method(self) -> PaymentInstruction:
+        if self.bank is not None and self.method != "bank_transfer":
+            raise ValueError("bank is for bank_transfer only")
+        if self.wallet is not None and self.method != "ewallet":
+            raise ValueError("wallet is for ewallet only")
+        return self
 
 
 class Delivery(Model):

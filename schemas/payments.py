@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import AwareDatetime, Field
 
 from schemas.envelope import Event, Model, Money
-from schemas.orders import PaymentMethod
+from schemas.orders import Bank, PaymentMethod, Wallet
 
 
 class PaymentConfirmedData(Model):
@@ -24,6 +24,19 @@ class PaymentPendingData(Model):
     amount: Money
     virtual_account: str = Field(description="Bank account number the customer pays into.")
     expires_at: AwareDatetime
+    bank: Bank | None = Field(None, description="The bank that holds the virtual account.")
+
+
+class PaymentRequestedData(Model):
+    order_id: str
+    payment_id: str
+    method: Literal["qris", "ewallet"]
+    amount: Money
+    request_id: str = Field(description="The gateway's id for the payment request.")
+    expires_at: AwareDatetime = Field(description="When the request lapses unpaid.")
+    qr_string: str | None = Field(None, description="qris: the dynamic QR payload (EMVCo "
+                                  "merchant-presented, amount included) the customer scans.")
+    wallet: Wallet | None = Field(None, description="ewallet: the app the request was pushed to.")
 
 
 class PaymentFailedData(Model):
@@ -45,6 +58,9 @@ class RefundIssuedData(Model):
     reason: str = Field(description="cancelled, returned, late_transfer or goodwill.")
     return_id: str | None = Field(None, description="The return it pays back (reason "
                                   "returned), when the return named its refund.")
+    manual_payout: bool = Field(False, description="The payment method has no refund (cash "
+                                "on delivery): the shop pays the customer back by hand, and "
+                                "`refund_id` is `manual:…`.")
 
 
 class TransferReturnedData(Model):
@@ -68,6 +84,14 @@ class PaymentConfirmed(_PaymentsEvent):
 class PaymentPending(_PaymentsEvent):
     type: Literal["PaymentPending"] = "PaymentPending"
     data: PaymentPendingData
+
+
+class PaymentRequested(_PaymentsEvent):
+    """The customer was asked to pay in an app: a QRIS code to scan, or a push to approve in
+    an e-wallet. The gateway reports the payment (signed callback), or it lapses."""
+
+    type: Literal["PaymentRequested"] = "PaymentRequested"
+    data: PaymentRequestedData
 
 
 class PaymentFailed(_PaymentsEvent):

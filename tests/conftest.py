@@ -32,7 +32,7 @@ def test_settings() -> Settings:
         # cancelled for 3 s before it is released to shipping. The reservation outlives the
         # dead-letter tools' test: the gateway's outage (10 s of patience), then trace, list and
         # redrive through the CLI, on a loaded CI machine.
-        reservation_ttl=45.0, bank_transfer_ttl=8.0, release_after=3.0,
+        reservation_ttl=45.0, bank_transfer_ttl=8.0, app_payment_ttl=8.0, release_after=3.0,
         # The e2e webhook receiver listens on loopback: the development egress setting.
         egress_allow_loopback=True,
         # A partner down for longer than this dead-letters (the dead-letter tools' test).

@@ -1,6 +1,7 @@
 """Simulated customers for the demo: each order gets a plan over every branch of the sales
 flow (a share of them are till sales a store uploads late, in batches), and the customers act
-on their orders as the orders move (pay a bank transfer, cancel,
+on their orders as the orders move (pay a bank transfer, scan a QRIS code or approve an
+e-wallet push, cancel,
 confirm receipt, review, return), through the shop API and the gateway simulator.
 
 One loop reads every order's progress from the orders event store per round (one query,
@@ -40,6 +41,8 @@ STREETS = ("Jl. Merdeka", "Jl. Sudirman", "Jl. Diponegoro", "Jl. Gajah Mada", "J
 class Plan:
     method: str
     token: str | None = None
+    bank: str | None = None        # bank_transfer: the customer's bank
+    wallet: str | None = None      # ewallet: the customer's wallet app
     pickup: bool = False
     pays_transfer: bool = True
     cancel: str | None = None      # "before_payment" | "after_payment"
@@ -58,13 +61,26 @@ class Plan:
         return f"{self.method}{' (declined)' if self.token == 'tok_decline' else ''}"
 
 
+BANKS = ("bca", "mandiri", "bni", "bri")
+WALLETS = ("gopay", "ovo", "dana", "shopeepay")
+# What the customer pays in after the order asks: into a virtual account, or in an app.
+PAYS_IN = frozenset({"bank_transfer", "qris", "ewallet"})
+
+
 def plan(rng: random.Random) -> Plan:
+    """An Indonesian shop's mix: QRIS and e-wallets most, then cards, virtual accounts and
+    cash on delivery."""
     roll = rng.random()
-    method = ("card" if roll < 0.55 else "ewallet" if roll < 0.65
+    method = ("qris" if roll < 0.25 else "ewallet" if roll < 0.45 else "card" if roll < 0.65
               else "bank_transfer" if roll < 0.85 else "cod")
     p = Plan(method=method)
-    if method in ("card", "ewallet"):
-        p.token = "tok_decline" if rng.random() < 0.06 else "tok_visa"
+    if method == "card":
+        p.token = "tok_decline" if rng.random() < 0.1 else "tok_visa"
+    if method == "ewallet":
+        p.wallet = rng.choice(WALLETS)
+        p.token = f"tok_{p.wallet}"
+    if method == "bank_transfer":
+        p.bank = rng.choice(BANKS)
     p.pickup = method != "cod" and rng.random() < 0.15
     p.pays_transfer = rng.random() < 0.8
     cancel = rng.random()
@@ -113,7 +129,9 @@ def order_body(shop: str, p: Plan, rng: random.Random) -> dict[str, object]:
         "customer": shopper(rng.randrange(PEOPLE), online=True, rng=rng),
         "lines": [{"sku": sku, "quantity": rng.randint(1, 3),
                    "unit_price": {"amount": price, "currency": CURRENCY}}],
-        "payment": {"method": p.method, "token": p.token},
+        "payment": {"method": p.method, "token": p.token,
+                    **({"bank": p.bank} if p.bank else {}),
+                    **({"wallet": p.wallet} if p.wallet else {})},
         "delivery": delivery,
     }
 
@@ -169,9 +187,10 @@ class Customers:
         while open_ and loop.time() < deadline:
             rows = await db.fetch(
                 "SELECT stream_id, array_agg(type ORDER BY version) AS types,"
-                " max(body->'data'->>'virtual_account') AS account,"
+                " max(coalesce(body->'data'->>'virtual_account',"
+                "   body->'data'->>'request_id')) AS account,"
                 " max((body->'data'->'amount'->>'amount')::bigint) FILTER"
-                "   (WHERE type = 'PaymentPending') AS due"
+                "   (WHERE type IN ('PaymentPending', 'PaymentRequested')) AS due"
                 " FROM orders.events WHERE stream_id = ANY($1::text[]) GROUP BY stream_id",
                 list(open_))
             steps = []
@@ -234,7 +253,7 @@ class Customers:
             return None
         if p.cancel == "before_payment" and "cancel" not in p.done:
             return self._post(order_id, p, "cancel", "cancel")
-        if (p.method == "bank_transfer" and p.pays_transfer and account and due
+        if (p.method in PAYS_IN and p.pays_transfer and account and due
                 and "transfer" not in p.done
                 and not types & {"PaymentConfirmed", "PaymentExpired"}):
             return self._pay(p, account, due)
@@ -298,13 +317,19 @@ class Customers:
         p.done.add(action)
 
     async def _pay(self, p: Plan, account: str, amount: int) -> None:
+        """Transfer into the virtual account, or pay the QRIS code / approve the push (the
+        gateway refuses an expired request with 410 and a paid one with 409: done too)."""
         try:
-            response = await self.gateway.post(f"/v1/virtual-accounts/{account}/transfers",
-                                               json={"amount": amount, "currency": CURRENCY})
+            if p.method == "bank_transfer":
+                response = await self.gateway.post(
+                    f"/v1/virtual-accounts/{account}/transfers",
+                    json={"amount": amount, "currency": CURRENCY})
+            else:
+                response = await self.gateway.post(f"/v1/payment-requests/{account}/pay")
         except httpx.TransportError:
             # Paid or not, nobody said: like a customer who checks their bank first, pay
             # again next round only if the order is still waiting for the money.
             self.unanswered["transfer"] += 1
             return
-        if response.status_code == 201:
+        if response.status_code in (201, 409, 410):
             p.done.add("transfer")

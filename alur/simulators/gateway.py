@@ -19,8 +19,19 @@ transfer and, in the same transaction, a callback to the account's callback URL,
 callback is tried at once, then again with backoff (0.5 s doubling to 30 s) for as long as
 the merchant answers 5xx or nothing, until a 2xx acknowledges it; a 4xx refuses it for good.
 `GET /v1/virtual-accounts/{number}/transfers` answers what was paid into an account: what a
-merchant asks before it gives up on a transfer. Refunds (`POST /v1/refunds`) are idempotent
-per key like charges.
+merchant asks before it gives up on a transfer. An account is opened at a bank (`bank`: bca,
+mandiri, bni or bri; bca by default), whose made-up company code starts its number.
+
+App payments: `POST /v1/payment-requests` (idempotent per key) asks for a payment the
+customer makes in an app: `qris`, a dynamic QRIS code for the amount (its payload in
+`qr_string`; rupiah only, 422 otherwise), or `ewallet`, a push to the wallet app (`wallet`,
+gopay by default) linked to `token`. `POST /v1/payment-requests/{id}/pay` plays the customer
+scanning the code or approving the push: paid once (a second time is 409, as a dynamic QR
+cannot be paid twice), and not after its deadline (410: the app no longer offers it). The
+merchant hears of it by a signed `payment.completed` callback, retried like a transfer's.
+`GET /v1/payment-requests/{id}/payments` answers what was paid on it.
+
+Refunds (`POST /v1/refunds`) are idempotent per key like charges.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import asyncpg
 import httpx
@@ -43,6 +55,8 @@ from pydantic import AwareDatetime, BaseModel, Field
 from alur.runtime.alarm import Alarm, next_look
 from alur.runtime.db import transaction_only_reset
 from alur.runtime.signing import signed_headers
+from services.payments import qris
+from services.payments.gateway import VA_PREFIXES
 
 log = logging.getLogger("alur.gateway_sim")
 
@@ -72,6 +86,25 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.virtual_accounts (
     request_hash    text NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE {SCHEMA}.virtual_accounts ADD COLUMN IF NOT EXISTS bank text NOT NULL
+    DEFAULT 'bca';
+CREATE TABLE IF NOT EXISTS {SCHEMA}.payment_requests (
+    idempotency_key text PRIMARY KEY,
+    id              text NOT NULL UNIQUE,
+    reference       text NOT NULL,
+    method          text NOT NULL,  -- qris | ewallet
+    amount          bigint NOT NULL,
+    currency        text NOT NULL,
+    expires_at      timestamptz NOT NULL,
+    callback_url    text NOT NULL,
+    token           text,
+    wallet          text,
+    qr_string       text,
+    request_hash    text NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+-- Money in: a transfer into a virtual account, or the payment of a request (its id in
+-- account_number).
 CREATE TABLE IF NOT EXISTS {SCHEMA}.transfers (
     id             text PRIMARY KEY,
     account_number text NOT NULL,
@@ -111,6 +144,7 @@ CALLBACK_LEASE = 30.0  # a callback being tried is not due to anyone else meanwh
 OUTCOMES = {"tok_decline": "card_declined", "tok_insufficient_funds": "insufficient_funds"}
 FLAKY = "_flaky"
 SLOW, SLOW_SECONDS = "_slow", 4.0
+MERCHANT_NMID = "ID1026000000001"  # the simulated merchant's QRIS national merchant id
 
 
 class VirtualAccountRequest(BaseModel):
@@ -119,6 +153,18 @@ class VirtualAccountRequest(BaseModel):
     currency: str = Field(pattern=r"^[A-Z]{3}$")
     expires_at: AwareDatetime
     callback_url: str = Field(min_length=1, description="Where the transfer is reported.")
+    bank: Literal["bca", "mandiri", "bni", "bri"] = "bca"
+
+
+class PaymentRequestBody(BaseModel):
+    reference: str = Field(min_length=1, description="The merchant's order id.")
+    amount: int = Field(gt=0, description="Minor units the customer pays.")
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    method: Literal["qris", "ewallet"]
+    expires_at: AwareDatetime
+    callback_url: str = Field(min_length=1, description="Where the payment is reported.")
+    token: str | None = Field(None, description="ewallet: the customer's linked account.")
+    wallet: Literal["gopay", "ovo", "dana", "shopeepay"] | None = None
 
 
 class TransferRequest(BaseModel):
@@ -286,7 +332,53 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
                                    idempotency_key: str = Header(min_length=1)) -> JSONResponse:
         """Open a virtual account for one bank transfer; idempotent per Idempotency-Key."""
         return await once("virtual_accounts", idempotency_key, _digest(body), {
-            "account_number": f"VA{uuid.uuid4().int % 10**14:014d}", **body.model_dump()})
+            "account_number": f"{VA_PREFIXES[body.bank]}{uuid.uuid4().int % 10**11:011d}",
+            **body.model_dump()})
+
+    @app.post("/v1/payment-requests")
+    async def request_payment(body: PaymentRequestBody,
+                              idempotency_key: str = Header(min_length=1)) -> JSONResponse:
+        """A QRIS code or an e-wallet push for one payment; idempotent per Idempotency-Key."""
+        if body.method == "qris" and body.currency != "IDR":
+            return JSONResponse({"error": "QRIS pays rupiah (IDR) only"}, status_code=422)
+        if body.method == "ewallet" and not body.token:
+            return JSONResponse({"error": "an e-wallet push needs the customer's linked "
+                                 "account (token)"}, status_code=422)
+        request_id = f"pr_{uuid.uuid4().hex[:22]}"  # 25 characters: a QRIS bill number
+        qr_string = qris.payload(
+            merchant_id=MERCHANT_NMID, merchant_name="ALUR SIM", city="JAKARTA",
+            postal_code="10110", amount=body.amount, bill_number=request_id) \
+            if body.method == "qris" else None
+        wallet = (body.wallet or "gopay") if body.method == "ewallet" else None
+        return await once("payment_requests", idempotency_key, _digest(body), {
+            "id": request_id, **body.model_dump(exclude={"wallet"}),
+            "wallet": wallet, "qr_string": qr_string})
+
+    @app.post("/v1/payment-requests/{request_id}/pay")
+    async def pay_request(request_id: str) -> JSONResponse:
+        """Simulation only: the customer scans the QR code or approves the push."""
+        request = await pools["db"].fetchrow(
+            f"SELECT * FROM {SCHEMA}.payment_requests WHERE id = $1", request_id)
+        if request is None:
+            return JSONResponse({"error": "no such payment request"}, status_code=404)
+        if request["expires_at"] <= datetime.now(UTC):
+            return JSONResponse({"error": "the payment request has expired"}, status_code=410)
+        payment_id = f"py_{uuid.uuid4().hex[:24]}"
+        report = json.dumps({
+            "type": "payment.completed", "id": payment_id, "reference": request["reference"],
+            "request_id": request_id, "amount": request["amount"],
+            "currency": request["currency"]})
+        async with pools["db"].acquire() as conn, conn.transaction():
+            # One payment per request: the request's row lock makes a second one wait, then
+            # see the first.
+            await conn.execute(f"SELECT 1 FROM {SCHEMA}.payment_requests WHERE id = $1"
+                               " FOR UPDATE", request_id)
+            if await conn.fetchval(f"SELECT true FROM {SCHEMA}.transfers"
+                                   " WHERE account_number = $1", request_id):
+                return JSONResponse({"error": "already paid"}, status_code=409)
+            await record_money_in(conn, payment_id, request_id, request["amount"],
+                                  request["currency"], request["callback_url"], report)
+        return await report_money_in(payment_id)
 
     @app.post("/v1/virtual-accounts/{account_number}/transfers")
     async def transfer(account_number: str, body: TransferRequest) -> JSONResponse:
@@ -301,20 +393,29 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
             "account_number": account_number, "amount": body.amount,
             "currency": body.currency})
         async with pools["db"].acquire() as conn, conn.transaction():
-            await conn.execute(
-                f"INSERT INTO {SCHEMA}.transfers (id, account_number, amount, currency) "
-                "VALUES ($1, $2, $3, $4)", transfer_id, account_number, body.amount,
-                body.currency)
-            # Due for the retry loop only after this request's own first try.
-            await conn.execute(
-                f"INSERT INTO {SCHEMA}.callbacks (transfer_id, url, body, next_attempt_at)"
-                " VALUES ($1, $2, $3, now() + make_interval(secs => $4))", transfer_id,
-                account["callback_url"], report, CALLBACK_FIRST_BACKOFF)
-        await deliver_callbacks(pools["db"], client, callback_secret, transfer_id)
+            await record_money_in(conn, transfer_id, account_number, body.amount,
+                                  body.currency, account["callback_url"], report)
+        return await report_money_in(transfer_id)
+
+    async def record_money_in(conn: asyncpg.Connection, money_id: str, into: str, amount: int,
+                              currency: str, callback_url: str, report: str) -> None:
+        """The money and its callback, in the caller's transaction."""
+        await conn.execute(
+            f"INSERT INTO {SCHEMA}.transfers (id, account_number, amount, currency) "
+            "VALUES ($1, $2, $3, $4)", money_id, into, amount, currency)
+        # Due for the retry loop only after this request's own first try.
+        await conn.execute(
+            f"INSERT INTO {SCHEMA}.callbacks (transfer_id, url, body, next_attempt_at)"
+            " VALUES ($1, $2, $3, now() + make_interval(secs => $4))", money_id,
+            callback_url, report, CALLBACK_FIRST_BACKOFF)
+
+    async def report_money_in(money_id: str) -> JSONResponse:
+        """Try the callback once now; the retry loop has it after that."""
+        await deliver_callbacks(pools["db"], client, callback_secret, money_id)
         alarm.due(datetime.now(UTC) + timedelta(seconds=CALLBACK_FIRST_BACKOFF))
         status = await pools["db"].fetchval(
-            f"SELECT last_status FROM {SCHEMA}.callbacks WHERE transfer_id = $1", transfer_id)
-        return JSONResponse({"id": transfer_id, "callback_status": status}, status_code=201)
+            f"SELECT last_status FROM {SCHEMA}.callbacks WHERE transfer_id = $1", money_id)
+        return JSONResponse({"id": money_id, "callback_status": status}, status_code=201)
 
     @app.get("/v1/virtual-accounts/{account_number}/transfers")
     async def transfers_into(account_number: str) -> JSONResponse:
@@ -326,6 +427,17 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
         rows = await pools["db"].fetch(
             f"SELECT id, amount, currency, created_at FROM {SCHEMA}.transfers"
             " WHERE account_number = $1 ORDER BY created_at, id", account_number)
+        return JSONResponse([_public(r) for r in rows])
+
+    @app.get("/v1/payment-requests/{request_id}/payments")
+    async def paid_on_request(request_id: str) -> JSONResponse:
+        """What was paid on the request so far."""
+        if not await pools["db"].fetchval(
+                f"SELECT true FROM {SCHEMA}.payment_requests WHERE id = $1", request_id):
+            return JSONResponse({"error": "no such payment request"}, status_code=404)
+        rows = await pools["db"].fetch(
+            f"SELECT id, amount, currency, created_at FROM {SCHEMA}.transfers"
+            " WHERE account_number = $1 ORDER BY created_at, id", request_id)
         return JSONResponse([_public(r) for r in rows])
 
     @app.post("/v1/refunds")

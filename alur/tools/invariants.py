@@ -234,15 +234,19 @@ async def _loyalty(conn: asyncpg.Connection, ids: list[str] | None, report: Repo
 
 async def _gateway_ledger(conn: asyncpg.Connection, ids: list[str] | None,
                           report: Report) -> None:
-    """Invariant 7: what the gateway received for an order (card and e-wallet captures, money
-    paid into its virtual account) is what payments captured through it plus the transfers it
-    sent back, and what the gateway paid back is what payments refunded plus those transfers.
+    """Invariant 7: what the gateway received for an order (card captures, money paid into its
+    virtual account, its QRIS code or e-wallet request paid) is what payments captured through
+    it plus the transfers it sent back, and what the gateway paid back is what payments
+    refunded through it (not at a till, not by a shop's manual payout) plus those transfers.
     Money a transfer brought that payments never recorded is a customer's money kept."""
     rows = await conn.fetch(
         "WITH g AS (SELECT reference AS order_id, sum(amount) AS received FROM ("
         "   SELECT reference, amount FROM gateway_sim.charges WHERE status = 'succeeded'"
-        "   UNION ALL SELECT a.reference, t.amount FROM gateway_sim.transfers t"
-        "   JOIN gateway_sim.virtual_accounts a USING (account_number)) x GROUP BY reference),"
+        "   UNION ALL SELECT coalesce(a.reference, r.reference), t.amount"
+        "   FROM gateway_sim.transfers t"
+        "   LEFT JOIN gateway_sim.virtual_accounts a USING (account_number)"
+        "   LEFT JOIN gateway_sim.payment_requests r ON r.id = t.account_number) x"
+        "   GROUP BY reference),"
         " gr AS (SELECT reference AS order_id, sum(amount) AS paid_back"
         "   FROM gateway_sim.refunds GROUP BY reference),"
         " p AS (SELECT stream_id AS order_id,"
@@ -250,8 +254,9 @@ async def _gateway_ledger(conn: asyncpg.Connection, ids: list[str] | None,
         "     WHERE type = 'PaymentConfirmed' AND body->>'channel' <> 'pos'"
         "     AND body->'data'->>'method' <> 'cod'), 0) AS captured,"
         "   coalesce(sum((body->'data'->'amount'->>'amount')::bigint)"
-        "     FILTER (WHERE type = 'RefundIssued'"  # a till pays its returns back itself
-        "       AND body->'data'->>'refund_id' NOT LIKE 'till:%'), 0) AS refunded,"
+        "     FILTER (WHERE type = 'RefundIssued'"  # a till pays its returns back itself,
+        "       AND body->'data'->>'refund_id' NOT LIKE 'till:%'"  # and a shop its COD by hand
+        "       AND body->'data'->>'refund_id' NOT LIKE 'manual:%'), 0) AS refunded,"
         "   coalesce(sum((body->'data'->'amount'->>'amount')::bigint)"
         "     FILTER (WHERE type = 'TransferReturned'), 0) AS returned"
         "   FROM payments.events WHERE origin = 'own' GROUP BY stream_id)"
@@ -272,8 +277,8 @@ async def _gateway_ledger(conn: asyncpg.Connection, ids: list[str] | None,
 async def _no_duplicate_effects(conn: asyncpg.Connection, ids: list[str] | None,
                                 report: Report) -> None:
     for event_type, schema in (("ShipmentCreated", "shipping"), ("PaymentPending", "payments"),
-                               ("RefundIssued", "payments"), ("StockReserved", "inventory"),
-                               ("StockRestocked", "inventory"),
+                               ("PaymentRequested", "payments"), ("RefundIssued", "payments"),
+                               ("StockReserved", "inventory"), ("StockRestocked", "inventory"),
                                ("StockWrittenOff", "inventory")):
         # Refunds and restocks come once per return (or recalled parcel); goodwill refunds
         # once per request, below.

@@ -206,7 +206,8 @@ def on_timer(state: ReservationState, kind: str) -> list[Model | Command]:
             Release(state.order_id, state.reservation_id, "expired")]
 
 
-TAKE_OVER = frozenset({"PaymentConfirmed", "PaymentPending", "ShipmentCreated"})
+TAKE_OVER = frozenset({"PaymentConfirmed", "PaymentPending", "PaymentRequested",
+                       "ShipmentCreated"})
 OPENS = frozenset({"OrderPlaced"})
 # A till sale's payment is recorded by payments straight from OrderPlaced: its
 # PaymentConfirmed (payments topic) may arrive here before the OrderPlaced (orders topic).

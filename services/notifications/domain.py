@@ -17,9 +17,9 @@ from schemas.orders import OrderPlacedData, Sealed
 
 CUSTOMER_FACING = frozenset({
     "OrderPlaced", "OrderCancelled", "PaymentConfirmed", "PaymentFailed", "PaymentPending",
-    "PaymentExpired", "RefundIssued", "ShipmentCreated", "Shipped", "DeliveryFailed",
-    "Delivered", "ReadyForPickup", "ReturnShipmentCreated", "ReturnReceived", "OrderReturned",
-    "ReturnClosed",
+    "PaymentRequested", "PaymentExpired", "RefundIssued", "ShipmentCreated", "Shipped",
+    "DeliveryFailed", "Delivered", "ReadyForPickup", "ReturnShipmentCreated", "ReturnReceived",
+    "OrderReturned", "ReturnClosed",
 })
 # A till sale: the customer gets one receipt once it is recorded, nothing about each step,
 # and one when a return of it over the counter is closed.

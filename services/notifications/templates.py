@@ -13,6 +13,7 @@ from babel.numbers import format_percent
 from schemas import Event, Money
 from schemas.money import DEFAULT_LOCALE
 from schemas.orders import OrderPlacedData, Tax
+from schemas.payments import PaymentRequestedData
 
 SUBJECTS = {
     "OrderPlaced": "We received your order {order}",
@@ -20,6 +21,7 @@ SUBJECTS = {
     "PaymentConfirmed": "Payment received for order {order}",
     "PaymentFailed": "Payment for order {order} did not go through",
     "PaymentPending": "How to pay for order {order} by bank transfer",
+    "PaymentRequested": "How to pay for order {order} in your app",
     "PaymentExpired": "The time to pay for order {order} ran out",
     "RefundIssued": "We refunded order {order}",
     "DeliveryFailed": "We missed you: delivery of order {order} will be tried again",
@@ -57,11 +59,17 @@ def render(event: Event, name: str, order: OrderPlacedData | None = None,
         lines.append(f"Carrier: {data.carrier}.")
     if event.type == "PaymentPending":
         amount = data.amount
-        lines.append(f"Transfer {amount.format(loc)} to account "
+        bank = f"{BANKS[data.bank]} virtual account" if data.bank else "account"
+        lines.append(f"Transfer {amount.format(loc)} to {bank} "
                      f"{data.virtual_account} before {data.expires_at:%Y-%m-%d %H:%M} UTC.")
+    if event.type == "PaymentRequested":
+        lines += _app_payment(data, loc)
     if event.type == "RefundIssued":
         amount = data.amount
         lines.append(f"Refunded: {amount.format(loc)}.")
+        if data.manual_payout:
+            lines.append("Cash on delivery cannot be paid back automatically: the shop will "
+                         "contact you to pay it back by hand.")
         if order is not None and order.tax is not None and order.total.amount > 0:
             share = order.tax.share(amount.amount, order.total.amount)
             lines.append(f"Of which {_tax_name(order.tax, loc)}: {share.format(loc)}.")
@@ -75,6 +83,21 @@ def render(event: Event, name: str, order: OrderPlacedData | None = None,
         lines.append(f"Reason: {data.reason.replace('_', ' ')}.")
     lines += ["", "Thank you for shopping with us."]
     return subject, "\n".join(lines) + "\n"
+
+
+BANKS = {"bca": "BCA", "mandiri": "Mandiri", "bni": "BNI", "bri": "BRI"}
+WALLETS = {"gopay": "GoPay", "ovo": "OVO", "dana": "DANA", "shopeepay": "ShopeePay"}
+
+
+def _app_payment(data: PaymentRequestedData, loc: str) -> list[str]:
+    """How to pay a QRIS code or approve an e-wallet push, and by when."""
+    by = f"before {data.expires_at:%Y-%m-%d %H:%M} UTC"
+    if data.method == "qris":
+        return [f"Scan the QRIS code in your banking or e-wallet app and pay "
+                f"{data.amount.format(loc)} {by}. The code's text, for an app that reads it:",
+                f"  {data.qr_string}"]
+    wallet = WALLETS.get(data.wallet or "", "e-wallet")
+    return [f"Open your {wallet} app and approve the payment of {data.amount.format(loc)} {by}."]
 
 
 def _summary(order: OrderPlacedData, loc: str) -> list[str]:

@@ -50,6 +50,7 @@ TERMINAL = frozenset({"completed", "cancelled", "returned"})
 SETTLED_EVENTS = ("OrderCompleted", "OrderCancelled", "OrderReturned", "Delivered")
 STAGE_OF_EVENT = {
     "OrderPlaced": "placed", "StockReserved": "reserved", "PaymentPending": "awaiting_payment",
+    "PaymentRequested": "awaiting_payment",
     "PaymentConfirmed": "paid", "ShipmentCreated": "shipment_created", "Shipped": "shipped",
     "InTransit": "in_transit", "OutForDelivery": "out_for_delivery",
     "ReadyForPickup": "ready_for_pickup", "Delivered": "delivered", "PickedUp": "delivered",
@@ -58,7 +59,7 @@ STAGE_OF_EVENT = {
 # What the platform's "no" is called when it ends an order.
 CANCELS = {"StockRejected": "out_of_stock", "PaymentFailed": "payment_failed",
            "PaymentExpired": "payment_expired", "ReservationExpired": "reservation_expired"}
-SUPPORTED_PAYMENT_METHODS = frozenset({"card", "ewallet", "bank_transfer", "cod"})
+SUPPORTED_PAYMENT_METHODS = frozenset({"card", "ewallet", "qris", "bank_transfer", "cod"})
 SUPPORTED_DELIVERY_METHODS = frozenset({"home_delivery", "click_and_collect"})
 # A till sale was paid at the counter (cash, or card on the till's own terminal) and the goods
 # were handed over: it completes once payments has recorded the payment.
@@ -211,6 +212,8 @@ def place_order(
         raise InvalidOrder(f"payment method {payment.method!r} is not supported online")
     if payment.method in ("card", "ewallet") and not payment.token:
         raise InvalidOrder(f"payment method {payment.method!r} needs a gateway token")
+    if payment.method == "qris" and total.currency != "IDR":
+        raise InvalidOrder(f"QRIS pays rupiah only, and this order is in {total.currency}")
     if delivery.method not in SUPPORTED_DELIVERY_METHODS:
         raise InvalidOrder(f"delivery method {delivery.method!r} is for point-of-sale only")
     if delivery.method == "home_delivery" and (delivery.address is None
@@ -706,8 +709,8 @@ def refuse(state: OrderState, event: Event) -> str | None:
 OPENS = frozenset({"OrderPlaced"})  # recorded by the API before anyone else hears of the order
 RELEVANT = frozenset({
     "StockReserved", "StockRejected", "ReservationExpired", "StockRestocked", "StockWrittenOff",
-    "PaymentPending", "PaymentConfirmed", "PaymentFailed", "PaymentExpired", "RefundIssued",
-    "ShipmentCreated", "Shipped", "InTransit", "OutForDelivery", "DeliveryFailed", "Delivered",
-    "ReadyForPickup", "PickedUp", "ReturnShipmentCreated", "ReturnReceived",
+    "PaymentPending", "PaymentRequested", "PaymentConfirmed", "PaymentFailed", "PaymentExpired",
+    "RefundIssued", "ShipmentCreated", "Shipped", "InTransit", "OutForDelivery", "DeliveryFailed",
+    "Delivered", "ReadyForPickup", "PickedUp", "ReturnShipmentCreated", "ReturnReceived",
     "ShipmentRecalled", "ReturnedToSender",
 })

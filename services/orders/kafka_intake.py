@@ -55,10 +55,10 @@ SUBMITTED = "OrderSubmitted"
 OUTCOME_IDS = uuid.UUID("0c6f5e0a-7b2d-4d8e-9f13-5a7c2e9b4d61")
 RETRY_AFTER = 1.0  # seconds between tries of a record while the database is away
 # An order's customer-facing status events, republished to its shop's outcome topic when the
-# order came by Kafka (the latest migration that makes the trigger, 109, lists the same types;
+# order came by Kafka (the latest migration that makes the trigger, 110, lists the same types;
 # a test keeps them equal).
 STATUS_EVENTS = (
-    "PaymentPending", "PaymentConfirmed", "PaymentFailed", "PaymentExpired",
+    "PaymentPending", "PaymentRequested", "PaymentConfirmed", "PaymentFailed", "PaymentExpired",
     "ShipmentCreated", "Shipped", "OutForDelivery", "DeliveryFailed", "Delivered",
     "ReadyForPickup", "PickedUp", "ReturnedToSender", "OrderCancelled", "RefundIssued",
     "ReturnClosed", "OrderReturned", "OrderCompleted")

@@ -35,9 +35,11 @@ DECIDER = Decider(domain.PaymentState(), domain.evolve, domain.decide, domain.RE
                   precede=domain.PRECEDE, refuse=domain.refuse)
 
 
-def make_perform(gateway: Gateway, callback_url: str, transfer_ttl: float) -> Perform:
+def make_perform(gateway: Gateway, callback_url: str, transfer_ttl: float,
+                 request_ttl: float = 900.0) -> Perform:
     async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
-        if isinstance(command, domain.Charge | domain.OpenTransfer) and lapsed(command):
+        if isinstance(command, domain.Charge | domain.OpenTransfer | domain.RequestPayment) \
+                and lapsed(command):
             log.warning("not paying %s: its stock reservation lapsed", command.order_id)
             return []
         if isinstance(command, domain.Charge):
@@ -57,10 +59,18 @@ def make_perform(gateway: Gateway, callback_url: str, transfer_ttl: float) -> Pe
             expires_at = event.time + timedelta(seconds=transfer_ttl)
             account = await gateway.open_transfer(
                 command.idempotency_key, command.order_id, command.amount, expires_at,
-                callback_url + callbacks.CALLBACK_PATH)
+                callback_url + callbacks.CALLBACK_PATH, command.bank)
             return [PaymentPendingData(order_id=command.order_id, payment_id=command.payment_id,
                                        amount=command.amount, virtual_account=account,
-                                       expires_at=expires_at)]
+                                       expires_at=expires_at, bank=command.bank)]
+        if isinstance(command, domain.RequestPayment):
+            expires_at = event.time + timedelta(seconds=request_ttl)  # as for OpenTransfer
+            request = await gateway.request_payment(
+                command.idempotency_key, command.order_id, command.amount, command.method,
+                expires_at, callback_url + callbacks.CALLBACK_PATH, command.token,
+                command.wallet)
+            return [domain.requested(command, request.request_id, expires_at,
+                                     request.qr_string, request.wallet)]
         if isinstance(command, domain.SettleCharge):
             captured = await gateway.captures(command.order_id)
             confirmed = domain.settle_charge(command, [(c.transfer_id, c.amount)
@@ -81,7 +91,9 @@ def make_perform(gateway: Gateway, callback_url: str, transfer_ttl: float) -> Pe
                                          transfer_id=command.transfer_id, amount=command.amount,
                                          refund_id=refund_id, reason=command.reason)]
         if isinstance(command, domain.SettleTransfer):
-            received = await gateway.transfers(command.virtual_account)
+            received = await (gateway.transfers(command.pay_into)
+                              if command.method == "bank_transfer" else
+                              gateway.paid(command.pay_into))
             return domain.settle_transfer(command, [(t.transfer_id, t.amount) for t in received])
         if isinstance(command, domain.Refund):
             refund_id = await gateway.refund(command.idempotency_key, command.order_id,
@@ -94,7 +106,7 @@ def make_perform(gateway: Gateway, callback_url: str, transfer_ttl: float) -> Pe
     return perform
 
 
-def lapsed(command: domain.Charge | domain.OpenTransfer) -> bool:
+def lapsed(command: domain.Charge | domain.OpenTransfer | domain.RequestPayment) -> bool:
     return command.reserved_until is not None and now() > command.reserved_until
 
 
@@ -102,7 +114,8 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
     metrics.initialise(metrics.PAYMENT_DECLINES, *((r,) for r in DECLINE_REASONS), ("other",))
     metrics.initialise(metrics.COMPENSATIONS, ("payments", "RefundIssued"))
     gateway = HttpGateway(settings.gateway_url)
-    perform = make_perform(gateway, settings.payments_url, settings.bank_transfer_ttl)
+    perform = make_perform(gateway, settings.payments_url, settings.bank_transfer_ttl,
+                           settings.app_payment_ttl)
     app = callbacks.create_app(
         lambda: PostgresUnitOfWork(pool, "payments"), DECIDER, perform, source=SOURCE,
         secret=settings.gateway_callback_secret, tolerance=settings.signature_tolerance)

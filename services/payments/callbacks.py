@@ -1,4 +1,6 @@
-"""The gateway's callback endpoint: a bank transfer arrived in an order's virtual account.
+"""The gateway's callback endpoint: a bank transfer arrived in an order's virtual account
+(`transfer.received`), or the customer paid an order's QRIS code or approved its e-wallet push
+(`payment.completed`).
 
 The gateway signs each callback (HMAC-SHA256 over timestamp, method, path and body with the
 shared secret); a callback's id goes in the payments inbox, so a repeated report changes
@@ -10,10 +12,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Literal
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from alur.runtime.aggregate import Decider, Outside, Perform, act_or_claim, call_outside
 from alur.runtime.db import CONNECTION_ERRORS
@@ -29,12 +32,27 @@ CALLBACK_NAMESPACE = uuid.UUID("5b0f7c5e-8a8c-4a43-9d0e-6f3f3b2b7a11")
 
 
 class TransferReport(BaseModel):
-    type: str = Field(pattern="^transfer.received$")
-    id: str = Field(min_length=1, description="The gateway's id for the transfer.")
+    type: Literal["transfer.received", "payment.completed"]
+    id: str = Field(min_length=1, description="The gateway's id for the payment.")
     reference: str = Field(min_length=1, description="The order id.")
-    account_number: str
+    account_number: str | None = Field(None, min_length=1,
+                                       description="transfer.received: the virtual account.")
+    request_id: str | None = Field(None, min_length=1,
+                                   description="payment.completed: the payment request.")
     amount: int = Field(gt=0, strict=True)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
+
+    @model_validator(mode="after")
+    def _names_where(self) -> TransferReport:
+        wanted = "account_number" if self.type == "transfer.received" else "request_id"
+        if getattr(self, wanted) is None:
+            raise ValueError(f"a {self.type} report names its {wanted}")
+        return self
+
+    @property
+    def paid_into(self) -> str:
+        return self.account_number if self.type == "transfer.received" \
+            else self.request_id  # type: ignore[return-value]
 
 
 def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.PaymentState],
@@ -43,7 +61,8 @@ def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.Paymen
 
     @app.post(CALLBACK_PATH)
     async def gateway_callback(request: Request) -> JSONResponse:
-        """A transfer into an order's virtual account, reported by the gateway."""
+        """A payment into an order's virtual account or on its payment request, reported by
+        the gateway."""
         try:
             report = await read_signed(request, TransferReport, secret=secret, prefix="Gateway",
                                        tolerance=tolerance, what="a transfer report")
@@ -57,7 +76,7 @@ def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.Paymen
                     return JSONResponse({"status": "already recorded"})
                 done = await act_or_claim(
                     uow, decider, report.reference, lambda state: domain.transfer_received(
-                        state, report.reference, amount, report.account_number, report.id),
+                        state, report.reference, amount, report.paid_into, report.id),
                     source=source, remember=callback_id)
             # A transfer to send back is sent with no transaction open, then recorded.
             if isinstance(done, Outside) and await call_outside(

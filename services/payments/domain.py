@@ -1,14 +1,24 @@
 """A payment per order, from the first charge to the last refund. Pure, no I/O, no clock.
 
-- `card`, `ewallet`: captured through the gateway once stock is reserved.
-- `bank_transfer`: a virtual account is opened once stock is reserved (`PaymentPending`); the
+- `card`: captured through the gateway once stock is reserved.
+- `bank_transfer`: a virtual account is opened at the customer's bank (BCA, Mandiri, BNI or
+  BRI; BCA if the order names none) once stock is reserved (`PaymentPending`); the
   gateway's callback confirms it. When its deadline comes, the gateway is asked what was paid
   into the account (`SettleTransfer`: a callback may have been lost while this service was
   down): paid in full, it is confirmed; else it expires. Money that arrives for an order that
   was cancelled or expired meanwhile goes straight back (`late_transfer`), and so does a
   transfer the order does not take: a second one, or one of another amount
   (`ReturnTransfer`, recorded as TransferReturned).
-- `cod`: confirmed when the parcel is delivered (the courier collected the cash).
+- `qris`, `ewallet`: once stock is reserved the gateway is asked for a payment request
+  (`RequestPayment`, recorded as `PaymentRequested`): a dynamic QRIS code the customer scans
+  with any banking or wallet app, or a push to the customer's e-wallet app (GoPay, OVO, DANA,
+  ShopeePay) to approve there. The gateway's signed callback reports the payment; from there
+  on it runs like a transfer: settled at its deadline (`SettleTransfer`), paid back if late
+  (`late_payment`) or not the order's to take.
+- `cod`: confirmed when the parcel is delivered (the courier collected the cash). Cash has no
+  refund: what is due back is recorded as a manual payout (RefundIssued with
+  `manual_payout`, refund id `manual:…`) for the shop to pay by hand, and never reaches the
+  gateway.
 - point of sale (`cash`, or `card` on the till's terminal): the sale arrives paid; the
   payment is recorded when the order is known, without the gateway.
 Captured money goes back (`Refund`) when the order is cancelled or its last return received:
@@ -31,6 +41,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from alur.runtime.aggregate import OR_NOTHING
+from alur.runtime.errors import InfrastructureError
 from schemas import (
     Event,
     Model,
@@ -40,10 +51,18 @@ from schemas import (
     PaymentExpiredData,
     PaymentInstruction,
     PaymentMethod,
+    PaymentRequestedData,
     RefundIssuedData,
 )
+from services.payments import qris
 
-GATEWAY_METHODS = frozenset({"card", "ewallet"})
+GATEWAY_METHODS = frozenset({"card"})  # captured by a charge
+APP_METHODS = frozenset({"qris", "ewallet"})  # paid in an app, on a request
+# Paid into something the gateway holds (an account, a request), reported by callback.
+PAID_IN = APP_METHODS | {"bank_transfer"}
+DEFAULT_BANK = "bca"
+# Methods whose money cannot go back through the gateway: the shop pays it back by hand.
+MANUAL_PAYOUT = frozenset({"cod"})
 
 
 @dataclass(frozen=True)
@@ -62,12 +81,28 @@ class Charge:
 
 @dataclass(frozen=True)
 class OpenTransfer:
-    """Command: open a virtual bank account the customer pays the order total into."""
+    """Command: open a virtual account at `bank` that the customer pays the order total into."""
 
     order_id: str
     payment_id: str
     amount: Money
     idempotency_key: str
+    reserved_until: datetime | None = None
+    bank: str = DEFAULT_BANK
+
+
+@dataclass(frozen=True)
+class RequestPayment:
+    """Command: ask the gateway for a payment request the customer pays in an app (`qris`: a
+    dynamic QR code; `ewallet`: a push to the wallet of `token`)."""
+
+    order_id: str
+    payment_id: str
+    amount: Money
+    method: PaymentMethod
+    idempotency_key: str
+    token: str | None = None
+    wallet: str | None = None
     reserved_until: datetime | None = None
 
 
@@ -114,17 +149,18 @@ class ReturnTransfer:
 
 @dataclass(frozen=True)
 class SettleTransfer:
-    """Command: the transfer's deadline has come; ask the gateway what was paid into the
-    account before giving the payment up."""
+    """Command: the payment's deadline has come; ask the gateway what was paid into the
+    account (or on the request, `method` qris or ewallet) before giving the payment up."""
 
     order_id: str
     payment_id: str
-    virtual_account: str
+    pay_into: str
     amount: Money
+    method: PaymentMethod = "bank_transfer"
 
 
 class TransferMismatch(ValueError):
-    """A transfer callback that does not fit the order (amount, currency or account)."""
+    """A payment callback that does not fit the order (account or request)."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +172,7 @@ class PaymentState:
     reserved_until: datetime | None = None
     status: str | None = None  # pending | confirmed | failed | expired
     cancelled: bool = False
-    virtual_account: str | None = None
+    pay_into: str | None = None  # the virtual account, or the app payment's request id
     expires_at: datetime | None = None
     captured: Money | None = None
     gateway_reference: str | None = None
@@ -149,7 +185,7 @@ class PaymentState:
     released: bool = False  # OrderReadyToShip seen
 
     @property
-    def method(self) -> str | None:
+    def method(self) -> PaymentMethod | None:
         return self.instruction.method if self.instruction else None
 
     @property
@@ -195,7 +231,10 @@ def evolve(state: PaymentState, event: Event) -> PaymentState:
     if event.type == "OrderReadyToShip":
         return replace(state, released=True)
     if event.type == "PaymentPending":
-        return replace(state, status="pending", virtual_account=event.data.virtual_account,
+        return replace(state, status="pending", pay_into=event.data.virtual_account,
+                       expires_at=event.data.expires_at)
+    if event.type == "PaymentRequested":
+        return replace(state, status="pending", pay_into=event.data.request_id,
                        expires_at=event.data.expires_at)
     if event.type == "PaymentConfirmed":
         return replace(state, status="confirmed", captured=event.data.amount,
@@ -223,8 +262,8 @@ def evolve(state: PaymentState, event: Event) -> PaymentState:
     return state
 
 
-Decision = (Charge | OpenTransfer | Refund | SettleTransfer | ReturnTransfer | SettleCharge
-            | Model)
+Decision = (Charge | OpenTransfer | RequestPayment | Refund | SettleTransfer | ReturnTransfer
+            | SettleCharge | Model)
 
 
 def decide(state: PaymentState, event: Event) -> list[Decision]:
@@ -257,17 +296,15 @@ def decide(state: PaymentState, event: Event) -> list[Decision]:
     if event.type == "ReturnReceived" and after.return_refunds > state.return_refunds \
             and after.gateway_reference is not None and after.captured is not None:
         back = event.data.return_id
-        return [Refund(event.subject, _payment_id(event.subject),
-                       Money(amount=after.return_refunds - state.return_refunds,
-                             currency=after.captured.currency), after.gateway_reference,
-                       "returned", idempotency_key=f"{event.subject}:return:{back}",
-                       return_id=back)]
+        return [_pay_back(after, event.subject,
+                          Money(amount=after.return_refunds - state.return_refunds,
+                                currency=after.captured.currency), "returned",
+                          f"{event.subject}:return:{back}", back)]
     if event.type == "GoodwillRefundRequested" and after.goodwill > state.goodwill \
             and after.gateway_reference is not None:
         gift = event.data
-        return [Refund(event.subject, _payment_id(event.subject), gift.amount,
-                       after.gateway_reference, "goodwill",
-                       idempotency_key=f"{event.subject}:goodwill:{gift.goodwill_id}")]
+        return [_pay_back(after, event.subject, gift.amount, "goodwill",
+                          f"{event.subject}:goodwill:{gift.goodwill_id}")]
     return []
 
 
@@ -299,18 +336,25 @@ def _start(state: PaymentState, order_id: str) -> list[Decision]:
     if state.method == "bank_transfer":
         return [OpenTransfer(order_id, _payment_id(order_id), state.amount,
                              idempotency_key=f"{order_id}:transfer",
-                             reserved_until=state.reserved_until)]
+                             reserved_until=state.reserved_until,
+                             bank=state.instruction.bank or DEFAULT_BANK)]
+    if state.method in APP_METHODS:
+        return [RequestPayment(order_id, _payment_id(order_id), state.amount, state.method,
+                               idempotency_key=f"{order_id}:request",
+                               token=state.instruction.token, wallet=state.instruction.wallet,
+                               reserved_until=state.reserved_until)]
     return []  # cod waits for the delivery; cash was recorded with the order
 
 
 def transfer_received(state: PaymentState, order_id: str, amount: Money,
-                      virtual_account: str, transfer_id: str) -> list[Decision]:
-    """The gateway says the customer paid into the order's virtual account. Every transfer
-    ends up taken by the order or sent back: none is kept without an order."""
-    if state.virtual_account is None or state.amount is None:
-        raise TransferMismatch(f"order {order_id} has no virtual account")
-    if virtual_account != state.virtual_account:
-        raise TransferMismatch(f"account {virtual_account} is not this order's")
+                      pay_into: str, transfer_id: str) -> list[Decision]:
+    """The gateway says the customer paid into the order's virtual account, or paid its
+    QRIS code or e-wallet request (`pay_into`). Every payment ends up taken by the order or
+    sent back: none is kept without an order."""
+    if state.pay_into is None or state.amount is None or state.method not in PAID_IN:
+        raise TransferMismatch(f"order {order_id} has no account or payment request")
+    if pay_into != state.pay_into:
+        raise TransferMismatch(f"account or request {pay_into} is not this order's")
     if transfer_id == state.gateway_reference or transfer_id in state.returned:
         return []  # the same transfer reported again
     if amount != state.amount:
@@ -320,12 +364,34 @@ def transfer_received(state: PaymentState, order_id: str, amount: Money,
     if state.status not in ("pending", "expired"):
         return []
     confirmed = PaymentConfirmedData(order_id=order_id, payment_id=_payment_id(order_id),
-                                     method="bank_transfer", amount=amount,
+                                     method=state.method, amount=amount,
                                      gateway_reference=transfer_id)
     if state.status == "pending" and not state.cancelled:
         return [confirmed]
     late = replace(state, captured=amount, gateway_reference=transfer_id)
-    return [confirmed, *_refund(late, order_id, "late_transfer")]
+    return [confirmed, *_refund(late, order_id, "late_transfer" if state.method ==
+                                "bank_transfer" else "late_payment")]
+
+
+def requested(command: RequestPayment, request_id: str, expires_at: datetime,
+              qr_string: str | None, wallet: str | None) -> PaymentRequestedData:
+    """The gateway's payment request, as recorded. A QRIS payload must be a well-formed
+    dynamic code for the amount due, or the customer would be shown a code that cannot pay
+    the order."""
+    if command.method == "qris":
+        try:
+            code = qris.read(qr_string or "")
+        except qris.InvalidPayload as exc:
+            raise InfrastructureError(f"gateway sent an unusable QRIS code: {exc}",
+                                      retriable=False) from exc
+        if not code.dynamic or code.amount != command.amount.amount:
+            raise InfrastructureError("gateway sent a QRIS code that is not for the amount due",
+                                      retriable=False)
+    return PaymentRequestedData(
+        order_id=command.order_id, payment_id=command.payment_id,
+        method="qris" if command.method == "qris" else "ewallet", amount=command.amount,
+        request_id=request_id, expires_at=expires_at, qr_string=qr_string,
+        wallet=wallet if command.method == "ewallet" else None)
 
 
 def deadlines(state: PaymentState) -> dict[str, datetime]:
@@ -336,9 +402,9 @@ def deadlines(state: PaymentState) -> dict[str, datetime]:
 
 def on_timer(state: PaymentState, kind: str) -> list[Decision]:
     if kind == "payment_expiry" and "payment_expiry" in deadlines(state) and state.order_id \
-            and state.virtual_account and state.amount:
+            and state.pay_into and state.amount and state.method in PAID_IN:
         return [SettleTransfer(state.order_id, _payment_id(state.order_id),
-                               state.virtual_account, state.amount)]
+                               state.pay_into, state.amount, state.method)]
     return []
 
 
@@ -363,7 +429,7 @@ def settle_transfer(command: SettleTransfer,
         if amount == command.amount:
             return [PaymentConfirmedData(
                 order_id=command.order_id, payment_id=command.payment_id,
-                method="bank_transfer", amount=amount, gateway_reference=transfer_id)]
+                method=command.method, amount=amount, gateway_reference=transfer_id)]
     return [PaymentExpiredData(order_id=command.order_id, payment_id=command.payment_id)]
 
 
@@ -398,8 +464,20 @@ def _refund(state: PaymentState, order_id: str, reason: str,
     if state.captured is None or state.gateway_reference is None or state.left <= 0:
         return []
     left = Money(amount=state.left, currency=state.captured.currency)
-    return [Refund(order_id, _payment_id(order_id), left, state.gateway_reference,
-                   reason, idempotency_key=f"{order_id}:refund", return_id=return_id)]
+    return [_pay_back(state, order_id, left, reason, f"{order_id}:refund", return_id)]
+
+
+def _pay_back(state: PaymentState, order_id: str, amount: Money, reason: str, key: str,
+              return_id: str | None = None) -> Refund | RefundIssuedData:
+    """A refund of `amount` under idempotency `key`: through the gateway, or, for a method
+    that has none (cash on delivery), recorded at once as a payout the shop makes by hand."""
+    if state.method in MANUAL_PAYOUT:
+        return RefundIssuedData(order_id=order_id, refund_id=f"manual:{key}", amount=amount,
+                                reason=reason, return_id=return_id, manual_payout=True)
+    if state.gateway_reference is None:
+        raise ValueError(f"order {order_id}: a refund needs the capture it pays back")
+    return Refund(order_id, _payment_id(order_id), amount, state.gateway_reference, reason,
+                  idempotency_key=key, return_id=return_id)
 
 
 def _payment_id(order_id: str) -> str:
@@ -417,6 +495,7 @@ PRECEDE = frozenset({"StockReserved", "Delivered", "PickedUp"})
 OUTCOMES: dict[type, frozenset[str]] = {
     Charge: frozenset({"PaymentConfirmed", "PaymentFailed"}),
     OpenTransfer: frozenset({"PaymentPending"}),
+    RequestPayment: frozenset({"PaymentRequested"}),
     Refund: frozenset({"RefundIssued"}),
     SettleTransfer: frozenset({"PaymentConfirmed", "PaymentExpired"}),
     ReturnTransfer: frozenset({"TransferReturned"}),

@@ -9,6 +9,11 @@ from typing import Any, Protocol
 from alur.runtime.errors import InfrastructureError
 from alur.runtime.partner import PartnerClient
 from schemas import Money
+from services.payments import qris
+
+# What a virtual account number starts with, per bank: the simulator's made-up company
+# codes (real ones are assigned by each bank to each merchant).
+VA_PREFIXES = {"bca": "39001", "mandiri": "89002", "bni": "98803", "bri": "26204"}
 
 
 @dataclass(frozen=True)
@@ -16,6 +21,15 @@ class ChargeResult:
     succeeded: bool
     charge_id: str
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    """A request the customer pays in an app: a dynamic QRIS code, or an e-wallet push."""
+
+    request_id: str
+    qr_string: str | None = None  # qris
+    wallet: str | None = None  # ewallet: the app it was pushed to
 
 
 @dataclass(frozen=True)
@@ -32,9 +46,21 @@ class Gateway(Protocol):
         """Capture `amount`; the same key returns the first answer and never charges twice."""
 
     async def open_transfer(self, idempotency_key: str, reference: str, amount: Money,
-                            expires_at: datetime, callback_url: str) -> str:
-        """Open a virtual account for a bank transfer of `amount`; returns its number. The
-        gateway reports the transfer to `callback_url`, signed. Same key, same account."""
+                            expires_at: datetime, callback_url: str, bank: str = "bca") -> str:
+        """Open a virtual account at `bank` for a bank transfer of `amount`; returns its
+        number. The gateway reports the transfer to `callback_url`, signed. Same key, same
+        account."""
+
+    async def request_payment(self, idempotency_key: str, reference: str, amount: Money,
+                              method: str, expires_at: datetime, callback_url: str,
+                              token: str | None = None,
+                              wallet: str | None = None) -> PaymentRequest:
+        """Ask for a payment the customer makes in an app (`qris`: a dynamic QR code for
+        `amount`; `ewallet`: a push to the wallet linked to `token`). The gateway reports the
+        payment to `callback_url`, signed. Same key, same request."""
+
+    async def paid(self, request_id: str) -> list[Transfer]:
+        """What was paid on the request so far (at most one payment, for a dynamic QR)."""
 
     async def refund(self, idempotency_key: str, reference: str, amount: Money,
                      payment_reference: str) -> str:
@@ -59,11 +85,28 @@ class HttpGateway:
         return ChargeResult(body["status"] == "succeeded", body["id"], body.get("failure_reason"))
 
     async def open_transfer(self, idempotency_key: str, reference: str, amount: Money,
-                            expires_at: datetime, callback_url: str) -> str:
+                            expires_at: datetime, callback_url: str, bank: str = "bca") -> str:
         body = await self._post("/v1/virtual-accounts", idempotency_key, {
             "reference": reference, "amount": amount.amount, "currency": amount.currency,
-            "expires_at": expires_at.isoformat(), "callback_url": callback_url})
+            "expires_at": expires_at.isoformat(), "callback_url": callback_url, "bank": bank})
         return str(body["account_number"])
+
+    async def request_payment(self, idempotency_key: str, reference: str, amount: Money,
+                              method: str, expires_at: datetime, callback_url: str,
+                              token: str | None = None,
+                              wallet: str | None = None) -> PaymentRequest:
+        body = await self._post("/v1/payment-requests", idempotency_key, {
+            "reference": reference, "amount": amount.amount, "currency": amount.currency,
+            "method": method, "expires_at": expires_at.isoformat(),
+            "callback_url": callback_url, "token": token, "wallet": wallet})
+        try:
+            return PaymentRequest(str(body["id"]), body.get("qr_string"), body.get("wallet"))
+        except (KeyError, TypeError) as exc:
+            raise InfrastructureError(f"gateway sent an unreadable payment request: {exc}",
+                                      retriable=False) from exc
+
+    async def paid(self, request_id: str) -> list[Transfer]:
+        return await self._money_in(f"/v1/payment-requests/{request_id}/payments", {})
 
     async def refund(self, idempotency_key: str, reference: str, amount: Money,
                      payment_reference: str) -> str:
@@ -119,7 +162,8 @@ class InMemoryGateway:
         self.charges: dict[str, tuple[tuple[str, int, str, str | None], ChargeResult]] = {}
         self.accounts: dict[str, tuple[tuple[str, int, str, datetime, str], str]] = {}
         self.refunds: dict[str, tuple[tuple[str, int, str, str], str]] = {}
-        self.paid_in: dict[str, list[Transfer]] = {}  # account -> transfers into it
+        self.requests: dict[str, tuple[tuple[Any, ...], PaymentRequest]] = {}
+        self.paid_in: dict[str, list[Transfer]] = {}  # account or request -> money into it
 
     async def charge(self, idempotency_key: str, reference: str, amount: Money,
                      token: str | None) -> ChargeResult:
@@ -136,16 +180,37 @@ class InMemoryGateway:
         return result
 
     async def open_transfer(self, idempotency_key: str, reference: str, amount: Money,
-                            expires_at: datetime, callback_url: str) -> str:
-        return self._once(self.accounts, idempotency_key,
-                          (reference, amount.amount, amount.currency, expires_at, callback_url),
-                          f"VA{len(self.accounts) + 1:010d}")
+                            expires_at: datetime, callback_url: str, bank: str = "bca") -> str:
+        return str(self._once(self.accounts, idempotency_key,
+                          (reference, amount.amount, amount.currency, expires_at, callback_url,
+                           bank), f"{VA_PREFIXES[bank]}{len(self.accounts) + 1:011d}"))
+
+    async def request_payment(self, idempotency_key: str, reference: str, amount: Money,
+                              method: str, expires_at: datetime, callback_url: str,
+                              token: str | None = None,
+                              wallet: str | None = None) -> PaymentRequest:
+        if method == "qris" and amount.currency != "IDR":
+            raise InfrastructureError("QRIS pays rupiah only", retriable=False)
+        if method == "ewallet" and not token:
+            raise InfrastructureError("an e-wallet push needs a linked account", retriable=False)
+        request_id = f"pr_fake_{len(self.requests) + 1}"
+        made = PaymentRequest(request_id, qris.payload(
+            merchant_id="ID1020000000001", merchant_name="ALUR", city="JAKARTA",
+            postal_code="10110", amount=amount.amount, bill_number=request_id)
+            if method == "qris" else None, (wallet or "gopay") if method == "ewallet" else None)
+        first: PaymentRequest = self._once(
+            self.requests, idempotency_key, (reference, amount.amount, amount.currency, method,
+                                             expires_at, callback_url, token, wallet), made)
+        return first
+
+    async def paid(self, request_id: str) -> list[Transfer]:
+        return list(self.paid_in.get(request_id, []))
 
     async def refund(self, idempotency_key: str, reference: str, amount: Money,
                      payment_reference: str) -> str:
-        return self._once(self.refunds, idempotency_key,
-                          (reference, amount.amount, amount.currency, payment_reference),
-                          f"re_fake_{len(self.refunds) + 1}")
+        return str(self._once(self.refunds, idempotency_key,
+                              (reference, amount.amount, amount.currency, payment_reference),
+                              f"re_fake_{len(self.refunds) + 1}"))
 
     async def transfers(self, account_number: str) -> list[Transfer]:
         return list(self.paid_in.get(account_number, []))
@@ -162,15 +227,15 @@ class InMemoryGateway:
         return transfer.transfer_id
 
     @staticmethod
-    def _once(done: dict[str, Any], key: str, request: tuple[Any, ...], new_id: str) -> str:
+    def _once(done: dict[str, Any], key: str, request: tuple[Any, ...], new: Any) -> Any:  # noqa: ANN401
         if key in done:
             first, made = done[key]
             if first != request:
                 raise InfrastructureError("idempotency key reused with another request",
                                           retriable=False)
-            return str(made)
-        done[key] = (request, new_id)
-        return new_id
+            return made
+        done[key] = (request, new)
+        return new
 
     def refunded(self, reference: str) -> int:
         return sum(1 for (ref, *_), _id in self.refunds.values() if ref == reference)

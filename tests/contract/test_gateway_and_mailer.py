@@ -13,7 +13,8 @@ from alur.runtime.errors import InfrastructureError
 from alur.simulators.smtp import read_messages
 from schemas import Money
 from services.notifications.mailer import InMemoryMailer, SmtpMailer
-from services.payments.gateway import HttpGateway, InMemoryGateway
+from services.payments import qris
+from services.payments.gateway import VA_PREFIXES, HttpGateway, InMemoryGateway
 from tests.loopback import serving
 
 EUR = Money(amount=1999, currency="EUR")
@@ -149,3 +150,63 @@ async def test_an_unreachable_smtp_server_is_a_retriable_error() -> None:
         await mailer.send("a@example.com", "s", "b", "<x@y>")
     assert caught.value.retriable is True
     await mailer.close()
+
+
+IDR = Money(amount=150000, currency="IDR")
+
+
+@pytest.mark.parametrize("bank", ["bca", "mandiri", "bni", "bri"])
+async def test_a_virtual_account_is_opened_at_the_bank_asked(gateway, bank: str) -> None:
+    ref = f"o-{uuid.uuid4().hex}"
+    account = await gateway.open_transfer(f"{ref}:transfer", ref, IDR,
+                                          datetime.now(UTC) + timedelta(hours=1),
+                                          "http://127.0.0.1:9/v1/gateway/callbacks", bank)
+    assert account.startswith(VA_PREFIXES[bank]) and len(account) == 16
+
+
+async def test_a_qris_request_carries_a_dynamic_code_for_the_amount_once_per_key(gateway) -> None:
+    ref = f"ord_{uuid.uuid4().hex}"
+    due, callback = datetime.now(UTC) + timedelta(hours=1), "http://127.0.0.1:9/cb"
+    request = await gateway.request_payment(f"{ref}:request", ref, IDR, "qris", due, callback)
+    assert await gateway.request_payment(f"{ref}:request", ref, IDR, "qris", due,
+                                         callback) == request
+    code = qris.read(request.qr_string)
+    assert (code.dynamic, code.amount, code.bill_number) == (True, 150000, request.request_id)
+    assert request.wallet is None
+    with pytest.raises(InfrastructureError) as caught:  # QRIS carries rupiah only
+        await gateway.request_payment(f"{ref}:eur", ref, EUR, "qris", due, callback)
+    assert caught.value.retriable is False
+
+
+async def test_an_e_wallet_push_goes_to_the_wallet_asked_and_needs_an_account(gateway) -> None:
+    ref = f"ord_{uuid.uuid4().hex}"
+    due, callback = datetime.now(UTC) + timedelta(hours=1), "http://127.0.0.1:9/cb"
+    pushed = await gateway.request_payment(f"{ref}:a", ref, IDR, "ewallet", due, callback,
+                                           "tok_ovo", "ovo")
+    assert (pushed.wallet, pushed.qr_string) == ("ovo", None)
+    default = await gateway.request_payment(f"{ref}:b", ref, IDR, "ewallet", due, callback,
+                                            "tok_gopay")
+    assert default.wallet == "gopay" and default.request_id != pushed.request_id
+    with pytest.raises(InfrastructureError) as caught:
+        await gateway.request_payment(f"{ref}:c", ref, IDR, "ewallet", due, callback)
+    assert caught.value.retriable is False
+
+
+async def test_what_was_paid_on_a_request_can_be_asked(gateway, infra) -> None:
+    ref = f"ord_{uuid.uuid4().hex}"
+    request = await gateway.request_payment(f"{ref}:request", ref, IDR, "qris",
+                                            datetime.now(UTC) + timedelta(hours=1),
+                                            "http://127.0.0.1:9/v1/gateway/callbacks")
+    assert await gateway.paid(request.request_id) == []
+    if isinstance(gateway, InMemoryGateway):
+        gateway.pay_into(request.request_id, IDR)
+    else:
+        async with httpx.AsyncClient(base_url=infra.gateway_url) as client:
+            assert (await client.post(f"/v1/payment-requests/{request.request_id}/pay")
+                    ).status_code == 201
+            # A dynamic code is paid once.
+            assert (await client.post(f"/v1/payment-requests/{request.request_id}/pay")
+                    ).status_code == 409
+    [payment] = await gateway.paid(request.request_id)
+    assert payment.amount == IDR
+    assert await gateway.paid("pr-no-such-request") == []

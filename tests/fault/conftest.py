@@ -24,7 +24,8 @@ def fault_settings() -> Settings:
         session_timeout=6.0, log_level="info", relay_interval=0.2, prometheus_port=9790,
         scrape_interval=5.0, sample_interval=1.0, payments_port=8283, inventory_port=8285,
         shipping_port=8310, kilat_port=8311, nusapost_port=8312,
-        reservation_ttl=60.0, bank_transfer_ttl=20.0, release_after=1.0, wedged_after=30.0,
+        reservation_ttl=60.0, bank_transfer_ttl=20.0, app_payment_ttl=20.0, release_after=1.0,
+        wedged_after=30.0,
         egress_allow_loopback=True)
 
 

@@ -69,7 +69,8 @@ class FakePlatform:
         self.performs = performs = {
             "inventory": inventory.make_perform(settings.reservation_ttl),
             "payments": payments.make_perform(self.gateway, settings.payments_url,
-                                              settings.bank_transfer_ttl),
+                                              settings.bank_transfer_ttl,
+                                              settings.app_payment_ttl),
             "shipping": shipping.make_perform(self.carriers),
             "notifications": notifications.make_perform(self.mailer, self.sent_log),
         }
@@ -173,13 +174,16 @@ class FakePlatform:
             await act(uow, orders.DECIDER, order_id, choose, source="alur/orders")
 
     async def transfer_arrives(self, order_id: str) -> None:
-        """What the payments callback does when the gateway reports the bank transfer."""
+        """What the payments callback does when the gateway reports the bank transfer (or the
+        QRIS or e-wallet payment)."""
         state = self.states["payments"]
-        pending = next(s.event.data for s in state.streams[order_id]
-                       if s.event.type == "PaymentPending")
+        asked = next(s.event for s in state.streams[order_id]
+                     if s.event.type in ("PaymentPending", "PaymentRequested"))
+        pending = asked.data
+        into = pending.virtual_account if asked.type == "PaymentPending" else pending.request_id
         async with InMemoryUnitOfWork(state) as uow:
             done = await act_or_claim(uow, payments.DECIDER, order_id, lambda s: transfer_received(
-                s, order_id, pending.amount, pending.virtual_account, f"tr_{order_id}"),
+                s, order_id, pending.amount, into, f"tr_{order_id}"),
                 source="alur/payments")
         if isinstance(done, Outside):  # a transfer sent back: called after the transaction
             await call_outside(self._uow_factory("payments"), payments.DECIDER, done,

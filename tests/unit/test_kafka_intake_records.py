@@ -17,7 +17,7 @@ from services.orders.shops import Shop
 
 SHOP = Shop("kopi-kenangan", "Kopi", "IDR", None, None, None)
 MIGRATION = (Path(__file__).resolve().parents[2]
-             / "services/orders/migrations/109_intake_return_closed.sql")
+             / "services/orders/migrations/110_intake_payment_requested.sql")
 
 
 def record(value: bytes | None, key: bytes | None = b"REF-1") -> ConsumerRecord[bytes, bytes]:

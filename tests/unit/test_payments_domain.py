@@ -83,7 +83,7 @@ def awaiting_transfer() -> PaymentState:
 
 def test_every_transfer_is_taken_by_the_order_or_sent_back() -> None:
     state = awaiting_transfer()
-    due, account = state.amount, state.virtual_account
+    due, account = state.amount, state.pay_into
     assert due is not None and account is not None
     [confirmed] = domain.transfer_received(state, "o1", due, account, "tr_1")
     assert confirmed.gateway_reference == "tr_1"

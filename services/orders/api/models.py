@@ -23,7 +23,7 @@ EXAMPLE_ORDER: dict[str, Any] = {
                  "phone": "0812-3456-7890", "name": "Siti Rahayu"},
     "lines": [{"sku": "SKU-BATIK", "quantity": 2,
                "unit_price": {"amount": 125000, "currency": "IDR"}}],
-    "payment": {"method": "ewallet", "token": "tok_ovo"},
+    "payment": {"method": "ewallet", "token": "tok_ovo", "wallet": "ovo"},
     "delivery": {"method": "home_delivery", "address": {
         "line1": "Jl. Merdeka No. 12", "city": "Jakarta", "postal_code": "10110",
         "country": "ID"}},
@@ -177,6 +177,20 @@ class BankTransfer(BaseModel):
     amount: int = Field(description="Integer minor units to transfer.")
     currency: str
     pay_before: datetime = Field(description="Unpaid by then, the order is cancelled.")
+    bank: str | None = Field(None, description="The bank that holds the account: bca, "
+                             "mandiri, bni or bri.")
+
+
+class AppPayment(BaseModel):
+    method: str = Field(description="qris (a QR code to scan) or ewallet (a push to approve "
+                        "in the wallet app).")
+    request_id: str = Field(description="The gateway's id for the payment request.")
+    amount: int = Field(description="Integer minor units to pay.")
+    currency: str
+    pay_before: datetime = Field(description="Unpaid by then, the order is cancelled.")
+    qr_string: str | None = Field(None, description="qris: the QR code's payload, to render "
+                                  "as a QR code for the customer.")
+    wallet: str | None = Field(None, description="ewallet: gopay, ovo, dana or shopeepay.")
 
 
 class OrderView(BaseModel):
@@ -195,6 +209,8 @@ class OrderView(BaseModel):
                                              "to collect a requested return.")
     bank_transfer: BankTransfer | None = Field(
         None, description="For a bank-transfer order once its virtual account is open.")
+    app_payment: AppPayment | None = Field(
+        None, description="For a QRIS or e-wallet order once its payment is requested.")
     returns: list[ReturnView] = Field(default_factory=list, description="Its returns, "
                                       "oldest first.")
     timeline: list[TimelineEntry]

@@ -24,6 +24,7 @@ from schemas.orders import CustomerIdentifiedData
 from services.orders import domain
 from services.orders.api.models import (
     Accepted,
+    AppPayment,
     BankTransfer,
     GoodwillAccepted,
     GoodwillRequest,
@@ -92,6 +93,7 @@ def order_view(stream: Sequence[StoredEvent]) -> OrderView:
     back = next((s.event.data for s in reversed(stream)
                  if s.event.type == "ReturnShipmentCreated"), None)
     pending = next((s.event.data for s in stream if s.event.type == "PaymentPending"), None)
+    asked = next((s.event.data for s in stream if s.event.type == "PaymentRequested"), None)
     return OrderView(
         order_id=placed.subject, shop_id=placed.shop_id, channel=placed.channel,
         status=state.status or "unknown", total_amount=placed.data.total.amount,
@@ -104,7 +106,12 @@ def order_view(stream: Sequence[StoredEvent]) -> OrderView:
             shipment_id=back.shipment_id),
         bank_transfer=None if pending is None else BankTransfer(
             virtual_account=pending.virtual_account, amount=pending.amount.amount,
-            currency=pending.amount.currency, pay_before=pending.expires_at),
+            currency=pending.amount.currency, pay_before=pending.expires_at,
+            bank=pending.bank),
+        app_payment=None if asked is None else AppPayment(
+            method=asked.method, request_id=asked.request_id, amount=asked.amount.amount,
+            currency=asked.amount.currency, pay_before=asked.expires_at,
+            qr_string=asked.qr_string, wallet=asked.wallet),
         returns=returns_of(stream),
         timeline=[TimelineEntry(version=s.version, type=s.event.type, source=s.event.source,
                                 time=s.event.time, event_id=str(s.event.id)) for s in stream],
