@@ -136,6 +136,8 @@ def _terms(args: argparse.Namespace, base: ShopTerms) -> ShopTerms:
         changes["locale"] = args.locale
     if args.delivery_days is not None:
         changes["delivery_days"] = args.delivery_days
+    if args.cod_fee is not None:
+        changes["cod_fee"] = args.cod_fee
     return replace(base, **changes)
 
 
@@ -144,7 +146,10 @@ def _terms_text(shop: Shop) -> str:
     tax = "no tax" if not t.tax_rate_bp else (
         f"{t.tax_name} {t.tax_rate_bp / 100:g}% "
         f"{'included in' if t.prices_include_tax else 'added to'} prices")
-    return f"{tax}, locale {t.locale}, delivery {t.delivery_days} d"
+    from schemas.money import format_money
+
+    fee = f", COD fee {format_money(t.cod_fee, shop.currency, t.locale)}" if t.cod_fee else ""
+    return f"{tax}, locale {t.locale}, delivery {t.delivery_days} d{fee}"
 
 
 def _registry(args: argparse.Namespace, settings: Settings) -> int:
@@ -583,6 +588,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "en, ja_JP (add, terms; default id_ID)")
     shops.add_argument("--delivery-days", type=int, help="days home delivery takes, for the "
                        "estimate in the confirmation e-mail (add, terms; default 3)")
+    shops.add_argument("--cod-fee", type=int, help="the collection fee cash on delivery adds "
+                       "to an order, in minor units of the shop's currency (whole rupiah for "
+                       "IDR): 5000 is Rp5.000 (add, terms; default 0)")
     shops.add_argument("--signing", action="store_true",
                        help="require HMAC-signed requests; prints the secret once (add)")
     shops.add_argument("--rate", type=float, help="requests/s (add; default: the settings')")

@@ -40,9 +40,12 @@ from schemas.money import format_money
 from services.inventory.seed import set_stock
 from services.notifications.domain import CUSTOMER_FACING, POS_FACING
 from services.orders.admin import onboard
+from services.orders.domain import ShopTerms
 
 # Deadlines short enough to be seen within a demo run: an unpaid bank transfer expires after
 # 20 s (a real one has a day), a paid order is released to shipping after 3 s (really 300 s).
+# The simulated shops' terms: PPN 11% in their prices, id_ID, and Rp5.000 for cash on delivery.
+DEMO_TERMS = ShopTerms(locale="id_ID", cod_fee=5_000)
 DEMO_DEADLINES = {"bank_transfer_ttl": 20.0, "app_payment_ttl": 20.0, "release_after": 3.0}
 PLACE_ATTEMPTS = 5  # connection failures in a row before a shop gives up on the API
 
@@ -247,6 +250,11 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         " AS amount FROM orders.events WHERE type = 'RefundIssued'"
         " AND (body->'data'->>'manual_payout')::boolean AND stream_id = ANY($1::text[])",
         run.orders)
+    fees = await db.fetchrow(
+        "SELECT count(*) AS n, coalesce(sum((body->'data'->'cod_fee'->>'amount')::bigint), 0)"
+        " AS amount FROM orders.events WHERE type = 'OrderPlaced'"
+        " AND body->'data'->'cod_fee' IS NOT NULL AND body->'data'->>'cod_fee' <> 'null'"
+        " AND stream_id = ANY($1::text[])", run.orders)
 
     def ways(event_type: str) -> str:
         found = [f"{r['how']} {r['n']}" for r in asked if r["type"] == event_type]
@@ -296,9 +304,10 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
                            f"{n.get('StockWrittenOff', 0)} with broken units written off"),
         ("till sales returned", f"{till_returned} at their store, paid back by the till"),
         ("refunds", by_reason("RefundIssued")),
-        ("manual payouts (cash on delivery)", f"{manual['n']} for the shops to pay by hand, "
-                                              + format_money(manual["amount"], CURRENCY,
-                                                             "id_ID")),
+        ("cash on delivery", f"{fees['n']} orders with a collection fee "
+                             f"({format_money(fees['amount'], CURRENCY, 'id_ID')}); "
+                             f"{manual['n']} refunds for the shops to pay back by hand "
+                             f"({format_money(manual['amount'], CURRENCY, 'id_ID')})"),
         ("reviews", str(n.get("ReviewSubmitted", 0))),
         ("loyalty points", f"{points.get('LoyaltyPointsAccrued', 0)} accrued, "
                            f"{points.get('LoyaltyPointsReversed', 0)} reversed"),
@@ -450,7 +459,7 @@ async def _drive(settings: Settings, orders: int, shops: int) -> tuple[int, str]
     await set_stock(settings, [(loc, sku, 100_000) for loc in ("WH-1", "WH-2", *STORES)
                                for sku, _ in CATALOGUE] + [("WH-1", SCARCE[0], 6)])
     skus = [sku for sku, _ in CATALOGUE] + [SCARCE[0]]
-    keys = {s: (await onboard(settings, s, CURRENCY, skus))[0]
+    keys = {s: (await onboard(settings, s, CURRENCY, skus, terms=DEMO_TERMS))[0]
             for s in (f"shop-{i + 1}" for i in range(shops))}
     # The last shop is a marketplace that publishes on Kafka (it keeps its API key: its
     # customers still cancel, confirm and return through the API).

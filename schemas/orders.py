@@ -230,6 +230,10 @@ class OrderPlacedData(Model):
     estimated_delivery: date | None = Field(None, description=(
         "When the parcel should arrive (or, for click-and-collect, be ready), as the "
         "confirmation e-mail tells the customer. Null for till sales."))
+    cod_fee: Money | None = Field(None, description=(
+        "Cash on delivery's collection fee, by the shop's terms: part of the total, which "
+        "the courier collects. Null when the order is not cash on delivery or the shop "
+        "charges none."))
 
 
 class OrderCancelledData(Model):

@@ -110,10 +110,13 @@ def _summary(order: OrderPlacedData, loc: str) -> list[str]:
         out.append(f"  {what.ljust(widths[0])}  {each.rjust(widths[1])} each  "
                    f"{amount.rjust(widths[2])}")
     out.append("")
-    tax, total = order.tax, order.total
+    tax, total, fee = order.tax, order.total, order.cod_fee
+    goods = _less(total, fee.amount) if fee is not None else total
     if tax is not None and not tax.included:
-        out.append(f"Subtotal: {_less(total, tax.amount.amount).format(loc)}")
+        out.append(f"Subtotal: {_less(goods, tax.amount.amount).format(loc)}")
         out.append(f"{_tax_name(tax, loc)}: {tax.amount.format(loc)}")
+    if fee is not None:
+        out.append(f"Cash on delivery fee: {fee.format(loc)}")
     out.append(f"Total: {total.format(loc)}.")
     if tax is not None and tax.included:
         out.append(f"The total includes {_tax_name(tax, loc)}: {tax.amount.format(loc)}.")

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from alur.runtime.db import connect_pool, migrate
 from alur.settings import Settings
 from services.orders.bootstrap import DEFINITION
+from services.orders.domain import INDONESIA, ShopTerms
 from services.orders.shops import ShopRegistry
 
 
@@ -24,13 +25,15 @@ async def registry(settings: Settings) -> AsyncIterator[ShopRegistry]:
 
 async def onboard(settings: Settings, shop_id: str, currency: str, skus: list[str], *,
                   signing: bool = False, rate_per_second: float | None = None,
-                  burst: int | None = None) -> tuple[str, str | None]:
-    """Register a shop (if new) and the SKUs; returns a new API key and the signing secret."""
+                  burst: int | None = None,
+                  terms: ShopTerms = INDONESIA) -> tuple[str, str | None]:
+    """Register a shop (if new, with `terms`) and the SKUs; returns a new API key and the
+    signing secret."""
     async with registry(settings) as shops:
         existing = {s.shop_id: s for s in await shops.shops()}
         shop = existing.get(shop_id) or await shops.add_shop(
             shop_id, shop_id, currency, signing=signing, rate_per_second=rate_per_second,
-            burst=burst)
+            burst=burst, terms=terms)
         await shops.add_skus(skus)
         _, key = await shops.create_key(shop_id)
         return key, shop.signing_secret

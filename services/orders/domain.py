@@ -96,6 +96,7 @@ class ShopTerms:
     prices_include_tax: bool = True
     locale: str | None = None
     delivery_days: int = 3
+    cod_fee: int = 0  # minor units of the shop's currency cash on delivery adds to an order
 
 
 INDONESIA = ShopTerms(locale="id_ID")  # a new shop's terms unless it says otherwise
@@ -207,6 +208,11 @@ def place_order(
     on it (whether the customer holds them is decided when the order is recorded). With
     `placed`, the order carries its estimated delivery date."""
     total, tax = _taxed(_total(lines, currency), terms)
+    cod_fee = None
+    if payment.method == "cod" and terms.cod_fee > 0:
+        # The courier collects it with the order: in the total, outside the tax base.
+        cod_fee = Money(amount=terms.cod_fee, currency=total.currency)
+        total = Money(amount=total.amount + terms.cod_fee, currency=total.currency)
     redemption = None if not loyalty_points else redeem(loyalty_points, total)
     if payment.method not in SUPPORTED_PAYMENT_METHODS:
         raise InvalidOrder(f"payment method {payment.method!r} is not supported online")
@@ -229,7 +235,7 @@ def place_order(
     return OrderPlacedData(
         order_id=order_id, customer=customer, lines=list(lines), total=total, payment=payment,
         delivery=delivery, reference=reference, intake=intake, redemption=redemption, tax=tax,
-        locale=terms.locale,
+        locale=terms.locale, cod_fee=cod_fee,
         estimated_delivery=None if placed is None else estimated_delivery(delivery, terms,
                                                                           placed))
 

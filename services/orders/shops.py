@@ -46,6 +46,7 @@ class ApiKey:
 
 
 KNOWN_SKUS_KEPT = 100_000
+MAX_COD_FEE = 10**9  # minor units: far above any fee, far below an order's limit
 
 
 def key_hash(key: str) -> bytes:
@@ -56,7 +57,7 @@ def _shop(row: asyncpg.Record) -> Shop:
     return Shop(row["shop_id"], row["name"], row["currency"], row["signing_secret"],
                 row["rate_per_second"], row["burst"],
                 ShopTerms(row["tax_name"], row["tax_rate_bp"], row["prices_include_tax"],
-                          row["locale"], row["delivery_days"]))
+                          row["locale"], row["delivery_days"], row["cod_fee"]))
 
 
 def _checked(terms: ShopTerms) -> ShopTerms:
@@ -67,12 +68,14 @@ def _checked(terms: ShopTerms) -> ShopTerms:
         raise RegistryError("the tax rate is 0 to 10000 basis points (1100 = 11%)")
     if not 0 <= terms.delivery_days <= 90:
         raise RegistryError("home delivery takes 0 to 90 days")
+    if not 0 <= terms.cod_fee <= MAX_COD_FEE:
+        raise RegistryError(f"the cash-on-delivery fee is 0 to {MAX_COD_FEE} minor units")
     try:
         locale = valid_locale(terms.locale or "id_ID")
     except ValueError as exc:
         raise RegistryError(str(exc)) from None
     return ShopTerms(terms.tax_name, terms.tax_rate_bp, terms.prices_include_tax, locale,
-                     terms.delivery_days)
+                     terms.delivery_days, terms.cod_fee)
 
 
 class ShopRegistry:
@@ -94,11 +97,12 @@ class ShopRegistry:
         secret = f"alur_ss_{secrets.token_urlsafe(32)}" if signing else None
         row = await self._pool.fetchrow(
             "INSERT INTO shops (shop_id, name, currency, signing_secret, rate_per_second, burst,"
-            " tax_name, tax_rate_bp, prices_include_tax, locale, delivery_days)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+            " tax_name, tax_rate_bp, prices_include_tax, locale, delivery_days, cod_fee)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
             " ON CONFLICT (shop_id) DO NOTHING RETURNING *",
             shop_id, name, currency, secret, rate_per_second, burst, terms.tax_name,
-            terms.tax_rate_bp, terms.prices_include_tax, terms.locale, terms.delivery_days)
+            terms.tax_rate_bp, terms.prices_include_tax, terms.locale, terms.delivery_days,
+            terms.cod_fee)
         if row is None:
             raise RegistryError(f"shop {shop_id} exists already")
         return _shop(row)
@@ -109,9 +113,9 @@ class ShopRegistry:
         terms = _checked(terms)
         row = await self._pool.fetchrow(
             "UPDATE shops SET tax_name = $2, tax_rate_bp = $3, prices_include_tax = $4,"
-            " locale = $5, delivery_days = $6 WHERE shop_id = $1 RETURNING *",
+            " locale = $5, delivery_days = $6, cod_fee = $7 WHERE shop_id = $1 RETURNING *",
             shop_id, terms.tax_name, terms.tax_rate_bp, terms.prices_include_tax, terms.locale,
-            terms.delivery_days)
+            terms.delivery_days, terms.cod_fee)
         if row is None:
             raise RegistryError(f"no shop {shop_id}; add it with `alur shops add`")
         return _shop(row)

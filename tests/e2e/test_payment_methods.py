@@ -9,19 +9,20 @@ import pytest
 
 from services.payments import qris
 from services.payments.gateway import VA_PREFIXES
-from tests.e2e.helpers import auth, new_sku, order_body, place, set_stock
+from tests.e2e.helpers import auth, key_for, new_sku, order_body, place, set_stock, wait_until
 from tests.e2e.test_branches import events_of, no_violations, reach
+from tests.e2e.test_engineer_tools import alur
 
 SHOP = "shop-e2e-idr"
 PRICE = 75_000  # rupiah, whole
 
 
 async def rupiah_order(services, api, method: str, quantity: int = 1,  # noqa: ANN001
-                       **payment: object) -> tuple[str, str]:
+                       shop: str = SHOP, **payment: object) -> tuple[str, str]:
     """A stocked SKU and an order of it from an IDR shop, paid by `method`."""
     sku = new_sku()
     await set_stock(services, [("WH-1", sku, 10)])
-    body = order_body(sku, quantity, shop=SHOP, method=method, postal_code="10110")
+    body = order_body(sku, quantity, shop=shop, method=method, postal_code="10110")
     body["lines"][0]["unit_price"] = {"amount": PRICE, "currency": "IDR"}  # type: ignore[index]
     body["payment"] = {"method": method, **payment}
     return sku, await place(api, body)
@@ -91,6 +92,12 @@ async def test_an_app_payment_left_unpaid_expires_and_cannot_be_paid_after(
     types = await reach(db, order_id, "OrderCancelled", timeout=120)
     assert types[-2:] == ["PaymentExpired", "OrderCancelled"]
     assert (await pay_request(services, request_id)).status_code == 410
+
+    async def released() -> bool:
+        return any(e["type"] == "StockReleased" for e in await events_of(db, "inventory",
+                                                                           order_id))
+
+    await wait_until(released, 30, "the stock to be released")
     await no_violations(services, db, [order_id])
 
 
@@ -122,4 +129,21 @@ async def test_cash_on_delivery_is_paid_back_by_the_shop_by_hand(services, api, 
     assert (refund["manual_payout"], refund["amount"]["amount"]) == (True, 2 * PRICE)
     assert refund["refund_id"].startswith("manual:")
     assert await gateway_refunds(db, order_id) == []  # the gateway never held cash
+    await no_violations(services, db, [order_id])
+
+
+async def test_the_courier_collects_the_shop_s_cash_on_delivery_fee_with_the_order(
+        services, api, db) -> None:
+    shop = "shop-e2e-cod-fee"
+    await key_for(shop, "IDR")
+    terms = alur(services, "shops", "terms", shop, "--cod-fee", "5000")
+    assert terms.returncode == 0 and "COD fee Rp5.000" in terms.stdout, terms.stderr
+    _, order_id = await rupiah_order(services, api, "cod", 2, shop=shop)
+    await reach(db, order_id, "PaymentConfirmed")
+    placed, *_ = await events_of(db, "orders", order_id)
+    assert placed["cod_fee"] == {"amount": 5_000, "currency": "IDR"}
+    assert placed["total"]["amount"] == 2 * PRICE + 5_000
+    [collected] = [e for e in await events_of(db, "payments", order_id)
+                   if e["type"] == "PaymentConfirmed"]
+    assert collected["amount"]["amount"] == 2 * PRICE + 5_000
     await no_violations(services, db, [order_id])

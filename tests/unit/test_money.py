@@ -201,8 +201,24 @@ def test_different_currencies_are_never_added_up_in_the_page() -> None:
     assert "IDR\xa0150,000" in page and "¥1,500" in page and "151,500" not in page
 
 
+def test_cash_on_delivery_adds_the_shop_s_fee_to_the_total_outside_the_tax() -> None:
+    terms = ShopTerms(prices_include_tax=False, locale="id_ID", cod_fee=5_000)
+    cod = _order("IDR", 125_000, terms, method="cod")
+    assert cod.cod_fee == Money(amount=5_000, currency="IDR")
+    assert cod.tax is not None and cod.tax.amount.amount == 27_500  # on the goods only
+    assert cod.total.amount == 250_000 + 27_500 + 5_000
+    _, body = render(event("OrderPlaced", data=cod), "Siti", locale=cod.locale)
+    assert "Subtotal: Rp250.000\nPPN 11%: Rp27.500\nCash on delivery fee: Rp5.000\n" \
+           "Total: Rp282.500." in body
+    card = _order("IDR", 125_000, terms)
+    assert card.cod_fee is None and card.total.amount == 277_500
+    none = _order("IDR", 125_000, ShopTerms(locale="id_ID"), method="cod")
+    assert none.cod_fee is None and none.total.amount == 250_000
+
+
 def _order(currency: str, price: int, terms: ShopTerms, *, reference: str | None = None,
-           points: int | None = None, store: str | None = None) -> OrderPlacedData:
+           points: int | None = None, store: str | None = None,
+           method: str = "ewallet") -> OrderPlacedData:
     lines = [OrderLine(sku="BATIK-TULIS", quantity=1,
                        unit_price=Money(amount=price, currency=currency)),
              OrderLine(sku="KOPI-GAYO", quantity=2,
@@ -211,6 +227,8 @@ def _order(currency: str, price: int, terms: ShopTerms, *, reference: str | None
         method="home_delivery", address=Address(line1="Jl. Merdeka 1", city="Jakarta",
                                                 postal_code="10110", country="ID"))
     return place_order("ord_money", Customer(email="siti@example.co.id", name="Siti"), lines,
-                       PaymentInstruction(method="ewallet", token="tok_ovo"), delivery,
+                       PaymentInstruction(method=method,  # type: ignore[arg-type]
+                                          token="tok_ovo" if method == "ewallet" else None),
+                       delivery,
                        currency, reference=reference, loyalty_points=points, terms=terms,
                        placed=PLACED_AT)
