@@ -91,6 +91,24 @@ def _stock(args: argparse.Namespace, settings: Settings) -> None:
     print(f"{args.sku} at {args.location}: {args.on_hand} on hand")
 
 
+def _location(args: argparse.Namespace, settings: Settings) -> int:
+    from services.inventory.domain import Site
+    from services.inventory.seed import set_locations
+
+    if args.kind == "warehouse" and args.ships is False:
+        print("alur location: a warehouse ships to customers", file=sys.stderr)
+        return 2
+    if args.region is not None and not (len(args.region) == 1 and args.region.isdigit()):
+        print("alur location: --region is one digit (an Indonesian postal code's first)",
+              file=sys.stderr)
+        return 2
+    ships = args.kind == "warehouse" or bool(args.ships)
+    asyncio.run(set_locations(settings, {args.location: Site(args.kind, args.region, ships)}))
+    print(f"{args.location}: {args.kind}, region {args.region or 'none'}, "
+          f"{'ships' if ships else 'does not ship'} to customers")
+    return 0
+
+
 async def _kafka_access(settings: Settings, shop_id: str, revoke: bool = False) -> None:
     """Give the shop its Kafka topics, SCRAM credentials and ACLs, and print how to connect;
     or, with `revoke`, take its credentials away."""
@@ -569,6 +587,15 @@ def build_parser() -> argparse.ArgumentParser:
     stock.add_argument("location")
     stock.add_argument("sku")
     stock.add_argument("on_hand", type=int)
+    location = sub.add_parser("location", help="record what a stock location is: a warehouse "
+                              "or a store, its postal region, whether a store ships online "
+                              "orders (ship-from-store); online orders are routed by it")
+    location.add_argument("location")
+    location.add_argument("--kind", choices=["warehouse", "store"], default="warehouse")
+    location.add_argument("--region", help="the first digit of the location's postal code, "
+                          "e.g. 1 for Jakarta, 4 for Bandung")
+    location.add_argument("--ships", action=argparse.BooleanOptionalAction, default=None,
+                          help="a store ships online orders from its shelf (default: no)")
     shops = sub.add_parser("shops", help="the shop registry: add a shop, list shops, set a "
                            "shop's terms (tax, locale, delivery days)")
     shops.add_argument("action", choices=["add", "list", "kafka", "terms"],
@@ -710,6 +737,8 @@ def main(argv: list[str] | None = None) -> int:
             supervise(settings)
         elif args.command == "stock":
             _stock(args, settings)
+        elif args.command == "location":
+            return _location(args, settings)
         elif args.command in ("shops", "keys", "catalogue"):
             if args.command == "shops" and args.action != "list" and not args.shop_id:
                 print(f"alur shops {args.action}: name the shop id", file=sys.stderr)

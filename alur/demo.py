@@ -37,7 +37,8 @@ from alur.simulators.marketplace import publish_orders
 from alur.simulators.smtp import read_messages
 from alur.tools.invariants import Report, check
 from schemas.money import format_money
-from services.inventory.seed import set_stock
+from services.inventory.domain import Site
+from services.inventory.seed import set_locations, set_stock
 from services.notifications.domain import CUSTOMER_FACING, POS_FACING
 from services.orders.admin import onboard
 from services.orders.domain import ShopTerms
@@ -46,6 +47,11 @@ from services.orders.domain import ShopTerms
 # 20 s (a real one has a day), a paid order is released to shipping after 3 s (really 300 s).
 # The simulated shops' terms: PPN 11% in their prices, id_ID, and Rp5.000 for cash on delivery.
 DEMO_TERMS = ShopTerms(locale="id_ID", cod_fee=5_000)
+# Where the stock is: a warehouse in Jakarta (postal region 1) and one in Surabaya (6); the
+# Jakarta store serves its till and pickups, the Bandung one (4) ships online orders too.
+DEMO_SITES = {"WH-1": Site("warehouse", "1"), "WH-2": Site("warehouse", "6"),
+              "ST-JAKARTA": Site("store", "1", ships=False),
+              "ST-BANDUNG": Site("store", "4", ships=True)}
 DEMO_DEADLINES = {"bank_transfer_ttl": 20.0, "app_payment_ttl": 20.0, "release_after": 3.0}
 PLACE_ATTEMPTS = 5  # connection failures in a row before a shop gives up on the API
 
@@ -275,6 +281,10 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         " AND stream_id = ANY($1::text[]) GROUP BY 1, 2 ORDER BY 2", run.orders)
     parcels = ", ".join(f"{r['carrier']} {r['n']}" for r in carriers
                         if r["type"] == "ShipmentCreated")
+    origins = await db.fetch(
+        "SELECT body->'data'->>'location' AS location, count(*) AS n FROM orders.events"
+        " WHERE type = 'StockReserved' AND stream_id = ANY($1::text[]) GROUP BY 1 ORDER BY 1",
+        run.orders)
     returns = ", ".join(f"{r['carrier']} {r['n']}" for r in carriers
                         if r["type"] == "ReturnShipmentCreated")
     violations = report.by_invariant()
@@ -295,6 +305,8 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         ("parcels recalled (late no)", f"{n.get('ShipmentRecalled', 0)} recalled, "
                                        f"{n.get('ReturnedToSender', 0)} back"),
         ("parcels by carrier", parcels or "0"),
+        ("online orders served from", ", ".join(f"{r['location']} {r['n']}" for r in origins)
+         or "0"),
         ("returns collected by", returns or "0"),
         ("delivery re-attempts", str(n.get("DeliveryFailed", 0))),
         ("delivered", str(n.get("Delivered", 0) + n.get("PickedUp", 0))),
@@ -456,6 +468,7 @@ def _order_of(raw: bytes) -> str | None:
 
 
 async def _drive(settings: Settings, orders: int, shops: int) -> tuple[int, str]:
+    await set_locations(settings, DEMO_SITES)
     await set_stock(settings, [(loc, sku, 100_000) for loc in ("WH-1", "WH-2", *STORES)
                                for sku, _ in CATALOGUE] + [("WH-1", SCARCE[0], 6)])
     skus = [sku for sku, _ in CATALOGUE] + [SCARCE[0]]

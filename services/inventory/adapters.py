@@ -8,7 +8,7 @@ from typing import Any, Protocol, cast
 import asyncpg
 
 from schemas import ReturnLine, StockLine
-from services.inventory.domain import where_to_reserve
+from services.inventory.domain import ANYWHERE, Route, Site, where_to_reserve
 
 
 class Stock(Protocol):
@@ -20,9 +20,16 @@ class Stock(Protocol):
     async def levels(self, skus: Sequence[str]) -> dict[str, dict[str, int]]:
         """Available units (on hand minus reserved) per location for these SKUs."""
 
-    async def reserve(self, order_id: str, reservation_id: str,
-                      lines: Sequence[StockLine]) -> tuple[str | None, list[str]]:
-        """Hold all lines at one location: (location, []) or (None, short SKUs)."""
+    async def reserve(self, order_id: str, reservation_id: str, lines: Sequence[StockLine],
+                      route: Route = ANYWHERE) -> tuple[str | None, list[str]]:
+        """Hold all lines at one location, chosen for `route` (domain.choose_location):
+        (location, []) or (None, short SKUs)."""
+
+    async def set_location(self, location: str, site: Site) -> None:
+        """Record what a location is: a warehouse or a store, its region, whether it ships."""
+
+    async def sites(self) -> dict[str, Site]:
+        """The recorded locations (a location without a record is a warehouse)."""
 
     async def commit(self, order_id: str) -> None:
         """The reserved units left the shelf: reserved and on_hand both go down."""
@@ -73,6 +80,19 @@ class PostgresStock:
             "INSERT INTO low_stock_thresholds (sku, threshold) VALUES ($1, $2) "
             "ON CONFLICT (sku) DO UPDATE SET threshold = $2, updated_at = now()", sku, threshold)
 
+    async def set_location(self, location: str, site: Site) -> None:
+        await (await self._connection()).execute(
+            "INSERT INTO locations (location, kind, region, ships_to_customers)"
+            " VALUES ($1, $2, $3, $4) ON CONFLICT (location) DO UPDATE SET kind = $2,"
+            " region = $3, ships_to_customers = $4, updated_at = now()",
+            location, site.kind, site.region, site.ships)
+
+    async def sites(self) -> dict[str, Site]:
+        rows = await (await self._connection()).fetch(
+            "SELECT location, kind, region, ships_to_customers FROM locations")
+        return {r["location"]: Site(r["kind"], r["region"], r["ships_to_customers"])
+                for r in rows}
+
 
 class StockBook:
     """The stock a unit of work acts on, read once and changed in memory; its changes are
@@ -98,6 +118,7 @@ class StockBook:
         self._conn = conn
         self._rows: set[tuple[str, str]] = set()  # (location, sku) of the rows read
         self._thresholds: dict[str, int] = {}
+        self.sites: dict[str, Site] | None = None  # the locations table, once read
         self._read: set[str] = set()  # SKUs whose rows (every location) are read
         self._changes: list[tuple[str, str, int, int]] = []  # location, sku, on hand, reserved
         self._available: dict[tuple[str, str], int] = {}  # with the changes
@@ -269,9 +290,19 @@ class BookedStock:
         await self._book.read(skus)
         return self._book.levels(skus)
 
-    async def reserve(self, order_id: str, reservation_id: str,
-                      lines: Sequence[StockLine]) -> tuple[str | None, list[str]]:
-        location, short = where_to_reserve(await self.levels([x.sku for x in lines]), lines)
+    async def set_location(self, location: str, site: Site) -> None:
+        await PostgresStock(self._connection).set_location(location, site)
+        self._book.sites = None
+
+    async def sites(self) -> dict[str, Site]:
+        if self._book.sites is None:  # read once per unit of work
+            self._book.sites = await PostgresStock(self._connection).sites()
+        return self._book.sites
+
+    async def reserve(self, order_id: str, reservation_id: str, lines: Sequence[StockLine],
+                      route: Route = ANYWHERE) -> tuple[str | None, list[str]]:
+        location, short = where_to_reserve(await self.levels([x.sku for x in lines]), lines,
+                                           route, await self.sites())
         if location is None:
             return None, short
         for line in lines:
@@ -333,6 +364,13 @@ class InMemoryStock:
         self._lines: dict[tuple[str, str], dict[str, object]] = tables.setdefault(
             "reservation_lines", {})
         self._thresholds: dict[str, int] = tables.setdefault("low_stock_thresholds", {})
+        self._sites: dict[str, Site] = tables.setdefault("locations", {})
+
+    async def set_location(self, location: str, site: Site) -> None:
+        self._sites[location] = site
+
+    async def sites(self) -> dict[str, Site]:
+        return dict(self._sites)
 
     async def preload(self, skus: Sequence[str]) -> None:
         return None
@@ -349,9 +387,10 @@ class InMemoryStock:
                 levels.setdefault(location, {})[sku] = row["on_hand"] - row["reserved"]
         return levels
 
-    async def reserve(self, order_id: str, reservation_id: str,
-                      lines: Sequence[StockLine]) -> tuple[str | None, list[str]]:
-        location, short = where_to_reserve(await self.levels([x.sku for x in lines]), lines)
+    async def reserve(self, order_id: str, reservation_id: str, lines: Sequence[StockLine],
+                      route: Route = ANYWHERE) -> tuple[str | None, list[str]]:
+        location, short = where_to_reserve(await self.levels([x.sku for x in lines]), lines,
+                                           route, self._sites)
         if location is None:
             return None, short
         for line in lines:

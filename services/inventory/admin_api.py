@@ -12,13 +12,17 @@ the answer is then 409 and nothing changes. Errors are `{"status", "detail"}` JS
   in (positive) or breakage out (negative).
 - `PUT  /v1/thresholds/{sku}`: `{"threshold": n}`; LowStock is emitted when a reservation or a
   till sale takes a location's available units under it.
+- `PUT  /v1/locations/{location}`: `{"kind": "warehouse"|"store", "region": "1",
+  "ships_to_customers": bool}`, what a location is, by which online orders are routed
+  (services/inventory/domain.py); a store ships to customers only where this says so.
+- `GET  /v1/locations`: every recorded location.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Literal
 
 import asyncpg
 from fastapi import Depends, FastAPI, Header, Path, Request
@@ -28,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from alur.runtime.strict_json import StrictJSONRoute
 from services.inventory.adapters import PostgresStock
+from services.inventory.domain import Site
 
 Name = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[\x21-\x7e]+$")]
 
@@ -54,6 +59,19 @@ class Adjustment(BaseModel):
 class Threshold(BaseModel):
     model_config = ConfigDict(extra="forbid")
     threshold: int = Field(ge=0, le=10**9, strict=True)
+
+
+class LocationRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["warehouse", "store"]
+    region: str | None = Field(None, pattern=r"^[0-9]$", description="The postal region it "
+                               "is in: the first digit of an Indonesian postal code.")
+    ships_to_customers: bool = Field(description="Online orders may be served from it (a "
+                                     "warehouse; a store with ship-from-store).")
+
+
+class LocationView(LocationRecord):
+    location: str
 
 
 class Level(BaseModel):
@@ -143,6 +161,23 @@ def create_app(pool: asyncpg.Pool, token: str) -> FastAPI:
             raise AdminError(422, "delta: an adjustment moves at least one unit")
         return await change(location, sku, actor, body.reason,
                             lambda current: current + body.delta)
+
+    @app.put("/v1/locations/{location}", response_model=LocationView)
+    async def set_location(location: Name, body: LocationRecord,
+                           _: str = caller) -> LocationView:
+        if body.kind == "warehouse" and not body.ships_to_customers:
+            raise AdminError(422, "ships_to_customers: a warehouse ships to customers")
+        async with pool.acquire() as conn:
+            await PostgresStock.on(conn).set_location(
+                location, Site(body.kind, body.region, body.ships_to_customers))
+        return LocationView(location=location, **body.model_dump())
+
+    @app.get("/v1/locations", response_model=list[LocationView])
+    async def list_locations(_: str = caller) -> list[LocationView]:
+        async with pool.acquire() as conn:
+            sites = await PostgresStock.on(conn).sites()
+        return [LocationView(location=name, kind=s.kind, region=s.region,
+                             ships_to_customers=s.ships) for name, s in sorted(sites.items())]
 
     @app.put("/v1/thresholds/{sku}", response_model=StockView)
     async def set_threshold(sku: Name, body: Threshold, _: str = caller) -> StockView:

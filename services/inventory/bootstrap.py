@@ -53,7 +53,7 @@ def make_perform(reservation_ttl: float,
     async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
         if isinstance(command, domain.Reserve):
             location, short = await stock(uow).reserve(
-                command.order_id, command.reservation_id, command.lines)
+                command.order_id, command.reservation_id, command.lines, command.route)
             if location is None:
                 return [StockRejectedData(order_id=command.order_id, short_skus=short)]
             return [StockReservedData(

@@ -1,5 +1,12 @@
 """Reservations: all-or-nothing per order, from one location. Pure, no I/O, no clock.
 
+Which location (`choose_location`): of the locations that hold every line in full and may
+ship to customers (warehouses, and the stores configured for ship-from-store), the one in the
+order's postal region (the first digit of an Indonesian postal code: the customer's for home
+delivery, the pickup store's for click-and-collect), then the one with the most units of the
+ordered SKUs, then the first by name. A location without a record is a warehouse with no
+region. A store's stock serves its own till, and online orders only where it ships.
+
 A reservation holds units until the order ships, or expires at its `expires_at` unless
 something took it over first: a confirmed or pending payment (a bank transfer has its own
 expiry). A cash-on-delivery order waits for nothing from its customer before it ships, so its
@@ -12,10 +19,49 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from schemas import Event, Model, ReservationExpiredData, ReturnLine, StockLine
+from schemas import Delivery, Event, Model, ReservationExpiredData, ReturnLine, StockLine
 
 # available units per location per SKU: {location: {sku: available}}
 Levels = Mapping[str, Mapping[str, int]]
+
+
+@dataclass(frozen=True)
+class Site:
+    """A stock location's record: a warehouse, or a store (`ships`: ship-from-store), and the
+    postal region it is in."""
+
+    kind: str = "warehouse"  # warehouse | store
+    region: str | None = None
+    ships: bool = True
+
+
+WAREHOUSE = Site()
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where an order's goods go: to an address in a postal region, or to a pickup store."""
+
+    region: str | None = None
+    store: str | None = None
+
+
+ANYWHERE = Route()  # no region preferred
+
+
+def postal_region(country: str, postal_code: str) -> str | None:
+    """An Indonesian postal code's region, its first digit (1 Jakarta and Banten, 4 West
+    Java, 6 East Java, 8 Bali and Nusa Tenggara, ...); None elsewhere."""
+    code = postal_code.strip()
+    return code[0] if country == "ID" and len(code) == 5 and code.isdigit() else None
+
+
+def route_of(delivery: Delivery) -> Route:
+    if delivery.method == "click_and_collect":
+        return Route(store=delivery.store_id)
+    address = delivery.address
+    return Route(region=None if address is None else postal_region(address.country,
+                                                                   address.postal_code))
 
 
 @dataclass(frozen=True)
@@ -25,6 +71,7 @@ class Reserve:
     order_id: str
     reservation_id: str
     lines: tuple[StockLine, ...]
+    route: Route = ANYWHERE
 
 
 @dataclass(frozen=True)
@@ -87,19 +134,34 @@ class ReservationState:
         return self.expires_at if waiting else None
 
 
-def choose_location(levels: Levels, lines: Sequence[StockLine]) -> str | None:
-    """The first location (by name) that can supply every line in full."""
-    for location in sorted(levels):
-        stock = levels[location]
-        if all(stock.get(line.sku, 0) >= line.quantity for line in lines):
-            return location
-    return None
+def choose_location(levels: Levels, lines: Sequence[StockLine], route: Route = ANYWHERE,
+                    sites: Mapping[str, Site] | None = None) -> str | None:
+    """Where the order is served from, by the rule above; None if no location may."""
+    known = sites or {}
+    region = known.get(route.store, WAREHOUSE).region if route.store else route.region
+
+    def rank(location: str) -> tuple[bool, int, str]:
+        units = sum(levels[location].get(line.sku, 0) for line in lines)
+        return (region is None or known.get(location, WAREHOUSE).region != region, -units,
+                location)
+
+    fills = [location for location in _shipping(levels, known)
+             if all(levels[location].get(line.sku, 0) >= line.quantity for line in lines)]
+    return min(fills, key=rank, default=None)
 
 
-def where_to_reserve(levels: Levels, lines: Sequence[StockLine]) -> tuple[str | None, list[str]]:
+def _shipping(levels: Levels, sites: Mapping[str, Site]) -> Levels:
+    return {location: stock for location, stock in levels.items()
+            if sites.get(location, WAREHOUSE).ships}
+
+
+def where_to_reserve(levels: Levels, lines: Sequence[StockLine], route: Route = ANYWHERE,
+                     sites: Mapping[str, Site] | None = None) -> tuple[str | None, list[str]]:
     """(the location that holds the order, []) or (None, the short SKUs)."""
-    location = choose_location(levels, lines)
-    return (location, []) if location is not None else (None, short_skus(levels, lines))
+    location = choose_location(levels, lines, route, sites)
+    if location is not None:
+        return location, []
+    return None, short_skus(_shipping(levels, sites or {}), lines)
 
 
 def short_skus(levels: Levels, lines: Sequence[StockLine]) -> list[str]:
@@ -153,7 +215,8 @@ def decide(state: ReservationState, event: Event) -> list[Command]:
         store = event.data.delivery.store_id
         if event.channel == "pos":  # `refuse` made sure a till sale names its store
             return [Sell(event.subject, f"res_{event.subject}", store, lines)] if store else []
-        return [Reserve(event.subject, f"res_{event.subject}", lines)]
+        return [Reserve(event.subject, f"res_{event.subject}", lines,
+                        route_of(event.data.delivery))]
     if event.type in ("Shipped", "PickedUp") and state.status == "reserved" and reservation \
             and location:
         return [Commit(event.subject, reservation, location)]

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from alur.runtime.db import connect_pool, migrate
 from alur.settings import Settings
 from services.inventory.adapters import PostgresStock
 from services.inventory.bootstrap import DEFINITION
+from services.inventory.domain import Site
+
+
+async def set_locations(settings: Settings, sites: Mapping[str, Site]) -> None:
+    """Record what each location is (warehouse or store, region, ship-from-store)."""
+    await migrate(settings.pg_dsn, "inventory", *DEFINITION.migration_dirs())
+    pool = await connect_pool(settings.pg_dsn, "inventory", 1)
+    try:
+        async with pool.acquire() as conn, conn.transaction():
+            for location, site in sites.items():
+                await PostgresStock.on(conn).set_location(location, site)
+    finally:
+        await pool.close()
 
 
 async def set_stock(settings: Settings, rows: Sequence[tuple[str, str, int]]) -> None:

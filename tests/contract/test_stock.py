@@ -8,6 +8,7 @@ import pytest
 from schemas import ReturnLine, StockLine
 from services.inventory.adapters import OversoldError
 from services.inventory.bootstrap import stock_of
+from services.inventory.domain import Route, Site
 
 MUG, PLATE = StockLine(sku="MUG", quantity=2), StockLine(sku="PLATE", quantity=1)
 
@@ -178,3 +179,23 @@ async def test_units_restocked_earlier_in_the_unit_of_work_can_be_reserved(store
         await stock_of(uow).restock("WH-1", [ReturnLine(sku="MUG", quantity=2)])
         assert await stock_of(uow).reserve("o1", "r1", [MUG]) == ("WH-1", [])
     assert await levels(store, "MUG") == {"WH-1": {"MUG": 0}}
+
+
+async def test_online_orders_are_routed_by_the_recorded_locations(store) -> None:
+    await seed(store, [("WH-JKT", "MUG", 4), ("WH-SBY", "MUG", 40), ("ST-JKT", "MUG", 90)])
+    async with store.new_uow() as uow:
+        stock = stock_of(uow)
+        await stock.set_location("WH-JKT", Site("warehouse", "1"))
+        await stock.set_location("ST-JKT", Site("store", "1", ships=False))
+        assert (await stock.sites())["ST-JKT"] == Site("store", "1", ships=False)
+    async with store.new_uow() as uow:
+        stock = stock_of(uow)
+        assert await stock.reserve("o1", "r1", [MUG], Route(region="1")) == ("WH-JKT", [])
+        assert await stock.reserve("o2", "r2", [MUG], Route(region="6")) == ("WH-SBY", [])
+        assert await stock.reserve("o3", "r3", [StockLine(sku="MUG", quantity=50)],
+                                   Route(region="1")) == (None, ["MUG"])
+    async with store.new_uow() as uow:  # the store may ship now
+        await stock_of(uow).set_location("ST-JKT", Site("store", "1", ships=True))
+    async with store.new_uow() as uow:
+        assert await stock_of(uow).reserve("o4", "r4", [StockLine(sku="MUG", quantity=50)],
+                                           Route(region="1")) == ("ST-JKT", [])

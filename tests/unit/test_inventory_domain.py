@@ -1,14 +1,61 @@
-from schemas import ReturnLine, StockLine
+from schemas import Delivery, ReturnLine, StockLine
 from services.inventory import domain
-from services.inventory.domain import ReservationState
+from services.inventory.domain import ReservationState, Route, Site
 from tests.unit.builders import event
 
 MUG, PLATE = StockLine(sku="MUG", quantity=2), StockLine(sku="PLATE", quantity=1)
 
 
-def test_the_first_location_that_has_every_line_is_chosen() -> None:
+def test_only_a_location_that_has_every_line_is_chosen() -> None:
     levels = {"WH-2": {"MUG": 5, "PLATE": 5}, "WH-1": {"MUG": 5, "PLATE": 0}}
     assert domain.choose_location(levels, [MUG, PLATE]) == "WH-2"
+
+
+SITES = {"WH-JKT": Site("warehouse", "1"), "WH-SBY": Site("warehouse", "6"),
+         "ST-BDG": Site("store", "4", ships=True), "ST-JKT": Site("store", "1", ships=False)}
+
+
+def test_home_delivery_comes_from_the_customer_s_region_then_the_most_stock() -> None:
+    levels = {"WH-JKT": {"MUG": 3, "PLATE": 1}, "WH-SBY": {"MUG": 50, "PLATE": 50},
+              "WH-ZZZ": {"MUG": 60, "PLATE": 60}, "ST-JKT": {"MUG": 99, "PLATE": 99}}
+    jakarta, surabaya, lisbon = Route(region="1"), Route(region="6"), Route()
+    assert domain.choose_location(levels, [MUG, PLATE], jakarta, SITES) == "WH-JKT"
+    assert domain.choose_location(levels, [MUG, PLATE], surabaya, SITES) == "WH-SBY"
+    # No region to prefer: the most units of what was ordered (a store that does not ship
+    # online orders never counts, however full its shelf).
+    assert domain.choose_location(levels, [MUG, PLATE], lisbon, SITES) == "WH-ZZZ"
+    # Out of stock in the region: the most stock elsewhere; ties go by name.
+    levels["WH-JKT"]["MUG"] = 1
+    assert domain.choose_location(levels, [MUG, PLATE], jakarta, SITES) == "WH-ZZZ"
+    even = {"WH-B": {"MUG": 5}, "WH-A": {"MUG": 5}}
+    assert domain.choose_location(even, [MUG], jakarta, SITES) == "WH-A"
+
+
+def test_a_store_ships_online_orders_only_where_configured() -> None:
+    levels = {"ST-JKT": {"MUG": 9}, "ST-BDG": {"MUG": 9}}
+    assert domain.where_to_reserve(levels, [MUG], Route(region="1"), SITES) == ("ST-BDG", [])
+    only_the_till = {"ST-JKT": {"MUG": 9}}
+    assert domain.where_to_reserve(only_the_till, [MUG], Route(region="1"), SITES) == (
+        None, ["MUG"])
+
+
+def test_click_and_collect_is_served_from_the_pickup_store_s_region() -> None:
+    levels = {"WH-JKT": {"MUG": 5}, "WH-SBY": {"MUG": 50}}
+    assert domain.choose_location(levels, [MUG], Route(store="ST-JKT"), SITES) == "WH-JKT"
+    assert domain.choose_location(levels, [MUG], Route(store="ST-UNKNOWN"), SITES) == "WH-SBY"
+
+
+def test_a_route_is_the_postal_region_of_an_indonesian_address_or_the_pickup_store() -> None:
+    assert domain.postal_region("ID", "40115") == "4"
+    assert domain.postal_region("ID", "4011") is None and domain.postal_region("PT", "10000") \
+        is None
+    home = event("OrderPlaced").data.delivery  # Lisbon
+    assert domain.route_of(home) == Route()
+    bandung = home.model_copy(update={"address": home.address.model_copy(  # type: ignore[union-attr]
+        update={"country": "ID", "postal_code": "40115"})})
+    assert domain.route_of(bandung) == Route(region="4")
+    pickup = Delivery(method="click_and_collect", store_id="ST-JKT")
+    assert domain.route_of(pickup) == Route(store="ST-JKT")
 
 
 def test_no_location_means_no_reservation_and_the_short_skus_are_named() -> None:

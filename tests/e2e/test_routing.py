@@ -1,0 +1,72 @@
+"""Fulfilment routing on the running stack: locations recorded through the inventory admin API
+(warehouse or store, postal region, ship-from-store) decide where each online order's stock
+is held: the customer's region first, then the most stock; a store only where it ships."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+
+from tests.e2e.helpers import new_sku, order_body, place, set_stock
+from tests.e2e.test_branches import events_of, no_violations, reach
+
+TOWNS = {"1": ("Jakarta", "10110"), "6": ("Surabaya", "60111")}
+
+
+def to_region(sku: str, region: str, quantity: int) -> dict[str, object]:
+    body = order_body(sku, quantity)
+    city, postal = TOWNS[region]
+    body["delivery"] = {"method": "home_delivery", "address": {
+        "line1": "Jl. Merdeka 1", "city": city, "postal_code": postal, "country": "ID"}}
+    return body
+
+
+async def served_from(db, order_id: str) -> str | None:  # noqa: ANN001
+    """The location inventory reserved the order at, None if it rejected it."""
+    for e in await events_of(db, "inventory", order_id):
+        if e["type"] == "StockReserved":
+            return str(e["location"])
+    return None
+
+
+async def test_orders_are_served_from_their_region_then_the_most_stock_and_stores_if_they_ship(
+        services, api, db) -> None:
+    tag = uuid.uuid4().hex[:6].upper()
+    jakarta, surabaya, store = f"WH-JKT-{tag}", f"WH-SBY-{tag}", f"ST-JKT-{tag}"
+    token = {"Authorization": f"Bearer {services.inventory_admin_token}"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{services.inventory_port}",
+                                 timeout=10, headers=token) as admin:
+        for location, record in ((jakarta, {"kind": "warehouse", "region": "1"}),
+                                 (surabaya, {"kind": "warehouse", "region": "6"}),
+                                 (store, {"kind": "store", "region": "1"})):
+            put = await admin.put(f"/v1/locations/{location}",
+                                  json={**record, "ships_to_customers": record["kind"] ==
+                                        "warehouse"})
+            assert put.status_code == 200, put.text
+        refused = await admin.put(f"/v1/locations/{jakarta}", json={
+            "kind": "warehouse", "region": "Jakarta", "ships_to_customers": True})
+        assert refused.status_code == 422
+        sku = new_sku()
+        await set_stock(services, [(jakarta, sku, 2), (surabaya, sku, 20), (store, sku, 50)])
+
+        async def order(region: str, quantity: int, outcome: str) -> str:
+            order_id = await place(api, to_region(sku, region, quantity))
+            await reach(db, order_id, outcome)
+            return order_id
+
+        near = await order("1", 1, "StockReserved")  # Jakarta has it, Surabaya has more
+        east = await order("6", 1, "StockReserved")
+        short_near = await order("1", 3, "StockReserved")  # Jakarta is short: Surabaya
+        only_store = await order("1", 30, "OrderCancelled")  # the store's shelf is its own
+        assert [await served_from(db, o) for o in (near, east, short_near, only_store)] == [
+            jakarta, surabaya, surabaya, None]
+        ships = await admin.put(f"/v1/locations/{store}", json={
+            "kind": "store", "region": "1", "ships_to_customers": True})
+        assert ships.status_code == 200, ships.text
+        from_store = await order("1", 30, "StockReserved")  # ship-from-store, now configured
+        assert await served_from(db, from_store) == store
+        listed = (await admin.get("/v1/locations")).json()
+        assert {"location": store, "kind": "store", "region": "1",
+                "ships_to_customers": True} in listed
+    await no_violations(services, db, [near, east, short_near])
