@@ -26,6 +26,7 @@ from alur.simulators.customers import (
     CATALOGUE,
     CURRENCY,
     SCARCE,
+    STORE_CATALOGUE,
     STORES,
     Customers,
     order_body,
@@ -281,6 +282,12 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         " AND stream_id = ANY($1::text[]) GROUP BY 1, 2 ORDER BY 2", run.orders)
     parcels = ", ".join(f"{r['carrier']} {r['n']}" for r in carriers
                         if r["type"] == "ShipmentCreated")
+    shelf = await db.fetchval(
+        "SELECT count(*) FROM orders.events r JOIN orders.events p"
+        " ON p.stream_id = r.stream_id AND p.type = 'OrderPlaced'"
+        " WHERE r.type = 'OrderReadyToShip' AND r.stream_id = ANY($1::text[])"
+        " AND r.body->'data'->>'location' = p.body->'data'->'delivery'->>'store_id'",
+        run.orders)
     origins = await db.fetch(
         "SELECT body->'data'->>'location' AS location, count(*) AS n FROM orders.events"
         " WHERE type = 'StockReserved' AND stream_id = ANY($1::text[]) GROUP BY 1 ORDER BY 1",
@@ -292,7 +299,8 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         ("online payment methods", ", ".join(f"{k} {v}" for k, v in sorted(methods.items()))),
         ("till sales (pos)", f"{len(run.till_orders)} uploaded late in {run.till_batches} "
                              "batches"),
-        ("click-and-collect", f"{sum(p.pickup for p in plans)} ordered, "
+        ("click-and-collect", f"{sum(p.pickup for p in plans)} ordered, {shelf} set aside "
+                              "on the store's own shelf (the rest sent there by parcel), "
                               f"{n.get('PickedUp', 0)} picked up"),
         ("paid in an app or by transfer", f"virtual accounts {ways('PaymentPending')}; "
                                           f"QRIS codes and e-wallet pushes "
@@ -469,8 +477,11 @@ def _order_of(raw: bytes) -> str | None:
 
 async def _drive(settings: Settings, orders: int, shops: int) -> tuple[int, str]:
     await set_locations(settings, DEMO_SITES)
-    await set_stock(settings, [(loc, sku, 100_000) for loc in ("WH-1", "WH-2", *STORES)
-                               for sku, _ in CATALOGUE] + [("WH-1", SCARCE[0], 6)])
+    # A pickup of what the stores do not keep on their shelves is sent there from a warehouse.
+    await set_stock(settings, [(loc, sku, 100_000) for loc in ("WH-1", "WH-2")
+                               for sku, _ in CATALOGUE]
+                    + [(loc, sku, 100_000) for loc in STORES for sku, _ in STORE_CATALOGUE]
+                    + [("WH-1", SCARCE[0], 6)])
     skus = [sku for sku, _ in CATALOGUE] + [SCARCE[0]]
     keys = {s: (await onboard(settings, s, CURRENCY, skus, terms=DEMO_TERMS))[0]
             for s in (f"shop-{i + 1}" for i in range(shops))}

@@ -30,6 +30,7 @@ from schemas.orders import (
     OrderReadyToShip,
     OrderReturned,
     OrderStuck,
+    PickupConfirmed,
     ReceiptConfirmed,
     ReturnClosed,
     ReturnRequested,
@@ -61,7 +62,7 @@ from schemas.shipping import (
 
 AnyEvent = Annotated[
     OrderPlaced | OrderReadyToShip | OrderCancelled | OrderCompleted | OrderStuck
-    | ReceiptConfirmed
+    | ReceiptConfirmed | PickupConfirmed
     | ReturnRequested | ReturnClosed | OrderReturned | GoodwillRefundRequested | ReviewSubmitted
     | LoyaltyPointsAccrued
     | LoyaltyPointsReversed | CustomerIdentified | LoyaltyPointsRedeemed | LoyaltyPointsReleased

@@ -31,6 +31,7 @@ PAYLOADS: dict[str, Model] = {
     "OrderReadyToShip": s.OrderReadyToShipData(order_id=ORDER),
     "OrderStuck": s.OrderStuckData(order_id=ORDER, status="paid", since=AT),
     "ReceiptConfirmed": s.ReceiptConfirmedData(order_id=ORDER),
+    "PickupConfirmed": s.PickupConfirmedData(order_id=ORDER, store_id="ST-JAKARTA"),
     "ReturnRequested": s.ReturnRequestedData(
         order_id=ORDER, return_id="ret_1", lines=RLINES, reason="damaged"),
     "OrderReturned": s.OrderReturnedData(order_id=ORDER, return_id="ret_1", refunded=EUR),

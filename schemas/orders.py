@@ -247,6 +247,11 @@ class OrderReadyToShipData(Model):
     the order's partition and shipping sees the two in that order."""
 
     order_id: str
+    location: str | None = Field(None, description=(
+        "Where the order's stock is held (inventory's StockReserved): the parcel leaves from "
+        "there. For click-and-collect from the pickup store's own shelf, the store itself: "
+        "no parcel is sent, the store sets the goods aside. Null on orders released before "
+        "locations were recorded."))
 
 
 class OrderCompletedData(Model):
@@ -261,6 +266,11 @@ class OrderStuckData(Model):
 
 class ReceiptConfirmedData(Model):
     order_id: str
+
+
+class PickupConfirmedData(Model):
+    order_id: str
+    store_id: str = Field(description="The store that handed the order over from its shelf.")
 
 
 class ReturnLine(Model):
@@ -395,6 +405,14 @@ class OrderStuck(_OrdersEvent):
 class ReceiptConfirmed(_OrdersEvent):
     type: Literal["ReceiptConfirmed"] = "ReceiptConfirmed"
     data: ReceiptConfirmedData
+
+
+class PickupConfirmed(_OrdersEvent):
+    """The store handed a click-and-collect order from its own shelf to its customer (the
+    shop's staff said so through the API); shipping records it picked up."""
+
+    type: Literal["PickupConfirmed"] = "PickupConfirmed"
+    data: PickupConfirmedData
 
 
 class ReturnRequested(_OrdersEvent):

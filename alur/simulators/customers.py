@@ -27,6 +27,7 @@ from alur.tools.trace import trace
 CURRENCY = "IDR"  # the simulated shops sell in rupiah, whole (schemas/money.py)
 CATALOGUE = [("SKU-BATIK", 125_000), ("SKU-KOPI-GAYO", 89_000), ("SKU-SAMBAL", 35_000),
              ("SKU-TEH-MELATI", 27_500), ("SKU-SARUNG", 175_000), ("SKU-ANYAMAN", 64_000)]
+STORE_CATALOGUE = CATALOGUE[:4]  # what the stores keep on their shelves and sell at the till
 SCARCE = ("SKU-KERIS", 1_450_000)  # a handful in stock: some orders for it are rejected
 STORES = ("ST-JAKARTA", "ST-BANDUNG")
 FAILS_FIRST_ATTEMPT = "00000"  # the simulated carriers miss the first delivery here
@@ -44,6 +45,7 @@ class Plan:
     bank: str | None = None        # bank_transfer: the customer's bank
     wallet: str | None = None      # ewallet: the customer's wallet app
     pickup: bool = False
+    store: str | None = None       # the pickup store
     pays_transfer: bool = True
     cancel: str | None = None      # "before_payment" | "after_payment"
     returns: bool = False
@@ -117,11 +119,13 @@ def shopper(i: int, *, online: bool, rng: random.Random) -> dict[str, str] | Non
 
 def order_body(shop: str, p: Plan, rng: random.Random) -> dict[str, object]:
     sku, price = SCARCE if rng.random() < 0.04 else rng.choice(CATALOGUE)
+    if p.pickup:
+        p.store = rng.choice(STORES)
     city, postal = ("Jakarta", FAILS_FIRST_ATTEMPT) if rng.random() < 0.08 \
         else rng.choice(TOWNS)
     street = f"{rng.choice(STREETS)} No. {rng.randint(1, 200)}"
     delivery: dict[str, object] = (
-        {"method": "click_and_collect", "store_id": rng.choice(STORES)} if p.pickup else
+        {"method": "click_and_collect", "store_id": p.store} if p.pickup else
         {"method": "home_delivery", "address": {
             "line1": street, "city": city, "postal_code": postal, "country": "ID"}})
     return {
@@ -138,7 +142,7 @@ def order_body(shop: str, p: Plan, rng: random.Random) -> dict[str, object]:
 
 def till_sale(p: Plan, rng: random.Random, sold_at: datetime) -> dict[str, object]:
     """A sale as a store's till recorded it, paid at the counter."""
-    sku, price = rng.choice(CATALOGUE)
+    sku, price = rng.choice(STORE_CATALOGUE)
     customer = shopper(rng.randrange(PEOPLE), online=False, rng=rng)
     return {"sale_id": f"R-{uuid.uuid4().hex[:16]}", "sold_at": sold_at.isoformat(),
             **({"customer": customer} if customer else {}),
@@ -190,7 +194,9 @@ class Customers:
                 " max(coalesce(body->'data'->>'virtual_account',"
                 "   body->'data'->>'request_id')) AS account,"
                 " max((body->'data'->'amount'->>'amount')::bigint) FILTER"
-                "   (WHERE type IN ('PaymentPending', 'PaymentRequested')) AS due"
+                "   (WHERE type IN ('PaymentPending', 'PaymentRequested')) AS due,"
+                " max(body->'data'->>'location') FILTER (WHERE type = 'OrderReadyToShip')"
+                "   AS held_at"
                 " FROM orders.events WHERE stream_id = ANY($1::text[]) GROUP BY stream_id",
                 list(open_))
             steps = []
@@ -199,7 +205,8 @@ class Customers:
                 p = self.orders[order_id][1]
                 if self._finished(order_id, p, types):
                     open_.discard(order_id)
-                elif (step := self._next(order_id, p, types, r["account"], r["due"])):
+                elif (step := self._next(order_id, p, types, r["account"], r["due"],
+                                         r["held_at"])):
                     steps.append(step)
             await asyncio.gather(*steps)
             show(len(self.orders) - len(open_))
@@ -245,7 +252,7 @@ class Customers:
         return not self._pending(order_id, p, types) and not p.returns
 
     def _next(self, order_id: str, p: Plan, types: set[str], account: str | None,
-              due: int | None) -> Coroutine[Any, Any, None] | None:
+              due: int | None, held_at: str | None = None) -> Coroutine[Any, Any, None] | None:
         if p.till and p.returns and "OrderCompleted" in types and "return" not in p.done:
             return self._post(order_id, p, "return", "returns",
                               {"lines": self.lines[order_id], "reason": "the wrong size"})
@@ -259,6 +266,10 @@ class Customers:
             return self._pay(p, account, due)
         if p.cancel == "after_payment" and "PaymentConfirmed" in types and "cancel" not in p.done:
             return self._post(order_id, p, "cancel", "cancel")
+        if p.store and held_at == p.store and "ReadyForPickup" in types \
+                and "PickedUp" not in types and "pickup" not in p.done:
+            # Set aside on the store's own shelf: the store hands it over when they come.
+            return self._post(order_id, p, "pickup", "pickup")
         if not types & {"Delivered", "PickedUp"}:
             return None
         pending = self._pending(order_id, p, types)

@@ -1,11 +1,13 @@
 """Reservations: all-or-nothing per order, from one location. Pure, no I/O, no clock.
 
-Which location (`choose_location`): of the locations that hold every line in full and may
-ship to customers (warehouses, and the stores configured for ship-from-store), the one in the
-order's postal region (the first digit of an Indonesian postal code: the customer's for home
-delivery, the pickup store's for click-and-collect), then the one with the most units of the
-ordered SKUs, then the first by name. A location without a record is a warehouse with no
-region. A store's stock serves its own till, and online orders only where it ships.
+Which location (`choose_location`): a click-and-collect order's pickup store when its own
+shelf holds every line in full (nothing travels); otherwise, of the locations that hold every
+line in full and may ship to customers (warehouses, and the stores configured for
+ship-from-store), the one in the order's postal region (the first digit of an Indonesian
+postal code: the customer's for home delivery, the pickup store's for click-and-collect),
+then the one with the most units of the ordered SKUs, then the first by name. A location
+without a record is a warehouse with no region. A store's stock serves its own till, its own
+pickups, and other online orders only where it ships.
 
 A reservation holds units until the order ships, or expires at its `expires_at` unless
 something took it over first: a confirmed or pending payment (a bank transfer has its own
@@ -145,9 +147,12 @@ def choose_location(levels: Levels, lines: Sequence[StockLine], route: Route = A
         return (region is None or known.get(location, WAREHOUSE).region != region, -units,
                 location)
 
-    fills = [location for location in _shipping(levels, known)
-             if all(levels[location].get(line.sku, 0) >= line.quantity for line in lines)]
-    return min(fills, key=rank, default=None)
+    def holds(location: str) -> bool:
+        return all(levels[location].get(line.sku, 0) >= line.quantity for line in lines)
+
+    if route.store is not None and route.store in levels and holds(route.store):
+        return route.store
+    return min(filter(holds, _shipping(levels, known)), key=rank, default=None)
 
 
 def _shipping(levels: Levels, sites: Mapping[str, Site]) -> Levels:
@@ -161,7 +166,10 @@ def where_to_reserve(levels: Levels, lines: Sequence[StockLine], route: Route = 
     location = choose_location(levels, lines, route, sites)
     if location is not None:
         return location, []
-    return None, short_skus(_shipping(levels, sites or {}), lines)
+    reach = dict(_shipping(levels, sites or {}))
+    if route.store is not None and route.store in levels:
+        reach[route.store] = levels[route.store]
+    return None, short_skus(reach, lines)
 
 
 def short_skus(levels: Levels, lines: Sequence[StockLine]) -> list[str]:

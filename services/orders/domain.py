@@ -26,6 +26,7 @@ from schemas import (
     OrderReturnedData,
     OrderStuckData,
     PaymentInstruction,
+    PickupConfirmedData,
     ReceiptConfirmedData,
     Redemption,
     ReturnClosedData,
@@ -168,6 +169,8 @@ class OrderState:
     channel: str = "online"
     sold_at: datetime | None = None  # point-of-sale: when the till sold it
     store_id: str | None = None  # point-of-sale: the store whose till sold it
+    pickup_store: str | None = None  # click-and-collect: where the customer collects it
+    location: str | None = None  # where inventory holds its stock (StockReserved)
     cod: bool = False
     ready_to_ship: bool = False  # OrderReadyToShip recorded
     paid: bool = False  # PaymentConfirmed recorded
@@ -177,6 +180,11 @@ class OrderState:
     @property
     def return_requested(self) -> bool:
         return self.return_id is not None
+
+    @property
+    def on_shelf(self) -> bool:
+        """A click-and-collect order served from the pickup store's own shelf."""
+        return self.pickup_store is not None and self.location == self.pickup_store
 
     def kept(self) -> dict[str, int]:
         """The units the customer still has (ordered, less those closed returns took back)."""
@@ -355,6 +363,19 @@ def confirm_receipt(state: OrderState, order_id: str) -> list[Model]:
     return [ReceiptConfirmedData(order_id=order_id), *complete(state, order_id)]
 
 
+def confirm_pickup(state: OrderState, order_id: str) -> PickupConfirmedData:
+    """The store handed the order over from its own shelf: shipping records it picked up. (A
+    parcel sent to the store is handed over at the carrier's counter, which reports it.)"""
+    if not state.on_shelf or state.pickup_store is None:
+        raise NotAllowedNow("only a click-and-collect order set aside on its store's own shelf "
+                            "is handed over by the store; a parcel sent to the store is "
+                            "handed over by its carrier")
+    if state.status != "ready_for_pickup":
+        raise NotAllowedNow(f"the order can be handed over once it is ready for pickup; it is "
+                            f"{state.status}")
+    return PickupConfirmedData(order_id=order_id, store_id=state.pickup_store)
+
+
 def complete(state: OrderState, order_id: str) -> list[Model]:
     """The order completes, and its customer earns a loyalty point per point value paid with
     money and kept (not given back as goodwill)."""
@@ -449,7 +470,8 @@ def request_return(
                for sku in kept)
     return ReturnRequestedData(order_id=order_id, return_id=return_id, lines=list(lines),
                                reason=reason, refund=_return_refund(state, lines, last),
-                               last=last, at_store=state.store_id)
+                               last=last, at_store=state.store_id or (
+                                   state.pickup_store if state.on_shelf else None))
 
 
 def _return_refund(state: OrderState, lines: Sequence[ReturnLine], last: bool) -> Money:
@@ -482,13 +504,16 @@ def evolve(state: OrderState, event: Event) -> OrderState:
                                         for x in data.lines),
                         channel=event.channel, sold_at=data.sold_at,
                         store_id=data.delivery.store_id if event.channel == "pos" else None,
+                        pickup_store=data.delivery.store_id
+                        if data.delivery.method == "click_and_collect" else None,
                         cod=data.payment.method == "cod")
     elif kind == "OrderReadyToShip":
         return replace(state, ready_to_ship=True)
     elif kind == "PaymentConfirmed":
         state = replace(state, paid=True)
     elif kind in ("StockReserved", "StockRejected"):
-        state = replace(state, stock_decided=True)
+        state = replace(state, stock_decided=True, location=event.data.location
+                        if kind == "StockReserved" else None)
     elif kind == "OrderCompleted" and state.channel == "pos":
         # Handed over at the counter: reviews are open from the sale.
         state = replace(state, delivered_at=state.sold_at or event.time)
@@ -599,8 +624,9 @@ def decide_under(policy: Policy) -> Callable[[OrderState, Event], list[Model]]:
 
     def decide_and_release(state: OrderState, event: Event) -> list[Model]:
         decided = _answer(state, event)
-        if not decided and _may_ship(evolve(state, event)):
-            decided = [OrderReadyToShipData(order_id=event.subject)]
+        after = evolve(state, event)
+        if not decided and _may_ship(after):
+            decided = [OrderReadyToShipData(order_id=event.subject, location=after.location)]
         return [*decided, *_spend_points(state, event)]
 
     return decide_and_release
@@ -676,7 +702,7 @@ def on_timer(state: OrderState, kind: str) -> list[Model]:
     if state.order_id is None:  # no OrderPlaced: no order, nothing is due
         return []
     if kind == "release" and _may_ship(state):
-        return [OrderReadyToShipData(order_id=state.order_id)]
+        return [OrderReadyToShipData(order_id=state.order_id, location=state.location)]
     if kind == "auto_complete" and state.status == "delivered":
         return complete(state, state.order_id)
     if kind == "stuck" and state.status is not None and state.since is not None:

@@ -291,15 +291,8 @@ def decide(state: PaymentState, event: Event) -> list[Decision]:
                              state.instruction.method)]
     if event.type == "ReturnRequested" and event.data.at_store:
         return _over_the_counter(state, after, event)
-    if event.type == "ReturnReceived" and state.refundable and not _partial(event):
-        return _refund(state, event.subject, "returned", event.data.return_id)
-    if event.type == "ReturnReceived" and after.return_refunds > state.return_refunds \
-            and after.gateway_reference is not None and after.captured is not None:
-        back = event.data.return_id
-        return [_pay_back(after, event.subject,
-                          Money(amount=after.return_refunds - state.return_refunds,
-                                currency=after.captured.currency), "returned",
-                          f"{event.subject}:return:{back}", back)]
+    if event.type == "ReturnReceived":
+        return _return_refund(state, after, event)
     if event.type == "GoodwillRefundRequested" and after.goodwill > state.goodwill \
             and after.gateway_reference is not None:
         gift = event.data
@@ -442,10 +435,28 @@ def _partial(event: Event) -> bool:
     return due and not event.data.last and event.data.refund is not None
 
 
+def _return_refund(state: PaymentState, after: PaymentState, event: Event) -> list[Decision]:
+    """What a return pays back once its units are back: a partial one the refund it named,
+    under the return's own key; the last one all that is left."""
+    back = event.data.return_id
+    if not _partial(event):
+        return _refund(state, event.subject, "returned", back) if state.refundable else []
+    if after.return_refunds <= state.return_refunds or after.captured is None:
+        return []
+    return [_pay_back(after, event.subject,
+                      Money(amount=after.return_refunds - state.return_refunds,
+                            currency=after.captured.currency), "returned",
+                      f"{event.subject}:return:{back}", back)]
+
+
 def _over_the_counter(state: PaymentState, after: PaymentState, event: Event) -> list[Decision]:
     """A till sale returned at its store: the till pays it back, the way it was paid (cash,
-    or the store's card terminal), and this service records it; no gateway is involved."""
+    or the store's card terminal), and this service records it; no gateway is involved. An
+    online order collected from the store's shelf and handed back there is paid back the way
+    it was paid online, as a return received at a warehouse would be."""
     data = event.data
+    if not (state.gateway_reference or "").startswith("till:"):
+        return _return_refund(state, after, event)
     if _partial(event):
         amount = after.return_refunds - state.return_refunds
     else:

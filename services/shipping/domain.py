@@ -8,7 +8,11 @@ decided them, however far it lags. The carrier (see carrier.py) moves the parcel
 reports each step on the signed carrier webhook; `carrier_update` checks a report against
 the shipment and turns it into the event to record. Home delivery goes created -> shipped ->
 in transit -> out for delivery -> delivered, a failed attempt sending the parcel out for
-delivery again; click-and-collect goes created -> shipped -> ready for pickup -> picked up.
+delivery again; click-and-collect goes created -> shipped -> ready for pickup -> picked up
+(the parcel from a warehouse to the store carries the stock there). A click-and-collect order
+whose stock is on the pickup store's own shelf (OrderReadyToShip's location is the store) is
+sent nowhere: it is ready for pickup as soon as it is released, and picked up when the store
+hands it over (PickupConfirmed); a return of it is handed back over that store's counter.
 An order cancelled after its release (a business "no" that came late) has its booking
 cancelled while the parcel still waits for the courier, and the parcel recalled once the
 courier has it; the carrier reports it returned to sender when it is back at the warehouse. A
@@ -125,6 +129,7 @@ class ShipmentState:
     personal: Sealed | None = None  # the customer's personal data, the street among it
     store_id: str | None = None
     released: bool = False  # OrderReadyToShip seen
+    from_shelf: bool = False  # click-and-collect from the pickup store's own shelf
     cancelled: bool = False
     recalled: bool = False
     shipment_id: str | None = None
@@ -157,7 +162,8 @@ def evolve(state: ShipmentState, event: Event) -> ShipmentState:
                        store_id=delivery.store_id if delivery.method == "click_and_collect"
                        else None)
     if event.type == "OrderReadyToShip":
-        return replace(state, released=True)
+        shelf = state.store_id is not None and event.data.location == state.store_id
+        return replace(state, released=True, from_shelf=shelf)
     if event.type == "OrderCancelled":
         return replace(state, cancelled=True)
     if event.type == "ShipmentRecalled":
@@ -184,6 +190,8 @@ def evolve(state: ShipmentState, event: Event) -> ShipmentState:
     if event.type == "ShipmentCreated":
         state = replace(state, shipment_id=event.data.shipment_id, carrier=event.data.carrier,
                         tracking_number=event.data.tracking_number)
+    if event.type == "ReadyForPickup" and state.shipment_id is None:  # set aside on the shelf
+        state = replace(state, shipment_id=event.data.shipment_id)
     failed = state.failed_attempts + (event.type == "DeliveryFailed")
     return replace(state, status=status, failed_attempts=failed)
 
@@ -193,6 +201,14 @@ def decide(state: ShipmentState, event: Event) -> list[object]:
     order_id = after.order_id
     if order_id is None:
         return []
+    if after.ready_to_ship and not state.ready_to_ship and after.from_shelf \
+            and after.store_id is not None:
+        return [ReadyForPickupData(order_id=order_id, shipment_id=f"shelf_{order_id}",
+                                   store_id=after.store_id)]
+    if (event.type == "PickupConfirmed" and after.from_shelf and after.status == "ready_for_pickup"
+            and after.shipment_id is not None and after.store_id is not None):
+        return [PickedUpData(order_id=order_id, shipment_id=after.shipment_id,
+                             store_id=after.store_id)]
     if after.ready_to_ship and not state.ready_to_ship:
         to_store = after.store_id is not None
         return [CreateShipment(order_id, carrier_for(after.address, after.store_id),
@@ -286,7 +302,8 @@ def _returning(state: ShipmentState, update: ParcelUpdate) -> list[Model]:
                                last=state.return_last)]
 
 
-RELEVANT = frozenset({"OrderPlaced", "OrderReadyToShip", "OrderCancelled", "ReturnRequested"})
+RELEVANT = frozenset({"OrderPlaced", "OrderReadyToShip", "OrderCancelled", "ReturnRequested",
+                      "PickupConfirmed"})
 OPENS = frozenset({"OrderPlaced"})  # everything else follows it on the order's partition
 # What carrying out each command can record (see alur replay handlers).
 OUTCOMES: dict[type, frozenset[str]] = {

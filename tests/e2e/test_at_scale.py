@@ -102,6 +102,7 @@ async def test_a_mixed_run_over_every_branch_keeps_every_invariant(services, db)
     assert report.violations == [] and report.unsettled == []
     seen = {r["type"] for r in await db.fetch(
         "SELECT DISTINCT type FROM orders.events WHERE stream_id = ANY($1::text[])", order_ids)}
-    assert {"PaymentPending", "PaymentExpired", "PaymentFailed", "StockRejected",
-            "PickedUp", "DeliveryFailed", "OrderReturned", "RefundIssued",
+    assert {"PaymentPending", "PaymentRequested", "PaymentExpired", "PaymentFailed",
+            "StockRejected", "PickedUp", "PickupConfirmed", "DeliveryFailed", "OrderReturned",
+            "RefundIssued",
             "LoyaltyPointsReversed", "ReviewSubmitted", "OrderCompleted"} <= seen

@@ -39,6 +39,8 @@ async def test_the_same_customer_online_at_a_till_and_at_pickup(services, api, d
     pickup_body = order_body(sku, store_id=store)  # 12.50 EUR: 12 points
     pickup_body["customer"] = {"loyalty_card": card.lower()}
     pickup = await place(api, pickup_body)
+    await reach(db, pickup, "ReadyForPickup")  # set aside on the store's own shelf
+    assert (await api.post(f"/v1/orders/{pickup}/pickup")).status_code == 200
 
     for order_id in (online, till, pickup):
         await reach(db, order_id, "LoyaltyPointsAccrued")

@@ -70,3 +70,45 @@ async def test_orders_are_served_from_their_region_then_the_most_stock_and_store
         assert {"location": store, "kind": "store", "region": "1",
                 "ships_to_customers": True} in listed
     await no_violations(services, db, [near, east, short_near])
+
+
+async def test_click_and_collect_from_the_store_s_own_shelf_or_by_parcel_from_a_warehouse(
+        services, api, db) -> None:
+    store = f"ST-{uuid.uuid4().hex[:6].upper()}"
+    token = {"Authorization": f"Bearer {services.inventory_admin_token}"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{services.inventory_port}",
+                                 timeout=10, headers=token) as admin:
+        put = await admin.put(f"/v1/locations/{store}", json={
+            "kind": "store", "region": "1", "ships_to_customers": False})
+        assert put.status_code == 200, put.text
+    on_shelf, elsewhere = new_sku(), new_sku()
+    await set_stock(services, [(store, on_shelf, 5), ("WH-1", on_shelf, 50),
+                               ("WH-1", elsewhere, 5)])
+    shelf_order = await place(api, order_body(on_shelf, 2, store_id=store))
+    parcel_order = await place(api, order_body(elsewhere, 1, store_id=store))
+
+    types = await reach(db, shelf_order, "ReadyForPickup")
+    assert "ShipmentCreated" not in types  # set aside on the shelf: nothing travels
+    assert await served_from(db, shelf_order) == store
+    early = await api.post(f"/v1/orders/{parcel_order}/pickup")
+    assert early.status_code == 409, early.text  # a parcel is handed over by its carrier
+    handed = await api.post(f"/v1/orders/{shelf_order}/pickup")
+    assert handed.status_code == 200 and handed.json()["status"] in ("ready_for_pickup",
+                                                                      "completed"), handed.text
+    await reach(db, shelf_order, "OrderCompleted")
+    again = await api.post(f"/v1/orders/{shelf_order}/pickup")
+    assert again.status_code == 409  # handed over once
+
+    returned = await api.post(f"/v1/orders/{shelf_order}/returns", json={
+        "lines": [{"sku": on_shelf, "quantity": 1}], "reason": "one was enough"})
+    assert returned.status_code == 202, returned.text
+    await reach(db, shelf_order, "ReturnClosed")
+    [refund] = [e for e in await events_of(db, "payments", shelf_order)
+                if e["type"] == "RefundIssued"]
+    assert refund["refund_id"].startswith("re_")  # back to the card, through the gateway
+    assert await db.fetchval("SELECT on_hand FROM inventory.stock WHERE location = $1"
+                             " AND sku = $2", store, on_shelf) == 4  # back on its shelf
+
+    parcel_types = await reach(db, parcel_order, "PickedUp", timeout=90)
+    assert "ShipmentCreated" in parcel_types and await served_from(db, parcel_order) == "WH-1"
+    await no_violations(services, db, [shelf_order, parcel_order])

@@ -105,7 +105,7 @@ def test_with_no_window_to_cancel_in_the_paid_order_is_released_with_its_payment
     assert domain.decide_under(POLICY) is domain.decide
     reserved = fold_all("OrderPlaced", "StockReserved")
     assert at_once(reserved, event("PaymentConfirmed", "o1")) == [
-        domain.OrderReadyToShipData(order_id="o1")]
+        domain.OrderReadyToShipData(order_id="o1", location="WH-1")]  # held there
     # Cash on delivery ships once its stock is reserved; a refusal cancels, never releases.
     placed_cod = fold_all("OrderPlaced", method="cod")
     assert [type(d).__name__ for d in at_once(placed_cod, event("StockReserved", "o1"))] == [

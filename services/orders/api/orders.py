@@ -1,4 +1,5 @@
-"""The order routes: place, read, list, cancel, confirm receipt, review, request a return."""
+"""The order routes: place, read, list, cancel, confirm receipt, hand over a pickup, review,
+request a return."""
 
 from __future__ import annotations
 
@@ -282,6 +283,16 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], intake: Intake, writes: Wr
         """The customer confirms they received the parcel: the order completes."""
         return await change(order_id, caller, request, idempotency_key,
                             lambda s: domain.confirm_receipt(s, order_id), lambda view: view)
+
+    @api.post("/{order_id}/pickup", response_model=OrderView,
+              responses=responses(*POST, "not-found", "not-allowed-now"))
+    async def confirm_pickup(order_id: str, request: Request, caller: Caller = authenticated,
+                             idempotency_key: IdempotencyKey = None) -> JSONResponse:
+        """The store hands a click-and-collect order set aside on its own shelf to the
+        customer: it is picked up, and completes. (A parcel sent to the store is handed over
+        at the carrier's counter, which reports it.)"""
+        return await change(order_id, caller, request, idempotency_key,
+                            lambda s: [domain.confirm_pickup(s, order_id)], lambda view: view)
 
     @api.post("/{order_id}/reviews", status_code=201, response_model=OrderView,
               responses=responses(*POST, "not-found", "not-allowed-now"))
