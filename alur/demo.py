@@ -526,7 +526,8 @@ def run_demo(settings: Settings, orders: int, shops: int, keep_running: bool) ->
         if keep_running:
             print(f"Still running: Prometheus {prometheus.url(settings)}, orders API "
                   f"{settings.api_url}/docs, metrics on ports {settings.metrics_port_base}-"
-                  f"{settings.metrics_port_base + len(SERVICES) - 1}; `alur infra down` stops it")
+                  f"{settings.metrics_port_base + len(SERVICES) - 1}; `alur stack down` stops the"
+                  f" services, then `alur infra down` the rest")
         if unsettled:
             print(f"{unsettled} orders did not settle or broke an invariant; see the logs in "
                   f"{settings.log_dir} and `alur check`")
