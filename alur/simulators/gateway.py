@@ -420,24 +420,23 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
     @app.get("/v1/virtual-accounts/{account_number}/transfers")
     async def transfers_into(account_number: str) -> JSONResponse:
         """What was paid into the account so far, oldest first."""
-        if not await pools["db"].fetchval(
-                f"SELECT true FROM {SCHEMA}.virtual_accounts WHERE account_number = $1",
-                account_number):
-            return JSONResponse({"error": "no such account"}, status_code=404)
-        rows = await pools["db"].fetch(
-            f"SELECT id, amount, currency, created_at FROM {SCHEMA}.transfers"
-            " WHERE account_number = $1 ORDER BY created_at, id", account_number)
-        return JSONResponse([_public(r) for r in rows])
+        return await money_in("virtual_accounts", "account_number", account_number,
+                              "no such account")
 
     @app.get("/v1/payment-requests/{request_id}/payments")
     async def paid_on_request(request_id: str) -> JSONResponse:
         """What was paid on the request so far."""
+        return await money_in("payment_requests", "id", request_id, "no such payment request")
+
+    async def money_in(table: str, column: str, into: str, unknown: str) -> JSONResponse:
+        """The money paid into an account or on a request (`into`, a row of `table`), oldest
+        first; 404 with `unknown` when there is no such row."""
         if not await pools["db"].fetchval(
-                f"SELECT true FROM {SCHEMA}.payment_requests WHERE id = $1", request_id):
-            return JSONResponse({"error": "no such payment request"}, status_code=404)
+                f"SELECT true FROM {SCHEMA}.{table} WHERE {column} = $1", into):
+            return JSONResponse({"error": unknown}, status_code=404)
         rows = await pools["db"].fetch(
             f"SELECT id, amount, currency, created_at FROM {SCHEMA}.transfers"
-            " WHERE account_number = $1 ORDER BY created_at, id", request_id)
+            " WHERE account_number = $1 ORDER BY created_at, id", into)
         return JSONResponse([_public(r) for r in rows])
 
     @app.post("/v1/refunds")

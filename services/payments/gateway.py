@@ -204,7 +204,7 @@ class InMemoryGateway:
         return first
 
     async def paid(self, request_id: str) -> list[Transfer]:
-        return list(self.paid_in.get(request_id, []))
+        return await self.transfers(request_id)  # one ledger of money in, as the simulator's
 
     async def refund(self, idempotency_key: str, reference: str, amount: Money,
                      payment_reference: str) -> str:
