@@ -95,15 +95,13 @@ def _location(args: argparse.Namespace, settings: Settings) -> int:
     from services.inventory.domain import Site
     from services.inventory.seed import set_locations
 
-    if args.kind == "warehouse" and args.ships is False:
-        print("alur location: a warehouse ships to customers", file=sys.stderr)
+    ships = args.kind == "warehouse" if args.ships is None else args.ships
+    try:
+        site = Site(args.kind, args.region, ships)
+    except ValueError as exc:
+        print(f"alur location: {exc}", file=sys.stderr)
         return 2
-    if args.region is not None and not (len(args.region) == 1 and args.region.isdigit()):
-        print("alur location: --region is one digit (an Indonesian postal code's first)",
-              file=sys.stderr)
-        return 2
-    ships = args.kind == "warehouse" or bool(args.ships)
-    asyncio.run(set_locations(settings, {args.location: Site(args.kind, args.region, ships)}))
+    asyncio.run(set_locations(settings, {args.location: site}))
     print(f"{args.location}: {args.kind}, region {args.region or 'none'}, "
           f"{'ships' if ships else 'does not ship'} to customers")
     return 0

@@ -165,11 +165,12 @@ def create_app(pool: asyncpg.Pool, token: str) -> FastAPI:
     @app.put("/v1/locations/{location}", response_model=LocationView)
     async def set_location(location: Name, body: LocationRecord,
                            _: str = caller) -> LocationView:
-        if body.kind == "warehouse" and not body.ships_to_customers:
-            raise AdminError(422, "ships_to_customers: a warehouse ships to customers")
+        try:
+            site = Site(body.kind, body.region, body.ships_to_customers)
+        except ValueError as exc:  # the model checked kind and region: only this is left
+            raise AdminError(422, f"ships_to_customers: {exc}") from None
         async with pool.acquire() as conn:
-            await PostgresStock.on(conn).set_location(
-                location, Site(body.kind, body.region, body.ships_to_customers))
+            await PostgresStock.on(conn).set_location(location, site)
         return LocationView(location=location, **body.model_dump())
 
     @app.get("/v1/locations", response_model=list[LocationView])

@@ -36,6 +36,16 @@ class Site:
     region: str | None = None
     ships: bool = True
 
+    def __post_init__(self) -> None:
+        """The rules the locations table's checks hold too, said the same way to whoever
+        records a location (the admin API, the CLI)."""
+        if self.kind not in ("warehouse", "store"):
+            raise ValueError(f"a location is a warehouse or a store, not {self.kind!r}")
+        if self.region is not None and not (len(self.region) == 1 and self.region.isdigit()):
+            raise ValueError("the region is one digit: an Indonesian postal code's first")
+        if self.kind == "warehouse" and not self.ships:
+            raise ValueError("a warehouse ships to customers")
+
 
 WAREHOUSE = Site()
 

@@ -1,3 +1,5 @@
+import pytest
+
 from schemas import Delivery, ReturnLine, StockLine
 from services.inventory import domain
 from services.inventory.domain import ReservationState, Route, Site
@@ -29,6 +31,16 @@ def test_home_delivery_comes_from_the_customer_s_region_then_the_most_stock() ->
     assert domain.choose_location(levels, [MUG, PLATE], jakarta, SITES) == "WH-ZZZ"
     even = {"WH-B": {"MUG": 5}, "WH-A": {"MUG": 5}}
     assert domain.choose_location(even, [MUG], jakarta, SITES) == "WH-A"
+
+
+def test_a_location_record_keeps_the_locations_table_s_rules() -> None:
+    with pytest.raises(ValueError, match="a warehouse ships to customers"):
+        Site("warehouse", "1", ships=False)
+    with pytest.raises(ValueError, match="one digit"):
+        Site("store", "40", ships=False)
+    with pytest.raises(ValueError, match="a warehouse or a store"):
+        Site("depot")
+    assert Site("store", "4", ships=False).kind == "store"
 
 
 def test_a_store_ships_online_orders_only_where_configured() -> None:
