@@ -17,12 +17,13 @@ from collections import Counter
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 import asyncpg
 import httpx
 
 from alur.tools.trace import trace
+from schemas.orders import Bank, Wallet
 
 CURRENCY = "IDR"  # the simulated shops sell in rupiah, whole (schemas/money.py)
 CATALOGUE = [("SKU-BATIK", 125_000), ("SKU-KOPI-GAYO", 89_000), ("SKU-SAMBAL", 35_000),
@@ -63,8 +64,7 @@ class Plan:
         return f"{self.method}{' (declined)' if self.token == 'tok_decline' else ''}"
 
 
-BANKS = ("bca", "mandiri", "bni", "bri")
-WALLETS = ("gopay", "ovo", "dana", "shopeepay")
+BANKS, WALLETS = get_args(Bank), get_args(Wallet)  # the ones an order may name
 # What the customer pays in after the order asks: into a virtual account, or in an app.
 PAYS_IN = frozenset({"bank_transfer", "qris", "ewallet"})
 
