@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,10 +33,23 @@ PRUNE_EVERY = 3600.0
 
 
 def make_perform(mailer: Mailer, sent_log: SentLog,
-                 open_sealed: keyring.OpenSealed = keyring.no_keyring) -> Perform:
+                 open_sealed: keyring.OpenSealed = keyring.no_keyring,
+                 sessions: int = 1) -> Perform:
+    # An e-mail's check in the sent log, its sending and its record are one turn, and only as
+    # many turns run at once as there are SMTP sessions. The batch plans up to 64 e-mails side
+    # by side: had each been checked before it queued for a session, a PostgreSQL restart
+    # would let every queued e-mail go out with no record of it, all sent again after the
+    # restart (the fault suite saw 32). Checked at the start of its turn, an e-mail finds the
+    # database gone and waits; at most `sessions` are ever sent and not yet recorded.
+    turns = asyncio.Semaphore(sessions)
+
     async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
         if not isinstance(command, domain.SendEmail):
             raise TypeError(f"unknown command {command!r}")
+        async with turns:
+            return await send_once(command)
+
+    async def send_once(command: domain.SendEmail) -> Sequence[Model]:
         # Sent already by a batch that did not commit (a crash): record it, do not resend.
         if not await sent_log.sent(command.notification_id):
             to, name = command.to.email, command.to.name
@@ -68,13 +82,14 @@ def make_perform(mailer: Mailer, sent_log: SentLog,
 
 
 def make_handler(mailer: Mailer, sent_log: SentLog,
-                 open_sealed: keyring.OpenSealed = keyring.no_keyring) -> Handler:
+                 open_sealed: keyring.OpenSealed = keyring.no_keyring,
+                 sessions: int = 1) -> Handler:
     # Only the consumer writes a notification stream (no timers, no callbacks): its partner
     # calls need no claims. Its e-mails take turns on ALUR_SMTP_SESSIONS sessions, so a long
     # batch is a queue, not a slow partner: no order is left behind as a straggler (under
     # load that only added transactions), and nothing downstream waits on its records.
     return handler_for(DECIDER, source=SOURCE, perform=make_perform(mailer, sent_log,
-                                                                    open_sealed),
+                                                                    open_sealed, sessions),
                        concurrent=True, claims=False, stragglers=False)
 
 
@@ -90,7 +105,8 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
 
         await every(PRUNE_EVERY, prune, "prune the sent e-mail log", log)
 
-    return ServiceParts(handler=make_handler(mailer, sent_log, keyring.key_loader(pool).open),
+    return ServiceParts(handler=make_handler(mailer, sent_log, keyring.key_loader(pool).open,
+                                                 settings.smtp_sessions),
                         close=mailer.close,
                         background=[prune_sent_log])
 

@@ -256,7 +256,7 @@ async def test_the_commands_of_a_batch_are_carried_out_side_by_side_once_each() 
     state, log = MemoryState(), InMemorySentLog()
     events = [event("OrderPlaced", f"o{i}") for i in range(10)]
     mailer = SlowMailer(0.05)
-    bp = BatchProcessor("notifications", notifications.make_handler(mailer, log),
+    bp = BatchProcessor("notifications", notifications.make_handler(mailer, log, sessions=10),
                         lambda: InMemoryUnitOfWork(state), sleep=lambda _: asyncio.sleep(0))
     results = await bp.commit([message(encode(e), i) for i, e in enumerate(events)])
     assert [r.outcome for r in results] == ["processed"] * 10
@@ -275,6 +275,52 @@ async def test_the_commands_of_a_batch_are_carried_out_side_by_side_once_each() 
     assert flaky.calls.count(first) == 2 and len(flaky.sent) == 2
     sent = [s.event for s in state2.streams["o0"] if s.event.type == "NotificationSent"]
     assert len(sent) == 2
+
+
+class SentLogThatGoesDown(InMemorySentLog):
+    """The sent log's database dies as it is about to record the `dies_at`th e-mail, and
+    answers nothing for the next `outage` calls."""
+
+    def __init__(self, dies_at: int, outage: int) -> None:
+        super().__init__()
+        self.dies_at, self.outage = dies_at, outage
+
+    def _down(self) -> bool:
+        if self.dies_at <= 0 and self.outage > 0:
+            self.outage -= 1
+            return True
+        return False
+
+    async def sent(self, notification_id: str) -> bool:
+        if self._down():
+            raise InfrastructureError("PostgreSQL is restarting")
+        return await super().sent(notification_id)
+
+    async def record(self, notification_id: str) -> None:
+        self.dies_at -= 1
+        if self._down():
+            raise InfrastructureError("PostgreSQL is restarting")
+        await super().record(notification_id)
+
+
+@pytest.mark.parametrize("sessions", [1, 3])
+async def test_a_database_restart_mid_batch_resends_at_most_one_e_mail_per_session(
+        sessions: int) -> None:
+    """Thirty e-mails of one batch queue for the SMTP sessions; the database goes away as the
+    fifth is recorded. Only the e-mails already with the server when it went may go out twice:
+    the rest wait for the database before they are sent, and each is then sent once."""
+    state, log = MemoryState(), SentLogThatGoesDown(dies_at=5, outage=40)
+    mailer = SlowMailer(0.01)
+    bp = BatchProcessor("notifications",
+                        notifications.make_handler(mailer, log, sessions=sessions),
+                        lambda: InMemoryUnitOfWork(state), sleep=lambda _: asyncio.sleep(0.001),
+                        patience=60.0)
+    events = [event("OrderPlaced", f"o{i}") for i in range(30)]
+    results = await bp.commit([message(encode(e), i) for i, e in enumerate(events)])
+    assert [r.outcome for r in results] == ["processed"] * 30 and log.outage == 0
+    ids = [m["message_id"] for m in mailer.sent]
+    assert len(set(ids)) == 30 and 1 <= len(ids) - 30 <= sessions
+    assert mailer.most <= sessions
 
 
 async def test_only_the_orders_of_events_the_service_acts_on_are_locked_and_loaded() -> None:
