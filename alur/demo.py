@@ -288,6 +288,10 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         " WHERE r.type = 'OrderReadyToShip' AND r.stream_id = ANY($1::text[])"
         " AND r.body->'data'->>'location' = p.body->'data'->'delivery'->>'store_id'",
         run.orders)
+    transfers = await db.fetchrow(
+        "SELECT count(DISTINCT order_id) AS n, count(DISTINCT order_id) FILTER"
+        " (WHERE status = 'in_transit') AS moving FROM inventory.stock_transfers"
+        " WHERE order_id = ANY($1::text[])", run.orders)
     origins = await db.fetch(
         "SELECT body->'data'->>'location' AS location, count(*) AS n FROM orders.events"
         " WHERE type = 'StockReserved' AND stream_id = ANY($1::text[]) GROUP BY 1 ORDER BY 1",
@@ -300,7 +304,9 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         ("till sales (pos)", f"{len(run.till_orders)} uploaded late in {run.till_batches} "
                              "batches"),
         ("click-and-collect", f"{sum(p.pickup for p in plans)} ordered, {shelf} set aside "
-                              "on the store's own shelf (the rest sent there by parcel), "
+                              "on the store's own shelf, "
+                              f"{transfers['n']} transferred from a warehouse by parcel "
+                              f"({transfers['moving']} still in transit), "
                               f"{n.get('PickedUp', 0)} picked up"),
         ("paid in an app or by transfer", f"virtual accounts {ways('PaymentPending')}; "
                                           f"QRIS codes and e-wallet pushes "

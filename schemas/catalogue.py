@@ -14,6 +14,8 @@ from schemas.inventory import (
     StockReleased,
     StockReserved,
     StockRestocked,
+    StockTransferReceived,
+    StockTransferShipped,
     StockWrittenOff,
 )
 from schemas.notifications import NotificationFailed, NotificationSent
@@ -67,7 +69,7 @@ AnyEvent = Annotated[
     | LoyaltyPointsAccrued
     | LoyaltyPointsReversed | CustomerIdentified | LoyaltyPointsRedeemed | LoyaltyPointsReleased
     | StockReserved | StockRejected | StockReleased | StockCommitted | StockRestocked
-    | StockWrittenOff
+    | StockWrittenOff | StockTransferShipped | StockTransferReceived
     | LowStock
     | ReservationExpired
     | PaymentConfirmed | PaymentPending | PaymentRequested | PaymentFailed | PaymentExpired

@@ -67,6 +67,11 @@ PAYLOADS: dict[str, Model] = {
     "StockWrittenOff": s.StockWrittenOffData(
         order_id=ORDER, return_id="ret_1", location="WH-1",
         lines=[s.StockLine(sku="SKU-RED-MUG", quantity=1)]),
+    "StockTransferShipped": s.StockTransferShippedData(
+        order_id=ORDER, transfer_id="trf_1", from_location="WH-1", to_location="ST-JAKARTA",
+        lines=LINES),
+    "StockTransferReceived": s.StockTransferReceivedData(
+        order_id=ORDER, transfer_id="trf_1", location="ST-JAKARTA", lines=LINES),
     "LowStock": s.LowStockData(sku="SKU-RED-MUG", location="WH-1", available=3, threshold=5),
     "ReservationExpired": s.ReservationExpiredData(order_id=ORDER, reservation_id="res_1"),
     "PaymentConfirmed": s.PaymentConfirmedData(

@@ -60,6 +60,28 @@ class StockWrittenOffData(Model):
     lines: list[StockLine] = Field(min_length=1)
 
 
+class StockTransferShippedData(Model):
+    """A click-and-collect order's units left a warehouse for the pickup store: taken off the
+    warehouse's shelf (as a commit does) and counted in transit to the store until they
+    arrive. They are the order's all the way: never on sale at either end."""
+
+    order_id: str
+    transfer_id: str
+    from_location: str
+    to_location: str = Field(description="The store the customer collects from.")
+    lines: list[StockLine] = Field(min_length=1)
+
+
+class StockTransferReceivedData(Model):
+    """The transferred units arrived at the store: no longer in transit, on the store's
+    books and held there for the customer until they collect them."""
+
+    order_id: str
+    transfer_id: str
+    location: str = Field(description="The store that received them.")
+    lines: list[StockLine] = Field(min_length=1)
+
+
 class LowStockData(Model):
     sku: str
     location: str
@@ -104,6 +126,16 @@ class StockRestocked(_InventoryEvent):
 class StockWrittenOff(_InventoryEvent):
     type: Literal["StockWrittenOff"] = "StockWrittenOff"
     data: StockWrittenOffData
+
+
+class StockTransferShipped(_InventoryEvent):
+    type: Literal["StockTransferShipped"] = "StockTransferShipped"
+    data: StockTransferShippedData
+
+
+class StockTransferReceived(_InventoryEvent):
+    type: Literal["StockTransferReceived"] = "StockTransferReceived"
+    data: StockTransferReceivedData
 
 
 class LowStock(_InventoryEvent):

@@ -96,7 +96,10 @@ async def _no_oversell(conn: asyncpg.Connection, ids: list[str] | None, report: 
     report.add("2 no oversell", await conn.fetch(
         "SELECT NULL AS order_id, s.location, s.sku, s.reserved, coalesce(l.held, 0) AS held"
         " FROM inventory.stock s LEFT JOIN (SELECT location, sku, sum(quantity) AS held"
-        "   FROM inventory.reservation_lines WHERE status = 'reserved' GROUP BY 1, 2) l"
+        "   FROM (SELECT location, sku, quantity FROM inventory.reservation_lines"
+        "         WHERE status = 'reserved'"
+        "         UNION ALL SELECT to_location, sku, quantity FROM inventory.stock_transfers"
+        "         WHERE status = 'at_store') AS h GROUP BY 1, 2) l"
         " USING (location, sku) WHERE s.reserved <> coalesce(l.held, 0)"),
         "{location}/{sku}: stock says {reserved} reserved, reservations hold {held}")
     # Returns take back units the customer had: restocked and written off together, never
@@ -129,6 +132,23 @@ async def _no_oversell(conn: asyncpg.Connection, ids: list[str] | None, report: 
         "   AND e.type IN ('Delivered', 'PickedUp')"
         " WHERE r.status = 'reserved' AND ($1::text[] IS NULL OR r.order_id = ANY($1))", ids),
         "the parcel arrived but its units are still held on the shelf")
+    # A transfer to a pickup store: in transit until the parcel is at the store, held there
+    # until the customer collects it. Collected, nothing of it is left on the way or held.
+    report.add("2 no oversell", await conn.fetch(
+        "SELECT DISTINCT t.order_id, t.status FROM inventory.stock_transfers t"
+        " JOIN shipping.events e ON e.stream_id = t.order_id AND e.origin = 'own'"
+        "   AND e.type = 'PickedUp'"
+        " WHERE t.status IN ('in_transit', 'at_store')"
+        "   AND ($1::text[] IS NULL OR t.order_id = ANY($1))", ids),
+        "picked up, but its transfer to the store is still {status}")
+    # Every transfer is of an order's units that left the warehouse shelf: committed there.
+    report.add("2 no oversell", await conn.fetch(
+        "SELECT DISTINCT t.order_id, t.from_location FROM inventory.stock_transfers t"
+        " LEFT JOIN inventory.reservation_lines r ON r.order_id = t.order_id"
+        "   AND r.sku = t.sku AND r.location = t.from_location AND r.status = 'committed'"
+        "   AND r.quantity = t.quantity"
+        " WHERE r.order_id IS NULL AND ($1::text[] IS NULL OR t.order_id = ANY($1))", ids),
+        "a transfer of units that were not committed at {from_location}")
 
 
 async def _money(conn: asyncpg.Connection, ids: list[str] | None, report: Report) -> None:

@@ -46,6 +46,27 @@ class Stock(Protocol):
         Where the books held fewer than were sold, on_hand is first counted up to cover the
         sale; the units counted up are returned. Nothing reserved is touched."""
 
+    async def ship_transfer(self, order_id: str, transfer_id: str, from_location: str,
+                            to_location: str, lines: Sequence[StockLine]) -> None:
+        """The order's units left `from_location` for the store `to_location`: counted in
+        transit to it (the warehouse's reservation is committed on its own). Twice counts
+        once."""
+
+    async def receive_transfer(self, transfer_id: str, location: str) -> None:
+        """The units in transit arrived at `location`: on its books (on_hand) and held there
+        for the order (reserved). Twice receives once."""
+
+    async def collect_transfer(self, transfer_id: str, location: str) -> None:
+        """The customer took the units held at `location`: off its books. Twice collects
+        once."""
+
+    async def end_transfer(self, transfer_id: str) -> None:
+        """The units in transit came back to where they left (restocked on their own):
+        no longer in transit. Twice ends once."""
+
+    async def in_transit(self, skus: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Units on their way to each location, for these SKUs."""
+
     async def set_threshold(self, sku: str, threshold: int) -> None: ...
 
     async def below_threshold(self, location: str,
@@ -92,6 +113,25 @@ class PostgresStock:
             "SELECT location, kind, region, ships_to_customers FROM locations")
         return {r["location"]: Site(r["kind"], r["region"], r["ships_to_customers"])
                 for r in rows}
+
+    async def in_transit(self, skus: Sequence[str]) -> dict[str, dict[str, int]]:
+        rows = await (await self._connection()).fetch(
+            "SELECT to_location, sku, sum(quantity)::int AS n FROM stock_transfers"
+            " WHERE sku = ANY($1::text[]) AND status = 'in_transit' GROUP BY 1, 2"
+            " ORDER BY 1, 2", list(skus))
+        moving: dict[str, dict[str, int]] = {}
+        for r in rows:
+            moving.setdefault(r["to_location"], {})[r["sku"]] = r["n"]
+        return moving
+
+    async def move_transfer(self, transfer_id: str, status: str, then: str) -> dict[str, int]:
+        """Moves the transfer's rows in `status` on to `then`: the units of each SKU moved
+        (none when they had moved on already)."""
+        rows = await (await self._connection()).fetch(
+            "UPDATE stock_transfers SET status = $3, received_at = CASE WHEN $3 = 'at_store'"
+            " THEN now() ELSE received_at END WHERE transfer_id = $1 AND status = $2"
+            " RETURNING sku, quantity", transfer_id, status, then)
+        return {r["sku"]: r["quantity"] for r in rows}
 
 
 class StockBook:
@@ -320,6 +360,35 @@ class BookedStock:
         for line in lines:
             self._book.change(location, line.sku, line.quantity, 0)
 
+    async def ship_transfer(self, order_id: str, transfer_id: str, from_location: str,
+                            to_location: str, lines: Sequence[StockLine]) -> None:
+        await (await self._connection()).execute(
+            "INSERT INTO stock_transfers (transfer_id, sku, order_id, from_location,"
+            " to_location, quantity, status) SELECT $1, l.sku, $2, $3, $4, l.quantity,"
+            " 'in_transit' FROM unnest($5::text[], $6::int[]) AS l(sku, quantity)"
+            " ON CONFLICT DO NOTHING", transfer_id, order_id, from_location, to_location,
+            [x.sku for x in lines], [x.quantity for x in lines])
+
+    async def receive_transfer(self, transfer_id: str, location: str) -> None:
+        moved = await PostgresStock(self._connection).move_transfer(
+            transfer_id, "in_transit", "at_store")
+        await self._book.read_at(location, sorted(moved))
+        for sku, quantity in sorted(moved.items()):
+            self._book.change(location, sku, quantity, quantity)
+
+    async def collect_transfer(self, transfer_id: str, location: str) -> None:
+        moved = await PostgresStock(self._connection).move_transfer(
+            transfer_id, "at_store", "collected")
+        for sku, quantity in sorted(moved.items()):
+            self._book.change(location, sku, -quantity, -quantity)
+
+    async def end_transfer(self, transfer_id: str) -> None:
+        await PostgresStock(self._connection).move_transfer(transfer_id, "in_transit",
+                                                            "returned")
+
+    async def in_transit(self, skus: Sequence[str]) -> dict[str, dict[str, int]]:
+        return await PostgresStock(self._connection).in_transit(skus)
+
     async def sell(self, order_id: str, reservation_id: str, location: str,
                    lines: Sequence[StockLine]) -> list[StockLine]:
         ordered = sorted(lines, key=lambda x: x.sku)
@@ -365,6 +434,9 @@ class InMemoryStock:
             "reservation_lines", {})
         self._thresholds: dict[str, int] = tables.setdefault("low_stock_thresholds", {})
         self._sites: dict[str, Site] = tables.setdefault("locations", {})
+        # (transfer_id, sku) -> to_location, quantity, status
+        self._transfers: dict[tuple[str, str], dict[str, Any]] = tables.setdefault(
+            "stock_transfers", {})
 
     async def set_location(self, location: str, site: Site) -> None:
         self._sites[location] = site
@@ -410,6 +482,43 @@ class InMemoryStock:
     async def restock(self, location: str, lines: Sequence[ReturnLine]) -> None:
         for line in lines:
             self._stock[(location, line.sku)]["on_hand"] += line.quantity
+
+    async def ship_transfer(self, order_id: str, transfer_id: str, from_location: str,
+                            to_location: str, lines: Sequence[StockLine]) -> None:
+        for line in lines:
+            self._transfers.setdefault((transfer_id, line.sku), {
+                "to": to_location, "quantity": line.quantity, "status": "in_transit"})
+
+    async def receive_transfer(self, transfer_id: str, location: str) -> None:
+        for sku, quantity in self._move(transfer_id, "in_transit", "at_store"):
+            row = self._stock.setdefault((location, sku), {"on_hand": 0, "reserved": 0})
+            row["on_hand"] += quantity
+            row["reserved"] += quantity
+
+    async def collect_transfer(self, transfer_id: str, location: str) -> None:
+        for sku, quantity in self._move(transfer_id, "at_store", "collected"):
+            row = self._stock[(location, sku)]
+            row["on_hand"] -= quantity
+            row["reserved"] -= quantity
+
+    async def end_transfer(self, transfer_id: str) -> None:
+        self._move(transfer_id, "in_transit", "returned")
+
+    def _move(self, transfer_id: str, status: str, then: str) -> list[tuple[str, int]]:
+        moved = []
+        for (tid, sku), transfer in sorted(self._transfers.items()):
+            if tid == transfer_id and transfer["status"] == status:
+                transfer["status"] = then
+                moved.append((sku, int(transfer["quantity"])))
+        return moved
+
+    async def in_transit(self, skus: Sequence[str]) -> dict[str, dict[str, int]]:
+        moving: dict[str, dict[str, int]] = {}
+        for (_, sku), transfer in sorted(self._transfers.items()):
+            if sku in skus and transfer["status"] == "in_transit":
+                at = moving.setdefault(transfer["to"], {})
+                at[sku] = at.get(sku, 0) + int(transfer["quantity"])
+        return dict(sorted(moving.items()))
 
     async def sell(self, order_id: str, reservation_id: str, location: str,
                    lines: Sequence[StockLine]) -> list[StockLine]:

@@ -79,6 +79,8 @@ class Level(BaseModel):
     on_hand: int
     reserved: int
     available: int
+    in_transit: int = Field(description="Units on their way here from a warehouse, for "
+                            "click-and-collect orders: held for those orders, not on hand.")
 
 
 class StockView(BaseModel):
@@ -113,13 +115,19 @@ def create_app(pool: asyncpg.Pool, token: str) -> FastAPI:
     caller = Depends(admin)
 
     async def view(conn: asyncpg.Connection, sku: str) -> StockView:
-        rows = await conn.fetch("SELECT location, on_hand, reserved FROM stock WHERE sku = $1"
-                                " ORDER BY location", sku)
+        rows = await conn.fetch(
+            "SELECT location, coalesce(s.on_hand, 0) AS on_hand,"
+            " coalesce(s.reserved, 0) AS reserved, coalesce(t.n, 0) AS in_transit"
+            " FROM (SELECT location, on_hand, reserved FROM stock WHERE sku = $1) AS s"
+            " FULL JOIN (SELECT to_location AS location, sum(quantity)::int AS n"
+            "   FROM stock_transfers WHERE sku = $1 AND status = 'in_transit' GROUP BY 1) AS t"
+            " USING (location) ORDER BY location", sku)
         threshold = await conn.fetchval(
             "SELECT threshold FROM low_stock_thresholds WHERE sku = $1", sku)
         return StockView(sku=sku, threshold=threshold, locations=[
             Level(location=r["location"], on_hand=r["on_hand"], reserved=r["reserved"],
-                  available=r["on_hand"] - r["reserved"]) for r in rows])
+                  available=r["on_hand"] - r["reserved"], in_transit=r["in_transit"])
+            for r in rows])
 
     async def change(location: str, sku: str, actor: str, reason: str,
                      to: Callable[[int], int]) -> StockView:

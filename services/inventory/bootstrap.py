@@ -27,6 +27,8 @@ from schemas import (
     StockReleasedData,
     StockReservedData,
     StockRestockedData,
+    StockTransferReceivedData,
+    StockTransferShippedData,
     StockWrittenOffData,
     now,
 )
@@ -80,6 +82,24 @@ def make_perform(reservation_ttl: float,
                                        location=command.location)]
         if isinstance(command, domain.Restock):
             return await restock(stock(uow), command)
+        if isinstance(command, domain.ShipTransfer):
+            await stock(uow).ship_transfer(command.order_id, command.transfer_id,
+                                           command.from_location, command.to_location,
+                                           command.lines)
+            return [StockTransferShippedData(
+                order_id=command.order_id, transfer_id=command.transfer_id,
+                from_location=command.from_location, to_location=command.to_location,
+                lines=list(command.lines))]
+        if isinstance(command, domain.ReceiveTransfer):
+            await stock(uow).receive_transfer(command.transfer_id, command.location)
+            return [StockTransferReceivedData(
+                order_id=command.order_id, transfer_id=command.transfer_id,
+                location=command.location, lines=list(command.lines))]
+        if isinstance(command, domain.CollectTransfer):
+            await stock(uow).collect_transfer(command.transfer_id, command.location)
+            return [StockCommittedData(order_id=command.order_id,
+                                       reservation_id=command.transfer_id,
+                                       location=command.location)]
         raise TypeError(f"unknown command {command!r}")
 
     return perform
@@ -91,6 +111,8 @@ async def restock(stock: Stock, command: domain.Restock) -> list[Model]:
     gone = [x for x in command.lines if x.restock == "write_off"]
     if back:
         await stock.restock(command.location, back)
+    if command.ends_transfer is not None:
+        await stock.end_transfer(command.ends_transfer)
     done: list[Model] = []
     if back:
         done.append(StockRestockedData(order_id=command.order_id, return_id=command.return_id,

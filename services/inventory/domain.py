@@ -13,6 +13,14 @@ A reservation holds units until the order ships, or expires at its `expires_at` 
 something took it over first: a confirmed or pending payment (a bank transfer has its own
 expiry). A cash-on-delivery order waits for nothing from its customer before it ships, so its
 reservation does not expire: it is held until the parcel ships or the order is cancelled.
+
+A click-and-collect order served from a warehouse travels to its store as a stock transfer:
+when its parcel ships, the warehouse's units leave its shelf (committed) and are counted in
+transit to the store (StockTransferShipped); when the parcel is ready for pickup there, they
+are on the store's books, held for the customer (StockTransferReceived); when the customer
+collects them, they leave the store's shelf (StockCommitted at the store, its reservation
+the transfer). They are the order's throughout: on sale nowhere, never oversold. A return of
+such an order goes back by parcel to the warehouse, like any other.
 """
 
 from __future__ import annotations
@@ -124,6 +132,43 @@ class Restock:
     return_id: str
     location: str
     lines: tuple[ReturnLine, ...]
+    ends_transfer: str | None = None  # a parcel back from its way to the pickup store
+
+
+@dataclass(frozen=True)
+class ShipTransfer:
+    """Command: a click-and-collect order's parcel left the warehouse its units were reserved
+    at for the pickup store; its units are in transit to the store."""
+
+    order_id: str
+    transfer_id: str
+    from_location: str
+    to_location: str
+    lines: tuple[StockLine, ...]
+
+
+@dataclass(frozen=True)
+class ReceiveTransfer:
+    """Command: the parcel is at the store: its units on the store's books, held for the
+    customer."""
+
+    order_id: str
+    transfer_id: str
+    location: str
+    lines: tuple[StockLine, ...]
+
+
+@dataclass(frozen=True)
+class CollectTransfer:
+    """Command: the customer collected the units held at the store."""
+
+    order_id: str
+    transfer_id: str
+    location: str
+
+
+def transfer_id(order_id: str) -> str:
+    return f"trf_{order_id}"
 
 
 @dataclass(frozen=True)
@@ -139,6 +184,8 @@ class ReservationState:
     cod: bool = False                   # cash on delivery: no expiry
     released_to_ship: bool = False      # OrderReadyToShip seen
     cancelled: bool = False             # OrderCancelled seen
+    pickup_store: str | None = None     # click-and-collect: the store it is collected from
+    transfer: str | None = None         # in_transit | at_store | collected (to pickup_store)
 
     @property
     def expiry(self) -> datetime | None:
@@ -196,7 +243,16 @@ def evolve(state: ReservationState, event: Event) -> ReservationState:
     if event.type == "OrderCancelled":
         state = replace(state, cancelled=True)
     if event.type == "OrderPlaced":
-        return replace(state, cod=event.data.payment.method == "cod")
+        delivery = event.data.delivery
+        return replace(state, cod=event.data.payment.method == "cod", pickup_store=(
+            delivery.store_id if delivery.method == "click_and_collect" else None))
+    if event.type == "StockTransferShipped":
+        return replace(state, transfer="in_transit")
+    if event.type == "StockTransferReceived":
+        return replace(state, transfer="at_store")
+    if event.type == "StockCommitted" and state.order_id is not None \
+            and event.data.reservation_id == transfer_id(state.order_id):
+        return replace(state, transfer="collected")
     if event.type == "StockReserved":
         return replace(state, status="reserved", order_id=event.data.order_id,
                        reservation_id=event.data.reservation_id,
@@ -207,7 +263,10 @@ def evolve(state: ReservationState, event: Event) -> ReservationState:
     if event.type == "ReservationExpired":
         return replace(state, status="expired")
     if event.type in ("StockRestocked", "StockWrittenOff"):
-        return replace(state, restocked=state.restocked | {event.data.return_id})
+        # Units back while a transfer is in transit: its parcel came back (ReturnedToSender).
+        return replace(state, restocked=state.restocked | {event.data.return_id},
+                       transfer="returned" if state.transfer == "in_transit"
+                       else state.transfer)
     if event.type == "StockRejected":
         return replace(state, status="rejected")
     if event.type == "StockCommitted":
@@ -223,7 +282,8 @@ def release_reason(cancel_reason: str) -> str:
     return cancel_reason if cancel_reason in ("payment_failed", "payment_expired") else "cancelled"
 
 
-Command = Reserve | Sell | Commit | Release | Restock
+Command = (Reserve | Sell | Commit | Release | Restock | ShipTransfer | ReceiveTransfer
+           | CollectTransfer)
 
 
 def decide(state: ReservationState, event: Event) -> list[Command]:
@@ -237,7 +297,17 @@ def decide(state: ReservationState, event: Event) -> list[Command]:
                         route_of(event.data.delivery))]
     if event.type in ("Shipped", "PickedUp") and state.status == "reserved" and reservation \
             and location:
+        if event.type == "Shipped" and state.pickup_store not in (None, location):
+            # Collected at a store from a warehouse's stock: the parcel carries it there.
+            return [Commit(event.subject, reservation, location),
+                    ShipTransfer(event.subject, transfer_id(event.subject), location,
+                                 str(state.pickup_store), state.lines)]
         return [Commit(event.subject, reservation, location)]
+    if event.type == "ReadyForPickup" and state.transfer == "in_transit" and state.pickup_store:
+        return [ReceiveTransfer(event.subject, transfer_id(event.subject), state.pickup_store,
+                                state.lines)]
+    if event.type == "PickedUp" and state.transfer == "at_store" and state.pickup_store:
+        return [CollectTransfer(event.subject, transfer_id(event.subject), state.pickup_store)]
     if event.type == "OrderCancelled" and state.status == "reserved" and reservation:
         return [Release(event.subject, reservation, release_reason(event.data.reason))]
     if state.status != "committed" or location is None:
@@ -253,7 +323,8 @@ def decide(state: ReservationState, event: Event) -> list[Command]:
         # The order was cancelled after it shipped; its parcel is back. (Released before it
         # shipped, its units never left the books: nothing to put back.)
         return [Restock(event.subject, event.data.shipment_id, location,
-                        tuple(ReturnLine(sku=x.sku, quantity=x.quantity) for x in state.lines))]
+                        tuple(ReturnLine(sku=x.sku, quantity=x.quantity) for x in state.lines),
+                        transfer_id(event.subject) if state.transfer == "in_transit" else None)]
     return []
 
 
@@ -262,16 +333,17 @@ def refuse(state: ReservationState, event: Event) -> str | None:
     store, a parcel of an order that never held stock, a return of units that never left."""
     if event.type == "OrderPlaced" and event.channel == "pos" and not event.data.delivery.store_id:
         return "a till sale names no store"
-    if event.type in ("ShipmentCreated", "Shipped", "PickedUp") and \
-            state.status in (None, "rejected"):
+    if event.type in PARCEL_STEPS and state.status in (None, "rejected"):
         return f"the order holds no stock to ship ({state.status or 'nothing reserved'})"
-    if event.type in ("ShipmentCreated", "Shipped", "PickedUp") and state.cancelled \
-            and not state.released_to_ship:
+    if event.type in PARCEL_STEPS and state.cancelled and not state.released_to_ship:
         # OrderReadyToShip precedes a later OrderCancelled on the orders topic.
         return "the order was cancelled before it was released to shipping"
     if event.type == "ReturnReceived" and state.status != "committed":
         return f"its units never left the shelf ({state.status or 'nothing reserved'})"
     return None
+
+
+PARCEL_STEPS = frozenset({"ShipmentCreated", "Shipped", "ReadyForPickup", "PickedUp"})
 
 
 def deadlines(state: ReservationState) -> dict[str, datetime]:
@@ -293,7 +365,8 @@ OPENS = frozenset({"OrderPlaced"})
 # A till sale's payment is recorded by payments straight from OrderPlaced: its
 # PaymentConfirmed (payments topic) may arrive here before the OrderPlaced (orders topic).
 PRECEDE = frozenset({"PaymentConfirmed"})
-RELEVANT = frozenset({"OrderPlaced", "Shipped", "PickedUp", "OrderCancelled", "ReturnReceived",
+RELEVANT = frozenset({"OrderPlaced", "Shipped", "ReadyForPickup", "PickedUp", "OrderCancelled",
+                      "ReturnReceived",
                       "ReturnRequested",
                       "ReturnedToSender", "OrderReadyToShip"} | TAKE_OVER)
 # What carrying out each command can record (see alur replay handlers).
@@ -303,4 +376,7 @@ OUTCOMES: dict[type, frozenset[str]] = {
     Commit: frozenset({"StockCommitted"}),
     Release: frozenset({"StockReleased"}),
     Restock: frozenset({"StockRestocked", "StockWrittenOff"}),
+    ShipTransfer: frozenset({"StockTransferShipped"}),
+    ReceiveTransfer: frozenset({"StockTransferReceived"}),
+    CollectTransfer: frozenset({"StockCommitted"}),
 }

@@ -3,9 +3,11 @@
 import asyncio
 
 import asyncpg
+import httpx
 import pytest
 
 from schemas import ReturnLine, StockLine
+from services.inventory import admin_api
 from services.inventory.adapters import OversoldError
 from services.inventory.bootstrap import stock_of
 from services.inventory.domain import Route, Site
@@ -199,3 +201,92 @@ async def test_online_orders_are_routed_by_the_recorded_locations(store) -> None
     async with store.new_uow() as uow:
         assert await stock_of(uow).reserve("o4", "r4", [StockLine(sku="MUG", quantity=50)],
                                            Route(region="1")) == ("ST-JKT", [])
+
+
+async def on_books(store, location: str, sku: str) -> tuple[int, int] | None:  # noqa: ANN001
+    """(on_hand, reserved) of one row, however the store keeps it; None without a row."""
+    if store.kind == "memory":
+        async with store.new_uow() as uow:
+            row = uow.state.extra.get("stock", {}).get((location, sku))
+        return None if row is None else (row["on_hand"], row["reserved"])
+    async with store.new_uow() as uow:
+        row = await (await uow.connection()).fetchrow(
+            "SELECT on_hand, reserved FROM stock WHERE location = $1 AND sku = $2",
+            location, sku)
+    return None if row is None else (row["on_hand"], row["reserved"])
+
+
+async def test_a_transfer_carries_an_order_s_units_to_its_store_on_sale_nowhere(store) -> None:
+    """Shipped from the warehouse, the units are in transit to the store (on no shelf); at
+    the store, on its books and held for the order; collected, off them. Each step taken
+    twice counts once, and a store that never held the SKU gets its row."""
+    await seed(store, [("WH-1", "MUG", 5), ("WH-1", "PLATE", 1)])
+    async with store.new_uow() as uow:
+        stock = stock_of(uow)
+        assert await stock.reserve("o1", "r1", [MUG, PLATE]) == ("WH-1", [])
+    for _ in range(2):
+        async with store.new_uow() as uow:
+            stock = stock_of(uow)
+            await stock.commit("o1")
+            await stock.ship_transfer("o1", "trf_o1", "WH-1", "ST-1", [MUG, PLATE])
+    assert await levels(store, "MUG", "PLATE") == {"WH-1": {"MUG": 3, "PLATE": 0}}
+    async with store.new_uow() as uow:
+        assert await stock_of(uow).in_transit(["MUG", "PLATE", "CUP"]) == {
+            "ST-1": {"MUG": 2, "PLATE": 1}}
+        assert await stock_of(uow).in_transit(["CUP"]) == {}
+    assert await on_books(store, "ST-1", "MUG") is None
+
+    for _ in range(2):
+        async with store.new_uow() as uow:
+            await stock_of(uow).receive_transfer("trf_o1", "ST-1")
+    assert (await on_books(store, "ST-1", "MUG"), await on_books(store, "ST-1", "PLATE")) == (
+        (2, 2), (1, 1))
+    async with store.new_uow() as uow:
+        stock = stock_of(uow)
+        assert await stock.in_transit(["MUG"]) == {}
+        assert await stock.reserve("o2", "r2", [StockLine(sku="MUG", quantity=4)],
+                                   Route(store="ST-1")) == (None, ["MUG"])  # held for o1
+
+    for _ in range(2):
+        async with store.new_uow() as uow:
+            await stock_of(uow).collect_transfer("trf_o1", "ST-1")
+    assert await on_books(store, "ST-1", "MUG") == (0, 0)
+    assert await on_books(store, "WH-1", "MUG") == (3, 0)
+
+
+async def mug_on_its_way(store) -> None:  # noqa: ANN001
+    """Two mugs of o1 shipped from WH-1 (5 on hand) for the store ST-1."""
+    await seed(store, [("WH-1", "MUG", 5)])
+    async with store.new_uow() as uow:
+        await stock_of(uow).reserve("o1", "r1", [MUG])
+    async with store.new_uow() as uow:
+        await stock_of(uow).commit("o1")
+        await stock_of(uow).ship_transfer("o1", "trf_o1", "WH-1", "ST-1", [MUG])
+
+
+async def test_a_transfer_whose_parcel_came_back_is_no_longer_in_transit(store) -> None:
+    await mug_on_its_way(store)
+    async with store.new_uow() as uow:
+        await stock_of(uow).restock("WH-1", [ReturnLine(sku="MUG", quantity=2)])
+        await stock_of(uow).end_transfer("trf_o1")
+        await stock_of(uow).receive_transfer("trf_o1", "ST-1")  # too late: nothing arrives
+    async with store.new_uow() as uow:
+        assert await stock_of(uow).in_transit(["MUG"]) == {}
+    assert await on_books(store, "WH-1", "MUG") == (5, 0)
+    assert await on_books(store, "ST-1", "MUG") is None
+
+
+async def test_the_admin_view_counts_units_in_transit_at_the_store_they_go_to(
+        postgres_store, fresh_schema) -> None:  # noqa: ANN001
+    """GET /v1/stock/{sku} on PostgreSQL: units on their way show at the store they travel
+    to (which may hold no row of its own yet), neither on hand nor on sale there."""
+    pool, store = fresh_schema[0], postgres_store
+    await mug_on_its_way(store)
+    app = admin_api.create_app(pool, "token")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a",
+                                 headers={"Authorization": "Bearer token"}) as admin:
+        view = await admin.get("/v1/stock/MUG")
+    assert view.status_code == 200, view.text
+    assert view.json()["locations"] == [
+        {"location": "ST-1", "on_hand": 0, "reserved": 0, "available": 0, "in_transit": 2},
+        {"location": "WH-1", "on_hand": 3, "reserved": 0, "available": 3, "in_transit": 0}]

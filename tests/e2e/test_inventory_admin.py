@@ -22,7 +22,7 @@ async def test_stock_is_counted_adjusted_and_reported_low(services, api, db) -> 
         counted = await admin.put(f"/v1/stock/WH-1/{sku}", json=count, headers=token)
         assert counted.status_code == 200, counted.text
         assert counted.json()["locations"] == [
-            {"location": "WH-1", "on_hand": 5, "reserved": 0, "available": 5}]
+            {"location": "WH-1", "on_hand": 5, "reserved": 0, "available": 5, "in_transit": 0}]
         limit = await admin.put(f"/v1/thresholds/{sku}", json={"threshold": 3}, headers=token)
         assert limit.json()["threshold"] == 3
 
@@ -45,7 +45,8 @@ async def test_stock_is_counted_adjusted_and_reported_low(services, api, db) -> 
         delivery = await admin.post(f"/v1/stock/WH-1/{sku}/adjustments",
                                     json={"delta": 10, "reason": "delivery 77"}, headers=token)
         assert delivery.json()["locations"][0] == {
-            "location": "WH-1", "on_hand": 15, "reserved": 3, "available": 12}
+            "location": "WH-1", "on_hand": 15, "reserved": 3, "available": 12,
+                "in_transit": 0}
         assert (await admin.get(f"/v1/stock/{sku}", headers=token)).json() == delivery.json()
         assert (await admin.get("/v1/stock/SKU-NOWHERE", headers=token)).status_code == 404
 

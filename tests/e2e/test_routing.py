@@ -8,7 +8,7 @@ import uuid
 
 import httpx
 
-from tests.e2e.helpers import new_sku, order_body, place, set_stock
+from tests.e2e.helpers import new_sku, order_body, place, set_stock, wait_until
 from tests.e2e.test_branches import events_of, no_violations, reach
 
 TOWNS = {"1": ("Jakarta", "10110"), "6": ("Surabaya", "60111")}
@@ -111,4 +111,25 @@ async def test_click_and_collect_from_the_store_s_own_shelf_or_by_parcel_from_a_
 
     parcel_types = await reach(db, parcel_order, "PickedUp", timeout=90)
     assert "ShipmentCreated" in parcel_types and await served_from(db, parcel_order) == "WH-1"
+
+    # The warehouse's units travelled to the store as a stock transfer: in transit, then on
+    # the store's books held for the customer, then collected off them.
+    async def collected() -> bool:
+        return any(e["type"] == "StockCommitted" and e["location"] == store
+                   for e in await events_of(db, "inventory", parcel_order))
+
+    await wait_until(collected, 30, f"the collection of {parcel_order} at {store}")
+    steps = [(e["type"], e.get("location") or e.get("to_location"))
+             for e in await events_of(db, "inventory", parcel_order)
+             if e["type"].startswith("Stock")]
+    assert steps == [("StockReserved", "WH-1"), ("StockCommitted", "WH-1"),
+                     ("StockTransferShipped", store), ("StockTransferReceived", store),
+                     ("StockCommitted", store)], steps
+    assert await db.fetch("SELECT sku, quantity, status FROM inventory.stock_transfers"
+                          " WHERE order_id = $1", parcel_order) == [(elsewhere, 1, "collected")]
+    assert await db.fetchrow("SELECT on_hand, reserved FROM inventory.stock WHERE location = $1"
+                             " AND sku = $2", store, elsewhere) == (0, 0)
+    assert await db.fetchval("SELECT on_hand FROM inventory.stock WHERE location = 'WH-1'"
+                             " AND sku = $1", elsewhere) == 4
     await no_violations(services, db, [shelf_order, parcel_order])
+

@@ -173,3 +173,62 @@ async def test_a_written_off_line_stays_off_the_shelf() -> None:
             for d in done] == [("StockRestockedData", [("SKU-A", 2)]),
                                ("StockWrittenOffData", [("SKU-B", 1)])]
     assert await stock.levels(["SKU-A", "SKU-B"]) == {"WH-1": {"SKU-A": 7, "SKU-B": 5}}
+
+
+def fold(*events) -> ReservationState:  # noqa: ANN002
+    state = ReservationState()
+    for e in events:
+        state = domain.evolve(state, e)
+    return state
+
+
+def test_click_and_collect_from_a_warehouse_travels_to_the_store_as_a_transfer() -> None:
+    placed = event("OrderPlaced", "o1",
+                   delivery=Delivery(method="click_and_collect", store_id="ST-JKT"))
+    reserved = fold(placed, event("StockReserved", "o1", location="WH-1"))
+    lines = reserved.lines
+    assert domain.decide(reserved, event("Shipped", "o1")) == [
+        domain.Commit("o1", "res_1", "WH-1"),
+        domain.ShipTransfer("o1", "trf_o1", "WH-1", "ST-JKT", lines)]
+    shipped = fold(placed, event("StockReserved", "o1", location="WH-1"),
+                   event("StockCommitted", "o1", location="WH-1"),
+                   event("StockTransferShipped", "o1"))
+    assert shipped.transfer == "in_transit" and domain.decide(shipped, event("Shipped", "o1")) \
+        == []
+    ready = event("ReadyForPickup", "o1")
+    assert domain.decide(shipped, ready) == [
+        domain.ReceiveTransfer("o1", "trf_o1", "ST-JKT", lines)]
+    at_store = domain.evolve(shipped, event("StockTransferReceived", "o1"))
+    assert domain.decide(at_store, ready) == []
+    picked = event("PickedUp", "o1")
+    assert domain.decide(at_store, picked) == [domain.CollectTransfer("o1", "trf_o1", "ST-JKT")]
+    collected = domain.evolve(at_store, event("StockCommitted", "o1", reservation_id="trf_o1",
+                                              location="ST-JKT"))
+    assert collected.transfer == "collected" and domain.decide(collected, picked) == []
+    # A return goes back by parcel to the warehouse the units came from.
+    [restock] = domain.decide(collected, event("ReturnReceived", "o1"))
+    assert restock.location == "WH-1"
+
+
+def test_click_and_collect_from_the_store_s_own_shelf_moves_nothing() -> None:
+    placed = event("OrderPlaced", "o1",
+                   delivery=Delivery(method="click_and_collect", store_id="ST-JKT"))
+    on_shelf = fold(placed, event("StockReserved", "o1", location="ST-JKT"))
+    assert domain.decide(on_shelf, event("ReadyForPickup", "o1")) == []
+    assert domain.decide(on_shelf, event("PickedUp", "o1")) == [
+        domain.Commit("o1", "res_1", "ST-JKT")]
+
+
+def test_a_transfer_s_parcel_sent_back_ends_it_and_restocks_the_warehouse() -> None:
+    placed = event("OrderPlaced", "o1",
+                   delivery=Delivery(method="click_and_collect", store_id="ST-JKT"))
+    shipped = fold(placed, event("StockReserved", "o1", location="WH-1"),
+                   event("StockCommitted", "o1", location="WH-1"),
+                   event("StockTransferShipped", "o1"))
+    back = event("ReturnedToSender", "o1")
+    [restock] = domain.decide(shipped, back)
+    assert restock.location == "WH-1" and restock.ends_transfer == "trf_o1"
+    ended = domain.evolve(shipped, event("StockRestocked", "o1",
+                                         return_id=back.data.shipment_id))
+    assert ended.transfer == "returned"
+    assert domain.decide(ended, event("ReadyForPickup", "o1")) == []
