@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import importlib
 import json
+import logging
 import os
 import signal
 import sys
@@ -446,7 +447,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
     except (sales.ReplayInterrupted, KeyboardInterrupt) as exc:
         print(f"alur replay: interrupted ({exc or 'Ctrl-C'}); what was folded is kept: "
               "run again with --resume to go on", file=sys.stderr)
-        return 3
+        return EXIT_STOPPED
     if args.json:
         print(json.dumps({**result.__dict__, "equal": result.equal}, indent=2))
     else:
@@ -542,7 +543,7 @@ def _forget(customer_id: str, settings: Settings) -> int:
     return 0
 
 
-def _check(order_ids: list[str], settings: Settings) -> int:
+def _check(order_ids: list[str], settings: Settings, as_json: bool = False) -> int:
     import asyncpg
 
     from alur.tools.invariants import check
@@ -553,19 +554,68 @@ def _check(order_ids: list[str], settings: Settings) -> int:
             report = await check(conn, order_ids or None)
         finally:
             await conn.close()
+        if as_json:
+            print(json.dumps({
+                "orders": report.orders,
+                "violations": [{"invariant": v.invariant, "order_id": v.order_id,
+                                "detail": v.detail} for v in report.violations],
+                "unsettled": [{"order_id": order_id, "last": last}
+                              for order_id, last in report.unsettled]}, indent=2))
+            return EXIT_PROBLEMS if report.violations else 0
         print(f"{report.orders} orders checked, {len(report.violations)} violation(s), "
               f"{len(report.unsettled)} not settled yet")
         for v in report.violations:
             print(f"  {v.invariant:<24} {v.order_id or '-':<38} {v.detail}")
         for order_id, last in report.unsettled[:20]:
             print(f"  {'unsettled':<24} {order_id:<38} last: {last}")
-        return 1 if report.violations else 0
+        return EXIT_PROBLEMS if report.violations else 0
 
     return asyncio.run(go())
 
 
+# Exit statuses of the tools: 0 done, 1 a check found problems (or the order asked about has
+# no record), 2 a usage error, 3 the infrastructure (PostgreSQL, Kafka) cannot be reached,
+# 4 a replay stopped before its end (run it again with --resume).
+EXIT_PROBLEMS, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_STOPPED = 1, 2, 3, 4
+# The commands that talk to PostgreSQL or Kafka as clients and give up when they cannot (the
+# services and the supervisor wait for them instead).
+CLIENT_COMMANDS = frozenset({"stock", "location", "shops", "keys", "catalogue", "trace",
+                             "events", "check", "customers", "replay", "report", "dlq"})
+
+
+def _unreachable(exc: BaseException, settings: Settings) -> str:
+    """One line on what could not be reached, and where it was looked for."""
+    return (f"cannot reach the infrastructure ({type(exc).__name__}: {exc or 'no answer'}); "
+            f"PostgreSQL is looked for at {settings.pg_host}:{settings.pg_port} and Kafka at "
+            f"{settings.kafka_bootstrap} (`alur infra up` starts them locally)")
+
+
+def _unreachable_errors() -> tuple[type[BaseException], ...]:
+    import socket
+
+    import asyncpg
+    from aiokafka.errors import KafkaConnectionError
+
+    return (ConnectionError, socket.gaierror, TimeoutError, asyncpg.PostgresConnectionError,
+            asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError,
+            KafkaConnectionError)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("alur")
+    except PackageNotFoundError:  # run from a checkout that was not installed
+        return "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="alur", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="alur", description=__doc__, epilog="Exit status: 0 done, 1 a check found "
+        "problems, 2 a usage error, 3 PostgreSQL or Kafka cannot be reached, 4 a replay "
+        "stopped before its end.")
+    parser.add_argument("--version", action="version", version=f"alur {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one component in the foreground")
     run.add_argument("name", choices=[*SERVICES, "gateway-sim", "smtp-sink",
@@ -644,6 +694,8 @@ def build_parser() -> argparse.ArgumentParser:
     chk = sub.add_parser("check", help="verify DESIGN.md's invariants across all services' "
                          "tables; exit 1 naming each violating order")
     chk.add_argument("order_id", nargs="*", help="only these orders (default: all)")
+    chk.add_argument("--json", action="store_true", help="machine-readable output: orders "
+                     "checked, each violation and each order not settled yet")
     ev = sub.add_parser("events", help="read or tail the event topics, filtered")
     ev.add_argument("--topic", action="append", help="a topic (repeatable; default: all)")
     ev.add_argument("--type", action="append", help="an event type (repeatable)")
@@ -720,6 +772,18 @@ def main(argv: list[str] | None = None) -> int:
     settings = with_recorded_brokers(Settings())
     if args.command == "infra" and args.brokers is not None:
         settings = settings.model_copy(update={"brokers": args.brokers})
+    if args.command not in CLIENT_COMMANDS:
+        return _dispatch(args, settings)
+    # The Kafka client reports each refused connection itself; the tool says it once, below.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        return _dispatch(args, settings)
+    except _unreachable_errors() as exc:
+        print(f"alur {args.command}: {_unreachable(exc, settings)}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+
+
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.command == "run":
             _run(args.name, settings)
@@ -753,7 +817,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "events":
             return _events(args, settings)
         elif args.command == "check":
-            return _check(args.order_id, settings)
+            return _check(args.order_id, settings, args.json)
         elif args.command == "customers":
             return _forget(args.customer_id, settings)
         elif args.command == "replay":

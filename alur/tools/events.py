@@ -132,7 +132,11 @@ async def records(bootstrap: str, topics: Sequence[str] = TOPICS, *,
     those partitions of `topics`, each from its first offset up to (not including) its last."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
-    await consumer.start()
+    try:
+        await consumer.start()
+    except BaseException:
+        await consumer.stop()  # what start() opened before it gave up
+        raise
     try:
         partitions = await partitions_of(consumer, topics)
         if ranges is not None:

@@ -114,16 +114,17 @@ async def test_the_checker_names_an_order_whose_units_outlived_its_parcel(servic
     stack.services_down(services, ("inventory",))  # the supervisor keeps it down
     try:
         await wait_until(lambda: shipping_has("Delivered"), 60, "the parcel to arrive")
-        async with db.acquire() as conn:
-            report = await check(conn, [order])
-        assert [(v.invariant, v.order_id) for v in report.violations] == [
-            ("2 no oversell", order)], report.violations
+        found = alur(services, "check", "--json", order)  # as the engineer on call runs it
+        assert found.returncode == 1, found.stderr
+        report = json.loads(found.stdout)
+        assert report["orders"] == 1 and [(v["invariant"], v["order_id"]) for v in
+                                          report["violations"]] == [("2 no oversell", order)]
     finally:
         stack.start_process(services, "inventory")
     await wait_until(lambda: inventory_saw(db, order, "Delivered"), 60,
                      "inventory to catch up")
-    async with db.acquire() as conn:
-        assert (await check(conn, [order])).violations == []
+    clean = alur(services, "check", order)
+    assert clean.returncode == 0 and "0 violation(s)" in clean.stdout, clean.stdout
 
 
 async def inventory_saw(db, order: str, event_type: str) -> bool:  # noqa: ANN001
