@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 import uvicorn
-from fastapi import Request
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from alur.runtime import strict_json
@@ -20,19 +23,53 @@ from alur.runtime.signing import BadSignature, verify
 M = TypeVar("M", bound=BaseModel)
 
 
-def problem(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"status": status, "detail": detail}, status_code=status)
+PROBLEM = "application/problem+json"
+
+
+def problem(status: int, detail: str, *,
+            headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """An error of a partner-facing endpoint (gateway callbacks, carrier webhooks, the
+    inventory admin API) as RFC 9457 problem details. Its `type` is `about:blank`: the status
+    code says it all, and `title` is the status's phrase."""
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
+            "detail": detail}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM,
+                        headers=dict(headers) if headers else None)
+
+
+def signature_challenge(prefix: str) -> str:
+    """The WWW-Authenticate challenge of a request refused for its signature: the scheme the
+    partner signs with and the headers it goes in (RFC 9110 asks a 401 to name one)."""
+    return (f'{prefix}-Signature realm="alur", '
+            f'headers="{prefix}-Timestamp {prefix}-Signature"')
 
 
 class Refused(Exception):
-    """A partner's request that is answered with `status` before it is looked at."""
+    """A partner's request that is answered with `status` before it is looked at; a 401 names
+    its `challenge`."""
 
-    def __init__(self, status: int, detail: str) -> None:
+    def __init__(self, status: int, detail: str, challenge: str | None = None) -> None:
         super().__init__(detail)
-        self.status, self.detail = status, detail
+        self.status, self.detail, self.challenge = status, detail, challenge
 
     def response(self) -> JSONResponse:
-        return problem(self.status, self.detail)
+        return problem(self.status, self.detail, headers={"WWW-Authenticate": self.challenge}
+                       if self.challenge else None)
+
+
+def install_problems(app: FastAPI) -> None:
+    """Every error of a partner-facing app as problem details: its own, a route or method that
+    does not exist, and a request FastAPI refused before the route ran."""
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                          for e in exc.errors()[:5])
+        return problem(422, where)
 
 
 async def read_signed(request: Request, model: type[M], *, secret: str, prefix: str,
@@ -45,7 +82,7 @@ async def read_signed(request: Request, model: type[M], *, secret: str, prefix: 
                request.headers.get(f"{prefix}-Signature"), "POST", request.url.path, raw,
                tolerance)
     except BadSignature as exc:
-        raise Refused(401, str(exc)) from exc
+        raise Refused(401, str(exc), signature_challenge(prefix)) from exc
     try:
         strict_json.loads(raw)  # duplicate keys, depth, number range
         return model.model_validate_json(raw, strict=True)

@@ -4,9 +4,12 @@ warehouses and stores.
 Every route needs `Authorization: Bearer <ALUR_INVENTORY_ADMIN_TOKEN>`. A change runs in one
 transaction that locks the stock row, applies the change and logs it in `stock_adjustments`
 (who, why, before and after). The database refuses a count below what open reservations hold;
-the answer is then 409 and nothing changes. Errors are `{"status", "detail"}` JSON.
+the answer is then 409 and nothing changes. Errors are RFC 9457 problem details
+(`application/problem+json`: `type`, `title`, `status`, `detail`); a 401 names the Bearer
+challenge in `WWW-Authenticate`.
 
-- `GET  /v1/stock/{sku}`: per location on hand, reserved, available; the SKU's threshold.
+- `GET  /v1/stock/{sku}`: per location on hand, reserved, available, and in transit there
+  from a warehouse; the SKU's threshold.
 - `PUT  /v1/stock/{location}/{sku}`: `{"on_hand": n, "reason": "..."}`, a count.
 - `POST /v1/stock/{location}/{sku}/adjustments`: `{"delta": n, "reason": "..."}`, a delivery
   in (positive) or breakage out (negative).
@@ -26,10 +29,10 @@ from typing import Annotated, Literal
 
 import asyncpg
 from fastapi import Depends, FastAPI, Header, Path, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from alur.runtime.http import install_problems, problem
 from alur.runtime.strict_json import StrictJSONRoute
 from services.inventory.adapters import PostgresStock
 from services.inventory.domain import Site
@@ -93,15 +96,12 @@ def create_app(pool: asyncpg.Pool, token: str) -> FastAPI:
     app = FastAPI(title="Alur inventory admin", description=__doc__)
     app.router.route_class = StrictJSONRoute  # no parse error becomes a 500
 
+    install_problems(app)
+
     @app.exception_handler(AdminError)
     async def _admin_error(_: Request, exc: AdminError) -> JSONResponse:
-        return JSONResponse({"status": exc.status, "detail": exc.detail}, status_code=exc.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        where = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                          for e in exc.errors()[:5])
-        return JSONResponse({"status": 422, "detail": where}, status_code=422)
+        return problem(exc.status, exc.detail, headers={
+            "WWW-Authenticate": 'Bearer realm="alur-inventory"'} if exc.status == 401 else None)
 
     def admin(authorization: Annotated[str | None, Header()] = None,
               actor: Annotated[str | None, Header(alias="Alur-Actor", max_length=100)] = None,

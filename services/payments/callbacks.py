@@ -4,8 +4,9 @@
 
 The gateway signs each callback (HMAC-SHA256 over timestamp, method, path and body with the
 shared secret); a callback's id goes in the payments inbox, so a repeated report changes
-nothing. Answers: 200 recorded (or already), 401 bad signature, 404 unknown order, 422 the
-transfer does not fit the order, 503 try again.
+nothing. Answers: 200 recorded (or already), 401 bad signature (naming the signature scheme
+in `WWW-Authenticate`), 404 unknown order, 422 the transfer does not fit the order, 503 try
+again; each error as RFC 9457 problem details.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pydantic import BaseModel, Field, model_validator
 from alur.runtime.aggregate import Decider, Outside, Perform, act_or_claim, call_outside
 from alur.runtime.db import CONNECTION_ERRORS
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
-from alur.runtime.http import Refused, problem, read_signed
+from alur.runtime.http import Refused, install_problems, problem, read_signed
 from alur.runtime.ports import UnitOfWork
 from schemas import Money
 from services.payments import domain
@@ -58,6 +59,7 @@ class TransferReport(BaseModel):
 def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.PaymentState],
                perform: Perform, *, source: str, secret: str, tolerance: float) -> FastAPI:
     app = FastAPI(title="Alur payments: gateway callbacks")
+    install_problems(app)
 
     @app.post(CALLBACK_PATH)
     async def gateway_callback(request: Request) -> JSONResponse:

@@ -1,10 +1,11 @@
 """The carriers' webhook endpoint: `POST /v1/carriers/{carrier}/events`, one parcel step each.
 
 Each carrier signs its reports with its own secret (HMAC-SHA256 over timestamp, method, path
-and body; `Carrier-Timestamp` / `Carrier-Signature`, see alur.runtime.signing). A report's id
-goes in the shipping inbox, so a report sent again changes nothing. Answers: 200 recorded (or
-already), 401 bad signature, 404 unknown carrier, order or parcel, 409 the step does not follow
-from the parcel's status, 422 not a report, 503 try again.
+and body; `Carrier-Timestamp` / `Carrier-Signature`, see alur.runtime.signing). A report's
+id goes in the shipping inbox, so a report sent again changes nothing. Answers: 200 recorded
+(or already), 401 bad signature (naming the signature scheme in `WWW-Authenticate`), 404
+unknown carrier, order or parcel, 409 the step does not follow from the parcel's status, 422
+not a report, 503 try again; each error as RFC 9457 problem details.
 
 Reports are recorded with group commit (`ReportRecorder`): those that arrive while a
 transaction is being written wait for it to end and then go into the next one together, so
@@ -28,7 +29,7 @@ from alur.runtime.aggregate import Decider, act
 from alur.runtime.db import CONNECTION_ERRORS
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
 from alur.runtime.group import GroupCommit
-from alur.runtime.http import Refused, problem, read_signed
+from alur.runtime.http import Refused, install_problems, problem, read_signed
 from alur.runtime.ports import UnitOfWork
 from alur.runtime.processing import ends_transaction
 from services.shipping import domain
@@ -127,6 +128,7 @@ class ReportRecorder:
 def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.ShipmentState], *,
                source: str, secrets: Mapping[str, str], tolerance: float) -> FastAPI:
     app = FastAPI(title="Alur shipping: carrier webhooks")
+    install_problems(app)
     recorder = ReportRecorder(new_uow, decider, source=source)
 
     @app.post(EVENTS_PATH)

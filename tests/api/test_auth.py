@@ -28,6 +28,9 @@ def assert_problem(response, status: int, kind: str) -> None:  # noqa: ANN001
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["type"] == PROBLEM_BASE + kind
+    if status == 401:  # RFC 9110: a 401 names how to authenticate
+        scheme = "Alur-Signature " if "signature" in kind else "Bearer "
+        assert response.headers["WWW-Authenticate"].startswith(scheme), response.headers
 
 
 @pytest.mark.parametrize("headers", [

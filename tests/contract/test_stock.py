@@ -286,6 +286,13 @@ async def test_the_admin_view_counts_units_in_transit_at_the_store_they_go_to(
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://a",
                                  headers={"Authorization": "Bearer token"}) as admin:
         view = await admin.get("/v1/stock/MUG")
+        refused = await admin.get("/v1/stock/MUG", headers={"Authorization": "Bearer guess"})
+        unknown = await admin.get("/v1/nowhere")
+    assert refused.status_code == 401 and unknown.status_code == 404
+    assert refused.headers["content-type"] == unknown.headers["content-type"] \
+        == "application/problem+json"
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer realm=")
+    assert refused.json()["title"] == "Unauthorized" and refused.json()["status"] == 401
     assert view.status_code == 200, view.text
     assert view.json()["locations"] == [
         {"location": "ST-1", "on_hand": 0, "reserved": 0, "available": 0, "in_transit": 2},

@@ -53,8 +53,13 @@ class ApiConfig:
 
 def create_app(pool: asyncpg.Pool, new_uow: Callable[[], PostgresUnitOfWork],
                config: ApiConfig, observe: Observe = lambda *_: None) -> FastAPI:
-    app = FastAPI(title="Alur orders API", version="1.0.0", description=DESCRIPTION)
+    # Each operation is named by its handler (`place_order`), not FastAPI's default of the
+    # name, path and method run together (`place_order_v1_orders_post`): the names client
+    # generators turn into method names.
+    app = FastAPI(title="Alur orders API", version="1.0.0", description=DESCRIPTION,
+                  generate_unique_id_function=lambda route: route.name)
     problems.install(app)
+    problems.publish(app)
     app.add_middleware(BodyLimit, limit=config.body_limit)
     registry = ShopRegistry(pool)
     limiter = RateLimiter()

@@ -15,9 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alur.runtime.db import CONNECTION_ERRORS
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
+from alur.runtime.http import PROBLEM, signature_challenge
 
 log = logging.getLogger("alur.orders.api")
-PROBLEM = "application/problem+json"
 PROBLEM_BASE = "https://alur.dev/problems/"
 
 # kind -> (status, title). The URI `PROBLEM_BASE + kind` is a stable contract with shops.
@@ -81,8 +81,18 @@ def problem_body(kind: str, detail: str,
     return body
 
 
+# What a 401 of each kind asks for (RFC 9110: a 401 names a challenge): an API key, or for a
+# shop that signs its requests, the signature headers (services/orders/API.md).
+CHALLENGES = {"unauthenticated": 'Bearer realm="alur"',
+              "invalid-signature": signature_challenge("Alur"),
+              "signature-expired": signature_challenge("Alur"),
+              "signature-replayed": signature_challenge("Alur")}
+
+
 def problem(kind: str, detail: str, *, errors: list[dict[str, str]] | None = None,
             headers: dict[str, str] | None = None) -> JSONResponse:
+    if kind in CHALLENGES:
+        headers = {"WWW-Authenticate": CHALLENGES[kind], **(headers or {})}
     return JSONResponse(problem_body(kind, detail, errors), status_code=KINDS[kind][0],
                         media_type=PROBLEM, headers=headers)
 
@@ -96,6 +106,26 @@ def responses(*kinds: str) -> dict[int | str, dict[str, object]]:
                                         "content": {PROBLEM: {}}})
         entry["description"] = " / ".join(filter(None, [str(entry["description"]), kind]))
     return out
+
+
+def publish(app: FastAPI) -> None:
+    """The app's OpenAPI document with each problem response under `application/problem+json`,
+    the media type it is sent as, with the Problem schema (FastAPI puts a response model under
+    `application/json`), so that a client, and schemathesis, can check an error's body."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        doc = build()
+        for operations in doc.get("paths", {}).values():
+            for operation in operations.values():
+                for response in operation.get("responses", {}).values():
+                    content = response.get("content", {})
+                    if PROBLEM in content:
+                        content.pop("application/json", None)
+                        content[PROBLEM] = {"schema": {"$ref": "#/components/schemas/Problem"}}
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def field_error(error: Any, skip: int = 1) -> dict[str, str]:

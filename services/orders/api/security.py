@@ -12,8 +12,9 @@ from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from alur.runtime.http import PROBLEM
 from alur.runtime.signing import BadSignature, StaleSignature, verify
-from services.orders.api.problems import KINDS, PROBLEM, PROBLEM_BASE, ApiError
+from services.orders.api.problems import KINDS, PROBLEM_BASE, ApiError
 from services.orders.shops import Shop
 
 bearer = HTTPBearer(auto_error=False, description="An API key made with `alur keys create`.")
@@ -70,8 +71,7 @@ def authenticator(
             "v1=hex(HMAC-SHA256(secret, timestamp.METHOD.path.body)).")),
     ) -> Caller:
         if credentials is None or credentials.scheme.lower() != "bearer":
-            raise ApiError("unauthenticated", "Send `Authorization: Bearer <API key>`.",
-                           headers={"WWW-Authenticate": 'Bearer realm="alur"'})
+            raise ApiError("unauthenticated", "Send `Authorization: Bearer <API key>`.")
         shop = await authenticate(credentials.credentials)
         if shop is None:  # wrong and revoked keys look the same to the caller
             raise ApiError("unauthenticated", "The API key is not valid.",
