@@ -38,10 +38,13 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
 fi
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 stamp=.venv/.alur-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "setup: installing Python packages into .venv"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements-dev.lock -nt "$stamp" ]; then
+  # The exact versions the suite was run with, each checked against its hash
+  # (requirements-dev.lock, made by `make lock`); then the project itself, with nothing more.
+  echo "setup: installing Python packages into .venv (requirements-dev.lock)"
   .venv/bin/pip install -q --upgrade pip
-  .venv/bin/pip install -q -e ".[dev]"
+  .venv/bin/pip install -q --require-hashes -r requirements-dev.lock
+  .venv/bin/pip install -q --no-deps -e .
   touch "$stamp"
 fi
 # kustomize, for the test that builds and validates deploy/k8s: built once from the Go module
