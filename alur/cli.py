@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib
 import json
 import logging
@@ -63,13 +64,16 @@ def _run(name: str, settings: Settings) -> None:
         controller.stop()
 
 
-def _infra(action: str, settings: Settings) -> None:
+def _infra(action: str, settings: Settings, as_json: bool = False) -> None:
     from alur.infra import stack
 
     if action == "up":
         stack.infra_up(settings)
     elif action == "down":
         stack.infra_down(settings)
+    elif as_json:
+        print(json.dumps([{"component": name, "state": state, "address": address, "log": log}
+                          for name, state, address, log in stack.status(settings)], indent=2))
     else:
         for row in stack.status(settings):
             print("{:<14} {:<22} {:<18} {}".format(*row))
@@ -199,6 +203,14 @@ def _registry(args: argparse.Namespace, settings: Settings) -> int:
                 if await shops.shop(args.shop_id) is None:
                     raise RegistryError(f"no shop {args.shop_id}; add it with `alur shops add`")
                 await _kafka_access(settings, args.shop_id, revoke=args.revoke)
+            elif args.command == "shops" and args.json:
+                print(json.dumps([{
+                    "shop_id": shop.shop_id, "name": shop.name, "currency": shop.currency,
+                    "signs_requests": shop.signing_secret is not None,
+                    "rate_per_second": shop.rate_per_second or settings.api_rate_per_second,
+                    "burst": shop.burst or settings.api_burst,
+                    "terms": dataclasses.asdict(shop.terms)}  # never the signing secret
+                    for shop in await shops.shops()], indent=2))
             elif args.command == "shops":
                 for shop in await shops.shops():
                     print(f"{shop.shop_id:<24} {shop.currency}  "
@@ -213,6 +225,12 @@ def _registry(args: argparse.Namespace, settings: Settings) -> int:
             elif args.action == "revoke":
                 revoked = await shops.revoke_key(args.target)
                 print(f"key {revoked.key_id} of {revoked.shop_id} revoked")
+            elif args.json:
+                print(json.dumps([{  # the key itself was shown once, and is kept as a hash
+                    "key_id": k.key_id, "shop_id": k.shop_id,
+                    "created_at": k.created_at.isoformat(),
+                    "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+                    for k in await shops.keys(args.target)], indent=2))
             else:
                 for k in await shops.keys(args.target):
                     state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}" if k.revoked_at else "live"
@@ -610,6 +628,40 @@ def _version() -> str:
         return "unknown"
 
 
+# How each subcommand is run, shown by its --help.
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "run": ("alur run orders", "alur run gateway-sim"),
+    "infra": ("alur infra up", "alur infra up --brokers 3", "alur infra status --json",
+              "alur infra down"),
+    "supervise": ("alur supervise",),
+    "stack": ("alur stack up", "alur stack down"),
+    "stock": ("alur stock WH-1 SKU-RED-MUG 50",),
+    "location": ("alur location ST-JAKARTA --kind store --region 1 --no-ships",
+                 "alur location WH-2 --region 6"),
+    "shops": ("alur shops add toko-budi --signing", "alur shops list --json",
+              "alur shops terms toko-budi --tax-rate 11 --cod-fee 5000",
+              "alur shops kafka toko-budi --revoke"),
+    "customers": ("alur customers forget cus_0123456789abcdef",),
+    "keys": ("alur keys create toko-budi", "alur keys list toko-budi --json",
+             "alur keys revoke KEY_ID"),
+    "catalogue": ("alur catalogue add SKU-RED-MUG SKU-BLUE-PLATE",),
+    "schemas": ("alur schemas samples", "alur schemas export"),
+    "trace": ("alur trace ORDER_ID", "alur trace ORDER_ID --json | jq '.events[0]'"),
+    "check": ("alur check", "alur check ORDER_ID ORDER_ID --json"),
+    "events": ("alur events --type OrderCancelled --since 1h",
+               "alur events --order ORDER_ID --follow",
+               "alur events --offsets orders:2:100-200 --json"),
+    "replay": ("alur replay sales --since 1d", "alur replay sales --from kafka --resume",
+               "alur replay handlers --service payments --since 2h"),
+    "report": ("alur report sales --since 7d", "alur report sales --format html > sales.html",
+               "alur report customers --period week --format json"),
+    "dlq": ("alur dlq list --service payments", "alur dlq show payments.dlq:0:12",
+            "alur dlq redrive --all"),
+    "deploy": ("alur deploy render",),
+    "demo": ("alur demo", "alur demo --orders 60 --keep-running"),
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alur", description=__doc__, epilog="Exit status: 0 done, 1 a check found "
@@ -617,25 +669,33 @@ def build_parser() -> argparse.ArgumentParser:
         "stopped before its end.")
     parser.add_argument("--version", action="version", version=f"alur {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run one component in the foreground")
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        """A subcommand whose --help repeats its summary and shows how it is run."""
+        examples = "\n".join(f"  {line}" for line in EXAMPLES[name])
+        return sub.add_parser(name, help=help, description=help, epilog=f"examples:\n{examples}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    run = add("run", help="run one component in the foreground")
     run.add_argument("name", choices=[*SERVICES, "gateway-sim", "smtp-sink",
                                       *(f"carrier-{c}" for c in CARRIERS)])
-    infra = sub.add_parser("infra", help="local Kafka, PostgreSQL, SMTP sink, gateway simulator")
+    infra = add("infra", help="local Kafka, PostgreSQL, SMTP sink, gateway simulator")
     infra.add_argument("action", choices=["up", "down", "status"])
+    infra.add_argument("--json", action="store_true", help="status: machine-readable output")
     infra.add_argument("--brokers", type=int, choices=[1, 3], help="Kafka nodes (up, on a new "
                        "state dir): 3 is a KRaft cluster with replication factor 3, "
                        "min.insync.replicas=2 and unclean leader election off. Later `alur` "
                        "commands find the count in the state dir.")
-    sub.add_parser("supervise", help="keep the wanted services running (what `alur stack up` "
+    add("supervise", help="keep the wanted services running (what `alur stack up` "
                    "starts; see alur/infra/supervisor.py)")
-    stack = sub.add_parser("stack", help="the five services as background processes, under a "
+    stack = add("stack", help="the five services as background processes, under a "
                            "supervisor that restarts them")
     stack.add_argument("action", choices=["up", "down"])
-    stock = sub.add_parser("stock", help="set the units on hand of a SKU at a location")
+    stock = add("stock", help="set the units on hand of a SKU at a location")
     stock.add_argument("location")
     stock.add_argument("sku")
     stock.add_argument("on_hand", type=int)
-    location = sub.add_parser("location", help="record what a stock location is: a warehouse "
+    location = add("location", help="record what a stock location is: a warehouse "
                               "or a store, its postal region, whether a store ships online "
                               "orders (ship-from-store); online orders are routed by it")
     location.add_argument("location")
@@ -644,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "e.g. 1 for Jakarta, 4 for Bandung")
     location.add_argument("--ships", action=argparse.BooleanOptionalAction, default=None,
                           help="a store ships online orders from its shelf (default: no)")
-    shops = sub.add_parser("shops", help="the shop registry: add a shop, list shops, set a "
+    shops = add("shops", help="the shop registry: add a shop, list shops, set a "
                            "shop's terms (tax, locale, delivery days)")
     shops.add_argument("action", choices=["add", "list", "kafka", "terms"],
                        help="kafka: new Kafka credentials for an existing shop (its topics and "
@@ -674,29 +734,32 @@ def build_parser() -> argparse.ArgumentParser:
                        "on Kafka: its topics, SCRAM credentials (shown once) and ACLs (add)")
     shops.add_argument("--revoke", action="store_true", help="delete the shop's Kafka "
                        "credentials (kafka)")
-    customers = sub.add_parser("customers", help="forget a customer (the right to be "
+    shops.add_argument("--json", action="store_true", help="list: machine-readable output "
+                       "(never the signing secret)")
+    customers = add("customers", help="forget a customer (the right to be "
                                "forgotten): their key is deleted, their personal data "
                                "unreadable everywhere")
     customers.add_argument("action", choices=["forget"])
     customers.add_argument("customer_id", help="Alur's id of the customer, cus_…")
-    keys = sub.add_parser("keys", help="API keys: create (shown once), revoke, list")
+    keys = add("keys", help="API keys: create (shown once), revoke, list")
     keys.add_argument("action", choices=["create", "revoke", "list"])
     keys.add_argument("target", nargs="?", help="shop id (create, list) or key id (revoke)")
-    catalogue = sub.add_parser("catalogue", help="add SKUs orders may name")
+    keys.add_argument("--json", action="store_true", help="list: machine-readable output")
+    catalogue = add("catalogue", help="add SKUs orders may name")
     catalogue.add_argument("action", choices=["add"])
     catalogue.add_argument("skus", nargs="+")
-    schemas = sub.add_parser("schemas", help="write golden samples, or JSON Schema + AsyncAPI "
+    schemas = add("schemas", help="write golden samples, or JSON Schema + AsyncAPI "
                              "+ the orders API's OpenAPI")
     schemas.add_argument("action", choices=["samples", "export"])
-    trace = sub.add_parser("trace", help="an order's cross-service timeline, with every hop")
+    trace = add("trace", help="an order's cross-service timeline, with every hop")
     trace.add_argument("order_id")
     trace.add_argument("--json", action="store_true", help="machine-readable output")
-    chk = sub.add_parser("check", help="verify DESIGN.md's invariants across all services' "
+    chk = add("check", help="verify DESIGN.md's invariants across all services' "
                          "tables; exit 1 naming each violating order")
     chk.add_argument("order_id", nargs="*", help="only these orders (default: all)")
     chk.add_argument("--json", action="store_true", help="machine-readable output: orders "
                      "checked, each violation and each order not settled yet")
-    ev = sub.add_parser("events", help="read or tail the event topics, filtered")
+    ev = add("events", help="read or tail the event topics, filtered")
     ev.add_argument("--topic", action="append", help="a topic (repeatable; default: all)")
     ev.add_argument("--type", action="append", help="an event type (repeatable)")
     ev.add_argument("--shop", help="only this shop's events")
@@ -708,7 +771,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     ev.add_argument("--limit", type=int, help="stop after this many events")
     ev.add_argument("--json", action="store_true", help="JSON lines with the whole envelope")
-    replay = sub.add_parser("replay", help="rebuild a projection by replay, compare, swap; or "
+    replay = add("replay", help="rebuild a projection by replay, compare, swap; or "
                             "dry-run a service's decisions over what it handled")
     replay.add_argument("projection", choices=["sales", "customers", "handlers"])
     replay.add_argument("--service", choices=SERVICES, help="whose handlers (replay handlers)")
@@ -723,7 +786,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--max-batches", type=int,
                         help="stop after this many batches (a Kafka replay in steps)")
     replay.add_argument("--json", action="store_true", help="machine-readable output")
-    report = sub.add_parser("report", help="sales analytics (GMV, products, funnel) or "
+    report = add("report", help="sales analytics (GMV, products, funnel) or "
                             "customer retention (new vs returning, cohorts, channel mix)")
     report.add_argument("which", choices=["sales", "customers"])
     report.add_argument("--period", choices=["day", "week", "month"], default="month",
@@ -738,16 +801,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--order", action="append", help="only this order (repeatable)")
         p.add_argument("--since", help="orders placed from this time: 10m, 2h, 1d or ISO 8601")
         p.add_argument("--until", help="orders placed before this time")
-    dlq = sub.add_parser("dlq", help="list, show and redrive dead letters")
+    dlq = add("dlq", help="list, show and redrive dead letters")
     dlq.add_argument("action", choices=["list", "show", "redrive"])
     dlq.add_argument("ids", nargs="*", help="dead-letter ids, e.g. orders.dlq:0:12")
     dlq.add_argument("--service", choices=SERVICES, help="only those this service gave up on")
     dlq.add_argument("--all", action="store_true", help="redrive every listed dead letter")
     dlq.add_argument("--force", action="store_true", help="redrive again what was redriven")
     dlq.add_argument("--json", action="store_true", help="machine-readable output")
-    deploy = sub.add_parser("deploy", help="regenerate deploy/ files derived from the settings")
+    deploy = add("deploy", help="regenerate deploy/ files derived from the settings")
     deploy.add_argument("action", choices=["render"])
-    demo = sub.add_parser("demo", help="everything up, simulated shops, a summary, all down")
+    demo = add("demo", help="everything up, simulated shops, a summary, all down")
     demo.add_argument("--orders", type=int, default=300)
     demo.add_argument("--shops", type=int, default=5)
     demo.add_argument("--keep-running", action="store_true",
@@ -788,7 +851,7 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         if args.command == "run":
             _run(args.name, settings)
         elif args.command == "infra":
-            _infra(args.action, settings)
+            _infra(args.action, settings, args.json)
         elif args.command == "stack":
             _stack(args.action, settings)
         elif args.command == "supervise":

@@ -4,6 +4,8 @@ expire) and paid back, and each test ends with the invariant checker on its orde
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -138,6 +140,16 @@ async def test_the_courier_collects_the_shop_s_cash_on_delivery_fee_with_the_ord
     await key_for(shop, "IDR")
     terms = alur(services, "shops", "terms", shop, "--cod-fee", "5000")
     assert terms.returncode == 0 and "COD fee Rp5.000" in terms.stdout, terms.stderr
+    listed = alur(services, "shops", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [mine] = [s for s in json.loads(listed.stdout) if s["shop_id"] == shop]
+    assert (mine["currency"], mine["terms"]["cod_fee"], mine["terms"]["tax_rate_bp"]) == (
+        "IDR", 5_000, 1100)
+    keys = alur(services, "keys", "list", shop, "--json")
+    assert keys.returncode == 0, keys.stderr
+    listed_keys = json.loads(keys.stdout)
+    assert listed_keys and all(k["shop_id"] == shop and k["revoked_at"] is None
+                               for k in listed_keys), listed_keys
     _, order_id = await rupiah_order(services, api, "cod", 2, shop=shop)
     await reach(db, order_id, "PaymentConfirmed")
     placed, *_ = await events_of(db, "orders", order_id)

@@ -36,3 +36,16 @@ def test_a_usage_error_exits_2_and_the_version_is_told(
     with pytest.raises(SystemExit) as version:
         cli.main(["--version"])
     assert version.value.code == 0 and capsys.readouterr().out.startswith("alur ")
+
+
+def test_every_subcommand_s_help_describes_it_and_shows_how_it_is_run(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    commands = cli.build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert set(commands) == set(cli.EXAMPLES)
+    for name in commands:
+        with pytest.raises(SystemExit):
+            cli.main([name, "--help"])
+        text = capsys.readouterr().out
+        usage, _, rest = text.partition("\n\n")
+        assert usage.startswith(f"usage: alur {name}") and rest.strip(), name
+        assert f"examples:\n  alur {name}" in text, name
