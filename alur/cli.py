@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from alur.infra.procs import StartError
@@ -34,7 +35,8 @@ def _serve_http(name: str, app: ASGIApp, port: int, settings: Settings) -> None:
                                  log_config=logging_config(name, settings.log_level))).run()
 
 
-def _run(name: str, settings: Settings) -> None:
+def _run(args: argparse.Namespace, settings: Settings) -> None:
+    name = args.name
     if name in SERVICES:
         from alur.runtime.worker import run_service
 
@@ -64,14 +66,14 @@ def _run(name: str, settings: Settings) -> None:
         controller.stop()
 
 
-def _infra(action: str, settings: Settings, as_json: bool = False) -> None:
+def _infra(args: argparse.Namespace, settings: Settings) -> None:
     from alur.infra import stack
 
-    if action == "up":
+    if args.action == "up":
         stack.infra_up(settings)
-    elif action == "down":
+    elif args.action == "down":
         stack.infra_down(settings)
-    elif as_json:
+    elif args.json:
         print(json.dumps([{"component": name, "state": state, "address": address, "log": log}
                           for name, state, address, log in stack.status(settings)], indent=2))
     else:
@@ -79,14 +81,22 @@ def _infra(action: str, settings: Settings, as_json: bool = False) -> None:
             print("{:<14} {:<22} {:<18} {}".format(*row))
 
 
-def _stack(action: str, settings: Settings) -> None:
+def _stack(args: argparse.Namespace, settings: Settings) -> None:
     from alur.infra import stack
 
-    if action == "up":
+    if args.action == "up":
         for name, pid in stack.services_up(settings).items():
             print(f"{name:<14} pid {pid}")
     else:
         stack.services_down(settings)
+
+
+def _supervise(args: argparse.Namespace, settings: Settings) -> None:
+    from alur.infra.supervisor import supervise
+    from alur.runtime.logs import configure
+
+    configure("supervisor", "info")  # starts and exits are few and worth seeing
+    supervise(settings)
 
 
 def _stock(args: argparse.Namespace, settings: Settings) -> None:
@@ -174,6 +184,13 @@ def _terms_text(shop: Shop) -> str:
 
 
 def _registry(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "shops" and args.action != "list" and not args.shop_id:
+        print(f"alur shops {args.action}: name the shop id", file=sys.stderr)
+        return EXIT_USAGE
+    if args.command == "keys" and args.action != "list" and not args.target:
+        print(f"alur keys {args.action}: name the "
+              f"{'shop' if args.action == 'create' else 'key id'}", file=sys.stderr)
+        return EXIT_USAGE
     from services.orders.admin import registry
     from services.orders.domain import INDONESIA
     from services.orders.shops import RegistryError
@@ -245,18 +262,18 @@ def _registry(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _schemas(action: str) -> None:
+def _schemas(args: argparse.Namespace, settings: Settings) -> None:
     from schemas import tools
     from services.orders import asyncapi
     from services.orders.api import openapi
 
-    paths = tools.write_samples() if action == "samples" else [
+    paths = tools.write_samples() if args.action == "samples" else [
         *tools.export(), openapi.write(), asyncapi.write()]
     for path in paths:
         print(path)
 
 
-def _deploy(action: str) -> None:
+def _deploy(args: argparse.Namespace, settings: Settings) -> None:
     from alur.infra import grafana, k8s, prometheus
 
     defaults = Settings.model_construct()  # the documented defaults, not this shell's ALUR_*
@@ -265,7 +282,8 @@ def _deploy(action: str) -> None:
         print(path)
 
 
-def _trace(order_id: str, as_json: bool, settings: Settings) -> int:
+def _trace(args: argparse.Namespace, settings: Settings) -> int:
+    order_id, as_json = args.order_id, args.json
     import asyncpg
 
     from alur.tools.trace import UnknownOrder, render, trace
@@ -526,7 +544,8 @@ def _report_customers(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _forget(customer_id: str, settings: Settings) -> int:
+def _forget(args: argparse.Namespace, settings: Settings) -> int:
+    customer_id = args.customer_id
     import asyncpg
 
     from services.orders import customers
@@ -561,7 +580,8 @@ def _forget(customer_id: str, settings: Settings) -> int:
     return 0
 
 
-def _check(order_ids: list[str], settings: Settings, as_json: bool = False) -> int:
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    order_ids, as_json = args.order_id, args.json
     import asyncpg
 
     from alur.tools.invariants import check
@@ -628,6 +648,9 @@ def _version() -> str:
         return "unknown"
 
 
+# A subcommand's handler: given the parsed arguments and the settings, its exit status (None
+# for 0).
+Handler = Callable[[argparse.Namespace, Settings], "int | None"]
 # How each subcommand is run, shown by its --help.
 EXAMPLES: dict[str, tuple[str, ...]] = {
     "run": ("alur run orders", "alur run gateway-sim"),
@@ -670,11 +693,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"alur {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
+    # argparse stays: one parser per subcommand, each naming its handler (set_defaults), is
+    # all the CLI needs, and click or typer would be one more dependency to lock and learn.
+    handlers: dict[str, Handler] = {
+        "run": _run, "infra": _infra, "supervise": _supervise, "stack": _stack,
+        "stock": _stock, "location": _location, "shops": _registry, "customers": _forget,
+        "keys": _registry, "catalogue": _registry, "schemas": _schemas, "trace": _trace,
+        "check": _check, "events": _events, "replay": _replay, "report": _report,
+        "dlq": _dlq, "deploy": _deploy, "demo": _demo}
+
     def add(name: str, help: str) -> argparse.ArgumentParser:
-        """A subcommand whose --help repeats its summary and shows how it is run."""
+        """A subcommand whose --help repeats its summary and shows how it is run, and whose
+        handler main() calls."""
         examples = "\n".join(f"  {line}" for line in EXAMPLES[name])
-        return sub.add_parser(name, help=help, description=help, epilog=f"examples:\n{examples}",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        command = sub.add_parser(name, help=help, description=help,
+                                 epilog=f"examples:\n{examples}",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.set_defaults(func=handlers[name])
+        return command
 
     run = add("run", help="run one component in the foreground")
     run.add_argument("name", choices=[*SERVICES, "gateway-sim", "smtp-sink",
@@ -846,63 +882,24 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNREACHABLE
 
 
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from alur.demo import run_demo
+
+    return run_demo(settings, orders=args.orders, shops=args.shops,
+                    keep_running=args.keep_running)
+
+
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    """Runs the subcommand's handler (set by build_parser): its exit status, 0 if it has
+    none to give."""
     try:
-        if args.command == "run":
-            _run(args.name, settings)
-        elif args.command == "infra":
-            _infra(args.action, settings, args.json)
-        elif args.command == "stack":
-            _stack(args.action, settings)
-        elif args.command == "supervise":
-            from alur.infra.supervisor import supervise
-            from alur.runtime.logs import configure
-
-            configure("supervisor", "info")  # starts and exits are few and worth seeing
-            supervise(settings)
-        elif args.command == "stock":
-            _stock(args, settings)
-        elif args.command == "location":
-            return _location(args, settings)
-        elif args.command in ("shops", "keys", "catalogue"):
-            if args.command == "shops" and args.action != "list" and not args.shop_id:
-                print(f"alur shops {args.action}: name the shop id", file=sys.stderr)
-                return 2
-            if args.command == "keys" and args.action != "list" and not args.target:
-                print(f"alur keys {args.action}: name the "
-                      f"{'shop' if args.action == 'create' else 'key id'}", file=sys.stderr)
-                return 2
-            return _registry(args, settings)
-        elif args.command == "schemas":
-            _schemas(args.action)
-        elif args.command == "trace":
-            return _trace(args.order_id, args.json, settings)
-        elif args.command == "events":
-            return _events(args, settings)
-        elif args.command == "check":
-            return _check(args.order_id, settings, args.json)
-        elif args.command == "customers":
-            return _forget(args.customer_id, settings)
-        elif args.command == "replay":
-            return _replay(args, settings)
-        elif args.command == "report":
-            return _report(args, settings)
-        elif args.command == "dlq":
-            return _dlq(args, settings)
-        elif args.command == "deploy":
-            _deploy(args.action)
-        elif args.command == "demo":
-            from alur.demo import run_demo
-
-            return run_demo(settings, orders=args.orders, shops=args.shops,
-                            keep_running=args.keep_running)
+        return args.func(args, settings) or 0
     except StartError as exc:
         print(f"alur: {exc}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # the reader went away (`| head`): not an error
         sys.stderr.close()
         return 0
-    return 0
 
 
 if __name__ == "__main__":
