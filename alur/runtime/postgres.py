@@ -9,7 +9,6 @@ table).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import uuid
@@ -22,7 +21,7 @@ from typing import Literal, Protocol, TypeVar, cast
 import asyncpg
 
 from alur.runtime import alarm
-from alur.runtime.db import ACQUIRE_TIMEOUT, CONNECTION_ERRORS
+from alur.runtime.db import ACQUIRE_TIMEOUT, CONNECTION_ERRORS, advisory_key
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError, StreamBusy
 from alur.runtime.ports import (
     AuditRow,
@@ -60,8 +59,7 @@ def notify_channel(schema: str) -> str:
 def stream_lock_key(schema: str, stream_id: str) -> int:
     """The advisory lock of one stream: every writer of the stream (the consumer's batch, a
     timer round, a partner's callback, an API request) holds it until its transaction ends."""
-    digest = hashlib.blake2b(f"{schema}/{stream_id}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big", signed=True)
+    return advisory_key(f"{schema}/{stream_id}")
 
 
 _UNSET = object()  # a timer the unit of work had not touched (the savepoints' undo log)

@@ -56,8 +56,6 @@ def observe_order(before: domain.OrderState, after: domain.OrderState, event: Ev
             max(0.0, (after.since - after.placed_at).total_seconds()))
 
 
-handle = handler_for(DECIDER, source=SOURCE, observe=observe_order)
-
 
 async def count_stuck_orders(pool: asyncpg.Pool, stuck_after: float) -> int:
     """Orders not settled whose stream saw nothing for `stuck_after` seconds.
