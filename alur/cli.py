@@ -348,6 +348,7 @@ def _dlq(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _events(args: argparse.Namespace, settings: Settings) -> int:
+    from alur.runtime.topics import parse_ranges
     from alur.tools import events
     from schemas.catalogue import TOPICS
 
@@ -356,7 +357,7 @@ def _events(args: argparse.Namespace, settings: Settings) -> int:
             types=frozenset(args.type or ()), shop=args.shop, order=args.order,
             since=events.parse_time(args.since) if args.since else None,
             until=events.parse_time(args.until) if args.until else None)
-        ranges = events.parse_ranges(args.offsets) if args.offsets else None
+        ranges = parse_ranges(args.offsets) if args.offsets else None
         if ranges and args.follow:
             raise ValueError("--offsets reads a closed range; it does not go with --follow")
     except ValueError as exc:
@@ -389,8 +390,8 @@ def _events(args: argparse.Namespace, settings: Settings) -> int:
 
 def _slice(args: argparse.Namespace) -> Any:
     """The orders the --shop, --order, --since and --until options choose."""
+    from alur.runtime.slice import Slice
     from alur.tools.events import parse_time
-    from alur.tools.slice import Slice
 
     return Slice(shop=args.shop, orders=tuple(args.order or ()),
                  since=parse_time(args.since) if args.since else None,
@@ -468,7 +469,7 @@ def _replay(args: argparse.Namespace, settings: Settings) -> int:
         return _redecide(args, settings)
     if args.projection == "customers":
         return _replay_customers(args, settings)
-    from alur.tools.events import parse_ranges
+    from alur.runtime.topics import parse_ranges
     from services.orders import sales
 
     try:

@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from alur.infra import stack  # noqa: E402
 from alur.runtime.db import CORE_SQL, migrate  # noqa: E402
-from alur.tools.slice import Slice  # noqa: E402
+from alur.runtime.slice import Slice  # noqa: E402
 from bench.pipeline import bench_settings, produce  # noqa: E402
 from schemas import caused_by, encode, first_event  # noqa: E402
 from schemas.examples import PAYLOADS  # noqa: E402

@@ -42,27 +42,16 @@ from aiokafka.protocol.types import (
     UnsignedVarInt32,
 )
 
-INTAKE_PREFIX = "order-intake."
-OUTCOMES_PREFIX = "order-outcomes."
+from services.orders.shop_topics import TOPIC_MAX_RECORD_BYTES, intake_topic, outcomes_topic
+
 SCRAM_SHA_512 = 2  # the protocol's mechanism code
 SCRAM_ITERATIONS = 8192
-# The largest record the shops' topics take. The orders service refuses bodies over its own
-# limit (api_body_limit) with a readable rejection; records up to this size reach it for that.
-TOPIC_MAX_RECORD_BYTES = 4 * 1024 * 1024
 
 # ACL codes (org.apache.kafka.common.acl / resource)
 TOPIC, GROUP = 2, 3
 LITERAL, PREFIXED = 3, 4
 READ, WRITE, DESCRIBE = 3, 4, 8
 ALLOW = 3
-
-
-def intake_topic(shop_id: str) -> str:
-    return INTAKE_PREFIX + shop_id
-
-
-def outcomes_topic(shop_id: str) -> str:
-    return OUTCOMES_PREFIX + shop_id
 
 
 def principal(shop_id: str) -> str:

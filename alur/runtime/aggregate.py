@@ -44,10 +44,9 @@ log = logging.getLogger("alur.timers")
 Perform = Callable[[UnitOfWork, object, Event], Awaitable[Sequence[Model]]]
 # Sees the state before and after a handled event, once its transaction committed (metrics).
 Observe = Callable[[S, S, Event], None]
-COMPENSATING = frozenset({"StockReleased", "RefundIssued", "OrderCancelled"})
-# Label values must stay a small set: a gateway's free-text reason is counted as "other".
-DECLINE_REASONS = frozenset({"card_declined", "declined", "insufficient_funds", "gateway_timeout",
-                             "card_expired", "fraud_suspected"})
+# Counts what a service decided, once the transaction that recorded it committed: the
+# service's business metrics (compensations, declines, deliveries), in its own words.
+Count = Callable[[Sequence[Event]], None]
 
 
 # Streams whose latest fold a decider keeps (Decider.fold_stored): the orders in flight.
@@ -75,6 +74,8 @@ class Decider(Generic[S]):
     precede: frozenset[str] = frozenset()
     # Why an event is impossible in the state (then it is refused), or None.
     refuse: Callable[[S, Event], str | None] | None = None
+    # What the service counts of the events it decided (`compensations` and its own), if any.
+    count: Count | None = None
 
     # stream (its first event's id) -> (the ids of the events folded, the state): the
     # process's latest fold of each stream it handled, least recently used out first.
@@ -134,7 +135,7 @@ async def _record_plan(uow: UnitOfWork, decider: Decider[S], event: Event, plann
         await uow.append(event.subject, planned.version, planned.recorded, planned.origins)
     elif planned.outcome == "processed":
         await _record(uow, decider, event.subject, planned.version, cast(S, planned.state),
-                      planned.recorded, planned.origins, planned.new_events, source=source,
+                      planned.recorded, planned.origins, planned.new_events,
                       observe=observe, observed=event)
     return planned.outcome
 
@@ -294,8 +295,7 @@ async def call_outside(new_uow: Callable[[], UnitOfWork], decider: Decider[S], j
                 if new_events:
                     after = await _record(uow, decider, job.stream_id, job.version, after,
                                           new_events, ["own"] * len(new_events), new_events,
-                                          source=source, observe=observe,
-                                          observed=new_events[0])
+                                          observe=observe, observed=new_events[0])
                 if job.timer is not None and job.deadline is not None:
                     _settle_timer(uow, decider, job.timer, after, job.deadline)
     if moved:
@@ -363,14 +363,14 @@ async def _act_on(
     if not new_events:
         return state
     return await _record(uow, decider, stream_id, len(history), state, new_events,
-                         ["own"] * len(new_events), new_events, source=source,
+                         ["own"] * len(new_events), new_events,
                          observe=observe, observed=new_events[0])
 
 
 async def _record(
     uow: UnitOfWork, decider: Decider[S], stream_id: str, version: int, state: S,
     recorded: list[Event], origins: list[Literal["own", "observed"]], new_events: list[Event],
-    *, source: str, observe: Observe[S] | None, observed: Event,
+    *, observe: Observe[S] | None, observed: Event,
 ) -> S:
     """Append `recorded` after `version`, publish the new events, keep the stream's timers in
     step, and count it all once the transaction commits. Returns the state after."""
@@ -382,8 +382,9 @@ async def _record(
     keep_timers(uow, stream_id, decider.due(state), decider.due(after))
     if observe is not None:
         metrics.on_commit(lambda: observe(state, after, observed))
-    if new_events:
-        metrics.on_commit(lambda: _count_emitted(source, new_events))
+    if new_events and decider.count is not None:
+        count = decider.count
+        metrics.on_commit(lambda: count(new_events))
     return after
 
 
@@ -612,21 +613,20 @@ def timers_for(decider: Decider[S], *, source: str, perform: Perform | None = No
 
 
 _compensations = metrics.Children(metrics.COMPENSATIONS)
-_declines = metrics.Children(metrics.PAYMENT_DECLINES)
-_deliveries = metrics.Children(metrics.NOTIFICATION_DELIVERIES)
 
 
-def _count_emitted(source: str, events: Sequence[Event]) -> None:
-    """Business counters that follow from what a service decided."""
-    service = source.rsplit("/", 1)[-1]
-    for e in events:
-        if e.type in COMPENSATING:
-            _compensations(service, e.type).inc()
-        elif e.type == "PaymentFailed":
-            reason = e.data.reason
-            _declines(reason if reason in DECLINE_REASONS else "other").inc()
-        elif e.type == "NotificationSent":  # failed attempts are counted where they fail
-            _deliveries(e.data.channel, "sent").inc()
+def compensations(service: str, types: frozenset[str], *more: Count) -> Count:
+    """A decider's `count`: alur_compensations_total for each event of `types` (the ones
+    that undo an earlier effect, named by the service) and whatever `more` counts."""
+
+    def count(events: Sequence[Event]) -> None:
+        for e in events:
+            if e.type in types:
+                _compensations(service, e.type).inc()
+        for also in more:
+            also(events)
+
+    return count
 
 
 def _is_event_payload(item: object) -> bool:

@@ -25,7 +25,7 @@ import asyncpg
 from alur.progress import Progress
 from alur.runtime.db import migrate
 from alur.runtime.relay import new_producer
-from alur.tools.events import records
+from alur.runtime.topics import records
 from schemas import DecodeError, decode
 from schemas.catalogue import TOPICS, dlq_topic
 

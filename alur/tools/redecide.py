@@ -29,8 +29,8 @@ import asyncpg
 
 from alur.runtime.aggregate import OR_NOTHING, Decider
 from alur.runtime.ports import StoredEvent
-from alur.tools.events import records
-from alur.tools.slice import Slice, orders_in
+from alur.runtime.slice import Slice, orders_in
+from alur.runtime.topics import records
 from schemas import DecodeError, Event, Model, decode
 from schemas.envelope import EVENT_FOR_DATA
 

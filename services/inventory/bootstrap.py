@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 
 from alur.runtime import metrics
-from alur.runtime.aggregate import Decider, Perform, handler_for, timers_for
+from alur.runtime.aggregate import Decider, Perform, compensations, handler_for, timers_for
 from alur.runtime.http import embedded_server
 from alur.runtime.memory import InMemoryUnitOfWork
 from alur.runtime.ports import UnitOfWork
@@ -38,7 +38,8 @@ from services.inventory.adapters import BookedStock, InMemoryStock, Stock, Stock
 SOURCE = "alur/inventory"
 DECIDER = Decider(domain.ReservationState(), domain.evolve, domain.decide, domain.RELEVANT,
                   domain.OUTCOMES, domain.deadlines, domain.on_timer, opens=domain.OPENS,
-                  precede=domain.PRECEDE, refuse=domain.refuse)
+                  precede=domain.PRECEDE, refuse=domain.refuse,
+                  count=compensations("inventory", frozenset({"StockReleased"})))
 
 
 def stock_of(uow: UnitOfWork) -> Stock:

@@ -23,10 +23,20 @@ from services.notifications.sent_log import PostgresSentLog, SentLog
 from services.notifications.templates import render
 
 SOURCE = "alur/notifications"
+_deliveries = metrics.Children(metrics.NOTIFICATION_DELIVERIES)
+_failed_emails = metrics.NOTIFICATION_DELIVERIES.labels("email", "failed")
+
+
+def count_sent(events: Sequence[Event]) -> None:
+    """Each e-mail sent (failed attempts are counted where they fail, in perform)."""
+    for e in events:
+        if e.type == "NotificationSent":
+            _deliveries(e.data.channel, "sent").inc()
+
+
 DECIDER = Decider(domain.NotificationState(), domain.evolve, domain.decide, domain.RELEVANT,
                   domain.OUTCOMES, opens=domain.OPENS, precede=domain.PRECEDE,
-                  refuse=domain.refuse)
-_failed_emails = metrics.NOTIFICATION_DELIVERIES.labels("email", "failed")
+                  refuse=domain.refuse, count=count_sent)
 log = logging.getLogger("alur.notifications")
 SENT_LOG_RETENTION = 7 * 86_400.0  # far longer than any batch waits for its commit
 PRUNE_EVERY = 3600.0

@@ -10,7 +10,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from alur.infra.kafka_access import INTAKE_PREFIX, OUTCOMES_PREFIX, TOPIC_MAX_RECORD_BYTES
 from schemas.envelope import EVENT_TYPES
 from services.orders.kafka_intake import (
     STATUS_EVENTS,
@@ -18,6 +17,7 @@ from services.orders.kafka_intake import (
     OrderRejectedData,
     OrderSubmitted,
 )
+from services.orders.shop_topics import INTAKE_PREFIX, OUTCOMES_PREFIX, TOPIC_MAX_RECORD_BYTES
 
 COMMITTED = Path(__file__).resolve().parent / "asyncapi.json"
 REF = "#/components/schemas/{model}"

@@ -10,7 +10,7 @@ import asyncpg
 import httpx
 
 from alur.runtime import metrics
-from alur.runtime.aggregate import Decider, handler_for, timers_for
+from alur.runtime.aggregate import Decider, compensations, handler_for, timers_for
 from alur.runtime.db import every
 from alur.runtime.egress import EgressPolicy
 from alur.runtime.http import embedded_server
@@ -33,7 +33,8 @@ def decider(policy: domain.Policy = DEFAULT_POLICY) -> Decider[domain.OrderState
     return Decider(domain.OrderState(), domain.evolve, domain.decide_under(policy),
                    domain.RELEVANT,
                    deadlines=domain.deadlines_under(policy), on_timer=domain.on_timer,
-                   opens=domain.OPENS, refuse=domain.refuse)
+                   opens=domain.OPENS, refuse=domain.refuse,
+                   count=compensations("orders", frozenset({"OrderCancelled"})))
 
 
 DECIDER = decider()

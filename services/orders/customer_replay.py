@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from alur.tools.events import records
+from alur.runtime.topics import records
 from schemas import DecodeError, decode
 from services.orders.sales import SCHEMA, _peek
 

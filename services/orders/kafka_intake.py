@@ -35,7 +35,6 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from alur.infra.kafka_access import INTAKE_PREFIX, TOPIC_MAX_RECORD_BYTES, outcomes_topic
 from alur.runtime import metrics
 from alur.runtime.db import DATABASE_ERRORS
 from alur.runtime.errors import ConcurrencyConflict
@@ -46,6 +45,7 @@ from services.orders.api.models import Accepted, PlaceOrder
 from services.orders.api.problems import ApiError, field_error, problem_body
 from services.orders.api.security import Caller, RateLimiter
 from services.orders.intake import Intake
+from services.orders.shop_topics import INTAKE_PREFIX, TOPIC_MAX_RECORD_BYTES, outcomes_topic
 from services.orders.shops import Shop
 
 log = logging.getLogger("alur.orders.kafka")

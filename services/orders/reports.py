@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from alur.tools.slice import Slice
+from alur.runtime.slice import Slice
 from schemas.money import format_money, to_major
 from services.orders.sales import SCHEMA
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from alur.tools.slice import Slice
+from alur.runtime.slice import Slice
 from services.orders.customers import ledger
 from services.orders.reports import _bars, _plain
 

@@ -22,8 +22,8 @@ import asyncpg
 from pydantic import TypeAdapter
 from typing_extensions import TypedDict
 
-from alur.tools.events import Ranges, records
-from alur.tools.slice import Slice, orders_in
+from alur.runtime.slice import Slice, orders_in
+from alur.runtime.topics import Ranges, records
 from schemas import DecodeError, Event, decode
 from schemas.orders import OrderCancelled, OrderPlaced, ReviewSubmitted
 

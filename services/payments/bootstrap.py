@@ -9,7 +9,7 @@ from datetime import timedelta
 import asyncpg
 
 from alur.runtime import metrics
-from alur.runtime.aggregate import DECLINE_REASONS, Decider, Perform, handler_for, timers_for
+from alur.runtime.aggregate import Decider, Perform, compensations, handler_for, timers_for
 from alur.runtime.http import embedded_server
 from alur.runtime.ports import UnitOfWork
 from alur.runtime.postgres import PostgresUnitOfWork
@@ -30,9 +30,22 @@ from services.payments.gateway import Gateway, HttpGateway
 
 SOURCE = "alur/payments"
 log = logging.getLogger("alur.payments")
+# Label values must stay a small set: a gateway's free-text reason is counted as "other".
+DECLINE_REASONS = frozenset({"card_declined", "declined", "insufficient_funds", "gateway_timeout",
+                             "card_expired", "fraud_suspected"})
+_declines = metrics.Children(metrics.PAYMENT_DECLINES)
+
+
+def count_declines(events: Sequence[Event]) -> None:
+    for e in events:
+        if e.type == "PaymentFailed":
+            _declines(e.data.reason if e.data.reason in DECLINE_REASONS else "other").inc()
+
+
 DECIDER = Decider(domain.PaymentState(), domain.evolve, domain.decide, domain.RELEVANT,
                   domain.OUTCOMES, domain.deadlines, domain.on_timer, opens=domain.OPENS,
-                  precede=domain.PRECEDE, refuse=domain.refuse)
+                  precede=domain.PRECEDE, refuse=domain.refuse,
+                  count=compensations("payments", frozenset({"RefundIssued"}), count_declines))
 
 
 def make_perform(gateway: Gateway, callback_url: str, transfer_ttl: float,

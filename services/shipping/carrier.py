@@ -20,7 +20,8 @@ from typing import Any, Protocol
 
 from alur.runtime.errors import InfrastructureError
 from alur.runtime.partner import Answer, PartnerClient
-from alur.simulators.carrier import (
+from schemas import Address
+from services.shipping.parcels import (
     RECALLED,
     Stopped,
     next_status,
@@ -29,7 +30,6 @@ from alur.simulators.carrier import (
     stop,
     tracking_for,
 )
-from schemas import Address
 
 
 def carrier_for(address: Address | None, store_id: str | None) -> str:

@@ -211,8 +211,8 @@ async def test_trace_shows_a_retried_then_declined_payment_hop_by_hop(services, 
 async def test_a_dry_run_of_every_service_decides_the_past_the_same_way(services, api, db) -> None:
     from dataclasses import replace
 
+    from alur.runtime.slice import Slice
     from alur.tools.redecide import redecide
-    from alur.tools.slice import Slice
     from services.payments.bootstrap import DECIDER as PAYMENTS
 
     sku = new_sku()

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from alur.tools.slice import Slice
+from alur.runtime.slice import Slice
 from services.orders.reports import render_html, report
 from services.orders.sales import ReplayInterrupted, replay
 from tests.e2e.helpers import (

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from alur.runtime.processing import Message, dead_letter_record
+from alur.runtime.slice import Slice
 from alur.tools.dlq import NotADeadLetter, parse
 from alur.tools.events import Filter, parse_time
-from alur.tools.slice import Slice
 from alur.tools.trace import Hop, Trace, TracedEvent, render
 from schemas import encode
 from services.orders.reports import render_html, render_report
@@ -111,7 +111,7 @@ def test_the_report_renders_as_csv_json_table_and_html() -> None:
 
 
 def test_offset_ranges_are_topic_partition_and_a_half_open_span() -> None:
-    from alur.tools.events import parse_ranges
+    from alur.runtime.topics import parse_ranges
 
     assert parse_ranges(["orders:2:100-200", "orders.dlq:0:0-5"]) == {
         ("orders", 2): (100, 200), ("orders.dlq", 0): (0, 5)}

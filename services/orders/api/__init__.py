@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, Query
 
 from alur.runtime.egress import EgressPolicy
 from alur.runtime.postgres import PostgresUnitOfWork
-from alur.tools.slice import Slice
+from alur.runtime.slice import Slice
 from schemas.envelope import now
 from services.orders.api import customers, orders, pos, problems, webhooks
 from services.orders.api.orders import AUTH, Observe
