@@ -45,8 +45,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
     elif name == "gateway-sim":
         from alur.simulators.gateway import create_app
 
-        _serve_http(name, create_app(settings.pg_dsn, settings.gateway_callback_secret),
-                    settings.gateway_port, settings)
+        secret = settings.gateway_callback_secret.get_secret_value()
+        _serve_http(name, create_app(settings.pg_dsn, secret), settings.gateway_port, settings)
     elif name.startswith("carrier-"):
         from alur.simulators import carrier
 
@@ -868,8 +868,15 @@ def with_recorded_brokers(settings: Settings) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
-    settings = with_recorded_brokers(Settings())
+    try:
+        settings = with_recorded_brokers(Settings())
+    except ValidationError as exc:  # an ALUR_* variable out of range, or a default secret
+        why = "; ".join(str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+        print(f"alur: the settings are refused: {why}", file=sys.stderr)
+        return EXIT_USAGE
     if args.command == "infra" and args.brokers is not None:
         settings = settings.model_copy(update={"brokers": args.brokers})
     if args.command not in CLIENT_COMMANDS:

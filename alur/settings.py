@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVICES: tuple[str, ...] = ("orders", "inventory", "payments", "shipping", "notifications")
 CARRIERS: tuple[str, ...] = ("kilat", "nusapost")  # simulated; each has a port and a secret
+# The settings that are secrets: never printed (SecretStr), and outside a local run never left
+# at their `alur-local-*` defaults.
+SECRETS: tuple[str, ...] = ("pg_password", "kilat_secret", "nusapost_secret",
+                            "inventory_admin_token", "gateway_callback_secret",
+                            "identity_pepper")
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ALUR_", frozen=True)
 
+    environment: Literal["local", "production"] = Field(
+        "local", description="production (deploy/k8s sets it): every secret must be set, "
+        "none may keep its local default; the process refuses to start otherwise.")
     state_dir: Path = Field(Path(".alur/dev"), description="Data dirs, logs and PID files.")
     jar_dir: Path = Field(Path(".alur/jars"), description="Cache of the Kafka broker jars.")
 
@@ -46,7 +55,7 @@ class Settings(BaseSettings):
 
     pg_port: int = 15432
     pg_user: str = "alur"
-    pg_password: str = "alur-local"
+    pg_password: SecretStr = SecretStr("alur-local")
     pg_database: str = "alur"
     smtp_sessions: int = Field(1, ge=1, description="SMTP sessions notifications keeps open. "
                                "Each sends one e-mail at a time, and a crash of the service "
@@ -63,17 +72,17 @@ class Settings(BaseSettings):
     shipping_port: int = Field(8100, description="Shipping HTTP endpoint (carrier webhooks).")
     kilat_port: int = Field(8101, description="The `kilat` carrier simulator.")
     nusapost_port: int = Field(8102, description="The `nusapost` carrier simulator.")
-    kilat_secret: str = Field("alur-local-kilat-secret", description="Shared secret `kilat` "
-                              "signs its webhooks with (set a real one outside local runs).")
-    nusapost_secret: str = Field("alur-local-nusapost-secret", description="Shared secret "
-                                 "`nusapost` signs its webhooks with.")
+    kilat_secret: SecretStr = Field(SecretStr("alur-local-kilat-secret"), description=(
+        "Shared secret `kilat` signs its webhooks with (set a real one outside local runs)."))
+    nusapost_secret: SecretStr = Field(SecretStr("alur-local-nusapost-secret"), description=(
+        "Shared secret `nusapost` signs its webhooks with."))
     inventory_port: int = Field(8084, description="Inventory admin API (stock, thresholds).")
-    inventory_admin_token: str = Field(
-        "alur-local-inventory-admin", description="Bearer token of the inventory admin API "
-        "(set a real one outside local runs).")
-    gateway_callback_secret: str = Field(
-        "alur-local-gateway-secret", description="Shared secret the gateway signs its "
-        "callbacks with (set a real one outside local runs).")
+    inventory_admin_token: SecretStr = Field(
+        SecretStr("alur-local-inventory-admin"), description="Bearer token of the inventory "
+        "admin API (set a real one outside local runs).")
+    gateway_callback_secret: SecretStr = Field(
+        SecretStr("alur-local-gateway-secret"), description="Shared secret the gateway signs "
+        "its callbacks with (set a real one outside local runs).")
     metrics_port_base: int = Field(9400, description="Service i serves /metrics, /healthz and "
                                    "/readyz on base + i.")
     prometheus_port: int = Field(9490, description="The local Prometheus (alur infra up).")
@@ -118,7 +127,8 @@ class Settings(BaseSettings):
                                       "requested.")
     loyalty_expiry_days: float = Field(365.0, gt=0, description="Days after it was earned "
                                        "a loyalty point expires.")
-    identity_pepper: str = Field("alur-local-identity-pepper", min_length=16, description=(
+    identity_pepper: SecretStr = Field(SecretStr("alur-local-identity-pepper"), min_length=16,
+                                       description=(
         "The secret that keys the hashes customer identifiers are compared by (HMAC-SHA256). "
         "Changing it makes every known identifier unknown."))
     reservation_ttl: float = Field(900.0, description="Seconds stock stays reserved for an "
@@ -179,10 +189,21 @@ class Settings(BaseSettings):
         """Of the replicas, how many must have a write before it is acknowledged."""
         return 2 if self.brokers >= 3 else 1
 
+    @model_validator(mode="after")
+    def _no_local_secrets_outside_local(self) -> Settings:
+        if self.environment == "local":
+            return self
+        kept = [f"ALUR_{name.upper()}" for name in SECRETS
+                if getattr(self, name) == type(self).model_fields[name].default]
+        if kept:
+            raise ValueError(f"a {self.environment} run refuses the local default of "
+                             f"{', '.join(kept)}: give each a secret of its own")
+        return self
+
     @property
     def pg_dsn(self) -> str:
-        return (f"postgresql://{self.pg_user}:{self.pg_password}@{self.pg_host}:"
-                f"{self.pg_port}/{self.pg_database}")
+        return (f"postgresql://{self.pg_user}:{self.pg_password.get_secret_value()}@"
+                f"{self.pg_host}:{self.pg_port}/{self.pg_database}")
 
     @property
     def api_url(self) -> str:
@@ -206,7 +227,8 @@ class Settings(BaseSettings):
         return int(getattr(self, f"{carrier}_port"))
 
     def carrier_secret(self, carrier: str) -> str:
-        return str(getattr(self, f"{carrier}_secret"))
+        secret: SecretStr = getattr(self, f"{carrier}_secret")
+        return secret.get_secret_value()
 
     def carrier_url(self, carrier: str) -> str:
         return f"http://{self.carrier_host.format(carrier=carrier)}:{self.carrier_port(carrier)}"

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from alur.infra import prometheus
-from alur.settings import CARRIERS, SERVICES, Settings
+from alur.settings import CARRIERS, SECRETS, SERVICES, Settings
 from schemas.catalogue import ALL_TOPICS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
@@ -23,6 +23,9 @@ KAFKA_CLUSTER = "alur-kafka"                      # the Strimzi Kafka resource's
 KAFKA_BOOTSTRAP = f"{KAFKA_CLUSTER}-kafka-bootstrap"
 POSTGRES_HOST = "alur-pg-rw"                      # CloudNativePG's read-write service
 POSTGRES_SECRET = "alur-pg-app"                   # CloudNativePG's app user secret
+# The Secret the operator makes with Alur's own secrets, one ALUR_* variable per key: every
+# setting of SECRETS but the database password (which comes from POSTGRES_SECRET).
+ALUR_SECRET = "alur-secrets"
 UID = 10001                                       # the Dockerfile's user
 
 
@@ -52,14 +55,22 @@ def config(settings: Settings) -> dict[str, str]:
         "ALUR_LISTEN_HOST": "0.0.0.0", "ALUR_PARTITIONS": str(PARTITIONS),
         "ALUR_METRICS_PORT_BASE": str(settings.metrics_port_base),
         "ALUR_STATE_DIR": "/tmp/alur", "ALUR_LOG_LEVEL": "info",
+        # Refuses to start with any secret left at its local default (alur/settings.py).
+        "ALUR_ENVIRONMENT": "production",
     }
+
+
+def secret_variables() -> list[str]:
+    """The keys of ALUR_SECRET: the ALUR_* variables of the secrets the pods read from it."""
+    return [f"ALUR_{name.upper()}" for name in SECRETS if name != "pg_password"]
 
 
 def _base_container(name: str) -> dict[str, Any]:
     """`alur run NAME` with the shared config, the database secret, and no privileges."""
     return {
         "name": name, "image": "alur", "args": ["run", name],
-        "envFrom": [{"configMapRef": {"name": "alur-config"}}],
+        "envFrom": [{"configMapRef": {"name": "alur-config"}},
+                    {"secretRef": {"name": ALUR_SECRET}}],
         "env": [{"name": variable,
                  "valueFrom": {"secretKeyRef": {"name": POSTGRES_SECRET, "key": key}}}
                 for variable, key in (("ALUR_PG_USER", "username"),

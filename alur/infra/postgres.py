@@ -94,7 +94,7 @@ def start(settings: Settings) -> int:
         shutil.chown(sockets, user)
     if not (data / "PG_VERSION").exists():
         pwfile = base / "pwfile"
-        pwfile.write_text(settings.pg_password + "\n")
+        pwfile.write_text(settings.pg_password.get_secret_value() + "\n")
         if user:
             shutil.chown(pwfile, user)
         result = subprocess.run(_cmd([

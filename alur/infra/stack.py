@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from alur.infra import kafka, postgres, prometheus
 from alur.infra.procs import Proc, StartError, wait_gone
 from alur.infra.supervisor import want_file
@@ -25,7 +27,8 @@ SIMULATORS = ("smtp-sink", "gateway-sim", "carrier-kilat", "carrier-nusapost")
 
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as ALUR_* variables, so child processes see exactly the parent's."""
-    return {f"ALUR_{k.upper()}": str(v) for k, v in settings.model_dump().items()}
+    return {f"ALUR_{k.upper()}": v.get_secret_value() if isinstance(v, SecretStr) else str(v)
+            for k, v in settings.model_dump().items()}
 
 
 def proc(settings: Settings, name: str) -> Proc:

@@ -145,7 +145,7 @@ async def read_stock(uow: UnitOfWork, events: Sequence[Event]) -> None:
 async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
     metrics.initialise(metrics.COMPENSATIONS, ("inventory", "StockReleased"))
     perform = make_perform(settings.reservation_ttl)
-    admin = admin_api.create_app(pool, settings.inventory_admin_token)
+    admin = admin_api.create_app(pool, settings.inventory_admin_token.get_secret_value())
     return ServiceParts(handler=handler_for(DECIDER, source=SOURCE, perform=perform,
                                             prepare=read_stock),
                         timers=timers_for(DECIDER, source=SOURCE, perform=perform),

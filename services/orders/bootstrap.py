@@ -128,7 +128,7 @@ def api_config(settings: Settings) -> ApiConfig:
         idempotency_ttl=settings.idempotency_ttl,
         return_window_days=settings.return_window_days,
         loyalty_expiry_days=settings.loyalty_expiry_days,
-        identity_pepper=settings.identity_pepper,
+        identity_pepper=settings.identity_pepper.get_secret_value(),
         deadlines=domain.deadlines_under(policy_of(settings)))
 
 

@@ -131,7 +131,8 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
                            settings.app_payment_ttl)
     app = callbacks.create_app(
         lambda: PostgresUnitOfWork(pool, "payments"), DECIDER, perform, source=SOURCE,
-        secret=settings.gateway_callback_secret, tolerance=settings.signature_tolerance)
+        secret=settings.gateway_callback_secret.get_secret_value(),
+        tolerance=settings.signature_tolerance)
     return ServiceParts(
         handler=handler_for(DECIDER, source=SOURCE, perform=perform, concurrent=True),
         timers=timers_for(DECIDER, source=SOURCE, perform=perform, outside=True),

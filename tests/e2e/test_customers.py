@@ -179,7 +179,8 @@ async def test_the_cohort_report_matches_the_topics_and_replays_equal_live(
         assert result.tables["customer_orders"].same == 9
     await db.execute("DELETE FROM orders.customer_identifiers WHERE shop_id = $1 AND"
                      " kind = 'phone' AND digest = $2", shop,
-                     digest(services.identity_pepper, shop, "phone", "+6281300000001"))
+                     digest(services.identity_pepper.get_secret_value(), shop, "phone",
+                            "+6281300000001"))
     broken = await customer_replay.replay(services.pg_dsn, shop, progress=False)
     assert broken.tables["customer_identifiers"].only_rebuilt == 1 and not broken.equal
     swapped = await customer_replay.replay(services.pg_dsn, shop, swap=True, progress=False)

@@ -12,7 +12,8 @@ from tests.e2e.test_branches import events_of, no_violations, reach, stock_of
 async def test_stock_is_counted_adjusted_and_reported_low(services, api, db) -> None:
     sku = new_sku()
     await onboard_skus(services, [sku])
-    token = {"Authorization": f"Bearer {services.inventory_admin_token}", "Alur-Actor": "ana"}
+    token = {"Authorization": f"Bearer {services.inventory_admin_token.get_secret_value()}",
+             "Alur-Actor": "ana"}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{services.inventory_port}",
                                  timeout=10) as admin:
         count = {"on_hand": 5, "reason": "opening count"}

@@ -34,7 +34,7 @@ async def test_orders_are_served_from_their_region_then_the_most_stock_and_store
         services, api, db) -> None:
     tag = uuid.uuid4().hex[:6].upper()
     jakarta, surabaya, store = f"WH-JKT-{tag}", f"WH-SBY-{tag}", f"ST-JKT-{tag}"
-    token = {"Authorization": f"Bearer {services.inventory_admin_token}"}
+    token = {"Authorization": f"Bearer {services.inventory_admin_token.get_secret_value()}"}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{services.inventory_port}",
                                  timeout=10, headers=token) as admin:
         for location, record in ((jakarta, {"kind": "warehouse", "region": "1"}),
@@ -75,7 +75,7 @@ async def test_orders_are_served_from_their_region_then_the_most_stock_and_store
 async def test_click_and_collect_from_the_store_s_own_shelf_or_by_parcel_from_a_warehouse(
         services, api, db) -> None:
     store = f"ST-{uuid.uuid4().hex[:6].upper()}"
-    token = {"Authorization": f"Bearer {services.inventory_admin_token}"}
+    token = {"Authorization": f"Bearer {services.inventory_admin_token.get_secret_value()}"}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{services.inventory_port}",
                                  timeout=10, headers=token) as admin:
         put = await admin.put(f"/v1/locations/{store}", json={

@@ -64,7 +64,7 @@ def test_ports_and_credentials_agree_with_the_settings(compose_settings: Setting
     assert kafka["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
     pg = CONTAINERS["postgres"]["environment"]
     assert (pg["POSTGRES_USER"], pg["POSTGRES_PASSWORD"], pg["POSTGRES_DB"]) == \
-        (s.pg_user, s.pg_password, s.pg_database)
+        (s.pg_user, s.pg_password.get_secret_value(), s.pg_database)
     assert (s.pg_host, s.pg_port) == ("postgres", 5432)
     assert (s.smtp_host, s.gateway_host, s.kafka_host) == ("smtp-sink", "gateway-sim", "kafka")
     assert {s.carrier_url(c) for c in CARRIERS} == {

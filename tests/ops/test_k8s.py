@@ -14,7 +14,7 @@ import yaml
 
 from alur.cli import build_parser
 from alur.infra import k8s, prometheus
-from alur.settings import SERVICES, Settings
+from alur.settings import SECRETS, SERVICES, Settings
 from schemas.catalogue import ALL_TOPICS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,9 +72,16 @@ def test_each_service_runs_its_alur_command_with_probes_on_its_metrics_port(buil
         assert ports["metrics"] == settings.metrics_port(name)
         assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
         assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
-        assert container["envFrom"] == [{"configMapRef": {"name": config_map["metadata"]["name"]}}]
+        assert container["envFrom"] == [
+            {"configMapRef": {"name": config_map["metadata"]["name"]}},
+            {"secretRef": {"name": k8s.ALUR_SECRET}}]
         assert container["resources"]["requests"] and container["resources"]["limits"]
     assert {f"ALUR_{k.upper()}" for k in Settings.model_fields} >= set(config_map["data"])
+    # A production run: every secret from a Secret, none at its local default.
+    assert config_map["data"]["ALUR_ENVIRONMENT"] == "production"
+    assert not set(k8s.secret_variables()) & set(config_map["data"])
+    assert {f"ALUR_{k.upper()}" for k in SECRETS} == {*k8s.secret_variables(),
+                                                      "ALUR_PG_PASSWORD"}
 
 
 def test_autoscaling_is_capped_by_the_topic_partitions(built) -> None:

@@ -49,3 +49,12 @@ def test_every_subcommand_s_help_describes_it_and_shows_how_it_is_run(
         usage, _, rest = text.partition("\n\n")
         assert usage.startswith(f"usage: alur {name}") and rest.strip(), name
         assert f"examples:\n  alur {name}" in text, name
+
+
+def test_a_production_run_with_default_secrets_is_refused_in_one_line(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ALUR_ENVIRONMENT", "production")
+    assert cli.main(["infra", "status"]) == cli.EXIT_USAGE
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("alur: the settings are refused: a production run refuses the "
+                           "local default of ALUR_PG_PASSWORD")
