@@ -288,6 +288,9 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         " WHERE r.type = 'OrderReadyToShip' AND r.stream_id = ANY($1::text[])"
         " AND r.body->'data'->>'location' = p.body->'data'->'delivery'->>'store_id'",
         run.orders)
+    withdrawn = await db.fetchval(
+        "SELECT count(*) FROM payments.events WHERE type = 'PaymentRequestWithdrawn'"
+        " AND stream_id = ANY($1::text[])", run.orders)
     transfers = await db.fetchrow(
         "SELECT count(DISTINCT order_id) AS n, count(DISTINCT order_id) FILTER"
         " (WHERE status = 'in_transit') AS moving FROM inventory.stock_transfers"
@@ -311,7 +314,9 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
         ("paid in an app or by transfer", f"virtual accounts {ways('PaymentPending')}; "
                                           f"QRIS codes and e-wallet pushes "
                                           f"{ways('PaymentRequested')}; "
-                                          f"{n.get('PaymentExpired', 0)} expired unpaid"),
+                                          f"{n.get('PaymentExpired', 0)} expired unpaid, "
+                                          f"{withdrawn} withdrawn "
+                                          "as their order was cancelled"),
         ("cards declined", str(n.get("PaymentFailed", 0))),
         ("out of stock", str(n.get("StockRejected", 0))),
         ("cancelled", by_reason("OrderCancelled")),

@@ -44,6 +44,7 @@ from schemas.payments import (
     PaymentFailed,
     PaymentPending,
     PaymentRequested,
+    PaymentRequestWithdrawn,
     RefundIssued,
     TransferReturned,
 )
@@ -73,6 +74,7 @@ AnyEvent = Annotated[
     | LowStock
     | ReservationExpired
     | PaymentConfirmed | PaymentPending | PaymentRequested | PaymentFailed | PaymentExpired
+    | PaymentRequestWithdrawn
     | RefundIssued
     | TransferReturned
     | ShipmentCreated | Shipped | InTransit | OutForDelivery | DeliveryFailed | Delivered

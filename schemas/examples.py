@@ -88,6 +88,8 @@ PAYLOADS: dict[str, Model] = {
     "PaymentFailed": s.PaymentFailedData(
         order_id=ORDER, payment_id="pay_1", amount=EUR, reason="declined"),
     "PaymentExpired": s.PaymentExpiredData(order_id=ORDER, payment_id="pay_1"),
+    "PaymentRequestWithdrawn": s.PaymentRequestWithdrawnData(
+        order_id=ORDER, payment_id="pay_1", request_id="pr_1"),
     "RefundIssued": s.RefundIssuedData(order_id=ORDER, refund_id="ref_1", amount=EUR,
                                        reason="returned"),
     "TransferReturned": s.TransferReturnedData(

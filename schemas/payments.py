@@ -51,6 +51,15 @@ class PaymentExpiredData(Model):
     payment_id: str
 
 
+class PaymentRequestWithdrawnData(Model):
+    """The order was cancelled while its QRIS code or e-wallet push was still unpaid: the
+    gateway withdrew the request, so the customer can no longer pay it."""
+
+    order_id: str
+    payment_id: str
+    request_id: str
+
+
 class RefundIssuedData(Model):
     order_id: str
     refund_id: str
@@ -102,6 +111,11 @@ class PaymentFailed(_PaymentsEvent):
 class PaymentExpired(_PaymentsEvent):
     type: Literal["PaymentExpired"] = "PaymentExpired"
     data: PaymentExpiredData
+
+
+class PaymentRequestWithdrawn(_PaymentsEvent):
+    type: Literal["PaymentRequestWithdrawn"] = "PaymentRequestWithdrawn"
+    data: PaymentRequestWithdrawnData
 
 
 class RefundIssued(_PaymentsEvent):

@@ -103,6 +103,8 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.payment_requests (
     request_hash    text NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now()
 );
+-- Set when the merchant withdrew the request (its order was cancelled): it cannot be paid.
+ALTER TABLE {SCHEMA}.payment_requests ADD COLUMN IF NOT EXISTS withdrawn_at timestamptz;
 -- Money in: a transfer into a virtual account, or the payment of a request (its id in
 -- account_number).
 CREATE TABLE IF NOT EXISTS {SCHEMA}.transfers (
@@ -371,14 +373,33 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
         async with pools["db"].acquire() as conn, conn.transaction():
             # One payment per request: the request's row lock makes a second one wait, then
             # see the first.
-            await conn.execute(f"SELECT 1 FROM {SCHEMA}.payment_requests WHERE id = $1"
-                               " FOR UPDATE", request_id)
+            if await conn.fetchval(f"SELECT withdrawn_at FROM {SCHEMA}.payment_requests"
+                                   " WHERE id = $1 FOR UPDATE", request_id) is not None:
+                return JSONResponse({"error": "the merchant withdrew the payment request"},
+                                    status_code=410)
             if await conn.fetchval(f"SELECT true FROM {SCHEMA}.transfers"
                                    " WHERE account_number = $1", request_id):
                 return JSONResponse({"error": "already paid"}, status_code=409)
             await record_money_in(conn, payment_id, request_id, request["amount"],
                                   request["currency"], request["callback_url"], report)
         return await report_money_in(payment_id)
+
+    @app.post("/v1/payment-requests/{request_id}/withdraw")
+    async def withdraw_request(request_id: str) -> JSONResponse:
+        """The merchant withdraws a request nobody has paid (its order was cancelled): the code
+        or push can no longer be paid. 409 once it was paid; asked again, the same answer."""
+        async with pools["db"].acquire() as conn, conn.transaction():
+            # The request's row lock orders this against a payment of it (pay_request).
+            request = await conn.fetchrow(f"SELECT * FROM {SCHEMA}.payment_requests"
+                                          " WHERE id = $1 FOR UPDATE", request_id)
+            if request is None:
+                return JSONResponse({"error": "no such payment request"}, status_code=404)
+            if await conn.fetchval(f"SELECT true FROM {SCHEMA}.transfers"
+                                   " WHERE account_number = $1", request_id):
+                return JSONResponse({"error": "already paid"}, status_code=409)
+            await conn.execute(f"UPDATE {SCHEMA}.payment_requests SET withdrawn_at ="
+                               " coalesce(withdrawn_at, now()) WHERE id = $1", request_id)
+        return JSONResponse({"id": request_id, "status": "withdrawn"})
 
     @app.post("/v1/virtual-accounts/{account_number}/transfers")
     async def transfer(account_number: str, body: TransferRequest) -> JSONResponse:

@@ -21,6 +21,7 @@ from schemas import (
     PaymentConfirmedData,
     PaymentFailedData,
     PaymentPendingData,
+    PaymentRequestWithdrawnData,
     RefundIssuedData,
     TransferReturnedData,
     now,
@@ -84,6 +85,12 @@ def make_perform(gateway: Gateway, callback_url: str, transfer_ttl: float,
                 command.wallet)
             return [domain.requested(command, request.request_id, expires_at,
                                      request.qr_string, request.wallet)]
+        if isinstance(command, domain.WithdrawRequest):
+            if not await gateway.withdraw(command.request_id):
+                return []  # paid already: the payment's callback brings it, paid back late
+            return [PaymentRequestWithdrawnData(order_id=command.order_id,
+                                                payment_id=command.payment_id,
+                                                request_id=command.request_id)]
         if isinstance(command, domain.SettleCharge):
             captured = await gateway.captures(command.order_id)
             confirmed = domain.settle_charge(command, [(c.transfer_id, c.amount)

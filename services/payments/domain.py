@@ -14,7 +14,10 @@
   with any banking or wallet app, or a push to the customer's e-wallet app (GoPay, OVO, DANA,
   ShopeePay) to approve there. The gateway's signed callback reports the payment; from there
   on it runs like a transfer: settled at its deadline (`SettleTransfer`), paid back if late
-  (`late_payment`) or not the order's to take.
+  (`late_payment`) or not the order's to take. An order cancelled while its request is unpaid
+  has the gateway withdraw it (`WithdrawRequest`, recorded as PaymentRequestWithdrawn): the
+  customer can no longer pay it. Paid just before, it is not withdrawn, and that payment
+  comes back as a late one.
 - `cod`: confirmed when the parcel is delivered (the courier collected the cash). Cash has no
   refund: what is due back is recorded as a manual payout (RefundIssued with
   `manual_payout`, refund id `manual:…`) for the shop to pay by hand, and never reaches the
@@ -159,6 +162,16 @@ class SettleTransfer:
     method: PaymentMethod = "bank_transfer"
 
 
+@dataclass(frozen=True)
+class WithdrawRequest:
+    """Command: the order was cancelled with its QRIS code or e-wallet push unpaid; have the
+    gateway withdraw the request so that the customer cannot pay it any more."""
+
+    order_id: str
+    payment_id: str
+    request_id: str
+
+
 class TransferMismatch(ValueError):
     """A payment callback that does not fit the order (account or request)."""
 
@@ -243,6 +256,8 @@ def evolve(state: PaymentState, event: Event) -> PaymentState:
         return replace(state, status="failed")
     if event.type == "PaymentExpired":
         return replace(state, status="expired")
+    if event.type == "PaymentRequestWithdrawn":
+        return replace(state, status="withdrawn")
     if event.type == "GoodwillRefundRequested" and state.takes_goodwill(event.data.amount):
         return replace(state, goodwill=state.goodwill + event.data.amount.amount)
     if _partial(event) and state.refundable \
@@ -263,7 +278,7 @@ def evolve(state: PaymentState, event: Event) -> PaymentState:
 
 
 Decision = (Charge | OpenTransfer | RequestPayment | Refund | SettleTransfer | ReturnTransfer
-            | SettleCharge | Model)
+            | SettleCharge | WithdrawRequest | Model)
 
 
 def decide(state: PaymentState, event: Event) -> list[Decision]:
@@ -289,6 +304,9 @@ def decide(state: PaymentState, event: Event) -> list[Decision]:
             and event.data.reason in ("reservation_expired", "customer_request"):
         return [SettleCharge(event.subject, _payment_id(event.subject),
                              state.instruction.method)]
+    if event.type == "OrderCancelled" and not state.cancelled and state.status == "pending" \
+            and state.method in APP_METHODS and state.pay_into is not None:
+        return [WithdrawRequest(event.subject, _payment_id(event.subject), state.pay_into)]
     if event.type == "ReturnRequested" and event.data.at_store:
         return _over_the_counter(state, after, event)
     if event.type == "ReturnReceived":
@@ -354,7 +372,7 @@ def transfer_received(state: PaymentState, order_id: str, amount: Money,
         return [ReturnTransfer(order_id, transfer_id, amount, "wrong_amount")]
     if state.captured is not None or (state.status == "expired" and state.refunded):
         return [ReturnTransfer(order_id, transfer_id, amount, "duplicate")]  # paid already
-    if state.status not in ("pending", "expired"):
+    if state.status not in ("pending", "expired", "withdrawn"):
         return []
     confirmed = PaymentConfirmedData(order_id=order_id, payment_id=_payment_id(order_id),
                                      method=state.method, amount=amount,
@@ -511,4 +529,5 @@ OUTCOMES: dict[type, frozenset[str]] = {
     SettleTransfer: frozenset({"PaymentConfirmed", "PaymentExpired"}),
     ReturnTransfer: frozenset({"TransferReturned"}),
     SettleCharge: frozenset({"PaymentConfirmed", "RefundIssued", OR_NOTHING}),
+    WithdrawRequest: frozenset({"PaymentRequestWithdrawn", OR_NOTHING}),
 }

@@ -62,6 +62,12 @@ class Gateway(Protocol):
     async def paid(self, request_id: str) -> list[Transfer]:
         """What was paid on the request so far (at most one payment, for a dynamic QR)."""
 
+    async def withdraw(self, request_id: str) -> bool:
+        """Withdraw a payment request nobody has paid: the customer can no longer pay it
+        (its QRIS code is refused, its push is gone from the app). True once withdrawn, again
+        True when asked again; False when it was paid already (that payment is reported as
+        any other)."""
+
     async def refund(self, idempotency_key: str, reference: str, amount: Money,
                      payment_reference: str) -> str:
         """Pay `amount` of a capture back; returns the refund's id. Same key, one refund."""
@@ -107,6 +113,18 @@ class HttpGateway:
 
     async def paid(self, request_id: str) -> list[Transfer]:
         return await self._money_in(f"/v1/payment-requests/{request_id}/payments", {})
+
+    async def withdraw(self, request_id: str) -> bool:
+        response = await self._client.post(f"/v1/payment-requests/{request_id}/withdraw", {},
+                                           {})
+        if response.status == 409:
+            return False  # paid already
+        if response.status == 404:
+            raise InfrastructureError(f"gateway knows no payment request {request_id}",
+                                      retriable=False)
+        if response.status != 200:
+            raise InfrastructureError(f"gateway answered {response.status}")
+        return True
 
     async def refund(self, idempotency_key: str, reference: str, amount: Money,
                      payment_reference: str) -> str:
@@ -163,6 +181,7 @@ class InMemoryGateway:
         self.accounts: dict[str, tuple[tuple[str, int, str, datetime, str], str]] = {}
         self.refunds: dict[str, tuple[tuple[str, int, str, str], str]] = {}
         self.requests: dict[str, tuple[tuple[Any, ...], PaymentRequest]] = {}
+        self.withdrawn: set[str] = set()
         self.paid_in: dict[str, list[Transfer]] = {}  # account or request -> money into it
 
     async def charge(self, idempotency_key: str, reference: str, amount: Money,
@@ -206,6 +225,14 @@ class InMemoryGateway:
     async def paid(self, request_id: str) -> list[Transfer]:
         return await self.transfers(request_id)  # one ledger of money in, as the simulator's
 
+    async def withdraw(self, request_id: str) -> bool:
+        if not any(made.request_id == request_id for _, made in self.requests.values()):
+            raise InfrastructureError(f"no payment request {request_id}", retriable=False)
+        if self.paid_in.get(request_id):
+            return False
+        self.withdrawn.add(request_id)
+        return True
+
     async def refund(self, idempotency_key: str, reference: str, amount: Money,
                      payment_reference: str) -> str:
         return str(self._once(self.refunds, idempotency_key,
@@ -222,6 +249,8 @@ class InMemoryGateway:
 
     def pay_into(self, account_number: str, amount: Money) -> str:
         """Simulation: the customer's bank pays into the account (no callback is made)."""
+        if account_number in self.withdrawn:
+            raise LookupError(f"payment request {account_number} was withdrawn")
         transfer = Transfer(f"tr_fake_{sum(map(len, self.paid_in.values())) + 1}", amount)
         self.paid_in.setdefault(account_number, []).append(transfer)
         return transfer.transfer_id

@@ -210,3 +210,36 @@ async def test_what_was_paid_on_a_request_can_be_asked(gateway, infra) -> None:
     [payment] = await gateway.paid(request.request_id)
     assert payment.amount == IDR
     assert await gateway.paid("pr-no-such-request") == []
+
+
+async def test_a_withdrawn_request_cannot_be_paid_and_a_paid_one_cannot_be_withdrawn(
+        gateway, infra) -> None:  # noqa: ANN001
+    async def ask(ref: str):  # noqa: ANN202
+        return await gateway.request_payment(f"{ref}:request", ref, IDR, "qris",
+                                             datetime.now(UTC) + timedelta(hours=1),
+                                             "http://127.0.0.1:9/v1/gateway/callbacks")
+
+    async def pay(request_id: str) -> bool:
+        """Whether the customer's payment went through."""
+        if isinstance(gateway, InMemoryGateway):
+            try:
+                gateway.pay_into(request_id, IDR)
+            except LookupError:
+                return False
+            return True
+        async with httpx.AsyncClient(base_url=infra.gateway_url) as client:
+            answer = await client.post(f"/v1/payment-requests/{request_id}/pay")
+        assert answer.status_code in (201, 410), answer.text
+        return answer.status_code == 201
+
+    cancelled = await ask(f"ord_{uuid.uuid4().hex}")
+    assert await gateway.withdraw(cancelled.request_id) is True
+    assert await gateway.withdraw(cancelled.request_id) is True  # asked again: the same
+    assert await pay(cancelled.request_id) is False
+    assert await gateway.paid(cancelled.request_id) == []
+    paid = await ask(f"ord_{uuid.uuid4().hex}")
+    assert await pay(paid.request_id) is True
+    assert await gateway.withdraw(paid.request_id) is False
+    with pytest.raises(InfrastructureError) as unknown:
+        await gateway.withdraw("pr-no-such-request")
+    assert unknown.value.retriable is False

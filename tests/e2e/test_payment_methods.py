@@ -103,6 +103,27 @@ async def test_an_app_payment_left_unpaid_expires_and_cannot_be_paid_after(
     await no_violations(services, db, [order_id])
 
 
+@pytest.mark.parametrize("method, payment", [
+    ("qris", {}), ("ewallet", {"token": "tok_dana", "wallet": "dana"})])
+async def test_the_request_of_an_order_cancelled_unpaid_is_withdrawn_and_cannot_be_paid(
+        services, api, db, method: str, payment: dict) -> None:
+    _, order_id = await rupiah_order(services, api, method, **payment)
+    await reach(db, order_id, "PaymentRequested")
+    request_id = (await view(api, order_id))["app_payment"]["request_id"]
+    cancelled = await api.post(f"/v1/orders/{order_id}/cancel", headers=await auth(SHOP, "IDR"))
+    assert cancelled.status_code == 200, cancelled.text
+
+    async def withdrawn() -> bool:
+        return any(e["type"] == "PaymentRequestWithdrawn" and e["request_id"] == request_id
+                   for e in await events_of(db, "payments", order_id))
+
+    await wait_until(withdrawn, 30, "the payment request to be withdrawn")
+    refused = await pay_request(services, request_id)
+    assert refused.status_code == 410 and "withdrew" in refused.text
+    assert await gateway_refunds(db, order_id) == []  # no money moved either way
+    await no_violations(services, db, [order_id])
+
+
 async def test_a_virtual_account_at_the_customer_s_bank_is_paid_and_paid_back(
         services, api, db) -> None:
     sku, order_id = await rupiah_order(services, api, "bank_transfer", bank="bni")

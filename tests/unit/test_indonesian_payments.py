@@ -78,11 +78,27 @@ async def test_an_app_payment_whose_callback_was_lost_is_found_at_its_deadline()
     assert only(platform, "PaymentConfirmed").data.method == "ewallet"
 
 
-async def test_a_code_paid_after_its_order_was_cancelled_is_paid_back() -> None:
+async def test_the_code_of_a_cancelled_order_is_withdrawn_and_cannot_be_paid() -> None:
     platform = await placed(rupiah("o1", "qris"))
+    asked = only(platform, "PaymentRequested").data
     await platform.customer("o1", lambda s: orders.cancel(s, "o1"))
     await platform.run()
-    await platform.transfer_arrives("o1")  # the code was still on the customer's screen
+    withdrawn = only(platform, "PaymentRequestWithdrawn").data
+    assert withdrawn.request_id == asked.request_id
+    with pytest.raises(LookupError):  # the code still on the customer's screen is refused
+        platform.gateway.pay_into(asked.request_id, asked.amount)
+    assert "RefundIssued" not in platform.stream("payments", "o1")
+    assert on_hand(platform) == {"on_hand": 10, "reserved": 0}
+
+
+async def test_a_code_paid_the_moment_before_its_order_was_cancelled_is_paid_back() -> None:
+    platform = await placed(rupiah("o1", "qris"))
+    asked = only(platform, "PaymentRequested").data
+    platform.gateway.pay_into(asked.request_id, asked.amount)  # paid; the callback is late
+    await platform.customer("o1", lambda s: orders.cancel(s, "o1"))
+    await platform.run()
+    assert "PaymentRequestWithdrawn" not in platform.stream("payments", "o1")  # too late
+    await platform.transfer_arrives("o1")
     await platform.run()
     refund = only(platform, "RefundIssued").data
     assert (refund.reason, refund.amount.amount, refund.manual_payout) == (
