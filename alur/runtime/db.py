@@ -89,15 +89,20 @@ def advisory_key(name: str) -> int:
 
 
 async def migrate(dsn: str, schema: str, *directories: Path) -> list[str]:
-    """Apply every not yet applied `NNN_name.sql` of the directories, in name order.
+    """Apply every not yet applied `NNN_name.sql` of the directories, in name order; then each
+    repeatable `R_name.sql` whose text changed since it was last applied (or that never was).
 
-    Runs under an advisory lock so replicas starting together migrate once.
-    Each file is applied in its own transaction together with its bookkeeping row.
+    A repeatable migration holds definitions that are replaced whole (`CREATE OR REPLACE
+    FUNCTION`): a change to such a function is an edit of its one file, not a copy of it in a
+    new numbered migration. Runs under an advisory lock so replicas starting together migrate
+    once. Each file is applied in its own transaction together with its bookkeeping row.
     """
-    files = sorted((p for d in directories for p in d.glob("*.sql")), key=lambda p: p.name)
-    names = [p.name for p in files]
+    every = sorted((p for d in directories for p in d.glob("*.sql")), key=lambda p: p.name)
+    names = [p.name for p in every]
     if len(set(names)) != len(names):
         raise ValueError(f"migration names collide in {directories}: {names}")
+    files = [p for p in every if not p.name.startswith("R_")]
+    repeatable = [p for p in every if p.name.startswith("R_")]
     conn = await asyncpg.connect(dsn)
     applied: list[str] = []
     try:
@@ -106,15 +111,30 @@ async def migrate(dsn: str, schema: str, *directories: Path) -> list[str]:
         await conn.execute("SELECT pg_advisory_lock($1)", advisory_key(f"migrate:{schema}"))
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            " name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now(),"
+            " checksum text)"  # a repeatable migration's text as last applied (sha256)
         )
-        done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+        await conn.execute("ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum text")
+        done = {r["name"]: r["checksum"]
+                for r in await conn.fetch("SELECT name, checksum FROM schema_migrations")}
         for path in files:
             if path.name in done:
                 continue
             async with conn.transaction():
                 await conn.execute(path.read_text())
                 await conn.execute("INSERT INTO schema_migrations (name) VALUES ($1)", path.name)
+            applied.append(path.name)
+        for path in repeatable:
+            text = path.read_text()
+            checksum = hashlib.sha256(text.encode()).hexdigest()
+            if done.get(path.name) == checksum:
+                continue
+            async with conn.transaction():
+                await conn.execute(text)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (name, checksum) VALUES ($1, $2)"
+                    " ON CONFLICT (name) DO UPDATE SET checksum = $2, applied_at = now()",
+                    path.name, checksum)
             applied.append(path.name)
     finally:
         await conn.close()

@@ -1,6 +1,7 @@
 """The sales analytics projection: rebuild by replay, compare with the live tables, swap, report.
 
-The projection itself is SQL (migrations/104_sales_fold.sql): `sales_fold` folds a set of event
+The projection itself is SQL (its functions as they are now in migrations/R_sales_facts.sql,
+their types and trigger in 104_sales_fold.sql): `sales_fold` folds a set of event
 envelopes into `sales_orders` / `sales_lines` in one statement; a statement-level trigger keeps
 the live tables in step with the orders event store. A replay folds events into the same tables
 of schema `orders_rebuild` instead (its session puts that schema first on the search_path),
@@ -203,8 +204,8 @@ async def _commit_batch(conn: asyncpg.Connection, pass_no: int, facts: list[Fact
         list(positions.values()))
 
 
-# A `sales_fact` and a `sales_line_fact` (migrations/104_sales_fold.sql, and 108_sales_tax.sql
-# for the tax), as asyncpg sends them.
+# A `sales_fact` and a `sales_line_fact` (types of migrations/104_sales_fold.sql, and
+# 108_sales_tax.sql for the tax), as asyncpg sends them.
 Fact = tuple[str, str, datetime, str, str, str | None, str | None, int | None, str | None,
              int | None, int | None]
 LineFact = tuple[str, str, int, int]
