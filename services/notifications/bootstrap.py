@@ -50,43 +50,47 @@ def make_perform(mailer: Mailer, sent_log: SentLog,
     # by side: had each been checked before it queued for a session, a PostgreSQL restart
     # would let every queued e-mail go out with no record of it, all sent again after the
     # restart (the fault suite saw 32). Checked at the start of its turn, an e-mail finds the
-    # database gone and waits; at most `sessions` are ever sent and not yet recorded.
+    # database gone and waits; at most `sessions` are ever sent and not yet recorded. What
+    # needs no session (opening the address, rendering the text) is done before the turn.
     turns = asyncio.Semaphore(sessions)
 
     async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
         if not isinstance(command, domain.SendEmail):
             raise TypeError(f"unknown command {command!r}")
+        message = await prepare(command)
         async with turns:
-            return await send_once(command)
-
-    async def send_once(command: domain.SendEmail) -> Sequence[Model]:
-        # Sent already by a batch that did not commit (a crash): record it, do not resend.
-        if not await sent_log.sent(command.notification_id):
-            to, name = command.to.email, command.to.name
-            if command.to.sealed is not None:
+            # Sent already by a batch that did not commit (a crash): record it, do not resend.
+            if not await sent_log.sent(command.notification_id):
+                if not isinstance(message, tuple):
+                    return [message]  # the customer was forgotten: nothing is sent
                 try:
-                    who = (await open_sealed(command.to.sealed)).get("customer", {})
-                except keyring.Erased:
-                    # Forgotten while the e-mail waited: it is not sent, and never will be.
-                    return [NotificationFailedData(
-                        order_id=command.about.subject,
-                        notification_id=command.notification_id, channel="email",
-                        template=command.template, about_event_id=command.about.id,
-                        error="the customer was forgotten: nothing is sent to them")]
-                to, name = who.get("email"), who.get("name") or "customer"
-            if to is None:
-                raise ValueError(f"order {command.about.subject}: no e-mail address to send to")
-            subject, body = render(command.about, name, command.order, command.to.locale)
-            try:
-                await mailer.send(to, subject, body,
-                                  f"<{command.notification_id}@alur.local>")
-            except Exception:
-                _failed_emails.inc()  # an attempt; the runtime retries or dead-letters it
-                raise
-            await sent_log.record(command.notification_id)
+                    await mailer.send(*message, f"<{command.notification_id}@alur.local>")
+                except Exception:
+                    _failed_emails.inc()  # an attempt; the runtime retries or dead-letters it
+                    raise
+                await sent_log.record(command.notification_id)
         return [NotificationSentData(
             order_id=command.about.subject, notification_id=command.notification_id,
             channel="email", template=command.template, about_event_id=command.about.id)]
+
+    async def prepare(command: domain.SendEmail) -> tuple[str, str, str] | Model:
+        """(to, subject, body), or why nothing will be sent."""
+        to, name = command.to.email, command.to.name
+        if command.to.sealed is not None:
+            try:
+                who = (await open_sealed(command.to.sealed)).get("customer", {})
+            except keyring.Erased:
+                # Forgotten while the e-mail waited: it is not sent, and never will be.
+                return NotificationFailedData(
+                    order_id=command.about.subject, notification_id=command.notification_id,
+                    channel="email", template=command.template,
+                    about_event_id=command.about.id,
+                    error="the customer was forgotten: nothing is sent to them")
+            to, name = who.get("email"), who.get("name") or "customer"
+        if to is None:
+            raise ValueError(f"order {command.about.subject}: no e-mail address to send to")
+        subject, body = render(command.about, name, command.order, command.to.locale)
+        return to, subject, body
 
     return perform
 
