@@ -16,6 +16,8 @@ from aiokafka import AIOKafkaProducer
 from alur.infra import grafana, prometheus
 from alur.settings import SERVICES, Settings
 from tests.e2e.helpers import all_delivered, new_sku, order_body, place, set_stock, wait_until
+from tests.e2e.test_kafka_intake import kafka_shop
+from tests.e2e.test_kafka_intake import order as kafka_order
 
 STAGES = ("reserved", "paid", "shipment_created", "shipped", "delivered")
 
@@ -123,11 +125,22 @@ async def test_the_alert_rules_evaluate_and_a_dead_letter_fires_its_alert(servic
 
 async def test_every_dashboard_query_returns_series(services, api, db, prom) -> None:
     """Each panel's PromQL parses and answers with at least one series, for every service on
-    the service board, once an order and a poison message went through."""
+    the service board, once an order over HTTP, an order and an unreadable record on a shop's
+    Kafka intake topic, and a poison message went through (whatever other tests ran
+    before)."""
     await _send_poison(services)
     sku = new_sku()
     await set_stock(services, [("WH-1", sku, 10)])
     order = await place(api, order_body(sku))
+    shop = await kafka_shop(services, f"kshop-obs-{uuid.uuid4().hex[:6]}")
+    try:
+        await shop.place(kafka_order("OBS-1", sku))
+        await shop.publish(b"{not json", "OBS-2")  # refused, with its reason
+        await shop.about("OBS-1", "OrderAccepted")
+        await shop.about("OBS-2", "OrderRejected")
+    finally:
+        await shop.producer.stop()
+        await shop.outcomes.stop()
     await wait_until(lambda: all_delivered(db, [order]), 60, "an order to be delivered")
     empty = []
     for board in grafana.DASHBOARDS:

@@ -94,7 +94,6 @@ def authenticator(
             raise ApiError("signature-expired", f"{str(exc).capitalize()}.") from None
         except BadSignature as exc:
             raise ApiError("invalid-signature", f"{str(exc).capitalize()}.") from None
-        assert signature is not None
         return Caller(shop, signature)
 
     return caller
