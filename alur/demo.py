@@ -317,7 +317,7 @@ async def _branches(db: asyncpg.Pool, run: Run, report: Report) -> list[tuple[st
                                           f"{n.get('PaymentExpired', 0)} expired unpaid, "
                                           f"{withdrawn} withdrawn "
                                           "as their order was cancelled"),
-        ("cards declined", str(n.get("PaymentFailed", 0))),
+        ("declined (cards, e-wallet pushes)", str(n.get("PaymentFailed", 0))),
         ("out of stock", str(n.get("StockRejected", 0))),
         ("cancelled", by_reason("OrderCancelled")),
         ("cancels refused (released)", str(run.customers.refused["cancel"])),

@@ -48,6 +48,7 @@ class Plan:
     pickup: bool = False
     store: str | None = None       # the pickup store
     pays_transfer: bool = True
+    declines: bool = False         # ewallet: declines the push in the app instead of paying
     cancel: str | None = None      # "before_payment" | "after_payment"
     returns: bool = False
     partial: bool = False          # returns one unit first (broken: written off), then the rest
@@ -61,7 +62,8 @@ class Plan:
     def branch(self) -> str:
         if self.till:
             return f"till {self.method}"
-        return f"{self.method}{' (declined)' if self.token == 'tok_decline' else ''}"
+        declined = self.token == "tok_decline" or self.declines
+        return f"{self.method}{' (declined)' if declined else ''}"
 
 
 BANKS, WALLETS = get_args(Bank), get_args(Wallet)  # the ones an order may name
@@ -85,6 +87,7 @@ def plan(rng: random.Random) -> Plan:
         p.bank = rng.choice(BANKS)
     p.pickup = method != "cod" and rng.random() < 0.15
     p.pays_transfer = rng.random() < 0.8
+    p.declines = method == "ewallet" and not p.pays_transfer and rng.random() < 0.5
     cancel = rng.random()
     p.cancel = "before_payment" if cancel < 0.04 else "after_payment" if cancel < 0.08 else None
     after = rng.random()
@@ -260,6 +263,9 @@ class Customers:
             return None
         if p.cancel == "before_payment" and "cancel" not in p.done:
             return self._post(order_id, p, "cancel", "cancel")
+        if p.declines and account and "decline" not in p.done \
+                and not types & {"PaymentConfirmed", "PaymentExpired", "PaymentFailed"}:
+            return self._decline(p, account)
         if (p.method in PAYS_IN and p.pays_transfer and account and due
                 and "transfer" not in p.done
                 and not types & {"PaymentConfirmed", "PaymentExpired"}):
@@ -326,6 +332,16 @@ class Customers:
         if response.status_code >= 400:
             self.refused[action] += 1
         p.done.add(action)
+
+    async def _decline(self, p: Plan, request_id: str) -> None:
+        """Decline the e-wallet push in the app (409 declined already, 410 gone: done too)."""
+        try:
+            response = await self.gateway.post(f"/v1/payment-requests/{request_id}/decline")
+        except httpx.TransportError:
+            self.unanswered["decline"] += 1
+            return  # declined or not, nobody said: next round
+        if response.status_code in (201, 409, 410):
+            p.done.add("decline")
 
     async def _pay(self, p: Plan, account: str, amount: int) -> None:
         """Transfer into the virtual account, or pay the QRIS code / approve the push (the

@@ -105,6 +105,8 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.payment_requests (
 );
 -- Set when the merchant withdrew the request (its order was cancelled): it cannot be paid.
 ALTER TABLE {SCHEMA}.payment_requests ADD COLUMN IF NOT EXISTS withdrawn_at timestamptz;
+-- Set when the customer declined the e-wallet push in the app: it cannot be paid.
+ALTER TABLE {SCHEMA}.payment_requests ADD COLUMN IF NOT EXISTS declined_at timestamptz;
 -- Money in: a transfer into a virtual account, or the payment of a request (its id in
 -- account_number).
 CREATE TABLE IF NOT EXISTS {SCHEMA}.transfers (
@@ -136,6 +138,8 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.callbacks (
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     created_at      timestamptz NOT NULL DEFAULT now()
 );
+-- A callback reports money in (its transfer's id) or a declined push (the decline's id).
+ALTER TABLE {SCHEMA}.callbacks DROP CONSTRAINT IF EXISTS callbacks_transfer_id_fkey;
 CREATE INDEX IF NOT EXISTS callbacks_due ON {SCHEMA}.callbacks (next_attempt_at)
     WHERE status = 'pending';
 """
@@ -373,9 +377,14 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
         async with pools["db"].acquire() as conn, conn.transaction():
             # One payment per request: the request's row lock makes a second one wait, then
             # see the first.
-            if await conn.fetchval(f"SELECT withdrawn_at FROM {SCHEMA}.payment_requests"
-                                   " WHERE id = $1 FOR UPDATE", request_id) is not None:
+            locked = await conn.fetchrow(f"SELECT withdrawn_at, declined_at FROM {SCHEMA}."
+                                         "payment_requests WHERE id = $1 FOR UPDATE",
+                                         request_id)
+            if locked["withdrawn_at"] is not None:
                 return JSONResponse({"error": "the merchant withdrew the payment request"},
+                                    status_code=410)
+            if locked["declined_at"] is not None:
+                return JSONResponse({"error": "the customer declined the push"},
                                     status_code=410)
             if await conn.fetchval(f"SELECT true FROM {SCHEMA}.transfers"
                                    " WHERE account_number = $1", request_id):
@@ -383,6 +392,39 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
             await record_money_in(conn, payment_id, request_id, request["amount"],
                                   request["currency"], request["callback_url"], report)
         return await report_money_in(payment_id)
+
+    @app.post("/v1/payment-requests/{request_id}/decline")
+    async def decline_request(request_id: str) -> JSONResponse:
+        """Simulation only: the customer declines the e-wallet push in the app. The merchant
+        is told by a signed callback (`payment.declined`). A QRIS code cannot be declined (it
+        lapses); a paid or withdrawn request no longer can be."""
+        decline_id = f"dc_{uuid.uuid4().hex[:24]}"
+        async with pools["db"].acquire() as conn, conn.transaction():
+            request = await conn.fetchrow(f"SELECT * FROM {SCHEMA}.payment_requests"
+                                          " WHERE id = $1 FOR UPDATE", request_id)
+            if request is None:
+                return JSONResponse({"error": "no such payment request"}, status_code=404)
+            if request["method"] != "ewallet":
+                return JSONResponse({"error": "only an e-wallet push can be declined"},
+                                    status_code=409)
+            if request["declined_at"] is not None:
+                return JSONResponse({"error": "declined already"}, status_code=409)
+            if request["withdrawn_at"] is not None or request["expires_at"] <= datetime.now(UTC):
+                return JSONResponse({"error": "the push is gone"}, status_code=410)
+            if await conn.fetchval(f"SELECT true FROM {SCHEMA}.transfers"
+                                   " WHERE account_number = $1", request_id):
+                return JSONResponse({"error": "already paid"}, status_code=409)
+            await conn.execute(f"UPDATE {SCHEMA}.payment_requests SET declined_at = now()"
+                               " WHERE id = $1", request_id)
+            report = json.dumps({
+                "type": "payment.declined", "id": decline_id,
+                "reference": request["reference"], "request_id": request_id,
+                "amount": request["amount"], "currency": request["currency"]})
+            await conn.execute(
+                f"INSERT INTO {SCHEMA}.callbacks (transfer_id, url, body, next_attempt_at)"
+                " VALUES ($1, $2, $3, now() + make_interval(secs => $4))", decline_id,
+                request["callback_url"], report, CALLBACK_FIRST_BACKOFF)
+        return await report_money_in(decline_id)
 
     @app.post("/v1/payment-requests/{request_id}/withdraw")
     async def withdraw_request(request_id: str) -> JSONResponse:

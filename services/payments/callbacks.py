@@ -1,6 +1,6 @@
 """The gateway's callback endpoint: a bank transfer arrived in an order's virtual account
-(`transfer.received`), or the customer paid an order's QRIS code or approved its e-wallet push
-(`payment.completed`).
+(`transfer.received`), the customer paid an order's QRIS code or approved its e-wallet push
+(`payment.completed`), or declined the push in the app (`payment.declined`).
 
 The gateway signs each callback (HMAC-SHA256 over timestamp, method, path and body with the
 shared secret); a callback's id goes in the payments inbox, so a repeated report changes
@@ -33,13 +33,13 @@ CALLBACK_NAMESPACE = uuid.UUID("5b0f7c5e-8a8c-4a43-9d0e-6f3f3b2b7a11")
 
 
 class TransferReport(BaseModel):
-    type: Literal["transfer.received", "payment.completed"]
+    type: Literal["transfer.received", "payment.completed", "payment.declined"]
     id: str = Field(min_length=1, description="The gateway's id for the payment.")
     reference: str = Field(min_length=1, description="The order id.")
     account_number: str | None = Field(None, min_length=1,
                                        description="transfer.received: the virtual account.")
-    request_id: str | None = Field(None, min_length=1,
-                                   description="payment.completed: the payment request.")
+    request_id: str | None = Field(None, min_length=1, description="payment.completed, "
+                                   "payment.declined: the payment request.")
     amount: int = Field(gt=0, strict=True)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
 
@@ -77,7 +77,9 @@ def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.Paymen
                 if not await uow.unseen([callback_id]):
                     return JSONResponse({"status": "already recorded"})
                 done = await act_or_claim(
-                    uow, decider, report.reference, lambda state: domain.transfer_received(
+                    uow, decider, report.reference, lambda state: domain.request_declined(
+                        state, report.reference, report.paid_into)
+                    if report.type == "payment.declined" else domain.transfer_received(
                         state, report.reference, amount, report.paid_into, report.id),
                     source=source, remember=callback_id)
             # A transfer to send back is sent with no transaction open, then recorded.

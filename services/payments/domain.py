@@ -14,7 +14,9 @@
   with any banking or wallet app, or a push to the customer's e-wallet app (GoPay, OVO, DANA,
   ShopeePay) to approve there. The gateway's signed callback reports the payment; from there
   on it runs like a transfer: settled at its deadline (`SettleTransfer`), paid back if late
-  (`late_payment`) or not the order's to take. An order cancelled while its request is unpaid
+  (`late_payment`) or not the order's to take. A push the customer declines in the app fails
+  the payment (PaymentFailed, `declined`), as a declined card does; had that callback been
+  lost, the push lapses at its deadline instead. An order cancelled while its request is unpaid
   has the gateway withdraw it (`WithdrawRequest`, recorded as PaymentRequestWithdrawn): the
   customer can no longer pay it. Paid just before, it is not withdrawn, and that payment
   comes back as a late one.
@@ -52,6 +54,7 @@ from schemas import (
     OrderPlacedData,
     PaymentConfirmedData,
     PaymentExpiredData,
+    PaymentFailedData,
     PaymentInstruction,
     PaymentMethod,
     PaymentRequestedData,
@@ -382,6 +385,18 @@ def transfer_received(state: PaymentState, order_id: str, amount: Money,
     late = replace(state, captured=amount, gateway_reference=transfer_id)
     return [confirmed, *_refund(late, order_id, "late_transfer" if state.method ==
                                 "bank_transfer" else "late_payment")]
+
+
+def request_declined(state: PaymentState, order_id: str, request_id: str) -> list[Decision]:
+    """The gateway says the customer declined the order's e-wallet push in the app: the
+    payment failed (the order is cancelled and its stock released, as for a declined card).
+    Nothing is declined of a push already paid, lapsed or withdrawn."""
+    if state.pay_into != request_id or state.method != "ewallet" or state.amount is None:
+        raise TransferMismatch(f"{request_id} is not an e-wallet push of order {order_id}")
+    if state.status != "pending" or state.cancelled:
+        return []
+    return [PaymentFailedData(order_id=order_id, payment_id=_payment_id(order_id),
+                              amount=state.amount, reason="declined")]
 
 
 def requested(command: RequestPayment, request_id: str, expires_at: datetime,

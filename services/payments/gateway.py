@@ -182,6 +182,7 @@ class InMemoryGateway:
         self.refunds: dict[str, tuple[tuple[str, int, str, str], str]] = {}
         self.requests: dict[str, tuple[tuple[Any, ...], PaymentRequest]] = {}
         self.withdrawn: set[str] = set()
+        self.declined: set[str] = set()
         self.paid_in: dict[str, list[Transfer]] = {}  # account or request -> money into it
 
     async def charge(self, idempotency_key: str, reference: str, amount: Money,
@@ -247,10 +248,16 @@ class InMemoryGateway:
                 for (ref, amount, currency, _), result in self.charges.values()
                 if ref == reference and result.succeeded]
 
+    def decline(self, request_id: str) -> None:
+        """Simulation: the customer declines the e-wallet push (no callback is made)."""
+        if self.paid_in.get(request_id) or request_id in self.withdrawn:
+            raise LookupError(f"payment request {request_id} can no longer be declined")
+        self.declined.add(request_id)
+
     def pay_into(self, account_number: str, amount: Money) -> str:
         """Simulation: the customer's bank pays into the account (no callback is made)."""
-        if account_number in self.withdrawn:
-            raise LookupError(f"payment request {account_number} was withdrawn")
+        if account_number in self.withdrawn | self.declined:
+            raise LookupError(f"payment request {account_number} was withdrawn or declined")
         transfer = Transfer(f"tr_fake_{sum(map(len, self.paid_in.values())) + 1}", amount)
         self.paid_in.setdefault(account_number, []).append(transfer)
         return transfer.transfer_id

@@ -49,6 +49,15 @@ async def return_all(api: httpx.AsyncClient, order_id: str, sku: str, quantity: 
     assert returned.status_code == 202, returned.text
 
 
+async def stock_released(db, order_id: str) -> None:  # noqa: ANN001
+    """Wait until inventory put the order's reserved units back on sale."""
+    async def released() -> bool:
+        return any(e["type"] == "StockReleased" for e in await events_of(db, "inventory",
+                                                                           order_id))
+
+    await wait_until(released, 30, "the stock to be released")
+
+
 async def gateway_refunds(db, order_id: str) -> list[int]:  # noqa: ANN001
     return [r["amount"] for r in await db.fetch(
         "SELECT amount FROM gateway_sim.refunds WHERE reference = $1", order_id)]
@@ -94,12 +103,7 @@ async def test_an_app_payment_left_unpaid_expires_and_cannot_be_paid_after(
     types = await reach(db, order_id, "OrderCancelled", timeout=120)
     assert types[-2:] == ["PaymentExpired", "OrderCancelled"]
     assert (await pay_request(services, request_id)).status_code == 410
-
-    async def released() -> bool:
-        return any(e["type"] == "StockReleased" for e in await events_of(db, "inventory",
-                                                                           order_id))
-
-    await wait_until(released, 30, "the stock to be released")
+    await stock_released(db, order_id)
     await no_violations(services, db, [order_id])
 
 
@@ -122,6 +126,40 @@ async def test_the_request_of_an_order_cancelled_unpaid_is_withdrawn_and_cannot_
     assert refused.status_code == 410 and "withdrew" in refused.text
     assert await gateway_refunds(db, order_id) == []  # no money moved either way
     await no_violations(services, db, [order_id])
+
+
+async def test_an_e_wallet_push_declined_in_the_app_cancels_the_order_at_once(
+        services, api, db) -> None:
+    _, order_id = await rupiah_order(services, api, "ewallet", token="tok_ovo", wallet="ovo")
+    await reach(db, order_id, "PaymentRequested")
+    request_id = (await view(api, order_id))["app_payment"]["request_id"]
+    async with httpx.AsyncClient(base_url=services.gateway_url, timeout=10) as gateway:
+        declined = await gateway.post(f"/v1/payment-requests/{request_id}/decline")
+        assert declined.status_code == 201, declined.text
+        assert (await gateway.post(f"/v1/payment-requests/{request_id}/decline")
+                ).status_code == 409  # once
+    types = await reach(db, order_id, "OrderCancelled", timeout=30)  # not at the deadline
+    assert types[-2:] == ["PaymentFailed", "OrderCancelled"]
+    [failed] = [e for e in await events_of(db, "payments", order_id)
+                if e["type"] == "PaymentFailed"]
+    assert failed["reason"] == "declined"
+    [cancelled] = [e for e in await events_of(db, "orders", order_id)
+                   if e["type"] == "OrderCancelled"]
+    assert cancelled["reason"] == "payment_failed"
+    assert (await pay_request(services, request_id)).status_code == 410
+    await stock_released(db, order_id)
+    await no_violations(services, db, [order_id])
+
+
+async def test_a_qris_code_cannot_be_declined_only_left_to_lapse(services, api, db) -> None:
+    _, order_id = await rupiah_order(services, api, "qris")
+    await reach(db, order_id, "PaymentRequested")
+    request_id = (await view(api, order_id))["app_payment"]["request_id"]
+    async with httpx.AsyncClient(base_url=services.gateway_url, timeout=10) as gateway:
+        refused = await gateway.post(f"/v1/payment-requests/{request_id}/decline")
+    assert refused.status_code == 409 and "e-wallet" in refused.text
+    assert (await pay_request(services, request_id)).status_code == 201
+    await reach(db, order_id, "PaymentConfirmed")
 
 
 async def test_a_virtual_account_at_the_customer_s_bank_is_paid_and_paid_back(

@@ -29,7 +29,7 @@ from services.notifications.sent_log import InMemorySentLog
 from services.orders import bootstrap as orders
 from services.orders.domain import OrderState
 from services.payments import bootstrap as payments
-from services.payments.domain import transfer_received
+from services.payments.domain import request_declined, transfer_received
 from services.payments.gateway import InMemoryGateway
 from services.shipping import bootstrap as shipping
 from services.shipping.carrier import InMemoryCarrier
@@ -189,6 +189,17 @@ class FakePlatform:
             await call_outside(self._uow_factory("payments"), payments.DECIDER, done,
                                source="alur/payments", perform=self.performs["payments"])
 
+
+    async def push_declined(self, order_id: str) -> None:
+        """The customer declines the order's e-wallet push in the app, and the gateway's
+        callback (`payment.declined`) reaches payments."""
+        state = self.states["payments"]
+        asked = next(s.event for s in state.streams[order_id]
+                     if s.event.type == "PaymentRequested").data
+        self.gateway.decline(asked.request_id)
+        async with InMemoryUnitOfWork(state) as uow:
+            await act_or_claim(uow, payments.DECIDER, order_id, lambda s: request_declined(
+                s, order_id, asked.request_id), source="alur/payments")
 
     async def settle(self, max_rounds: int = 50) -> None:
         """Relay and consume until nothing moves."""

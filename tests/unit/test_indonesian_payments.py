@@ -2,6 +2,7 @@
 in-memory platform (the same services, the in-memory gateway)."""
 
 from datetime import timedelta
+from functools import reduce
 
 import pytest
 from pydantic import ValidationError
@@ -67,6 +68,23 @@ async def test_an_e_wallet_push_not_approved_expires_and_the_stock_goes_back() -
     await platform.run(timedelta(hours=1))
     assert platform.stream("payments", "o1")[-2:] == ["PaymentExpired", "OrderCancelled"]
     assert on_hand(platform) == {"on_hand": 10, "reserved": 0}
+
+
+async def test_an_e_wallet_push_declined_in_the_app_fails_the_payment_at_once() -> None:
+    platform = await placed(rupiah("o1", "ewallet", token="tok_gopay", wallet="gopay"))
+    asked = only(platform, "PaymentRequested").data
+    await platform.push_declined("o1")
+    await platform.run()
+    failed = only(platform, "PaymentFailed").data
+    assert (failed.reason, failed.amount.amount) == ("declined", 150_000)
+    assert platform.stream("payments", "o1")[-1] == "OrderCancelled"
+    assert on_hand(platform) == {"on_hand": 10, "reserved": 0}  # not held till the deadline
+    with pytest.raises(LookupError):
+        platform.gateway.pay_into(asked.request_id, asked.amount)
+    state = reduce(domain.evolve, [s.event for s in platform.states["payments"].streams["o1"]],
+                   domain.PaymentState())
+    with pytest.raises(domain.TransferMismatch):  # a push the order never made
+        domain.request_declined(state, "o1", "pr_other")
 
 
 async def test_an_app_payment_whose_callback_was_lost_is_found_at_its_deadline() -> None:
