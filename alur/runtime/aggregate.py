@@ -122,11 +122,11 @@ async def handle_event(
         return await _perform(perform, uow, command, cause)
 
     planned = await _plan_one(decider, history, event, source, call)
-    return await _record_plan(uow, decider, event, planned, source=source, observe=observe)
+    return await _record_plan(uow, decider, event, planned, observe=observe)
 
 
 async def _record_plan(uow: UnitOfWork, decider: Decider[S], event: Event, planned: Plan, *,
-                       source: str, observe: Observe[S] | None) -> HandlerResult:
+                       observe: Observe[S] | None) -> HandlerResult:
     """Record what handling `event` came to (`_plan_one`), or raise why it is refused."""
     if planned.refused is not None:
         raise planned.refused
@@ -472,8 +472,7 @@ def handler_for(decider: Decider[S], *, source: str, perform: Perform | None = N
         last = history[-1].event.id if history else None
         if len(history) != planned.version or last != planned.last_id:
             raise Unplanned(f"order {event.subject} moved on while its partner calls ran")
-        return await _record_plan(uow, decider, event, planned, source=source,
-                                  observe=observe)
+        return await _record_plan(uow, decider, event, planned, observe=observe)
 
     if concurrent and perform is not None:
         handle.plan = plan  # type: ignore[attr-defined]
