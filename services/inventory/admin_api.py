@@ -115,19 +115,21 @@ def create_app(pool: asyncpg.Pool, token: str) -> FastAPI:
     caller = Depends(admin)
 
     async def view(conn: asyncpg.Connection, sku: str) -> StockView:
-        rows = await conn.fetch(
-            "SELECT location, coalesce(s.on_hand, 0) AS on_hand,"
-            " coalesce(s.reserved, 0) AS reserved, coalesce(t.n, 0) AS in_transit"
-            " FROM (SELECT location, on_hand, reserved FROM stock WHERE sku = $1) AS s"
-            " FULL JOIN (SELECT to_location AS location, sum(quantity)::int AS n"
-            "   FROM stock_transfers WHERE sku = $1 AND status = 'in_transit' GROUP BY 1) AS t"
-            " USING (location) ORDER BY location", sku)
+        rows = {r["location"]: r for r in await conn.fetch(
+            "SELECT location, on_hand, reserved FROM stock WHERE sku = $1", sku)}
+        # Units on their way to a store may be its first of the SKU: it has no row yet.
+        moving = {location: units[sku] for location, units in
+                  (await PostgresStock.on(conn).in_transit([sku])).items()}
         threshold = await conn.fetchval(
             "SELECT threshold FROM low_stock_thresholds WHERE sku = $1", sku)
-        return StockView(sku=sku, threshold=threshold, locations=[
-            Level(location=r["location"], on_hand=r["on_hand"], reserved=r["reserved"],
-                  available=r["on_hand"] - r["reserved"], in_transit=r["in_transit"])
-            for r in rows])
+        levels = []
+        for location in sorted(rows.keys() | moving.keys()):
+            on_hand, reserved = (rows[location]["on_hand"], rows[location]["reserved"]) \
+                if location in rows else (0, 0)
+            levels.append(Level(location=location, on_hand=on_hand, reserved=reserved,
+                                available=on_hand - reserved,
+                                in_transit=moving.get(location, 0)))
+        return StockView(sku=sku, threshold=threshold, locations=levels)
 
     async def change(location: str, sku: str, actor: str, reason: str,
                      to: Callable[[int], int]) -> StockView:
