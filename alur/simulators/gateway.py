@@ -360,38 +360,43 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
             "id": request_id, **body.model_dump(exclude={"wallet"}),
             "wallet": wallet, "qr_string": qr_string})
 
+    async def locked_request(conn: asyncpg.Connection,
+                             request_id: str) -> tuple[asyncpg.Record | None, bool]:
+        """The payment request's row, locked until the caller's transaction ends (its payment,
+        its decline and its withdrawal take turns, each seeing what the one before did), and
+        whether it was paid."""
+        request = await conn.fetchrow(
+            f"SELECT * FROM {SCHEMA}.payment_requests WHERE id = $1 FOR UPDATE", request_id)
+        paid = request is not None and bool(await conn.fetchval(
+            f"SELECT true FROM {SCHEMA}.transfers WHERE account_number = $1", request_id))
+        return request, paid
+
     @app.post("/v1/payment-requests/{request_id}/pay")
     async def pay_request(request_id: str) -> JSONResponse:
         """Simulation only: the customer scans the QR code or approves the push."""
-        request = await pools["db"].fetchrow(
-            f"SELECT * FROM {SCHEMA}.payment_requests WHERE id = $1", request_id)
-        if request is None:
-            return JSONResponse({"error": "no such payment request"}, status_code=404)
-        if request["expires_at"] <= datetime.now(UTC):
-            return JSONResponse({"error": "the payment request has expired"}, status_code=410)
         payment_id = f"py_{uuid.uuid4().hex[:24]}"
-        report = json.dumps({
-            "type": "payment.completed", "id": payment_id, "reference": request["reference"],
-            "request_id": request_id, "amount": request["amount"],
-            "currency": request["currency"]})
         async with pools["db"].acquire() as conn, conn.transaction():
-            # One payment per request: the request's row lock makes a second one wait, then
-            # see the first.
-            locked = await conn.fetchrow(f"SELECT withdrawn_at, declined_at FROM {SCHEMA}."
-                                         "payment_requests WHERE id = $1 FOR UPDATE",
-                                         request_id)
-            if locked["withdrawn_at"] is not None:
+            request, paid = await locked_request(conn, request_id)
+            if request is None:
+                return JSONResponse({"error": "no such payment request"}, status_code=404)
+            if request["expires_at"] <= datetime.now(UTC):
+                return JSONResponse({"error": "the payment request has expired"},
+                                    status_code=410)
+            if request["withdrawn_at"] is not None:
                 return JSONResponse({"error": "the merchant withdrew the payment request"},
                                     status_code=410)
-            if locked["declined_at"] is not None:
+            if request["declined_at"] is not None:
                 return JSONResponse({"error": "the customer declined the push"},
                                     status_code=410)
-            if await conn.fetchval(f"SELECT true FROM {SCHEMA}.transfers"
-                                   " WHERE account_number = $1", request_id):
+            if paid:  # one payment per request
                 return JSONResponse({"error": "already paid"}, status_code=409)
+            report = json.dumps({
+                "type": "payment.completed", "id": payment_id,
+                "reference": request["reference"], "request_id": request_id,
+                "amount": request["amount"], "currency": request["currency"]})
             await record_money_in(conn, payment_id, request_id, request["amount"],
                                   request["currency"], request["callback_url"], report)
-        return await report_money_in(payment_id)
+        return await report_now(payment_id)
 
     @app.post("/v1/payment-requests/{request_id}/decline")
     async def decline_request(request_id: str) -> JSONResponse:
@@ -400,8 +405,7 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
         lapses); a paid or withdrawn request no longer can be."""
         decline_id = f"dc_{uuid.uuid4().hex[:24]}"
         async with pools["db"].acquire() as conn, conn.transaction():
-            request = await conn.fetchrow(f"SELECT * FROM {SCHEMA}.payment_requests"
-                                          " WHERE id = $1 FOR UPDATE", request_id)
+            request, paid = await locked_request(conn, request_id)
             if request is None:
                 return JSONResponse({"error": "no such payment request"}, status_code=404)
             if request["method"] != "ewallet":
@@ -411,8 +415,7 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
                 return JSONResponse({"error": "declined already"}, status_code=409)
             if request["withdrawn_at"] is not None or request["expires_at"] <= datetime.now(UTC):
                 return JSONResponse({"error": "the push is gone"}, status_code=410)
-            if await conn.fetchval(f"SELECT true FROM {SCHEMA}.transfers"
-                                   " WHERE account_number = $1", request_id):
+            if paid:
                 return JSONResponse({"error": "already paid"}, status_code=409)
             await conn.execute(f"UPDATE {SCHEMA}.payment_requests SET declined_at = now()"
                                " WHERE id = $1", request_id)
@@ -420,24 +423,18 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
                 "type": "payment.declined", "id": decline_id,
                 "reference": request["reference"], "request_id": request_id,
                 "amount": request["amount"], "currency": request["currency"]})
-            await conn.execute(
-                f"INSERT INTO {SCHEMA}.callbacks (transfer_id, url, body, next_attempt_at)"
-                " VALUES ($1, $2, $3, now() + make_interval(secs => $4))", decline_id,
-                request["callback_url"], report, CALLBACK_FIRST_BACKOFF)
-        return await report_money_in(decline_id)
+            await queue_callback(conn, decline_id, request["callback_url"], report)
+        return await report_now(decline_id)
 
     @app.post("/v1/payment-requests/{request_id}/withdraw")
     async def withdraw_request(request_id: str) -> JSONResponse:
         """The merchant withdraws a request nobody has paid (its order was cancelled): the code
         or push can no longer be paid. 409 once it was paid; asked again, the same answer."""
         async with pools["db"].acquire() as conn, conn.transaction():
-            # The request's row lock orders this against a payment of it (pay_request).
-            request = await conn.fetchrow(f"SELECT * FROM {SCHEMA}.payment_requests"
-                                          " WHERE id = $1 FOR UPDATE", request_id)
+            request, paid = await locked_request(conn, request_id)
             if request is None:
                 return JSONResponse({"error": "no such payment request"}, status_code=404)
-            if await conn.fetchval(f"SELECT true FROM {SCHEMA}.transfers"
-                                   " WHERE account_number = $1", request_id):
+            if paid:
                 return JSONResponse({"error": "already paid"}, status_code=409)
             await conn.execute(f"UPDATE {SCHEMA}.payment_requests SET withdrawn_at ="
                                " coalesce(withdrawn_at, now()) WHERE id = $1", request_id)
@@ -458,7 +455,7 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
         async with pools["db"].acquire() as conn, conn.transaction():
             await record_money_in(conn, transfer_id, account_number, body.amount,
                                   body.currency, account["callback_url"], report)
-        return await report_money_in(transfer_id)
+        return await report_now(transfer_id)
 
     async def record_money_in(conn: asyncpg.Connection, money_id: str, into: str, amount: int,
                               currency: str, callback_url: str, report: str) -> None:
@@ -466,19 +463,24 @@ def create_app(dsn: str, callback_secret: str) -> FastAPI:
         await conn.execute(
             f"INSERT INTO {SCHEMA}.transfers (id, account_number, amount, currency) "
             "VALUES ($1, $2, $3, $4)", money_id, into, amount, currency)
-        # Due for the retry loop only after this request's own first try.
+        await queue_callback(conn, money_id, callback_url, report)
+
+    async def queue_callback(conn: asyncpg.Connection, callback_id: str, url: str,
+                             report: str) -> None:
+        """A callback to deliver (money in, or a declined push), in the caller's transaction.
+        Due for the retry loop only after the request's own first try (report_now)."""
         await conn.execute(
             f"INSERT INTO {SCHEMA}.callbacks (transfer_id, url, body, next_attempt_at)"
-            " VALUES ($1, $2, $3, now() + make_interval(secs => $4))", money_id,
-            callback_url, report, CALLBACK_FIRST_BACKOFF)
+            " VALUES ($1, $2, $3, now() + make_interval(secs => $4))", callback_id, url, report,
+            CALLBACK_FIRST_BACKOFF)
 
-    async def report_money_in(money_id: str) -> JSONResponse:
+    async def report_now(callback_id: str) -> JSONResponse:
         """Try the callback once now; the retry loop has it after that."""
-        await deliver_callbacks(pools["db"], client, callback_secret, money_id)
+        await deliver_callbacks(pools["db"], client, callback_secret, callback_id)
         alarm.due(datetime.now(UTC) + timedelta(seconds=CALLBACK_FIRST_BACKOFF))
         status = await pools["db"].fetchval(
-            f"SELECT last_status FROM {SCHEMA}.callbacks WHERE transfer_id = $1", money_id)
-        return JSONResponse({"id": money_id, "callback_status": status}, status_code=201)
+            f"SELECT last_status FROM {SCHEMA}.callbacks WHERE transfer_id = $1", callback_id)
+        return JSONResponse({"id": callback_id, "callback_status": status}, status_code=201)
 
     @app.get("/v1/virtual-accounts/{account_number}/transfers")
     async def transfers_into(account_number: str) -> JSONResponse:
