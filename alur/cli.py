@@ -263,12 +263,13 @@ def _registry(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _schemas(args: argparse.Namespace, settings: Settings) -> None:
+    from alur.tools.trace import subscribers
     from schemas import tools
     from services.orders import asyncapi
     from services.orders.api import openapi
 
     paths = tools.write_samples() if args.action == "samples" else [
-        *tools.export(), openapi.write(), asyncapi.write()]
+        *tools.export(subscribers()), openapi.write(), asyncapi.write()]
     for path in paths:
         print(path)
 

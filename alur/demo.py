@@ -420,12 +420,13 @@ async def _money(db: asyncpg.Pool, ids: list[str]) -> list[tuple[str, str]]:
     """What the run sold, as the shops' books read it: orders paid (online, or at a till),
     the PPN in those totals, and what was refunded."""
     row = await db.fetchrow(
-        "WITH placed AS (SELECT stream_id, body->'data' AS d FROM orders.events"
+        "WITH placed AS (SELECT stream_id, body->'data' AS d, orders.event_tax(body) AS tax"
+        "   FROM orders.events"
         "   WHERE type = 'OrderPlaced' AND stream_id = ANY($1::text[])),"
         " paid AS (SELECT DISTINCT stream_id FROM orders.events"
         "   WHERE type = 'PaymentConfirmed' AND stream_id = ANY($1::text[]))"
         " SELECT coalesce(sum((d->'total'->>'amount')::bigint), 0) AS sold,"
-        "   coalesce(sum((d->'tax'->'amount'->>'amount')::bigint), 0) AS tax,"
+        "   coalesce(sum(tax), 0) AS tax,"
         "   (SELECT coalesce(sum((body->'data'->'amount'->>'amount')::bigint), 0)"
         "      FROM orders.events WHERE type = 'RefundIssued'"
         "       AND stream_id = ANY($1::text[])) AS refunded,"

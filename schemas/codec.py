@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 from pydantic import TypeAdapter, ValidationError
 
 from schemas.catalogue import AnyEvent
 from schemas.envelope import Event
+from schemas.upcast import upcast
 
 _adapter: TypeAdapter[AnyEvent] = TypeAdapter(AnyEvent)
+
+# What `encode` makes: a CloudEvent in the JSON event format, which on Kafka is the structured
+# content mode (the whole event in the value, this media type in the `content-type` header).
+CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 
 
 class DecodeError(ValueError):
@@ -21,20 +28,26 @@ def encode(event: Event) -> bytes:
 
 
 def decode(raw: bytes | str | None) -> Event:
-    """The event in `raw`; DecodeError for anything else, a record without a value included."""
+    """The event in `raw`, upcast to its current form (schemas/upcast.py) if it was recorded
+    in an older one; DecodeError for anything else, a record without a value included."""
     if raw is None:
         raise DecodeError("no value (a tombstone): not an event")
     try:
         return _adapter.validate_json(raw)
     except ValidationError as exc:
-        raise DecodeError(_summarise(exc)) from None
+        refused = exc
     except (ValueError, TypeError, RecursionError) as exc:  # the parser itself gave up
         raise DecodeError(f"{type(exc).__name__}: {exc}"[:500]) from None
-
-
-def decode_obj(obj: object) -> Event:
+    # Not the current form: perhaps an older one. Only then is the JSON read twice.
     try:
-        return _adapter.validate_python(obj)
+        record = json.loads(raw)
+    except (ValueError, RecursionError):  # not JSON at all: the first refusal says so
+        raise DecodeError(_summarise(refused)) from None
+    current = upcast(record) if isinstance(record, dict) else record
+    if current == record:
+        raise DecodeError(_summarise(refused)) from None
+    try:
+        return _adapter.validate_json(json.dumps(current))
     except ValidationError as exc:
         raise DecodeError(_summarise(exc)) from None
 

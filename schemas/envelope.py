@@ -56,8 +56,17 @@ class Money(Model):
 
 
 class Event(Model):
-    """CloudEvents 1.0 envelope; `subject` is the order id and the Kafka key."""
+    """A CloudEvents 1.0 event in structured JSON. `subject` is the order id and the Kafka key.
 
+    Alur's own attributes are CloudEvents extensions, named as the spec asks (lower-case
+    letters and digits): `shopid`, `channel`, `correlationid`, `causationid` (absent on the
+    first event of a flow) and `schemaversion`. In Python they keep their snake_case names.
+    Records written before the rename carry `shop_id`, `correlation_id`, `causation_id` and
+    `schema_version`; those names still decode (the Python names double as validation names),
+    and nothing writes them any more."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", validate_by_name=True,
+                              validate_by_alias=True, serialize_by_alias=True)
     topic: ClassVar[str]
 
     specversion: Literal["1.0"] = Field("1.0", description="CloudEvents spec version.")
@@ -66,11 +75,16 @@ class Event(Model):
     type: str = Field(description="Event type name, past tense.")
     time: AwareDatetime = Field(description="When the producing service recorded the event.")
     subject: str = Field(min_length=1, description="The order id (Kafka key).")
-    shop_id: str = Field(min_length=1, description="The shop the order belongs to.")
+    shop_id: str = Field(min_length=1, alias="shopid",
+                         description="The shop the order belongs to.")
     channel: Channel = Field(description="Sales channel of the order.")
-    correlation_id: uuid.UUID = Field(description="Id shared by every event of one order flow.")
-    causation_id: uuid.UUID | None = Field(None, description="Id of the event that caused this.")
-    schema_version: int = Field(1, ge=1, description="Version of this type's payload schema.")
+    correlation_id: uuid.UUID = Field(alias="correlationid",
+                                      description="Id shared by every event of one order flow.")
+    causation_id: uuid.UUID | None = Field(
+        None, alias="causationid", exclude_if=lambda cause: cause is None,
+        description="Id of the event that caused this; absent on the first event of a flow.")
+    schema_version: int = Field(1, ge=1, alias="schemaversion",
+                                description="Version of this type's payload schema.")
     data: Any
 
     @classmethod

@@ -25,6 +25,8 @@ PAYLOADS: dict[str, Model] = {
         payment=s.PaymentInstruction(method="card", token="tok_visa"),
         delivery=s.Delivery(method="home_delivery", address=s.Address(
             line1="1 Main St", city="Lisbon", postal_code="1000-001", country="PT")),
+        taxes=[s.Tax(name="IVA", rate_bp=2300, included=True,
+                     amount=s.Money(amount=935, currency="EUR"))],
     ),
     "OrderCancelled": s.OrderCancelledData(order_id=ORDER, reason="out_of_stock"),
     "OrderCompleted": s.OrderCompletedData(order_id=ORDER),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from email_validator import SPECIAL_USE_DOMAIN_NAMES
 from pydantic import AfterValidator, AwareDatetime, Field, WithJsonSchema, model_validator
 from pydantic.networks import validate_email
 
 from schemas.envelope import Event, Model, Money
+from schemas.upcast import step
 
 PaymentMethod = Literal["card", "ewallet", "qris", "bank_transfer", "cod", "cash"]
 # Banks whose virtual accounts the gateway opens, by their code; and the e-wallets it pushes
@@ -221,9 +222,9 @@ class OrderPlacedData(Model):
         "Alur's id for the customer (`cus_…`), resolved from the customer's identifiers when "
         "the order was placed; null for an anonymous till sale and for orders placed before "
         "customers were resolved."))
-    tax: Tax | None = Field(None, description=(
-        "The tax line; null when the shop charges none, and on orders placed before tax "
-        "lines were recorded."))
+    taxes: list[Tax] = Field(default_factory=list, description=(
+        "The order's tax lines by the shop's terms when it was placed (PPN in Indonesia); "
+        "empty when the shop charges none. Version 2: version 1 had one optional `tax`."))
     locale: str | None = Field(None, max_length=35, description=(
         "The shop's locale (CLDR, e.g. id_ID) that amounts and dates are written in for the "
         "customer; null: en."))
@@ -234,6 +235,13 @@ class OrderPlacedData(Model):
         "Cash on delivery's collection fee, by the shop's terms: part of the total, which "
         "the courier collects. Null when the order is not cash on delivery or the shop "
         "charges none."))
+
+    def tax(self) -> Money | None:
+        """The tax in the total, all tax lines together; None when there are none."""
+        if not self.taxes:
+            return None
+        return Money(amount=sum(t.amount.amount for t in self.taxes),
+                     currency=self.taxes[0].amount.currency)
 
 
 class OrderCancelledData(Model):
@@ -379,7 +387,19 @@ class _OrdersEvent(Event):
 
 class OrderPlaced(_OrdersEvent):
     type: Literal["OrderPlaced"] = "OrderPlaced"
+    schema_version: Literal[2] = Field(2, alias="schemaversion", description=(
+        "Version 2: the order's tax lines (`taxes`). Version 1 is upcast on reading."))
     data: OrderPlacedData
+
+
+@step("OrderPlaced", 1)
+def _tax_lines(data: dict[str, Any]) -> dict[str, Any]:
+    """Version 1 had one optional `tax`; version 2 has the list of tax lines `taxes`. Orders
+    placed before tax lines were recorded, and those of a shop that charges none, had no tax:
+    they have no tax lines."""
+    tax = data.pop("tax", None)
+    data["taxes"] = [tax] if tax is not None else []
+    return data
 
 
 class OrderCancelled(_OrdersEvent):

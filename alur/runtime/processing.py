@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,6 +51,7 @@ from alur.runtime.errors import InfrastructureError, InvalidEvent, is_retriable
 from alur.runtime.logs import message_context
 from alur.runtime.ports import DEAD_LETTER_TYPE, AuditRow, UnitOfWork
 from schemas import DecodeError, Event, decode, dlq_topic
+from schemas.deadletter import DeadLetterRecord, Origin
 from schemas.envelope import random_uuid
 
 log = logging.getLogger("alur.processing")
@@ -536,18 +536,16 @@ def dead_letter_record(service: str, message: Message, error: str, attempts: int
         value, encoding = kept.decode(), "utf-8"
     except UnicodeDecodeError:
         value, encoding = base64.b64encode(kept).decode(), "base64"
-    record: dict[str, object] = {
-        "service": service, "error": error, "attempts": attempts,
-        "failed_at": datetime.now(UTC).isoformat(),
-        "origin": {"topic": message.topic, "partition": message.partition,
-                   "offset": message.offset,
-                   "key": message.key.decode(errors="replace") if message.key else None},
-        "value": value if message.value is not None else None, "value_encoding": encoding,
-    }
-    if len(raw) > len(kept):
-        record |= {"value_truncated": True, "value_bytes": len(raw),
-                   "value_sha256": hashlib.sha256(raw).hexdigest()}
-    return json.dumps(record).encode()
+    truncated = len(raw) > len(kept)
+    return DeadLetterRecord(
+        service=service, error=error, attempts=attempts, failed_at=datetime.now(UTC),
+        origin=Origin(topic=message.topic, partition=message.partition, offset=message.offset,
+                      key=message.key.decode(errors="replace") if message.key else None),
+        value=value if message.value is not None else None, value_encoding=encoding,
+        value_truncated=True if truncated else None,
+        value_bytes=len(raw) if truncated else None,
+        value_sha256=hashlib.sha256(raw).hexdigest() if truncated else None,
+    ).model_dump_json().encode()
 
 
 def ends_transaction(exc: BaseException) -> bool:

@@ -1,5 +1,8 @@
 """The outbox relay: publishes committed outbox rows with an idempotent producer, in order.
 
+Each record carries a `content-type` header: events are CloudEvents in the structured content
+mode of the Kafka binding (schemas/codec.py), dead letters plain JSON.
+
 One relay per service is active at a time (a PostgreSQL advisory lock held on its own
 connection), so rows leave in id order and per-order event order is kept. It wakes on the
 NOTIFY sent by each committing unit of work and polls as a fallback. Rows that failed to send
@@ -27,11 +30,20 @@ from aiokafka.errors import KafkaError
 from alur.runtime import metrics
 from alur.runtime.db import DATABASE_ERRORS, advisory_key, every
 from alur.runtime.health import Watchdog
-from alur.runtime.ports import Outbox
+from alur.runtime.ports import DEAD_LETTER_TYPE, Outbox
 from alur.runtime.postgres import notify_channel
+from schemas.codec import CONTENT_TYPE
 
 log = logging.getLogger("alur.relay")
 PRUNE_EVERY = 60.0
+EVENT_HEADERS = [("content-type", CONTENT_TYPE.encode())]
+DEAD_LETTER_HEADERS = [("content-type", b"application/json")]
+
+
+def record_headers(row_type: str) -> list[tuple[str, bytes]]:
+    """Every record says what its value is: a CloudEvent in structured mode (events, and the
+    outcomes of shops' intake records), or a dead letter's JSON."""
+    return DEAD_LETTER_HEADERS if row_type == DEAD_LETTER_TYPE else EVENT_HEADERS
 
 
 def new_producer(bootstrap: str) -> AIOKafkaProducer:
@@ -127,7 +139,8 @@ class OutboxRelay:
         failed: BaseException | None = None
         for r in rows:
             try:
-                futures.append(await self.producer.send(r.topic, r.value, key=r.key))
+                futures.append(await self.producer.send(r.topic, r.value, key=r.key,
+                                                          headers=record_headers(r.type)))
             except KafkaError as exc:  # not even enqueued: this row and the rest wait
                 failed = exc
                 break

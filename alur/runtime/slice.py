@@ -49,10 +49,14 @@ class Slice:
         return " AND ".join(terms), args
 
 
+# A stored event's shop: bodies recorded before the CloudEvents names call it `shop_id`.
+STORED_SHOP = "coalesce(body->>'shopid', body->>'shop_id')"
+
+
 async def orders_in(conn: asyncpg.Connection, part: Slice, *, dated_by: str) -> list[str]:
     """The slice's order ids in the event store on the connection's search_path. Each order is
     dated, and found by shop, by the one event of its stream that `dated_by` selects."""
-    where, args = part.sql(placed="(body->>'time')::timestamptz", shop="body->>'shop_id'",
+    where, args = part.sql(placed="(body->>'time')::timestamptz", shop=STORED_SHOP,
                            order="stream_id")
     rows = await conn.fetch(f"SELECT stream_id FROM events WHERE {dated_by} AND {where}", *args)
     return [r["stream_id"] for r in rows]

@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from pydantic import ValidationError
 
 from alur.progress import Progress
 from alur.runtime.db import migrate
-from alur.runtime.relay import new_producer
+from alur.runtime.relay import EVENT_HEADERS, new_producer
 from alur.runtime.topics import records
 from schemas import DecodeError, decode
 from schemas.catalogue import TOPICS, dlq_topic
+from schemas.deadletter import DeadLetterRecord
 
 log = logging.getLogger("alur.dlq")
 
@@ -70,6 +72,11 @@ class DeadLetter:
                 "original_message": original}
 
 
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc']) or 'value'}: {first['msg']}"
+
+
 class NotADeadLetter(ValueError):
     """A record on a DLQ topic that no service wrote there (a tombstone, stray bytes)."""
 
@@ -77,17 +84,15 @@ class NotADeadLetter(ValueError):
 def parse(dlq: str, partition: int, offset: int, key: bytes | None,
           raw: bytes | None) -> DeadLetter:
     try:
-        record = json.loads(raw if raw is not None else b"")
-        encoded = record["value"]
-        value = (b"" if encoded is None  # a tombstone: it had no value
-                 else base64.b64decode(encoded) if record.get("value_encoding") == "base64"
-                 else encoded.encode())
-        origin = record["origin"]
-        fields = dict(service=record["service"], error=record["error"],
-                      attempts=record["attempts"], failed_at=record["failed_at"],
-                      origin_topic=origin["topic"], origin_partition=origin["partition"],
-                      origin_offset=origin["offset"])
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        record = DeadLetterRecord.model_validate_json(raw if raw is not None else b"")
+    except ValidationError as exc:
+        raise NotADeadLetter(f"{dlq}:{partition}:{offset} is not a dead letter "
+                             f"({_first_error(exc)})"[:300]) from None
+    try:
+        value = (b"" if record.value is None  # a tombstone: it had no value
+                 else base64.b64decode(record.value) if record.value_encoding == "base64"
+                 else record.value.encode())
+    except ValueError as exc:
         raise NotADeadLetter(f"{dlq}:{partition}:{offset} is not a dead letter "
                              f"({type(exc).__name__}: {exc})"[:300]) from None
     order_id: str | None
@@ -102,7 +107,9 @@ def parse(dlq: str, partition: int, offset: int, key: bytes | None,
     return DeadLetter(
         id=f"{dlq}:{partition}:{offset}", dlq_topic=dlq, partition=partition, offset=offset,
         key=key, value=value, order_id=order_id, event_type=event_type, event_id=event_id,
-        **fields)
+        service=record.service, error=record.error, attempts=record.attempts,
+        failed_at=record.failed_at.isoformat(), origin_topic=record.origin.topic,
+        origin_partition=record.origin.partition, origin_offset=record.origin.offset)
 
 
 async def read_dead_letters(bootstrap: str, topics: Iterable[str] = TOPICS, *,
@@ -159,7 +166,7 @@ async def redrive(dsn: str, bootstrap: str, letters: Sequence[DeadLetter], *,
                     continue
                 sent = await producer.send_and_wait(
                     letter.origin_topic, letter.value, key=letter.key,
-                    headers=[(REDRIVE_HEADER, letter.id.encode())])
+                    headers=[*EVENT_HEADERS, (REDRIVE_HEADER, letter.id.encode())])
                 where = f"{sent.topic}[{sent.partition}]@{sent.offset}"
                 await conn.execute(f"UPDATE {SCHEMA}.dlq_redrives SET published = $2 "
                                    "WHERE id = $1", letter.id, where)

@@ -70,9 +70,10 @@ def render(event: Event, name: str, order: OrderPlacedData | None = None,
         if data.manual_payout:
             lines.append("Cash on delivery cannot be paid back automatically: the shop will "
                          "contact you to pay it back by hand.")
-        if order is not None and order.tax is not None and order.total.amount > 0:
-            share = order.tax.share(amount.amount, order.total.amount)
-            lines.append(f"Of which {_tax_name(order.tax, loc)}: {share.format(loc)}.")
+        if order is not None and order.total.amount > 0:
+            lines += [f"Of which {_tax_name(tax, loc)}: "
+                      f"{tax.share(amount.amount, order.total.amount).format(loc)}."
+                      for tax in order.taxes]
     if event.type == "ReturnClosed":
         lines += [f"  {x.quantity} x {x.sku}" for x in data.lines]
         lines.append(f"Paid back for them: {data.refunded.format(loc)}. You keep the rest of "
@@ -110,16 +111,17 @@ def _summary(order: OrderPlacedData, loc: str) -> list[str]:
         out.append(f"  {what.ljust(widths[0])}  {each.rjust(widths[1])} each  "
                    f"{amount.rjust(widths[2])}")
     out.append("")
-    tax, total, fee = order.tax, order.total, order.cod_fee
+    total, fee = order.total, order.cod_fee
     goods = _less(total, fee.amount) if fee is not None else total
-    if tax is not None and not tax.included:
-        out.append(f"Subtotal: {_less(goods, tax.amount.amount).format(loc)}")
-        out.append(f"{_tax_name(tax, loc)}: {tax.amount.format(loc)}")
+    added = [tax for tax in order.taxes if not tax.included]
+    if added:
+        out.append(f"Subtotal: {_less(goods, sum(t.amount.amount for t in added)).format(loc)}")
+        out += [f"{_tax_name(tax, loc)}: {tax.amount.format(loc)}" for tax in added]
     if fee is not None:
         out.append(f"Cash on delivery fee: {fee.format(loc)}")
     out.append(f"Total: {total.format(loc)}.")
-    if tax is not None and tax.included:
-        out.append(f"The total includes {_tax_name(tax, loc)}: {tax.amount.format(loc)}.")
+    out += [f"The total includes {_tax_name(tax, loc)}: {tax.amount.format(loc)}."
+            for tax in order.taxes if tax.included]
     if order.redemption is not None:
         paid = order.redemption.value
         out.append(f"Loyalty points spent: {order.redemption.points} "

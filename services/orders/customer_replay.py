@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from alur.runtime.slice import STORED_SHOP
 from alur.runtime.topics import records
 from schemas import DecodeError, decode
 from services.orders.sales import SCHEMA, _peek
@@ -68,7 +69,7 @@ async def _fresh(conn: asyncpg.Connection) -> None:
 async def _fold_store(conn: asyncpg.Connection, shop: str | None, progress: bool) -> int:
     ids = [r["stream_id"] for r in await conn.fetch(
         f"SELECT stream_id FROM {SCHEMA}.events WHERE type = 'OrderPlaced'"
-        " AND ($1::text IS NULL OR body->>'shop_id' = $1) ORDER BY stream_id", shop)]
+        f" AND ($1::text IS NULL OR {STORED_SHOP} = $1) ORDER BY stream_id", shop)]
     read = 0
     for at in range(0, len(ids), STORE_CHUNK):
         chunk = ids[at:at + STORE_CHUNK]

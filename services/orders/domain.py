@@ -242,7 +242,8 @@ def place_order(
                            "an email, a phone or a loyalty_card")
     return OrderPlacedData(
         order_id=order_id, customer=customer, lines=list(lines), total=total, payment=payment,
-        delivery=delivery, reference=reference, intake=intake, redemption=redemption, tax=tax,
+        delivery=delivery, reference=reference, intake=intake, redemption=redemption,
+        taxes=[] if tax is None else [tax],
         locale=terms.locale, cod_fee=cod_fee,
         estimated_delivery=None if placed is None else estimated_delivery(delivery, terms,
                                                                           placed))
@@ -269,7 +270,7 @@ def record_sale(
         order_id=order_id, customer=customer, lines=list(lines), total=total,
         payment=PaymentInstruction(method=method),
         delivery=Delivery(method="in_store", store_id=store_id), sold_at=sold_at,
-        sale_id=sale_id, tax=tax, locale=terms.locale)
+        sale_id=sale_id, taxes=[] if tax is None else [tax], locale=terms.locale)
 
 
 def _taxed(subtotal: Money, terms: ShopTerms) -> tuple[Money, Tax | None]:

@@ -53,7 +53,7 @@ async def same_order(conn: asyncpg.Connection, placed: Event, event: Event) -> b
             recorded = recorded.model_copy(update={"customer": event.data.customer,
                                                    "delivery": event.data.delivery})
     # What Alur adds by the shop's terms of the day (tax, total, estimate) is not the order's.
-    ignored = {"intake", "alur_customer_id", "personal", "tax", "total", "locale",
+    ignored = {"intake", "alur_customer_id", "personal", "taxes", "total", "locale",
                "estimated_delivery"}
     return placed.channel == event.channel and \
         recorded.model_dump(exclude=ignored) == event.data.model_dump(exclude=ignored)

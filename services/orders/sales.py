@@ -219,7 +219,8 @@ def facts_of(event: Event, lines: list[LineFact]) -> Fact:
     if isinstance(event, OrderPlaced):
         method, currency, total = (event.data.payment.method, event.data.total.currency,
                                    event.data.total.amount)
-        tax = None if event.data.tax is None else event.data.tax.amount.amount
+        taxed = event.data.tax()
+        tax = None if taxed is None else taxed.amount
         lines.extend((event.subject, line.sku, line.quantity,
                       line.quantity * line.unit_price.amount) for line in event.data.lines)
     elif isinstance(event, OrderCancelled):

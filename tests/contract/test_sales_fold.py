@@ -27,24 +27,32 @@ T0 = datetime(2026, 11, 11, 11, 11, tzinfo=UTC)
 
 
 def event(kind: str, order: str, minute: int, data: dict[str, Any] | None = None,
-          shop: str = "shop-1", channel: str = "online") -> dict[str, Any]:
+          shop: str = "shop-1", channel: str = "online", current: bool = False
+          ) -> dict[str, Any]:
+    """A stored body: as written now (`current`), or with the attribute names of before."""
+    names = ("shopid", "correlationid") if current else ("shop_id", "correlation_id")
     return {"specversion": "1.0", "id": str(uuid.uuid4()), "source": "alur/test", "type": kind,
             "time": (T0 + timedelta(minutes=minute)).isoformat(), "subject": order,
-            "shop_id": shop, "channel": channel, "correlation_id": str(uuid.uuid4()),
+            names[0]: shop, "channel": channel, names[1]: str(uuid.uuid4()),
             "data": data or {}}
 
 
 def placed(order: str, minute: int, lines: list[tuple[str, int, int]], method: str = "card",
-           tax: int | None = None, **envelope: str) -> dict[str, Any]:
+           tax: int | None = None, current: bool = False, **envelope: str) -> dict[str, Any]:
+    """An OrderPlaced as written now (version 2, tax lines), or a version 1 one (one tax)."""
     total = sum(q * p for _, q, p in lines)
     data: dict[str, Any] = {
         "payment": {"method": method}, "total": {"amount": total, "currency": "IDR"},
         "lines": [{"sku": s, "quantity": q, "unit_price": {"amount": p, "currency": "IDR"}}
                   for s, q, p in lines]}
-    if tax is not None:
-        data["tax"] = {"name": "PPN", "rate_bp": 1100, "included": True,
-                       "amount": {"amount": tax, "currency": "IDR"}}
-    return event("OrderPlaced", order, minute, data, **envelope)
+    line = None if tax is None else {"name": "PPN", "rate_bp": 1100, "included": True,
+                                     "amount": {"amount": tax, "currency": "IDR"}}
+    if current:
+        data["taxes"] = [] if line is None else [line]
+    elif line is not None:
+        data["tax"] = line
+    body = event("OrderPlaced", order, minute, data, current=current, **envelope)
+    return body | ({"schemaversion": 2} if current else {})
 
 
 def history() -> list[dict[str, Any]]:
@@ -54,8 +62,8 @@ def history() -> list[dict[str, Any]]:
     events the projection does not fold."""
     a, b, c, d = (f"ord_{uuid.uuid4().hex}" for _ in range(4))
     return [
-        placed(a, 0, [("SKU-1", 2, 15000), ("SKU-2", 1, 99000)], tax=12784),
-        event("PaymentConfirmed", a, 1),
+        placed(a, 0, [("SKU-1", 2, 15000), ("SKU-2", 1, 99000)], tax=12784, current=True),
+        event("PaymentConfirmed", a, 1, current=True),
         event("ShipmentCreated", a, 2, {"tracking": "x"}),
         event("Delivered", a, 3),
         event("ReviewSubmitted", a, 4, {"rating": 2}),
@@ -73,6 +81,14 @@ def history() -> list[dict[str, Any]]:
     ]
 
 
+def tax_in(placed_data: dict[str, Any]) -> int | None:
+    """An OrderPlaced's tax: its tax lines' sum (version 2), or its one tax (version 1)."""
+    if "taxes" in placed_data:
+        taxes = placed_data["taxes"]
+        return sum(t["amount"]["amount"] for t in taxes) if taxes else None
+    return (placed_data.get("tax") or {}).get("amount", {}).get("amount")
+
+
 def one_by_one(events: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]],
                                                          dict[tuple[str, str], tuple[int, int]]]:
     """The projection's meaning: each event sets its own columns, in order."""
@@ -84,11 +100,12 @@ def one_by_one(events: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]],
                         "OrderCancelled", "OrderReturned", "ReviewSubmitted"}:
             continue
         row = rows.setdefault(oid, dict.fromkeys(COLUMNS) | {
-            "order_id": oid, "shop_id": e["shop_id"], "channel": e["channel"]})
+            "order_id": oid, "shop_id": e.get("shopid", e.get("shop_id")),
+            "channel": e["channel"]})
         if kind == "OrderPlaced":
             row.update(payment_method=d["payment"]["method"], currency=d["total"]["currency"],
                        total_amount=d["total"]["amount"], placed_at=at,
-                       tax_amount=(d.get("tax") or {}).get("amount", {}).get("amount"))
+                       tax_amount=tax_in(d))
             for line in d["lines"]:
                 lines.setdefault((oid, line["sku"]), (
                     line["quantity"], line["quantity"] * line["unit_price"]["amount"]))

@@ -151,7 +151,7 @@ async def test_events_filters_by_shop_order_type_and_time(services, api, db) -> 
 
     shops = lines("--shop", shop, "--since", "10m")
     assert {e["event"]["subject"] for e in shops} == set(orders)
-    assert {e["event"]["shop_id"] for e in shops} == {shop}
+    assert {e["event"]["shopid"] for e in shops} == {shop}
     expected = await db.fetchval(
         "SELECT count(*) FROM (SELECT event_id FROM orders.events WHERE stream_id = ANY($1) AND "
         "origin = 'own' UNION SELECT event_id FROM inventory.events WHERE stream_id = ANY($1) "

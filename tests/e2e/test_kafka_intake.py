@@ -145,7 +145,7 @@ async def test_a_shop_publishes_an_order_that_completes_and_reads_its_statuses(
     assert placed[0] == "OrderPlaced" and "Delivered" in placed
     body = json.loads(await db.fetchval(
         "SELECT body::text FROM orders.events WHERE stream_id = $1 AND version = 1", order_id))
-    assert body["channel"] == "marketplace" and body["shop_id"] == a.shop_id
+    assert body["channel"] == "marketplace" and body["shopid"] == a.shop_id
     assert body["data"]["reference"] == "A-1" and body["data"]["intake"] == "kafka"
 
 

@@ -82,10 +82,10 @@ async def test_a_rupiah_order_carries_its_ppn_and_the_e_mail_reads_as_indonesian
     view = (await api.get(f"/v1/orders/{order_id}",
                           headers=await auth("toko-e2e", "IDR"))).json()
     assert (view["total_amount"], view["currency"]) == (250_000, "IDR")
-    tax = await db.fetchval("SELECT body->'data'->'tax' FROM orders.events WHERE stream_id = "
-                            "$1 AND type = 'OrderPlaced'", order_id)
-    assert json.loads(tax) == {"name": "PPN", "rate_bp": 1100, "included": True,
-                               "amount": {"amount": 24_775, "currency": "IDR"}}
+    taxes = await db.fetchval("SELECT body->'data'->'taxes' FROM orders.events WHERE "
+                              "stream_id = $1 AND type = 'OrderPlaced'", order_id)
+    assert json.loads(taxes) == [{"name": "PPN", "rate_bp": 1100, "included": True,
+                                  "amount": {"amount": 24_775, "currency": "IDR"}}]
 
     async def confirmation() -> Message | None:
         return next((m for m in mails_about(services.mail_dir, {order_id})

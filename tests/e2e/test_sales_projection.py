@@ -65,7 +65,7 @@ async def raw_events(bootstrap: str, partitions: int, shop: str) -> list[dict]:
                         event = json.loads(r.value)
                     except ValueError:
                         continue
-                    if isinstance(event, dict) and event.get("shop_id") == shop:
+                    if isinstance(event, dict) and event.get("shopid") == shop:
                         found.append(event)
         return found
     finally:

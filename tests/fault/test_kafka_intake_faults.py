@@ -101,7 +101,7 @@ async def test_every_record_gets_one_decision_through_kills_of_orders_and_postgr
             "a record was decided twice"
         placed = await db.fetchval(
             "SELECT count(*) FROM orders.events WHERE type = 'OrderPlaced'"
-            " AND body->>'shop_id' = $1", shop)
+            " AND body->>'shopid' = $1", shop)
         assert placed == ORDERS
     finally:
         await db.close()

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from alur.settings import SERVICES
-from schemas import EVENT_TYPES, TOPICS, DecodeError, decode, encode, tools
+from alur.tools.trace import subscribers
+from schemas import EVENT_TYPES, TOPICS, DecodeError, decode, encode, tools, upcast
 from schemas.envelope import random_uuid
 from schemas.orders import Email
 
@@ -38,10 +39,47 @@ def test_every_event_type_has_a_sample_and_every_sample_a_type() -> None:
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda p: p.name)
 def test_a_committed_sample_still_decodes_to_the_same_content(path: Path) -> None:
     raw = path.read_text()
+    recorded = json.loads(raw)
     event = decode(raw)
     assert event.type == path.name.split(".")[0]
-    assert f".v{event.schema_version}." in path.name
-    assert contains(json.loads(encode(event)), json.loads(raw))
+    assert f".v{recorded.get('schemaversion', recorded.get('schema_version'))}." in path.name
+    assert event.schema_version == upcast.latest(event.type)
+    assert contains(json.loads(encode(event)), upcast.upcast(recorded))
+
+
+def test_every_type_has_a_sample_of_its_current_version() -> None:
+    for name, cls in EVENT_TYPES.items():
+        current = cls.model_fields["schema_version"].default
+        assert current == upcast.latest(name), f"{name}: v{current} without an upcaster to it"
+        assert tools.sample_path(name, current).exists(), \
+            f"run `alur schemas samples` to add {name} v{current}'s sample"
+
+
+def test_the_gate_fails_a_new_version_old_records_could_not_be_read_as() -> None:
+    """Take the OrderPlaced upcaster away (as a change that made version 2 without one
+    would): its version 1 sample no longer decodes, so the sample test above fails."""
+    v1 = (tools.SAMPLES / "OrderPlaced.v1.json").read_text()
+    assert decode(v1).schema_version == 2
+    step = upcast.STEPS.pop(("OrderPlaced", 1))
+    try:
+        with pytest.raises(DecodeError, match="schemaversion"):
+            decode(v1)
+    finally:
+        upcast.STEPS[("OrderPlaced", 1)] = step
+
+
+def test_an_old_record_upcasts_to_the_current_form_however_it_names_its_attributes() -> None:
+    v1 = json.loads((tools.SAMPLES / "OrderPlaced.v1.json").read_text())
+    v1["data"]["tax"] = {"name": "PPN", "rate_bp": 1100, "included": True,
+                         "amount": {"amount": 495, "currency": "EUR"}}
+    placed = decode(json.dumps(v1))
+    assert [t.amount.amount for t in placed.data.taxes] == [495]  # type: ignore[attr-defined]
+    assert placed.shop_id == v1["shop_id"] and placed.causation_id is None
+    written = json.loads(encode(placed))
+    assert {"shopid", "correlationid", "schemaversion"} <= set(written)
+    assert not {"shop_id", "correlation_id", "causation_id", "schema_version"} & set(written)
+    assert "causationid" not in written and written["schemaversion"] == 2
+    assert decode(encode(placed)) == placed
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -79,7 +117,7 @@ def test_unknown_types_are_refused() -> None:
 
 
 def test_generated_json_schema_and_asyncapi_are_up_to_date(tmp_path: Path) -> None:
-    for fresh in tools.export(tmp_path):
+    for fresh in tools.export(subscribers(), tmp_path):
         committed = tools.GENERATED / fresh.name
         assert committed.exists(), f"run `alur schemas export` to add {committed}"
         assert committed.read_text() == fresh.read_text(), "run `alur schemas export`"

@@ -9,7 +9,7 @@ CREATE OR REPLACE FUNCTION sales_facts(bodies jsonb[], OUT facts sales_fact[],
                             OUT lines sales_line_fact[]) LANGUAGE plpgsql STABLE AS $$
 BEGIN
     facts := ARRAY(
-        SELECT ROW(kind, b->>'subject', (b->>'time')::timestamptz, b->>'shop_id',
+        SELECT ROW(kind, b->>'subject', (b->>'time')::timestamptz, event_shop(b),
                    b->>'channel',
                    CASE kind WHEN 'OrderPlaced' THEN b->'data'->'payment'->>'method' END,
                    CASE kind WHEN 'OrderPlaced' THEN b->'data'->'total'->>'currency' END,
@@ -18,7 +18,7 @@ BEGIN
                    CASE kind WHEN 'OrderCancelled' THEN b->'data'->>'reason' END,
                    CASE kind WHEN 'ReviewSubmitted' THEN (b->'data'->>'rating')::smallint END,
                    CASE kind WHEN 'OrderPlaced'
-                        THEN (b->'data'->'tax'->'amount'->>'amount')::bigint END
+                        THEN event_tax(b) END
                    )::sales_fact
           FROM unnest(bodies) WITH ORDINALITY AS u(b, n), LATERAL (SELECT b->>'type') AS t(kind)
          WHERE kind = ANY (sales_event_types())
