@@ -408,9 +408,10 @@ def _redecide(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     decider = None
     if args.service == "orders":  # its decisions depend on the deadlines it runs with
-        from services.orders import bootstrap as orders
+        from services.orders.bootstrap import policy_of
+        from services.orders.decider import decider as orders_decider
 
-        decider = orders.decider(orders.policy_of(settings))
+        decider = orders_decider(policy_of(settings))
     try:
         report = asyncio.run(redecide(settings.pg_dsn, args.service, _slice(args),
                                       bootstrap_servers=settings.kafka_bootstrap,

@@ -29,7 +29,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import reduce
+from functools import cached_property, reduce
 from typing import Any, Generic, Literal, TypeVar, cast
 
 from alur.runtime import metrics
@@ -609,6 +609,72 @@ def timers_for(decider: Decider[S], *, source: str, perform: Perform | None = No
     if outside:
         fire.finish = finish  # type: ignore[attr-defined]
     return fire
+
+
+# A service's handler of one command type: carries the command out (a charge, a booking, a
+# reservation) and returns the payloads that record what came of it.
+CommandHandler = Callable[[UnitOfWork, Any, Event], Awaitable[Sequence[Model]]]
+Commands = Mapping[type, CommandHandler]
+
+
+def perform_commands(commands: Commands) -> Perform:
+    """One `perform` from a {Command class: handler} table."""
+
+    async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
+        handler = commands.get(type(command))
+        if handler is None:
+            raise TypeError(f"no handler for command {command!r}")
+        return await handler(uow, command, event)
+
+    return perform
+
+
+@dataclass(frozen=True)
+class Wiring(Generic[S]):
+    """What a service declares about its decisions. The runtime derives the rest from it: the
+    consumer's handler, the timer job, and what partner callbacks and webhooks decide with.
+
+    `commands` has a handler for exactly the command types the decider's `outcomes` name: a
+    command the decider may return and nothing carries out (or a handler for a command it
+    never returns) is refused when the service is wired, not when an order first needs it."""
+
+    decider: Decider[S]
+    source: str  # the producer named in each event it records, e.g. "alur/payments"
+    commands: Commands = field(default_factory=dict)
+    observe: Observe[S] | None = None
+    prepare: Prepare | None = None
+    # Its commands only call a partner (a gateway, a carrier, SMTP) and never touch the unit
+    # of work: they are carried out with no transaction open (handler_for's `concurrent`,
+    # timers_for's `outside`).
+    partner_calls: bool = False
+    # Only its consumer writes its streams (no timers, no callbacks): no stream claims, and a
+    # batch waits for each of its orders (no stragglers).
+    sole_writer: bool = False
+
+    def __post_init__(self) -> None:
+        missing = set(self.decider.outcomes) - set(self.commands)
+        extra = set(self.commands) - set(self.decider.outcomes)
+        if missing or extra:
+            raise TypeError(f"{self.source}: commands without a handler: "
+                            f"{sorted(c.__name__ for c in missing)}; handlers of commands the "
+                            f"decider never returns: {sorted(c.__name__ for c in extra)}")
+
+    @cached_property
+    def perform(self) -> Perform | None:
+        return perform_commands(self.commands) if self.commands else None
+
+    def handler(self) -> Handler:
+        return handler_for(self.decider, source=self.source, perform=self.perform,
+                           observe=self.observe, concurrent=self.partner_calls,
+                           claims=not self.sole_writer, stragglers=not self.sole_writer,
+                           prepare=self.prepare)
+
+    def timers(self) -> FireTimers | None:
+        """The timer job, if the decider has deadlines."""
+        if self.decider.deadlines is None:
+            return None
+        return timers_for(self.decider, source=self.source, perform=self.perform,
+                          observe=self.observe, outside=self.partner_calls)
 
 
 _compensations = metrics.Children(metrics.COMPENSATIONS)

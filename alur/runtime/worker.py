@@ -30,15 +30,17 @@ import asyncpg
 import faust
 import mode.loop
 from aiokafka.errors import KafkaError
+from starlette.types import ASGIApp
 
 from alur.runtime import alarm, metrics
-from alur.runtime.aggregate import FireTimers
+from alur.runtime.aggregate import FireTimers, Wiring
 from alur.runtime.db import CORE_SQL, DATABASE_ERRORS, connect_pool, migrate
 from alur.runtime.errors import ConcurrencyConflict
 from alur.runtime.health import Watchdog, serve_operations
+from alur.runtime.http import embedded_server
 from alur.runtime.logs import logging_config
 from alur.runtime.postgres import PostgresOutbox, PostgresUnitOfWork
-from alur.runtime.processing import BatchProcessor, Handler, Message, Result
+from alur.runtime.processing import BatchProcessor, Message, Result
 from alur.runtime.relay import OutboxRelay, new_producer, sample_outbox
 from alur.runtime.topics import ensure_topics
 from alur.settings import Settings
@@ -49,14 +51,28 @@ EXIT_CORE_FAILED = 70  # EX_SOFTWARE: the supervisor starts the process again
 TIMERS_IDLE = 5.0
 
 
+@dataclass(frozen=True)
+class Context:
+    """What a service's bootstrap builds with: the settings, the pool, its units of work."""
+
+    name: str
+    settings: Settings
+    pool: asyncpg.Pool
+
+    def new_uow(self) -> PostgresUnitOfWork:
+        return PostgresUnitOfWork(self.pool, self.name)
+
+
 @dataclass
 class ServiceParts:
-    """What a service's bootstrap builds once the pool exists."""
+    """What a service declares once the pool exists. The worker derives the rest: the
+    consumer's handler and the timer job from `wiring`, a server for `app` on `port`."""
 
-    handler: Handler
+    wiring: Wiring[Any]
+    app: ASGIApp | None = None  # the service's HTTP app (API, partner callbacks, admin)
+    port: int | None = None
     background: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     close: Callable[[], Awaitable[None]] | None = None
-    timers: FireTimers | None = None
 
 
 @dataclass(frozen=True)
@@ -64,7 +80,7 @@ class ServiceDefinition:
     name: str
     subscriptions: tuple[str, ...]
     migrations: Path | None
-    build: Callable[[Settings, asyncpg.Pool], Awaitable[ServiceParts]]
+    build: Callable[[Context], Awaitable[ServiceParts]]
     # Whether /readyz needs partitions assigned. A consumer-only replica without partitions has
     # nothing to do; the orders API still serves requests without any.
     ready_needs_partitions: bool = True
@@ -254,10 +270,16 @@ async def _serve(definition: ServiceDefinition, settings: Settings, runtime: _Ru
     pool = await connect_pool(settings.pg_dsn, name, settings.pg_pool_size)
     producer = new_producer(settings.kafka_bootstrap)
     await producer.start()
-    parts = await definition.build(settings, pool)
+    context = Context(name, settings, pool)
+    parts = await definition.build(context)
+    timers = parts.wiring.timers()
+    background = list(parts.background)
+    if parts.app is not None and parts.port is not None:
+        background.append(embedded_server(parts.app, settings.listen_host, parts.port,
+                                          settings.log_level))
     metrics.initialise(metrics.DEAD_LETTERS, *((name, t) for t in definition.subscriptions))
     runtime.processor = BatchProcessor(
-        name, parts.handler, lambda: PostgresUnitOfWork(pool, name),
+        name, parts.wiring.handler(), context.new_uow,
         attempts=settings.retry_attempts, backoff=settings.retry_backoff,
         progress=runtime.progressed, patience=settings.partner_patience,
         straggler_after=settings.straggler_after)
@@ -295,9 +317,9 @@ async def _serve(definition: ServiceDefinition, settings: Settings, runtime: _Ru
             relay.run(), sample_outbox(name, outbox, settings.sample_interval),
             _sample_lag(name, runtime, settings.sample_interval),
             _enforce(name, watchdog),
-            *(job() for job in parts.background),
-            *([_fire_timers(name, parts.timers, pool, settings.timer_interval, watchdog)]
-              if parts.timers else []))
+            *(job() for job in background),
+            *([_fire_timers(name, timers, pool, settings.timer_interval, watchdog)]
+              if timers else []))
     except asyncio.CancelledError:  # a clean stop (SIGTERM): let go of everything in order
         await _close(operations.cleanup(), *([parts.close()] if parts.close else []),
                      relay.producer.stop(), pool.close())

@@ -7,6 +7,9 @@ from typing import Any, Protocol, cast
 
 import asyncpg
 
+from alur.runtime.memory import InMemoryUnitOfWork
+from alur.runtime.ports import UnitOfWork
+from alur.runtime.postgres import PostgresUnitOfWork
 from schemas import ReturnLine, StockLine
 from services.inventory.domain import ANYWHERE, Route, Site, where_to_reserve
 
@@ -560,3 +563,14 @@ class InMemoryStock:
     def _check(on_hand: int, reserved: int) -> None:
         if not (0 <= reserved <= on_hand):
             raise OversoldError(f"reserved {reserved} would exceed on hand {on_hand}")
+
+
+def postgres_stock(uow: UnitOfWork) -> Stock:
+    """The stock of a PostgreSQL unit of work (the service's), written in its transaction."""
+    pg = cast(PostgresUnitOfWork, uow)
+    return BookedStock(pg.attached("stock", StockBook), pg.connection)
+
+
+def memory_stock(uow: UnitOfWork) -> Stock:
+    """The stock of an in-memory unit of work (tests'), kept in its state."""
+    return InMemoryStock(cast(InMemoryUnitOfWork, uow).state.extra)

@@ -6,16 +6,10 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 
-import asyncpg
-
 from alur.runtime import metrics
-from alur.runtime.aggregate import Decider, Perform, compensations, handler_for, timers_for
-from alur.runtime.http import embedded_server
-from alur.runtime.memory import InMemoryUnitOfWork
+from alur.runtime.aggregate import Commands, Decider, Wiring, compensations
 from alur.runtime.ports import UnitOfWork
-from alur.runtime.postgres import PostgresUnitOfWork
-from alur.runtime.worker import ServiceDefinition, ServiceParts
-from alur.settings import Settings
+from alur.runtime.worker import Context, ServiceDefinition, ServiceParts
 from schemas import (
     Event,
     LowStockData,
@@ -33,7 +27,7 @@ from schemas import (
     now,
 )
 from services.inventory import admin_api, domain
-from services.inventory.adapters import BookedStock, InMemoryStock, Stock, StockBook
+from services.inventory.adapters import Stock, postgres_stock
 
 SOURCE = "alur/inventory"
 DECIDER = Decider(domain.ReservationState(), domain.evolve, domain.decide, domain.RELEVANT,
@@ -42,68 +36,84 @@ DECIDER = Decider(domain.ReservationState(), domain.evolve, domain.decide, domai
                   count=compensations("inventory", frozenset({"StockReleased"})))
 
 
-def stock_of(uow: UnitOfWork) -> Stock:
-    """The stock adapter that writes inside this unit of work's transaction."""
-    if isinstance(uow, PostgresUnitOfWork):
-        return BookedStock(uow.attached("stock", StockBook), uow.connection)
-    if isinstance(uow, InMemoryUnitOfWork):
-        return InMemoryStock(uow.state.extra)
-    raise TypeError(f"no stock adapter for {type(uow).__name__}")
+def commands(reservation_ttl: float, stock: Callable[[UnitOfWork], Stock]) -> Commands:
+    """The inventory service's {command: handler} table: each moves stock inside the unit of
+    work's transaction, through the adapter `stock` gives for it (the PostgreSQL one in the
+    service, the in-memory one over in-memory units of work)."""
+
+    async def reserve(uow: UnitOfWork, command: domain.Reserve, event: Event) -> Sequence[Model]:
+        location, short = await stock(uow).reserve(
+            command.order_id, command.reservation_id, command.lines, command.route)
+        if location is None:
+            return [StockRejectedData(order_id=command.order_id, short_skus=short)]
+        return [StockReservedData(
+            order_id=command.order_id, reservation_id=command.reservation_id,
+            location=location, lines=list(command.lines),
+            expires_at=now() + timedelta(seconds=reservation_ttl)),
+            *await low_stock(stock(uow), location, command.lines)]
+
+    async def sell(uow: UnitOfWork, command: domain.Sell, event: Event) -> Sequence[Model]:
+        recounted = await stock(uow).sell(command.order_id, command.reservation_id,
+                                          command.location, command.lines)
+        return [StockCommittedData(order_id=command.order_id,
+                                   reservation_id=command.reservation_id,
+                                   location=command.location, recounted=recounted),
+                *await low_stock(stock(uow), command.location, command.lines)]
+
+    async def release(uow: UnitOfWork, command: domain.Release, event: Event) -> Sequence[Model]:
+        await stock(uow).release(command.order_id)
+        return [StockReleasedData(order_id=command.order_id,
+                                  reservation_id=command.reservation_id, reason=command.reason)]
+
+    async def commit(uow: UnitOfWork, command: domain.Commit, event: Event) -> Sequence[Model]:
+        await stock(uow).commit(command.order_id)
+        return [StockCommittedData(order_id=command.order_id,
+                                   reservation_id=command.reservation_id,
+                                   location=command.location)]
+
+    async def restock_return(uow: UnitOfWork, command: domain.Restock,
+                             event: Event) -> Sequence[Model]:
+        return await restock(stock(uow), command)
+
+    async def ship_transfer(uow: UnitOfWork, command: domain.ShipTransfer,
+                            event: Event) -> Sequence[Model]:
+        await stock(uow).ship_transfer(command.order_id, command.transfer_id,
+                                       command.from_location, command.to_location, command.lines)
+        return [StockTransferShippedData(
+            order_id=command.order_id, transfer_id=command.transfer_id,
+            from_location=command.from_location, to_location=command.to_location,
+            lines=list(command.lines))]
+
+    async def receive_transfer(uow: UnitOfWork, command: domain.ReceiveTransfer,
+                               event: Event) -> Sequence[Model]:
+        await stock(uow).receive_transfer(command.transfer_id, command.location)
+        return [StockTransferReceivedData(
+            order_id=command.order_id, transfer_id=command.transfer_id,
+            location=command.location, lines=list(command.lines))]
+
+    async def collect_transfer(uow: UnitOfWork, command: domain.CollectTransfer,
+                               event: Event) -> Sequence[Model]:
+        await stock(uow).collect_transfer(command.transfer_id, command.location)
+        return [StockCommittedData(order_id=command.order_id,
+                                   reservation_id=command.transfer_id,
+                                   location=command.location)]
+
+    return {domain.Reserve: reserve, domain.Sell: sell, domain.Release: release,
+            domain.Commit: commit, domain.Restock: restock_return,
+            domain.ShipTransfer: ship_transfer, domain.ReceiveTransfer: receive_transfer,
+            domain.CollectTransfer: collect_transfer}
 
 
-def make_perform(reservation_ttl: float,
-                 stock: Callable[[UnitOfWork], Stock] = stock_of) -> Perform:
-    async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
-        if isinstance(command, domain.Reserve):
-            location, short = await stock(uow).reserve(
-                command.order_id, command.reservation_id, command.lines, command.route)
-            if location is None:
-                return [StockRejectedData(order_id=command.order_id, short_skus=short)]
-            return [StockReservedData(
-                order_id=command.order_id, reservation_id=command.reservation_id,
-                location=location, lines=list(command.lines),
-                expires_at=now() + timedelta(seconds=reservation_ttl)),
-                *await low_stock(stock(uow), location, command.lines)]
-        if isinstance(command, domain.Sell):
-            recounted = await stock(uow).sell(command.order_id, command.reservation_id,
-                                              command.location, command.lines)
-            return [StockCommittedData(order_id=command.order_id,
-                                       reservation_id=command.reservation_id,
-                                       location=command.location, recounted=recounted),
-                    *await low_stock(stock(uow), command.location, command.lines)]
-        if isinstance(command, domain.Release):
-            await stock(uow).release(command.order_id)
-            return [StockReleasedData(order_id=command.order_id,
-                                      reservation_id=command.reservation_id,
-                                      reason=command.reason)]
-        if isinstance(command, domain.Commit):
-            await stock(uow).commit(command.order_id)
-            return [StockCommittedData(order_id=command.order_id,
-                                       reservation_id=command.reservation_id,
-                                       location=command.location)]
-        if isinstance(command, domain.Restock):
-            return await restock(stock(uow), command)
-        if isinstance(command, domain.ShipTransfer):
-            await stock(uow).ship_transfer(command.order_id, command.transfer_id,
-                                           command.from_location, command.to_location,
-                                           command.lines)
-            return [StockTransferShippedData(
-                order_id=command.order_id, transfer_id=command.transfer_id,
-                from_location=command.from_location, to_location=command.to_location,
-                lines=list(command.lines))]
-        if isinstance(command, domain.ReceiveTransfer):
-            await stock(uow).receive_transfer(command.transfer_id, command.location)
-            return [StockTransferReceivedData(
-                order_id=command.order_id, transfer_id=command.transfer_id,
-                location=command.location, lines=list(command.lines))]
-        if isinstance(command, domain.CollectTransfer):
-            await stock(uow).collect_transfer(command.transfer_id, command.location)
-            return [StockCommittedData(order_id=command.order_id,
-                                       reservation_id=command.transfer_id,
-                                       location=command.location)]
-        raise TypeError(f"unknown command {command!r}")
+def wiring(reservation_ttl: float,
+           stock: Callable[[UnitOfWork], Stock]) -> Wiring[domain.ReservationState]:
+    async def read_stock(uow: UnitOfWork, events: Sequence[Event]) -> None:
+        """A batch's stock rows, read (and locked) in one statement before its orders
+        reserve."""
+        skus = [line.sku for e in events if e.type == "OrderPlaced" for line in e.data.lines]
+        if skus:
+            await stock(uow).preload(skus)
 
-    return perform
+    return Wiring(DECIDER, SOURCE, commands(reservation_ttl, stock), prepare=read_stock)
 
 
 async def restock(stock: Stock, command: domain.Restock) -> list[Model]:
@@ -135,22 +145,13 @@ async def low_stock(stock: Stock, location: str,
             for sku, available, threshold in await stock.below_threshold(location, lines)]
 
 
-async def read_stock(uow: UnitOfWork, events: Sequence[Event]) -> None:
-    """A batch's stock rows, read (and locked) in one statement before its orders reserve."""
-    skus = [line.sku for e in events if e.type == "OrderPlaced" for line in e.data.lines]
-    if skus:
-        await stock_of(uow).preload(skus)
-
-
-async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
+async def build(context: Context) -> ServiceParts:
+    settings = context.settings
     metrics.initialise(metrics.COMPENSATIONS, ("inventory", "StockReleased"))
-    perform = make_perform(settings.reservation_ttl)
-    admin = admin_api.create_app(pool, settings.inventory_admin_token.get_secret_value())
-    return ServiceParts(handler=handler_for(DECIDER, source=SOURCE, perform=perform,
-                                            prepare=read_stock),
-                        timers=timers_for(DECIDER, source=SOURCE, perform=perform),
-                        background=[embedded_server(admin, settings.listen_host,
-                                                    settings.inventory_port, settings.log_level)])
+    admin = admin_api.create_app(context.pool,
+                                 settings.inventory_admin_token.get_secret_value())
+    return ServiceParts(wiring(settings.reservation_ttl, postgres_stock), app=admin,
+                        port=settings.inventory_port)
 
 
 DEFINITION = ServiceDefinition(

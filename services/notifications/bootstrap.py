@@ -7,15 +7,11 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import asyncpg
-
 from alur.runtime import keyring, metrics
-from alur.runtime.aggregate import Decider, Perform, handler_for
+from alur.runtime.aggregate import Commands, Decider, Wiring
 from alur.runtime.db import every
 from alur.runtime.ports import UnitOfWork
-from alur.runtime.processing import Handler
-from alur.runtime.worker import ServiceDefinition, ServiceParts
-from alur.settings import Settings
+from alur.runtime.worker import Context, ServiceDefinition, ServiceParts
 from schemas import Event, Model, NotificationFailedData, NotificationSentData
 from services.notifications import domain
 from services.notifications.mailer import Mailer, SmtpMailer
@@ -42,9 +38,9 @@ SENT_LOG_RETENTION = 7 * 86_400.0  # far longer than any batch waits for its com
 PRUNE_EVERY = 3600.0
 
 
-def make_perform(mailer: Mailer, sent_log: SentLog,
-                 open_sealed: keyring.OpenSealed = keyring.no_keyring,
-                 sessions: int = 1) -> Perform:
+def commands(mailer: Mailer, sent_log: SentLog,
+             open_sealed: keyring.OpenSealed = keyring.no_keyring, sessions: int = 1) -> Commands:
+    """The notifications service's {command: handler} table: an e-mail, sent once."""
     # An e-mail's check in the sent log, its sending and its record are one turn, and only as
     # many turns run at once as there are SMTP sessions. The batch plans up to 64 e-mails side
     # by side: had each been checked before it queued for a session, a PostgreSQL restart
@@ -54,9 +50,7 @@ def make_perform(mailer: Mailer, sent_log: SentLog,
     # needs no session (opening the address, rendering the text) is done before the turn.
     turns = asyncio.Semaphore(sessions)
 
-    async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
-        if not isinstance(command, domain.SendEmail):
-            raise TypeError(f"unknown command {command!r}")
+    async def send(uow: UnitOfWork, command: domain.SendEmail, event: Event) -> Sequence[Model]:
         message = await prepare(command)
         async with turns:
             # Sent already by a batch that did not commit (a crash): record it, do not resend.
@@ -92,26 +86,26 @@ def make_perform(mailer: Mailer, sent_log: SentLog,
         subject, body = render(command.about, name, command.order, command.to.locale)
         return to, subject, body
 
-    return perform
+    return {domain.SendEmail: send}
 
 
-def make_handler(mailer: Mailer, sent_log: SentLog,
-                 open_sealed: keyring.OpenSealed = keyring.no_keyring,
-                 sessions: int = 1) -> Handler:
+def wiring(mailer: Mailer, sent_log: SentLog,
+           open_sealed: keyring.OpenSealed = keyring.no_keyring,
+           sessions: int = 1) -> Wiring[domain.NotificationState]:
     # Only the consumer writes a notification stream (no timers, no callbacks): its partner
     # calls need no claims. Its e-mails take turns on ALUR_SMTP_SESSIONS sessions, so a long
     # batch is a queue, not a slow partner: no order is left behind as a straggler (under
     # load that only added transactions), and nothing downstream waits on its records.
-    return handler_for(DECIDER, source=SOURCE, perform=make_perform(mailer, sent_log,
-                                                                    open_sealed, sessions),
-                       concurrent=True, claims=False, stragglers=False)
+    return Wiring(DECIDER, SOURCE, commands(mailer, sent_log, open_sealed, sessions),
+                  partner_calls=True, sole_writer=True)
 
 
-async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
+async def build(context: Context) -> ServiceParts:
+    settings = context.settings
     metrics.initialise(metrics.NOTIFICATION_DELIVERIES, ("email", "sent"), ("email", "failed"))
     mailer = SmtpMailer(settings.smtp_host, settings.smtp_port,
                         sessions=settings.smtp_sessions)
-    sent_log = PostgresSentLog(pool)
+    sent_log = PostgresSentLog(context.pool)
 
     async def prune_sent_log() -> None:
         async def prune() -> None:
@@ -119,10 +113,9 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
 
         await every(PRUNE_EVERY, prune, "prune the sent e-mail log", log)
 
-    return ServiceParts(handler=make_handler(mailer, sent_log, keyring.key_loader(pool).open,
-                                                 settings.smtp_sessions),
-                        close=mailer.close,
-                        background=[prune_sent_log])
+    return ServiceParts(wiring(mailer, sent_log, keyring.key_loader(context.pool).open,
+                               settings.smtp_sessions),
+                        close=mailer.close, background=[prune_sent_log])
 
 
 DEFINITION = ServiceDefinition(

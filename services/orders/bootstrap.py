@@ -10,31 +10,19 @@ import asyncpg
 import httpx
 
 from alur.runtime import metrics
-from alur.runtime.aggregate import Decider, compensations, handler_for, timers_for
+from alur.runtime.aggregate import Wiring
 from alur.runtime.db import every
 from alur.runtime.egress import EgressPolicy
-from alur.runtime.http import embedded_server
-from alur.runtime.postgres import PostgresUnitOfWork
-from alur.runtime.worker import ServiceDefinition, ServiceParts
+from alur.runtime.worker import Context, ServiceDefinition, ServiceParts
 from alur.settings import Settings
 from schemas import Event
 from services.orders import domain, webhook_delivery
 from services.orders.api import ApiConfig, create_app
 from services.orders.api.writes import prune
+from services.orders.decider import DEFAULT_POLICY, decider
 from services.orders.kafka_intake import KafkaIntake
 
 SOURCE = "alur/orders"
-
-
-DEFAULT_POLICY = domain.Policy()
-
-
-def decider(policy: domain.Policy = DEFAULT_POLICY) -> Decider[domain.OrderState]:
-    return Decider(domain.OrderState(), domain.evolve, domain.decide_under(policy),
-                   domain.RELEVANT,
-                   deadlines=domain.deadlines_under(policy), on_timer=domain.on_timer,
-                   opens=domain.OPENS, refuse=domain.refuse,
-                   count=compensations("orders", frozenset({"OrderCancelled"})))
 
 
 DECIDER = decider()
@@ -58,6 +46,11 @@ def observe_order(before: domain.OrderState, after: domain.OrderState, event: Ev
 
 
 
+def wiring(policy: domain.Policy = DEFAULT_POLICY) -> Wiring[domain.OrderState]:
+    # No commands: the orders service only decides (and its API writes).
+    return Wiring(decider(policy), SOURCE, observe=observe_order)
+
+
 async def count_stuck_orders(pool: asyncpg.Pool, stuck_after: float) -> int:
     """Orders not settled whose stream saw nothing for `stuck_after` seconds.
 
@@ -69,12 +62,9 @@ async def count_stuck_orders(pool: asyncpg.Pool, stuck_after: float) -> int:
         list(domain.SETTLED_EVENTS), stuck_after))
 
 
-async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
-    def new_uow() -> PostgresUnitOfWork:
-        return PostgresUnitOfWork(pool, "orders")
-
+async def build(context: Context) -> ServiceParts:
+    settings, pool, new_uow = context.settings, context.pool, context.new_uow
     app = create_app(pool, new_uow, api_config(settings), observe=observe_order)
-    serve_api = embedded_server(app, settings.listen_host, settings.api_port, settings.log_level)
     # Shops publishing on Kafka are placed through the API's own intake and rate buckets.
     kafka_intake = KafkaIntake(settings.kafka_bootstrap, new_uow, app.state.intake,
                                app.state.limiter, settings.api_rate_per_second,
@@ -103,11 +93,10 @@ async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
     async def deliver_webhooks() -> None:
         await webhook_delivery.run(pool, client, policy, egress, settings.webhook_interval)
 
-    chosen = decider(policy_of(settings))
-    return ServiceParts(handler=handler_for(chosen, source=SOURCE, observe=observe_order),
-                        timers=timers_for(chosen, source=SOURCE, observe=observe_order),
-                        background=[serve_api, watch_stuck_orders, prune_api_records,
-                                    deliver_webhooks, kafka_intake.run],
+    return ServiceParts(wiring(policy_of(settings)),
+                        app=app, port=settings.api_port,
+                        background=[watch_stuck_orders, prune_api_records, deliver_webhooks,
+                                    kafka_intake.run],
                         close=client.aclose)
 
 
@@ -129,7 +118,7 @@ def api_config(settings: Settings) -> ApiConfig:
         return_window_days=settings.return_window_days,
         loyalty_expiry_days=settings.loyalty_expiry_days,
         identity_pepper=settings.identity_pepper.get_secret_value(),
-        deadlines=domain.deadlines_under(policy_of(settings)))
+        decider=decider(policy_of(settings)))
 
 
 DEFINITION = ServiceDefinition(

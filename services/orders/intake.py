@@ -11,19 +11,20 @@ same reference, it is refused (409 reference-reused).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Literal
 
 import asyncpg
 
 from alur.runtime import keyring
+from alur.runtime.aggregate import Decider
 from alur.runtime.postgres import PostgresUnitOfWork
 from schemas import Event, first_event
 from schemas.envelope import now, random_uuid
 from services.orders import customers, domain
 from services.orders.api.models import Accepted, PlaceOrder
-from services.orders.api.orders import SOURCE, Observe, fold, identified, open_stream
+from services.orders.api.orders import SOURCE, Observe, identified, open_stream
 from services.orders.api.problems import ApiError
 from services.orders.api.security import Caller
 from services.orders.api.writes import Answer, Writes
@@ -61,11 +62,11 @@ async def same_order(conn: asyncpg.Connection, placed: Event, event: Event) -> b
 
 class Intake:
     def __init__(self, registry: ShopRegistry, writes: Writes, observe: Observe,
-                 deadlines: Callable[[domain.OrderState], Mapping[str, datetime]],
+                 decider: Decider[domain.OrderState],
                  loyalty_expiry: timedelta = timedelta(days=365),
                  pepper: str = "alur-local-identity-pepper") -> None:
         self.registry, self._writes = registry, writes
-        self._observe, self._deadlines = observe, deadlines
+        self._observe, self._decider = observe, decider
         self._expiry, self._pepper = loyalty_expiry, pepper
 
     async def place(self, caller: Caller, body: PlaceOrder, *, fingerprint: bytes,
@@ -124,7 +125,7 @@ class Intake:
                                        f"loyalty points; the order spends "
                                        f"{body.loyalty_points}.")
                 events = identified(event, who)
-                await open_stream(uow, events, self._deadlines)
+                await open_stream(uow, events, self._decider)
                 placed[:] = events[:1]
             if within is not None:
                 await within(uow, accepted)
@@ -132,7 +133,7 @@ class Intake:
 
         answer = await self._writes.answer(caller, fingerprint, idempotency_key, work)
         for new in placed if not answer.replayed else ():
-            self._observe(domain.OrderState(), fold([new]), new)
+            self._observe(self._decider.initial, self._decider.fold([new]), new)
         return answer
 
 

@@ -5,16 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import timedelta
-
-import asyncpg
+from typing import Any
 
 from alur.runtime import metrics
-from alur.runtime.aggregate import Decider, Perform, compensations, handler_for, timers_for
-from alur.runtime.http import embedded_server
+from alur.runtime.aggregate import CommandHandler, Commands, Decider, Wiring, compensations
 from alur.runtime.ports import UnitOfWork
-from alur.runtime.postgres import PostgresUnitOfWork
-from alur.runtime.worker import ServiceDefinition, ServiceParts
-from alur.settings import Settings
+from alur.runtime.worker import Context, ServiceDefinition, ServiceParts
 from schemas import (
     Event,
     Model,
@@ -49,103 +45,126 @@ DECIDER = Decider(domain.PaymentState(), domain.evolve, domain.decide, domain.RE
                   count=compensations("payments", frozenset({"RefundIssued"}), count_declines))
 
 
-def make_perform(gateway: Gateway, callback_url: str, transfer_ttl: float,
-                 request_ttl: float = 900.0) -> Perform:
-    async def perform(uow: UnitOfWork, command: object, event: Event) -> Sequence[Model]:
-        if isinstance(command, domain.Charge | domain.OpenTransfer | domain.RequestPayment) \
-                and lapsed(command):
-            log.warning("not paying %s: its stock reservation lapsed", command.order_id)
-            return []
-        if isinstance(command, domain.Charge):
-            result = await gateway.charge(command.idempotency_key, command.order_id,
-                                          command.amount, command.instruction.token)
-            if result.succeeded:
-                return [PaymentConfirmedData(
-                    order_id=command.order_id, payment_id=command.payment_id,
-                    method=command.instruction.method, amount=command.amount,
-                    gateway_reference=result.charge_id)]
-            return [PaymentFailedData(order_id=command.order_id, payment_id=command.payment_id,
-                                      amount=command.amount, reason=result.reason or "declined")]
-        if isinstance(command, domain.OpenTransfer):
-            # From the event that opened it, not the clock: a retry after a timeout must send
-            # the gateway the very request it may already have, or the same idempotency key
-            # with another expiry is refused and the order never gets its account.
-            expires_at = event.time + timedelta(seconds=transfer_ttl)
-            account = await gateway.open_transfer(
-                command.idempotency_key, command.order_id, command.amount, expires_at,
-                callback_url + callbacks.CALLBACK_PATH, command.bank)
-            return [PaymentPendingData(order_id=command.order_id, payment_id=command.payment_id,
-                                       amount=command.amount, virtual_account=account,
-                                       expires_at=expires_at, bank=command.bank)]
-        if isinstance(command, domain.RequestPayment):
-            expires_at = event.time + timedelta(seconds=request_ttl)  # as for OpenTransfer
-            request = await gateway.request_payment(
-                command.idempotency_key, command.order_id, command.amount, command.method,
-                expires_at, callback_url + callbacks.CALLBACK_PATH, command.token,
-                command.wallet)
-            return [domain.requested(command, request.request_id, expires_at,
-                                     request.qr_string, request.wallet)]
-        if isinstance(command, domain.WithdrawRequest):
-            if not await gateway.withdraw(command.request_id):
-                return []  # paid already: the payment's callback brings it, paid back late
-            return [PaymentRequestWithdrawnData(order_id=command.order_id,
-                                                payment_id=command.payment_id,
-                                                request_id=command.request_id)]
-        if isinstance(command, domain.SettleCharge):
-            captured = await gateway.captures(command.order_id)
-            confirmed = domain.settle_charge(command, [(c.transfer_id, c.amount)
-                                                       for c in captured])
-            if confirmed is None:
+def commands(gateway: Gateway, callback_url: str, transfer_ttl: float,
+             request_ttl: float = 900.0) -> Commands:
+    """The payments service's {command: handler} table: each carries one command out through
+    the gateway."""
+
+    def unless_lapsed(handler: CommandHandler) -> CommandHandler:
+        """A payment is not asked for once the order's stock reservation lapsed."""
+        async def guarded(uow: UnitOfWork, command: Any, event: Event) -> Sequence[Model]:
+            if command.reserved_until is not None and now() > command.reserved_until:
+                log.warning("not paying %s: its stock reservation lapsed", command.order_id)
                 return []
-            log.warning("order %s was cancelled, yet the gateway had captured %s %s: paying it"
-                        " back", command.order_id, confirmed.amount.amount,
-                        confirmed.amount.currency)
-            refund_id = await gateway.refund(command.refund_key, command.order_id,
-                                             confirmed.amount, confirmed.gateway_reference)
-            return [confirmed, RefundIssuedData(order_id=command.order_id, refund_id=refund_id,
-                                                amount=confirmed.amount, reason="cancelled")]
-        if isinstance(command, domain.ReturnTransfer):
-            refund_id = await gateway.refund(command.idempotency_key, command.order_id,
-                                             command.amount, command.transfer_id)
-            return [TransferReturnedData(order_id=command.order_id,
-                                         transfer_id=command.transfer_id, amount=command.amount,
-                                         refund_id=refund_id, reason=command.reason)]
-        if isinstance(command, domain.SettleTransfer):
-            received = await (gateway.transfers(command.pay_into)
-                              if command.method == "bank_transfer" else
-                              gateway.paid(command.pay_into))
-            return domain.settle_transfer(command, [(t.transfer_id, t.amount) for t in received])
-        if isinstance(command, domain.Refund):
-            refund_id = await gateway.refund(command.idempotency_key, command.order_id,
-                                             command.amount, command.gateway_reference)
-            return [RefundIssuedData(order_id=command.order_id, refund_id=refund_id,
-                                     amount=command.amount, reason=command.reason,
-                                     return_id=command.return_id)]
-        raise TypeError(f"unknown command {command!r}")
+            return await handler(uow, command, event)
+        return guarded
 
-    return perform
+    async def charge(uow: UnitOfWork, command: domain.Charge, event: Event) -> Sequence[Model]:
+        result = await gateway.charge(command.idempotency_key, command.order_id,
+                                      command.amount, command.instruction.token)
+        if result.succeeded:
+            return [PaymentConfirmedData(
+                order_id=command.order_id, payment_id=command.payment_id,
+                method=command.instruction.method, amount=command.amount,
+                gateway_reference=result.charge_id)]
+        return [PaymentFailedData(order_id=command.order_id, payment_id=command.payment_id,
+                                  amount=command.amount, reason=result.reason or "declined")]
+
+    async def open_transfer(uow: UnitOfWork, command: domain.OpenTransfer,
+                            event: Event) -> Sequence[Model]:
+        # From the event that opened it, not the clock: a retry after a timeout must send the
+        # gateway the very request it may already have, or the same idempotency key with
+        # another expiry is refused and the order never gets its account.
+        expires_at = event.time + timedelta(seconds=transfer_ttl)
+        account = await gateway.open_transfer(
+            command.idempotency_key, command.order_id, command.amount, expires_at,
+            callback_url + callbacks.CALLBACK_PATH, command.bank)
+        return [PaymentPendingData(order_id=command.order_id, payment_id=command.payment_id,
+                                   amount=command.amount, virtual_account=account,
+                                   expires_at=expires_at, bank=command.bank)]
+
+    async def request_payment(uow: UnitOfWork, command: domain.RequestPayment,
+                              event: Event) -> Sequence[Model]:
+        expires_at = event.time + timedelta(seconds=request_ttl)  # as for open_transfer
+        request = await gateway.request_payment(
+            command.idempotency_key, command.order_id, command.amount, command.method,
+            expires_at, callback_url + callbacks.CALLBACK_PATH, command.token, command.wallet)
+        return [domain.requested(command, request.request_id, expires_at, request.qr_string,
+                                 request.wallet)]
+
+    async def withdraw(uow: UnitOfWork, command: domain.WithdrawRequest,
+                       event: Event) -> Sequence[Model]:
+        if not await gateway.withdraw(command.request_id):
+            return []  # paid already: the payment's callback brings it, paid back late
+        return [PaymentRequestWithdrawnData(order_id=command.order_id,
+                                            payment_id=command.payment_id,
+                                            request_id=command.request_id)]
+
+    async def settle_charge(uow: UnitOfWork, command: domain.SettleCharge,
+                            event: Event) -> Sequence[Model]:
+        captured = await gateway.captures(command.order_id)
+        confirmed = domain.settle_charge(command, [(c.transfer_id, c.amount) for c in captured])
+        if confirmed is None:
+            return []
+        log.warning("order %s was cancelled, yet the gateway had captured %s %s: paying it "
+                    "back", command.order_id, confirmed.amount.amount, confirmed.amount.currency)
+        refund_id = await gateway.refund(command.refund_key, command.order_id, confirmed.amount,
+                                         confirmed.gateway_reference)
+        return [confirmed, RefundIssuedData(order_id=command.order_id, refund_id=refund_id,
+                                            amount=confirmed.amount, reason="cancelled")]
+
+    async def return_transfer(uow: UnitOfWork, command: domain.ReturnTransfer,
+                              event: Event) -> Sequence[Model]:
+        refund_id = await gateway.refund(command.idempotency_key, command.order_id,
+                                         command.amount, command.transfer_id)
+        return [TransferReturnedData(order_id=command.order_id, transfer_id=command.transfer_id,
+                                     amount=command.amount, refund_id=refund_id,
+                                     reason=command.reason)]
+
+    async def settle_transfer(uow: UnitOfWork, command: domain.SettleTransfer,
+                              event: Event) -> Sequence[Model]:
+        received = await (gateway.transfers(command.pay_into)
+                          if command.method == "bank_transfer" else
+                          gateway.paid(command.pay_into))
+        return domain.settle_transfer(command, [(t.transfer_id, t.amount) for t in received])
+
+    async def refund(uow: UnitOfWork, command: domain.Refund, event: Event) -> Sequence[Model]:
+        refund_id = await gateway.refund(command.idempotency_key, command.order_id,
+                                         command.amount, command.gateway_reference)
+        return [RefundIssuedData(order_id=command.order_id, refund_id=refund_id,
+                                 amount=command.amount, reason=command.reason,
+                                 return_id=command.return_id)]
+
+    return {
+        domain.Charge: unless_lapsed(charge),
+        domain.OpenTransfer: unless_lapsed(open_transfer),
+        domain.RequestPayment: unless_lapsed(request_payment),
+        domain.WithdrawRequest: withdraw,
+        domain.SettleCharge: settle_charge,
+        domain.ReturnTransfer: return_transfer,
+        domain.SettleTransfer: settle_transfer,
+        domain.Refund: refund,
+    }
 
 
-def lapsed(command: domain.Charge | domain.OpenTransfer | domain.RequestPayment) -> bool:
-    return command.reserved_until is not None and now() > command.reserved_until
+def wiring(gateway: Gateway, callback_url: str, transfer_ttl: float,
+           request_ttl: float = 900.0) -> Wiring[domain.PaymentState]:
+    # Every command is a call to the gateway: carried out with no transaction open.
+    return Wiring(DECIDER, SOURCE, commands(gateway, callback_url, transfer_ttl, request_ttl),
+                  partner_calls=True)
 
 
-async def build(settings: Settings, pool: asyncpg.Pool) -> ServiceParts:
+async def build(context: Context) -> ServiceParts:
+    settings = context.settings
     metrics.initialise(metrics.PAYMENT_DECLINES, *((r,) for r in DECLINE_REASONS), ("other",))
     metrics.initialise(metrics.COMPENSATIONS, ("payments", "RefundIssued"))
     gateway = HttpGateway(settings.gateway_url)
-    perform = make_perform(gateway, settings.payments_url, settings.bank_transfer_ttl,
-                           settings.app_payment_ttl)
-    app = callbacks.create_app(
-        lambda: PostgresUnitOfWork(pool, "payments"), DECIDER, perform, source=SOURCE,
-        secret=settings.gateway_callback_secret.get_secret_value(),
-        tolerance=settings.signature_tolerance)
-    return ServiceParts(
-        handler=handler_for(DECIDER, source=SOURCE, perform=perform, concurrent=True),
-        timers=timers_for(DECIDER, source=SOURCE, perform=perform, outside=True),
-        background=[embedded_server(app, settings.listen_host, settings.payments_port,
-                                    settings.log_level)],
-        close=gateway.close)
+    wired = wiring(gateway, settings.payments_url, settings.bank_transfer_ttl,
+                   settings.app_payment_ttl)
+    app = callbacks.create_app(context.new_uow, wired,
+                               secret=settings.gateway_callback_secret.get_secret_value(),
+                               tolerance=settings.signature_tolerance)
+    return ServiceParts(wired, app=app, port=settings.payments_port, close=gateway.close)
 
 
 DEFINITION = ServiceDefinition(

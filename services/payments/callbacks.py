@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, model_validator
 
-from alur.runtime.aggregate import Decider, Outside, Perform, act_or_claim, call_outside
+from alur.runtime.aggregate import Outside, Wiring, act_or_claim, call_outside
 from alur.runtime.db import CONNECTION_ERRORS
 from alur.runtime.errors import ConcurrencyConflict, InfrastructureError
 from alur.runtime.http import Refused, install_problems, problem, read_signed
@@ -56,8 +56,9 @@ class TransferReport(BaseModel):
             else self.request_id  # type: ignore[return-value]
 
 
-def create_app(new_uow: Callable[[], UnitOfWork], decider: Decider[domain.PaymentState],
-               perform: Perform, *, source: str, secret: str, tolerance: float) -> FastAPI:
+def create_app(new_uow: Callable[[], UnitOfWork], wiring: Wiring[domain.PaymentState], *,
+               secret: str, tolerance: float) -> FastAPI:
+    decider, perform, source = wiring.decider, wiring.perform, wiring.source
     app = FastAPI(title="Alur payments: gateway callbacks")
     install_problems(app)
 

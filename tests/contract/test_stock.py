@@ -6,11 +6,18 @@ import asyncpg
 import httpx
 import pytest
 
+from alur.runtime.memory import InMemoryUnitOfWork
+from alur.runtime.ports import UnitOfWork
 from schemas import ReturnLine, StockLine
 from services.inventory import admin_api
-from services.inventory.adapters import OversoldError
-from services.inventory.bootstrap import stock_of
+from services.inventory.adapters import OversoldError, Stock, memory_stock, postgres_stock
 from services.inventory.domain import Route, Site
+
+
+def stock_of(uow: UnitOfWork) -> Stock:
+    """The adapter of the store under test (each store's unit of work has its own)."""
+    return memory_stock(uow) if isinstance(uow, InMemoryUnitOfWork) else postgres_stock(uow)
+
 
 MUG, PLATE = StockLine(sku="MUG", quantity=2), StockLine(sku="PLATE", quantity=1)
 

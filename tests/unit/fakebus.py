@@ -13,16 +13,14 @@ from alur.runtime.aggregate import (
     act,
     act_or_claim,
     call_outside,
-    handler_for,
     keep_timers,
-    timers_for,
 )
 from alur.runtime.memory import InMemoryOutbox, InMemoryUnitOfWork, MemoryState
 from alur.runtime.processing import BatchProcessor, Message
 from alur.settings import CARRIERS, Settings
 from schemas import Event, decode
 from services.inventory import bootstrap as inventory
-from services.inventory.adapters import InMemoryStock
+from services.inventory.adapters import InMemoryStock, memory_stock
 from services.notifications import bootstrap as notifications
 from services.notifications.mailer import InMemoryMailer
 from services.notifications.sent_log import InMemorySentLog
@@ -37,8 +35,6 @@ from services.shipping.webhooks import CarrierReport, record_report
 
 SERVICES = {m.DEFINITION.name: m for m in (orders, inventory, payments, shipping, notifications)}
 SUBSCRIPTIONS = {name: m.DEFINITION.subscriptions for name, m in SERVICES.items()}
-# Services whose commands only call a partner (handler_for's `concurrent`).
-PARTNER_ONLY = frozenset({"payments", "shipping", "notifications"})
 
 
 RETRY_FAILED_TIMER = timedelta(minutes=5)
@@ -66,28 +62,22 @@ class FakePlatform:
                                                settings.carrier_step_after,
                                                clock=lambda: self.clock)
                          for name in CARRIERS}
-        self.performs = performs = {
-            "inventory": inventory.make_perform(settings.reservation_ttl),
-            "payments": payments.make_perform(self.gateway, settings.payments_url,
-                                              settings.bank_transfer_ttl,
-                                              settings.app_payment_ttl),
-            "shipping": shipping.make_perform(self.carriers),
-            "notifications": notifications.make_perform(self.mailer, self.sent_log),
+        # Each service wired as it declares itself, over fakes (orders declares no adapters).
+        self.wirings = wirings = {
+            "orders": orders.wiring(),
+            "inventory": inventory.wiring(settings.reservation_ttl, memory_stock),
+            "payments": payments.wiring(self.gateway, settings.payments_url,
+                                        settings.bank_transfer_ttl, settings.app_payment_ttl),
+            "shipping": shipping.wiring(self.carriers),
+            "notifications": notifications.wiring(self.mailer, self.sent_log),
         }
-        deciders = {name: m.DECIDER for name, m in SERVICES.items()}
         self.processors = {
-            # As the services wire them: partner calls planned outside the transaction.
-            name: BatchProcessor(name, handler_for(deciders[name], source=f"alur/{name}",
-                                                   perform=performs.get(name),
-                                                   concurrent=name in PARTNER_ONLY,
-                                                   claims=name != "notifications"),
-                                 self._uow_factory(name), sleep=_no_sleep,
+            name: BatchProcessor(name, wirings[name].handler(), self._uow_factory(name),
+                                 sleep=_no_sleep,
                                  patience=0.0)  # no wall clock here: dead-letter at once
             for name in SUBSCRIPTIONS}
-        self.timers = {name: timers_for(deciders[name], source=f"alur/{name}",
-                                        perform=performs.get(name),
-                                        outside=name in PARTNER_ONLY)
-                       for name in SUBSCRIPTIONS if deciders[name].deadlines is not None}
+        self.timers = {name: fire for name in SUBSCRIPTIONS
+                       if (fire := wirings[name].timers()) is not None}
 
     def _uow_factory(self, name: str):  # noqa: ANN202
         return lambda: InMemoryUnitOfWork(self.states[name])
@@ -187,7 +177,7 @@ class FakePlatform:
                 source="alur/payments")
         if isinstance(done, Outside):  # a transfer sent back: called after the transaction
             await call_outside(self._uow_factory("payments"), payments.DECIDER, done,
-                               source="alur/payments", perform=self.performs["payments"])
+                               source="alur/payments", perform=self.wirings["payments"].perform)
 
 
     async def push_declined(self, order_id: str) -> None:

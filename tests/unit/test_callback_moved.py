@@ -10,7 +10,7 @@ import pytest
 from alur.runtime.aggregate import Outside, act_or_claim, call_outside
 from alur.runtime.errors import ConcurrencyConflict
 from alur.runtime.memory import InMemoryUnitOfWork, MemoryState
-from services.payments.bootstrap import DECIDER, SOURCE, make_perform
+from services.payments.bootstrap import DECIDER, SOURCE, wiring
 from services.payments.domain import transfer_received
 from services.payments.gateway import InMemoryGateway
 from tests.unit.builders import event
@@ -21,7 +21,7 @@ ORDER = "ord_moved"
 async def test_a_callback_that_found_its_order_moved_is_tried_afresh() -> None:
     state = MemoryState()
     gateway = InMemoryGateway()
-    perform = make_perform(gateway, "http://payments.test", 3600.0)
+    perform = wiring(gateway, "http://payments.test", 3600.0).perform
     placed = event("OrderPlaced", ORDER)
     placed = placed.model_copy(update={"data": placed.data.model_copy(update={
         "payment": placed.data.payment.model_copy(update={"method": "bank_transfer",

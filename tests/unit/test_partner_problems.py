@@ -17,9 +17,9 @@ from services.shipping import webhooks
 
 def gateway_callbacks() -> FastAPI:
     state = MemoryState()
-    perform = payments.make_perform(InMemoryGateway(), "http://127.0.0.1:1", 60.0, 60.0)
-    return callbacks.create_app(lambda: InMemoryUnitOfWork(state), payments.DECIDER, perform,
-                                source=payments.SOURCE, secret="s", tolerance=300.0)
+    wired = payments.wiring(InMemoryGateway(), "http://127.0.0.1:1", 60.0, 60.0)
+    return callbacks.create_app(lambda: InMemoryUnitOfWork(state), wired, secret="s",
+                                tolerance=300.0)
 
 
 def carrier_webhooks() -> FastAPI:

@@ -7,7 +7,7 @@ import pytest
 from alur.runtime.errors import InfrastructureError
 from schemas import Money
 from services.payments import domain
-from services.payments.bootstrap import make_perform
+from services.payments.bootstrap import wiring
 from services.payments.domain import PaymentState
 from services.payments.gateway import InMemoryGateway
 from tests.unit.builders import event
@@ -59,7 +59,8 @@ class AnswerLostOnce(InMemoryGateway):
 
 async def test_a_transfer_opened_again_after_a_lost_answer_is_the_same_request() -> None:
     gateway = AnswerLostOnce()
-    perform = make_perform(gateway, "http://127.0.0.1:8092", transfer_ttl=20.0)
+    perform = wiring(gateway, "http://127.0.0.1:8092", transfer_ttl=20.0).perform
+    assert perform is not None
     reserved = event("StockReserved", "o1")
     command = domain.OpenTransfer("o1", "pay_o1", Money(amount=4998, currency="EUR"),
                                   idempotency_key="o1:transfer")

@@ -204,7 +204,7 @@ async def test_a_crash_before_the_commit_resends_none_of_the_batch_s_e_mails() -
                 raise ConnectionResetError("the process died here")
             await super().__aexit__(exc_type, exc, tb)
 
-    bp = BatchProcessor("notifications", notifications.make_handler(mailer, log),
+    bp = BatchProcessor("notifications", notifications.wiring(mailer, log).handler(),
                         lambda: CrashesAtCommit(state), sleep=lambda _: asyncio.sleep(0))
     batch = [message(encode(event("OrderPlaced", f"o{i}")), i) for i in range(5)]
     await bp.commit(batch)
@@ -256,7 +256,7 @@ async def test_the_commands_of_a_batch_are_carried_out_side_by_side_once_each() 
     state, log = MemoryState(), InMemorySentLog()
     events = [event("OrderPlaced", f"o{i}") for i in range(10)]
     mailer = SlowMailer(0.05)
-    bp = BatchProcessor("notifications", notifications.make_handler(mailer, log, sessions=10),
+    bp = BatchProcessor("notifications", notifications.wiring(mailer, log, sessions=10).handler(),
                         lambda: InMemoryUnitOfWork(state), sleep=lambda _: asyncio.sleep(0))
     results = await bp.commit([message(encode(e), i) for i, e in enumerate(events)])
     assert [r.outcome for r in results] == ["processed"] * 10
@@ -267,7 +267,7 @@ async def test_the_commands_of_a_batch_are_carried_out_side_by_side_once_each() 
     first = f"<{o0.data.notification_id}@alur.local>"
     flaky = SlowMailer(0.01, fail={first})
     state2, log2 = MemoryState(), InMemorySentLog()
-    bp2 = BatchProcessor("notifications", notifications.make_handler(flaky, log2),
+    bp2 = BatchProcessor("notifications", notifications.wiring(flaky, log2).handler(),
                          lambda: InMemoryUnitOfWork(state2), sleep=lambda _: asyncio.sleep(0))
     again = [events[0], event("PaymentConfirmed", "o0")]
     results = await bp2.commit([message(encode(e), i) for i, e in enumerate(again)])
@@ -312,7 +312,7 @@ async def test_a_database_restart_mid_batch_resends_at_most_one_e_mail_per_sessi
     state, log = MemoryState(), SentLogThatGoesDown(dies_at=5, outage=40)
     mailer = SlowMailer(0.01)
     bp = BatchProcessor("notifications",
-                        notifications.make_handler(mailer, log, sessions=sessions),
+                        notifications.wiring(mailer, log, sessions=sessions).handler(),
                         lambda: InMemoryUnitOfWork(state), sleep=lambda _: asyncio.sleep(0.001),
                         patience=60.0)
     events = [event("OrderPlaced", f"o{i}") for i in range(30)]
@@ -331,7 +331,7 @@ async def test_only_the_orders_of_events_the_service_acts_on_are_locked_and_load
             loaded.extend(stream_ids)
             await super().preload(stream_ids)
 
-    handler = notifications.make_handler(InMemoryMailer(), InMemorySentLog())
+    handler = notifications.wiring(InMemoryMailer(), InMemorySentLog()).handler()
     assert "OrderPlaced" in handler.relevant and "LowStock" not in handler.relevant
     bp = BatchProcessor("notifications", handler, lambda: Watched(state),
                         sleep=lambda _: asyncio.sleep(0))

@@ -9,12 +9,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from alur.runtime.aggregate import handler_for
 from alur.runtime.errors import StreamBusy
 from alur.runtime.memory import InMemoryUnitOfWork, MemoryState
 from alur.runtime.processing import BatchProcessor, Message, Result
 from schemas import Money, encode
-from services.payments.bootstrap import DECIDER, SOURCE, make_perform
+from services.payments.bootstrap import wiring
 from services.payments.gateway import ChargeResult, InMemoryGateway
 from tests.unit.builders import event
 
@@ -71,8 +70,7 @@ def types(state: MemoryState, order_id: str) -> list[str]:
 
 async def test_a_slow_charge_delays_its_own_order_only_and_holds_no_lock_meanwhile() -> None:
     state, gateway = MemoryState(), HeldGateway()
-    handler = handler_for(DECIDER, source=SOURCE, concurrent=True,
-                          perform=make_perform(gateway, "http://payments.test", 3600.0))
+    handler = wiring(gateway, "http://payments.test", 3600.0).handler()
     bp = BatchProcessor("payments", handler, lambda: Counted(state),
                         sleep=lambda _: asyncio.sleep(0), straggler_after=0.05)
     orders = [f"o{i}" for i in range(5)]

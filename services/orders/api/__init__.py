@@ -7,7 +7,7 @@ orders and webhooks: anyone else's answer 404. Errors are RFC 9457 problem+json.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from fastapi import Depends, FastAPI, Query
 
+from alur.runtime.aggregate import Decider
 from alur.runtime.egress import EgressPolicy
 from alur.runtime.postgres import PostgresUnitOfWork
 from alur.runtime.slice import Slice
@@ -24,7 +25,8 @@ from services.orders.api.orders import AUTH, Observe
 from services.orders.api.problems import responses
 from services.orders.api.security import BodyLimit, Caller, Limits, RateLimiter, authenticator
 from services.orders.api.writes import Writes
-from services.orders.domain import OrderState, Policy, deadlines_under
+from services.orders.decider import decider as orders_decider
+from services.orders.domain import OrderState
 from services.orders.intake import Intake
 from services.orders.reports import report_on
 from services.orders.retention import customer_report
@@ -46,9 +48,9 @@ class ApiConfig:
     webhook_rotation_overlap: float = 86_400.0
     # Which webhook URLs a shop may register (alur.runtime.egress).
     egress: EgressPolicy = field(default_factory=EgressPolicy)
-    # The order's deadlines (auto-completion, stuck), kept in step with what the API records.
-    deadlines: Callable[[OrderState], Mapping[str, datetime]] = field(
-        default=deadlines_under(Policy()))
+    # The orders' decisions under the shop's policy: the API folds an order's stream and
+    # keeps its deadlines (auto-completion, stuck) in step with what it records by them.
+    decider: Decider[OrderState] = field(default_factory=orders_decider)
 
 
 def create_app(pool: asyncpg.Pool, new_uow: Callable[[], PostgresUnitOfWork],
@@ -69,14 +71,14 @@ def create_app(pool: asyncpg.Pool, new_uow: Callable[[], PostgresUnitOfWork],
     writes = Writes(new_uow, config.idempotency_ttl)
     authenticated = Depends(authenticate)
     # The one way orders are placed; the Kafka intake (kafka_intake.py) takes it from here.
-    app.state.intake = Intake(registry, writes, observe, config.deadlines,
+    app.state.intake = Intake(registry, writes, observe, config.decider,
                               timedelta(days=config.loyalty_expiry_days), config.identity_pepper)
     app.state.limiter = limiter
     app.include_router(orders.router(new_uow, app.state.intake, writes, authenticate, observe,
-                                     config.return_window_days, config.deadlines))
+                                     config.return_window_days, config.decider))
     app.include_router(customers.router(pool, writes, authenticate, config.loyalty_expiry_days,
                                         config.identity_pepper))
-    app.include_router(pos.router(registry, writes, authenticate, observe, config.deadlines,
+    app.include_router(pos.router(registry, writes, authenticate, observe, config.decider,
                                   config.identity_pepper))
     app.include_router(webhooks.router(pool, writes, authenticate,
                                        config.webhook_rotation_overlap, config.egress))

@@ -7,15 +7,14 @@ import base64
 import binascii
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from functools import reduce
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 
-from alur.runtime.aggregate import keep_timers
+from alur.runtime.aggregate import Decider, keep_timers
 from alur.runtime.ports import StoredEvent
 from alur.runtime.postgres import PostgresUnitOfWork
 from alur.runtime.strict_json import StrictJSONRoute
@@ -59,19 +58,15 @@ AUTH = ("unauthenticated", "invalid-signature", "signature-expired", "signature-
 POST = (*AUTH, "idempotency-key-in-use", "idempotency-key-reused")
 
 
-def fold(events: Sequence[Event]) -> domain.OrderState:
-    return reduce(domain.evolve, events, domain.OrderState())
-
-
 async def open_stream(uow: PostgresUnitOfWork, events: Sequence[Event],
-                      deadlines: Callable[[domain.OrderState], Mapping[str, datetime]]) -> None:
+                      decider: Decider[domain.OrderState]) -> None:
     """Record a new order's first events (OrderPlaced, and CustomerIdentified when it links
     its customer): append, publish, and schedule its deadlines."""
     subject = events[0].subject
     await uow.append(subject, 0, list(events), ["own"] * len(events))
     for event in events:
         uow.publish(event)
-    keep_timers(uow, subject, {}, deadlines(fold(events)))
+    keep_timers(uow, subject, {}, decider.due(decider.fold(events)))
 
 
 def identified(placed: Event, resolved: Resolved) -> list[Event]:
@@ -86,9 +81,9 @@ def identified(placed: Event, resolved: Resolved) -> list[Event]:
         identifiers=list(resolved.linked), new=resolved.new), source=SOURCE)]
 
 
-def order_view(stream: Sequence[StoredEvent]) -> OrderView:
+def order_view(stream: Sequence[StoredEvent], state: domain.OrderState) -> OrderView:
+    """The order as the API shows it: its stream, and the state it folds to."""
     placed = stream[0].event
-    state = fold([s.event for s in stream])
     shipment = next((s.event.data for s in reversed(stream)
                      if s.event.type == "ShipmentCreated"), None)
     back = next((s.event.data for s in reversed(stream)
@@ -158,7 +153,7 @@ def _uncursor(cursor: str) -> tuple[datetime, str]:
 
 def router(new_uow: Callable[[], PostgresUnitOfWork], intake: Intake, writes: Writes,
            authenticate: Callable[..., Any], observe: Observe, return_window_days: float,
-           deadlines: Callable[[domain.OrderState], Mapping[str, datetime]]) -> APIRouter:
+           decider: Decider[domain.OrderState]) -> APIRouter:
     api = APIRouter(prefix="/v1/orders", tags=["orders"], route_class=StrictJSONRoute)
     authenticated = Depends(authenticate)
 
@@ -191,7 +186,8 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], intake: Intake, writes: Wr
     async def get_order(order_id: str, caller: Caller = authenticated) -> OrderView:
         """The order's status, tracking and its timeline as the orders service recorded it."""
         async with reader() as uow:
-            return order_view(await owned_stream(uow, caller, order_id))
+            stream = await owned_stream(uow, caller, order_id)
+        return order_view(stream, decider.fold_stored(stream))
 
     @api.get("", response_model=OrderPage, responses=responses(*AUTH))
     async def list_orders(
@@ -225,7 +221,8 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], intake: Intake, writes: Wr
                 await uow.preload([r["order_id"] for r in rows])
                 for row in rows:
                     after = (row["placed_at"], row["order_id"])
-                    view = order_view(await uow.load(row["order_id"]))
+                    stream = await uow.load(row["order_id"])
+                    view = order_view(stream, decider.fold_stored(stream))
                     if status is None or view.status == status:
                         items.append(OrderSummary.model_validate(view.model_dump()))
                         if len(items) == limit:
@@ -245,7 +242,7 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], intake: Intake, writes: Wr
 
         async def work(uow: PostgresUnitOfWork) -> tuple[int, Any]:
             stream = await owned_stream(uow, caller, order_id)
-            before = fold([s.event for s in stream])
+            before = decider.fold_stored(stream)
             try:
                 payloads = decide(before)
             except domain.NotAllowedNow as exc:
@@ -258,10 +255,10 @@ def router(new_uow: Callable[[], PostgresUnitOfWork], intake: Intake, writes: Wr
                 uow.publish(e)
             stored = [*stream, *(StoredEvent(len(stream) + i + 1, "own", e)
                                  for i, e in enumerate(events))]
-            after = fold([s.event for s in stored])
-            keep_timers(uow, order_id, deadlines(before), deadlines(after))
+            after = decider.fold_stored(stored)
+            keep_timers(uow, order_id, decider.due(before), decider.due(after))
             observed[:] = [(before, after, e) for e in events[-1:]]
-            return status, answer(order_view(stored))
+            return status, answer(order_view(stored, after))
 
         response = await writes.run(caller, request, key, work)
         for before, after, event in observed:

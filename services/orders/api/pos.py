@@ -9,13 +9,13 @@ transaction: if any sale is invalid the answer names each one and nothing is rec
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
-from datetime import datetime
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from alur.runtime.aggregate import Decider
 from alur.runtime.postgres import PostgresUnitOfWork
 from alur.runtime.strict_json import StrictJSONRoute
 from schemas import Event, first_event
@@ -27,7 +27,6 @@ from services.orders.api.orders import (
     SOURCE,
     IdempotencyKey,
     Observe,
-    fold,
     identified,
     open_stream,
 )
@@ -45,7 +44,7 @@ def sale_order_id(shop_id: str, store_id: str, sale_id: str) -> str:
 
 def router(registry: ShopRegistry, writes: Writes, authenticate: Callable[..., Any],
            observe: Observe,
-           deadlines: Callable[[domain.OrderState], Mapping[str, datetime]],
+           decider: Decider[domain.OrderState],
            pepper: str) -> APIRouter:
     api = APIRouter(prefix="/v1/pos", tags=["point of sale"], route_class=StrictJSONRoute)
     authenticated = Depends(authenticate)
@@ -100,7 +99,7 @@ def router(registry: ShopRegistry, writes: Writes, authenticate: Callable[..., A
                 known = event.subject not in resolved
                 if not known:
                     opened = identified(event, resolved[event.subject])
-                    await open_stream(uow, opened, deadlines)
+                    await open_stream(uow, opened, decider)
                     recorded.append(opened[0])
                 answer.append(RecordedSale(sale_id=str(event.data.sale_id),
                                            order_id=event.subject, already_recorded=known))
@@ -108,7 +107,7 @@ def router(registry: ShopRegistry, writes: Writes, authenticate: Callable[..., A
 
         response = await writes.run(caller, request, idempotency_key, work)
         for event in recorded:
-            observe(domain.OrderState(), fold([event]), event)
+            observe(decider.initial, decider.fold([event]), event)
         return response
 
     return api
