@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import email
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -13,6 +16,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from alur.infra import stack
 from alur.settings import SERVICES, Settings
 from alur.simulators.smtp import read_messages
 from services.inventory import seed
@@ -146,3 +150,10 @@ __all__ = ["set_stock", "auth", "key_for", "new_sku", "order_body", "place", "wa
            "statuses",
            "all_delivered", "all_settled", "table_counts", "mails_about",
            "versions_are_contiguous"]
+
+
+def alur(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI as an engineer runs it, against the test stack's settings."""
+    return subprocess.run([sys.executable, "-m", "alur.cli", *args], capture_output=True,
+                          text=True, timeout=120, cwd=stack.ROOT,
+                          env={**os.environ, **stack.settings_env(settings)})

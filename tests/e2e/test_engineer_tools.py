@@ -5,19 +5,16 @@ redriven message completes the order exactly once."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 
 from alur.infra import stack
-from alur.settings import Settings
 from alur.tools import dlq
 from alur.tools.invariants import check
 from alur.tools.trace import trace
 from tests.e2e.helpers import (
     all_delivered,
     all_settled,
+    alur,
     new_sku,
     order_body,
     place,
@@ -25,13 +22,6 @@ from tests.e2e.helpers import (
     statuses,
     wait_until,
 )
-
-
-def alur(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    """The CLI as an engineer runs it, against the test stack's settings."""
-    return subprocess.run([sys.executable, "-m", "alur.cli", *args], capture_output=True,
-                          text=True, timeout=120, cwd=stack.ROOT,
-                          env={**os.environ, **stack.settings_env(settings)})
 
 
 async def test_a_dead_lettered_payment_is_traced_then_redriven_once(services, api, db) -> None:

@@ -3,28 +3,17 @@ of before wrote it (its event store and its outbox, so the relay publishes those
 goes through the flow of today, and is then traced, replayed and re-decided."""
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from alur.infra import stack
 from alur.runtime.slice import Slice
-from alur.settings import Settings
 from alur.tools.redecide import redecide
 from schemas import decode
 from schemas.tools import sample_path
-from tests.e2e.helpers import DEFAULT_SHOP, all_delivered, new_sku, set_stock, wait_until
-
-
-def alur(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "alur.cli", *args], capture_output=True,
-                          text=True, timeout=120, cwd=stack.ROOT,
-                          env={**os.environ, **stack.settings_env(settings)})
+from tests.e2e.helpers import DEFAULT_SHOP, all_delivered, alur, new_sku, set_stock, wait_until
 
 
 def version_1(order_id: str, sku: str) -> dict[str, Any]:
